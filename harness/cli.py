@@ -1,0 +1,150 @@
+"""`rhin`: the command line. Subcommands stay thin; the work lives in the parts they call."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from synthetic import SyntheticError, load_profile, world_stats, write_world
+from synthetic.world import default_jobs
+
+app = typer.Typer(
+    help="rhin: a test-bed for Japanese regional health information networks.", no_args_is_help=True
+)
+world_app = typer.Typer(help="Inspect a generated world.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the world to.")],
+    profile: Annotated[
+        str, typer.Option("--profile", help="Bundled profile name or a path to a profile YAML.")
+    ] = "ishikawa",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; same profile + seed → identical world.")
+    ] = 42,
+    patients: Annotated[
+        int | None, typer.Option("--patients", min=1, help="Override the registered-patient count.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty output directory.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", min=0, help="Worker processes (0: one per core).")] = 0,
+) -> None:
+    """Build a world from a profile and write it (world.json + world.sqlite) to --out."""
+    try:
+        prof = load_profile(profile)
+    except SyntheticError as exc:
+        _fail(str(exc))
+        return
+    if patients is not None:
+        prof = prof.with_patients(patients)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            _fail(f"{out} is not empty; pass --force to overwrite it")
+        for name in ("world.json", "world.sqlite"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"{prof.name}: patients", total=prof.registered_patients)
+        try:
+            write_world(prof, seed, out, jobs=jobs or default_jobs(), progress=lambda n: bar.advance(task, n))
+        except SyntheticError as exc:
+            _fail(str(exc))
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"wrote {out} ({prof.registered_patients:,} patients, profile {prof.name}, seed {seed}) "
+        f"in {elapsed:.1f} s"
+    )
+
+
+@world_app.command("stats")
+def stats(
+    world: Annotated[Path, typer.Argument(help="A directory written by `rhin generate`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Print the world's counts."""
+    try:
+        data = world_stats(world)
+    except SyntheticError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return
+    out = Console()
+    head = Table(
+        title=f"world {world} — profile {data['profile']}, seed {data['seed']}, "
+        f"reference date {data['reference_date']}",
+        show_header=False,
+    )
+    for key in (
+        "facilities_total",
+        "disclosing_facilities",
+        "registered_patients",
+        "sharing_patients",
+        "local_ids",
+        "episodes",
+        "events",
+        "consent_additions",
+        "consent_withdrawals",
+        "emergency_allowed",
+        "deaths",
+        "patients_sharing_full_name",
+        "same_name_and_birth_date_groups",
+        "variant_kanji_surnames",
+    ):
+        head.add_row(key, f"{data[key]:,}")
+    out.print(head)
+    for key in (
+        "facilities_by_kind",
+        "facilities_by_medical_area",
+        "link_types",
+        "patients_by_pathway",
+        "episodes_by_pathway",
+        "consents_by_pattern",
+        "events_by_kind",
+        "events_by_status",
+    ):
+        table = Table(title=key)
+        table.add_column("name")
+        table.add_column("count", justify="right")
+        for name, count in data[key].items():
+            table.add_row(str(name), f"{count:,}")
+        out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

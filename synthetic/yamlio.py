@@ -1,0 +1,84 @@
+"""YAML loading that remembers where every key is, so validation errors can name file, line and key.
+
+pydantic reports an error location as a tuple such as ``("facilities", "hospital", "acute", "count")``.
+:func:`load_yaml` returns the data together with a map from such tuples to 1-based line numbers, and
+:func:`validate` turns a :class:`pydantic.ValidationError` into a :class:`ProfileError` that names them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from synthetic.errors import ProfileError
+
+M = TypeVar("M", bound=BaseModel)
+LineMap = dict[tuple[str | int, ...], int]
+
+
+def _walk(node: yaml.Node, path: tuple[str | int, ...], lines: LineMap) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _walk(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines)
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
+    """Parse YAML text; syntax errors become a :class:`ProfileError` with the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ProfileError(source, [(line, "", f"YAML syntax: {exc.problem}")]) from exc
+    lines: LineMap = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return data, lines
+
+
+def line_for(loc: tuple[str | int, ...], lines: LineMap) -> int | None:
+    # pydantic may append pseudo-keys (union tags, "[key]" markers); fall back to the deepest known parent.
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def validate(model: type[M], data: Any, lines: LineMap, source: str) -> M:
+    """Validate ``data`` against ``model``; every problem names file, line and dotted key path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems: list[tuple[int | None, str, str]] = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+            kind = err["type"]
+            if kind == "extra_forbidden":
+                message = "unknown key"
+            elif kind == "missing":
+                message = "required key is missing"
+            else:
+                message = err["msg"]
+                if "input" in err and kind not in ("model_type",):
+                    message += f" (got {err['input']!r})"
+            path = ".".join(str(p) for p in loc)
+            problems.append((line_for(loc, lines), path, message))
+        raise ProfileError(source, problems) from None
+
+
+def load_model(model: type[M], path: Path) -> M:
+    """Read ``path`` and validate it as ``model``."""
+    text = path.read_text(encoding="utf-8")
+    data, lines = load_yaml(text, str(path))
+    return validate(model, data, lines, str(path))

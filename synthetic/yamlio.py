@@ -62,15 +62,19 @@ def validate(model: type[M], data: Any, lines: LineMap, source: str) -> M:
     except ValidationError as exc:
         problems: list[tuple[int | None, str, str]] = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+            raw_loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+            is_key = "[key]" in raw_loc  # pydantic's marker for "this dict key is invalid"
+            loc = tuple(p for p in raw_loc if p != "[key]")
             kind = err["type"]
-            if kind == "extra_forbidden":
+            if is_key:
+                message = f"invalid key: {err['msg']}"
+            elif kind == "extra_forbidden":
                 message = "unknown key"
             elif kind == "missing":
                 message = "required key is missing"
             else:
                 message = err["msg"]
-                if "input" in err and kind not in ("model_type",):
+                if "input" in err and kind != "model_type":
                     message += f" (got {err['input']!r})"
             path = ".".join(str(p) for p in loc)
             problems.append((line_for(loc, lines), path, message))

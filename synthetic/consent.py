@@ -103,7 +103,7 @@ def build_consent(
     withdraw = False
     restrict = False
     if not target_sharing:
-        ratio = 1.0 - profile.sharing_patients / max(profile.registered_patients, 1)
+        ratio = 1.0 - profile.sharing_ratio()
         withdraw = rng.random() < min(profile.consent.withdrawal_share / max(ratio, 1e-9), 1.0)
         withdraw = withdraw and signed_on < reference
         restrict = not withdraw and sharing_possible(local, held, by_code)

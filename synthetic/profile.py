@@ -115,6 +115,10 @@ class Profile(Strict):
     pathways: PathwayMix
     demographics: Demographics
     remarks: list[str] = []
+    sharing_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None,
+        description="Share of registered patients who share; default sharing_patients / registered_patients.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -136,11 +140,24 @@ class Profile(Strict):
     def disclosing_total(self) -> int:
         return sum(r.disclosing for roles in self.facilities.values() for r in roles.values())
 
+    def sharing_ratio(self) -> float:
+        if self.sharing_share is not None:
+            return self.sharing_share
+        return self.sharing_patients / self.registered_patients
+
     def with_patients(self, registered: int) -> Profile:
-        """The same network with another registered-patient count; sharing keeps its proportion."""
-        ratio = self.sharing_patients / self.registered_patients
+        """The same network with another registered-patient count.
+
+        The sharing *share* is carried over exactly (not the rounded count), so patient *i* gets the same
+        sharing flag, and hence the same care, whatever the patient count.
+        """
+        ratio = self.sharing_ratio()
         return self.model_copy(
-            update={"registered_patients": registered, "sharing_patients": round(registered * ratio)}
+            update={
+                "registered_patients": registered,
+                "sharing_patients": round(registered * ratio),
+                "sharing_share": ratio,
+            }
         )
 
 

@@ -93,8 +93,7 @@ class PatientBuilder:
         self.config = CareConfig(
             start, end, ORDER_REVISE_SHARE, ORDER_CANCEL_SHARE, profile.demographics.address_change_share
         )
-        share = profile.sharing_patients / profile.registered_patients
-        self.quota = SharingQuota(seed, share)
+        self.quota = SharingQuota(seed, profile.sharing_ratio())
         self.mix = {
             True: self._mix(profile.pathways.sharing),
             False: self._mix(profile.pathways.non_sharing),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -57,3 +58,48 @@ def test_more_patients_keep_facilities_and_the_first_patients(tmp_path: Path) ->
     for table, order in TABLES.items():
         assert rows_below(small, table, order, 60) == rows_below(large, table, order, 60), table
     assert rows_below(large, "patients", "patient_index", 140)[60:], "the larger world has more patients"
+
+
+def test_in_memory_build_equals_the_written_world(mini_world: Path) -> None:
+    """`synthetic.build(profile, seed)` (the DESIGN contract) yields what `rhin generate` wrote."""
+    from synthetic import build, load_profile
+    from synthetic.store import facility_json, patient_rows_of
+
+    world = build(load_profile("mini").with_patients(25), MINI_SEED)
+    written = json.loads((mini_world / "world.json").read_text(encoding="utf-8"))
+    assert [facility_json(f) for f in world.facilities] == written["facilities"]
+    assert len(world.patients) == 25
+    for table, order in TABLES.items():
+        expected = rows_below(mini_world, table, order, 25)
+        got = sorted(
+            (row for record in world.patients for row in patient_rows_of(record)[table]),
+            key=lambda row: tuple(row[i] for i in _order_columns(table)),
+        )
+        assert [tuple(r) for r in got] == expected, table
+
+
+def _order_columns(table: str) -> tuple[int, ...]:
+    """Column positions of TABLES[table] in the insert tuples (same order as the CREATE TABLE)."""
+    return {
+        "patients": (0,),
+        "local_ids": (0, 1),
+        "episodes": (0,),
+        "events": (0,),
+        "consent_forms": (1,),
+        "consent_additions": (0,),
+        "consent_withdrawals": (1,),
+    }[table]
+
+
+def test_sharing_flags_do_not_depend_on_the_patient_count() -> None:
+    """The quota's share must not follow the rounded count: flags of the first patients never move."""
+    from synthetic import load_profile
+    from synthetic.world import SharingQuota
+
+    base = load_profile("mini")
+    reference = SharingQuota(MINI_SEED, base.sharing_ratio())
+    expected = [reference(i) for i in range(200)]
+    for n in range(5, 400):
+        profile = base.with_patients(n)
+        quota = SharingQuota(MINI_SEED, profile.sharing_ratio())
+        assert [quota(i) for i in range(200)] == expected, n

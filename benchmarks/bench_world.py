@@ -36,8 +36,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="rhin-bench-")) / "world"
-    cmd = [RHIN, "generate", "--profile", args.profile, "--seed", str(args.seed), "--out", str(out),
-           "--jobs", str(args.jobs)]  # fmt: skip
+    cmd = [
+        RHIN,
+        "generate",
+        "--profile",
+        args.profile,
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(out),
+        "--jobs",
+        str(args.jobs),
+    ]
     if args.patients:
         cmd += ["--patients", str(args.patients)]
     try:
@@ -49,8 +59,11 @@ def main() -> int:
         if proc.returncode != 0:
             print(err, file=sys.stderr)
             return proc.returncode
-        stats = json.loads(subprocess.run([RHIN, "world", "stats", str(out), "--json"], check=True,
-                                          capture_output=True, text=True).stdout)  # fmt: skip
+        stats = json.loads(
+            subprocess.run(
+                [RHIN, "world", "stats", str(out), "--json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         patients = stats["registered_patients"]
         db_bytes = (out / "world.sqlite").stat().st_size
         target = round(patients * 13257 / 52640) if args.profile == "ishikawa" else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from rich.progress import (
 from rich.table import Table
 
 from synthetic import SyntheticError, load_profile, world_stats, write_world
+from synthetic.ssmix2.layout import EXTENDED, IMAGES, STORAGE
+from synthetic.ssmix2.writer import Options
 from synthetic.world import default_jobs
 
 app = typer.Typer(
@@ -50,8 +53,22 @@ def generate(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty output directory.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", min=0, help="Worker processes (0: one per core).")] = 0,
+    storage: Annotated[
+        bool,
+        typer.Option(
+            "--storage/--no-storage", help="Also write SS-MIX2 storage, documents and DICOM images."
+        ),
+    ] = True,
+    images: Annotated[bool, typer.Option("--images/--no-images", help="Write DICOM studies.")] = True,
+    dicom_matrix: Annotated[
+        int, typer.Option("--dicom-matrix", min=16, max=1024, help="DICOM image size (pixels).")
+    ] = 64,
+    dicom_images: Annotated[
+        int, typer.Option("--dicom-images", min=1, help="At most this many images per DICOM series.")
+    ] = 3,
 ) -> None:
-    """Build a world from a profile and write it (world.json + world.sqlite) to --out."""
+    """Build a world from a profile and write it to --out: world.json, world.sqlite and, unless
+    --no-storage, every disclosing facility's SS-MIX2 storage, extended storage and DICOM images."""
     try:
         prof = load_profile(profile)
     except SyntheticError as exc:
@@ -64,6 +81,8 @@ def generate(
             _fail(f"{out} is not empty; pass --force to overwrite it")
         for name in ("world.json", "world.sqlite"):
             (out / name).unlink(missing_ok=True)
+        for name in (STORAGE, EXTENDED, IMAGES):
+            shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     columns = (
@@ -75,15 +94,34 @@ def generate(
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(f"{prof.name}: patients", total=prof.registered_patients)
+        options = (
+            Options(images=images, dicom_matrix=dicom_matrix, dicom_max_images=dicom_images)
+            if storage
+            else None
+        )
         try:
-            write_world(prof, seed, out, jobs=jobs or default_jobs(), progress=lambda n: bar.advance(task, n))
+            totals = write_world(
+                prof,
+                seed,
+                out,
+                jobs=jobs or default_jobs(),
+                progress=lambda n: bar.advance(task, n),
+                storage=options,
+            )
         except SyntheticError as exc:
             _fail(str(exc))
+            return
     elapsed = time.perf_counter() - started
     console.print(
         f"wrote {out} ({prof.registered_patients:,} patients, profile {prof.name}, seed {seed}) "
         f"in {elapsed:.1f} s"
     )
+    if options is not None:
+        console.print(
+            f"  SS-MIX2 files {totals.files:,} ({len(totals.by_type)} data types), "
+            f"documents {totals.documents:,}, "
+            f"DICOM instances {totals.images:,}, {totals.bytes / 2**20:,.0f} MiB"
+        )
 
 
 @world_app.command("stats")

@@ -29,6 +29,7 @@ KIND_CATEGORY: dict[str, str] = {
     "outpatient_visit": "patient_basics",
     "admission_planned": "patient_basics",
     "admission": "patient_basics",
+    "transfer_planned": "patient_basics",
     "ward_transfer": "patient_basics",
     "doctor_change": "patient_basics",
     "outing": "patient_basics",
@@ -270,8 +271,9 @@ class PatientCare:
 
     # -- clinical content -------------------------------------------------------------------------
     def _diagnose(self, run: _StateRun, time: dt.datetime) -> None:
+        age = time.year - self.p.birth_date.year
         for dx in run.state.diagnoses:
-            if self.rng.random() >= dx.p:
+            if self.rng.random() >= dx.p or age < dx.min_age:
                 continue
             if dx.one_of:
                 # keep an earlier pick from the same group (the disease does not change between states)
@@ -515,6 +517,15 @@ class PatientCare:
             )
         elif action.ward_transfer and inpatient:
             new_ward = self.rng.choice([w for w in WARDS if w != run.ward])
+            planned_at = time - dt.timedelta(hours=self.rng.randint(3, 20))
+            if planned_at > run.start:
+                self._emit(
+                    run,
+                    run.facility,
+                    planned_at,
+                    "transfer_planned",
+                    {"to": new_ward, "at": time.isoformat()},
+                )
             self._emit(run, run.facility, time, "ward_transfer", {"from": run.ward, "to": new_ward})
             run.ward = new_ward
         elif action.doctor_change:

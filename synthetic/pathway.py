@@ -47,6 +47,9 @@ class Diagnose(Strict):
     status: Literal["confirmed", "suspected"] = "confirmed"
     main: bool = False
     resolve_on_exit: bool = False
+    min_age: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Only for patients at least this old."
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:

@@ -24,8 +24,10 @@ from synthetic.geography import geography
 from synthetic.model import PATIENT_ID_OID_ARC, Facility, PatientRecord, PersonName
 from synthetic.names import drawer
 from synthetic.profile import Profile
+from synthetic.ssmix2.writer import Options, StorageWriter, WriteStats
 from synthetic.world import iter_patients
 
+DEFAULT_STORAGE = Options()
 FORMAT = "rhin-world"
 FORMAT_VERSION = 1
 WORLD_JSON = "world.json"
@@ -246,6 +248,34 @@ def patient_rows_of(record: PatientRecord) -> dict[str, list[tuple[Any, ...]]]:
     return rows
 
 
+class PatientOutput:
+    """Runs in the worker for each patient: database rows, and (optionally) the facilities' files.
+
+    Picklable (module-level class with plain state); the storage writer is built on first use in the
+    worker so it is never pickled.
+    """
+
+    def __init__(self, out: Path, facilities: list[Facility], storage: Options | None) -> None:
+        self.out = out
+        self.facilities = facilities
+        self.storage = storage
+        self._writer: StorageWriter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"out": self.out, "facilities": self.facilities, "storage": self.storage, "_writer": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __call__(self, record: PatientRecord) -> tuple[dict[str, list[tuple[Any, ...]]], WriteStats]:
+        stats = WriteStats()
+        if self.storage is not None:
+            if self._writer is None:
+                self._writer = StorageWriter(self.out, self.facilities, self.storage)
+            stats = self._writer.write_patient(record)
+        return patient_rows_of(record), stats
+
+
 def _insert(db: sqlite3.Connection, batch: dict[str, list[tuple[Any, ...]]]) -> None:
     for table, rows in batch.items():
         if rows:
@@ -260,13 +290,16 @@ def write_world(
     out: Path,
     jobs: int = 1,
     progress: Callable[[int], None] | None = None,
-    on_facilities: Callable[[list[Facility]], None] | None = None,
-) -> None:
-    """Build the world and write it to ``out`` (which must exist and be empty)."""
+    storage: Options | None = DEFAULT_STORAGE,
+) -> WriteStats:
+    """Build the world and write it to ``out`` (which must exist and be empty).
+
+    With ``storage`` (the default) every disclosing facility's SS-MIX2 storage, documents and images
+    are written too (see :mod:`synthetic.ssmix2.layout`); ``None`` writes the world files only.
+    """
     facilities = build_facilities(profile, seed, geography(profile.prefecture), drawer())
-    if on_facilities:
-        on_facilities(facilities)
     document = world_json(profile, seed, facilities, profile.registered_patients)
+    document["storage"] = storage is not None
     (out / WORLD_JSON).write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     db_path = out / WORLD_DB
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -287,7 +320,10 @@ def write_world(
         db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
         batch: dict[str, list[tuple[Any, ...]]] = {}
         pending = 0
-        for patient_rows in iter_patients(profile, seed, facilities, jobs, transform=patient_rows_of):
+        totals = WriteStats()
+        output = PatientOutput(out, facilities, storage)
+        for patient_rows, stats in iter_patients(profile, seed, facilities, jobs, transform=output):
+            totals.add(stats)
             for table, rows in patient_rows.items():
                 batch.setdefault(table, []).extend(rows)
             pending += 1
@@ -305,6 +341,7 @@ def write_world(
         db.execute("COMMIT")
     finally:
         db.close()
+    return totals
 
 
 def read_world_json(world_dir: Path) -> dict[str, Any]:

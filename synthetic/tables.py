@@ -337,3 +337,10 @@ def procedures() -> dict[str, Procedure]:
         )
         for r in read_table("codes/procedures.csv", cols)
     }
+
+
+@cache
+def lab_panels() -> dict[str, tuple[str, str]]:
+    """Order-set (panel) key → (local code, name); system 99RHP in messages."""
+    rows = read_table("codes/lab_panels.csv", ("panel", "code", "name", "source"))
+    return {r["panel"]: (r["code"], r["name"]) for r in rows}

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WORLD  ?= worlds/mini
 SEED   ?= 42
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# dciodvfy (Debian's dicom3tools) validates the DICOM files in the tests; install it when missing.
+# Without root or apt this fails loudly, and so do the DICOM tests: nothing is skipped.
+system-deps:
+	@command -v dciodvfy >/dev/null 2>&1 || { \
+	  echo "installing dicom3tools (dciodvfy) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; }
+
 # pytest exits 5 when it collected nothing: that is a failure here, said out loud.
-pytest: $(STAMP)
+pytest: $(STAMP) system-deps
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -39,6 +39,7 @@ def main() -> int:
     cmd = [
         RHIN,
         "generate",
+        "--no-storage",
         "--profile",
         args.profile,
         "--seed",

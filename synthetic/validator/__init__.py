@@ -1,0 +1,13 @@
+"""Validator for anyone's SS-MIX2 standardized storage (``rhin validate-storage``).
+
+Checks the folder layout, file names, condition flags, ISO-2022-JP bytes and the HL7 v2.5 content of
+every file against the facts in the team's SS-MIX2 spec; each finding names a rule of :data:`RULES`
+with its severity and source. Where the spec records a deviation seen in published samples, the
+tolerated form is a warning, never an error.
+"""
+
+from synthetic.validator.model import Finding, RuleInfo, Severity, ValidationReport
+from synthetic.validator.rules import RULES
+from synthetic.validator.storage import validate_storage
+
+__all__ = ["RULES", "Finding", "RuleInfo", "Severity", "ValidationReport", "validate_storage"]

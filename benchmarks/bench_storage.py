@@ -83,9 +83,7 @@ def main() -> int:
         files, dirs = inventory(out)
         total_bytes = sum(size for _, size in files)
         patients = args.patients or 52640
-        copy = scratch / "baseline"
-        base = baseline(files, copy)
-        shutil.rmtree(copy, ignore_errors=True)
+        base = baseline(files, scratch / "baseline")
         print(f"profile {args.profile}, seed {args.seed}, {patients:,} patients, jobs {args.jobs or 'auto'}")
         print("  " + " ".join(summary))
         print(
@@ -105,8 +103,10 @@ def main() -> int:
             f"  peak memory (tree)    {sampler.peak / 2**20:8.0f} MiB ratio to the 4 GiB budget  "
             f"{sampler.peak / MEMORY_BUDGET:5.2f}"
         )
+        sys.stdout.flush()
         return 0
     finally:
+        print("removing the scratch trees (slow on a file system with discard) …", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -6,8 +6,6 @@ import dataclasses
 import datetime as dt
 import io
 import re
-import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from pydicom.filewriter import dcmwrite
 
 from synthetic.imaging import MODALITIES, SOP_CLASSES, StudySpec, instance_dataset, write_study
+from tests.dicom_check import backslash_only_inside_jis, dciodvfy, real_errors
 
 # dciodvfy names the IOD it recognised on its first line.
 IODS = {
@@ -72,14 +71,6 @@ def write(spec: StudySpec, out: Path, **kwargs: int) -> list[Path]:
         return write_study(spec, out, **kwargs)
 
 
-def dciodvfy(path: Path) -> tuple[int, list[str]]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.fail("dciodvfy is not on PATH: install dicom3tools (apt-get install dicom3tools)")
-    done = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60, check=False)
-    return done.returncode, (done.stdout + done.stderr).splitlines()
-
-
 def errors(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith(("Error", "Abort"))]
 
@@ -96,8 +87,8 @@ def test_every_file_passes_dciodvfy(studies: dict[str, list[Path]], modality: st
         code, lines = dciodvfy(path)
         assert lines, f"dciodvfy printed nothing for {path}"
         assert lines[0] == IODS[modality], lines
-        assert not errors(lines), "\n".join(lines)
-        assert code == 0, "\n".join(lines)
+        assert not real_errors(path, lines), "\n".join(lines)
+        assert code == 0 or errors(lines), "\n".join(lines)
 
 
 @pytest.mark.parametrize("keyword", ["PatientName", "Rows", "SOPInstanceUID"])
@@ -269,3 +260,46 @@ def test_ct_is_in_hounsfield_units_and_slices_are_consistent(studies: dict[str, 
 def test_unknown_modality_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="modality"):
         write_study(dataclasses.replace(SPEC, modality="PT"), tmp_path)
+
+
+def test_japanese_names_that_trip_dciodvfy_are_conformant(tmp_path: Path) -> None:
+    """山本 (本 = JIS 0x4B5C) and a long three-group name: dciodvfy's two known false positives, verified."""
+    spec = dataclasses.replace(
+        SPEC,
+        study_uid=f"{SPEC.study_uid}77",
+        name_romaji="Yamamoto^Hanako",
+        name_kanji="山本^花子",
+        name_kana="ヤマモト^ハナコ",
+    )
+    path = write(spec, tmp_path)[0]
+    _, lines = dciodvfy(path)
+    assert any("Value Multiplicity" in line for line in errors(lines)), "dciodvfy's 0x5C false positive shows"
+    assert real_errors(path, lines) == [], lines
+    name = pydicom.dcmread(path).PatientName
+    assert (name.ideographic, name.phonetic) == ("山本^花子", "ヤマモト^ハナコ")
+    long = dataclasses.replace(
+        SPEC,
+        study_uid=f"{SPEC.study_uid}78",
+        name_romaji="Kobayashi^Satoshi",
+        name_kanji="小林^聡",
+        name_kana="コバヤシ^サトシ",
+    )
+    path = write(long, tmp_path)[0]
+    _, lines = dciodvfy(path)
+    assert any("Length invalid" in line for line in errors(lines)), (
+        "dciodvfy's byte-length false positive shows"
+    )
+    assert real_errors(path, lines) == [], lines
+
+
+def test_a_real_backslash_delimiter_is_still_an_error(tmp_path: Path) -> None:
+    """The filter keeps a genuine second value: a 0x5C outside JIS mode."""
+    path = write(dataclasses.replace(SPEC, study_uid=f"{SPEC.study_uid}79"), tmp_path)[0]
+    ds = pydicom.dcmread(path)
+    ds.PatientName = "Yamada^Taro\\Suzuki^Jiro"
+    broken = tmp_path / "broken.dcm"
+    ds.save_as(broken, enforce_file_format=True)
+    _, lines = dciodvfy(broken)
+    assert real_errors(broken, lines), lines
+    assert not backslash_only_inside_jis(b"Yamada^Taro\\Suzuki")
+    assert backslash_only_inside_jis(b"\x1b$BK\\\x1b(B")

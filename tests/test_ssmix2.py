@@ -7,6 +7,7 @@ against shared/spec/ssmix2.md (§3 field positions, §4 samples). To rewrite the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -295,3 +296,53 @@ def test_hl7_escaping_round_trips() -> None:
     raw = "a|b^c&d~e\\f"
     assert esc(raw) == "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f"
     assert unescape(esc(raw)) == raw
+
+
+def test_ward_transfer_names_the_new_ward_and_the_one_left(mini_world: Path, db: sqlite3.Connection) -> None:
+    local = {
+        (r["patient_index"], r["facility_code"]): r["local_id"] for r in db.execute("SELECT * FROM local_ids")
+    }
+    transfers = db.execute("SELECT * FROM events WHERE kind = 'ward_transfer' AND detail = 'full'").fetchall()
+    assert transfers
+    for e in transfers:
+        payload = json.loads(e["payload"])
+        reader = StorageReader(mini_world / "storage" / e["facility_code"])
+        pid = local[(e["patient_index"], e["facility_code"])]
+        entries = reader.entries(pid, data_types=["ADT-42"]).entries
+        msgs = [reader.read(x) for x in entries]
+        assert any(
+            m.field("PV1", 3).split("^")[0] == payload["to"]
+            and m.field("PV1", 6).split("^")[0] == payload["from"]
+            for m in msgs
+        ), (payload, [m.field("PV1", 3) for m in msgs])
+
+
+def test_performed_orders_point_at_real_dicom_studies(mini_world: Path) -> None:
+    """OMG-11/12 IPC-3 names a study in the facility's image store, with the same accession and patient."""
+    import pydicom
+
+    from tests.dicom_check import dciodvfy, real_errors
+
+    checked_modalities: set[str] = set()
+    studies = 0
+    for path in sorted((mini_world / "storage").rglob("*_1")):
+        if "/OMG-11/" not in str(path) and "/OMG-12/" not in str(path):
+            continue
+        msg = Message.decode(path.read_bytes())
+        study_uid, modality = msg.field("IPC", 3), msg.field("IPC", 5).split("^")[0]
+        facility = path.relative_to(mini_world / "storage").parts[0]
+        folder = mini_world / "images" / facility / study_uid
+        files = sorted(folder.glob("*.dcm"))
+        assert files, f"no DICOM study {study_uid} for {path.name}"
+        ds = pydicom.dcmread(files[0])
+        assert ds.StudyInstanceUID == study_uid
+        assert ds.AccessionNumber == msg.field("IPC", 1)
+        assert ds.PatientID == msg.field("PID", 3).split("^")[0]
+        assert ds.Modality == modality
+        assert ds.PatientName.ideographic == "^".join(msg.field("PID", 5).split("~")[0].split("^")[:2])
+        studies += 1
+        checked_modalities.add(modality)
+        _, lines = dciodvfy(files[0])  # every study: names and facility names vary from study to study
+        assert not real_errors(files[0], lines), lines
+    assert studies > 20
+    assert len(checked_modalities) >= 3, checked_modalities

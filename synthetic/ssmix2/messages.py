@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from synthetic import tables
@@ -42,6 +43,7 @@ ECG_CODES = {
 }
 
 
+@lru_cache(maxsize=8192)
 def ts(t: dt.datetime) -> str:
     return f"{t:%Y%m%d%H%M%S}"
 

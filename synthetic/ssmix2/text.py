@@ -92,9 +92,10 @@ def to_jis(text: str) -> str:
     return "".join(out)
 
 
-def esc(value: object) -> str:
-    """One data value, JIS-normalised and HL7-escaped."""
-    return to_jis(str(value)).translate(_ESCAPES)
+@lru_cache(maxsize=65536)
+def esc(value: str) -> str:
+    """One data value, JIS-normalised and HL7-escaped (cached: names and places repeat a lot)."""
+    return to_jis(value).translate(_ESCAPES)
 
 
 def unescape(value: str) -> str:

@@ -12,6 +12,7 @@ deleted (a cancelled order), all its versions and the delete message carry flag 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections import Counter
@@ -117,6 +118,8 @@ class StorageWriter:
             builder = m.BUILDERS.get(event.kind)
             if builder is None:
                 continue
+            if event.kind == "ward_transfer":  # PV1-3 is the new ward, PV1-6 the one the patient left
+                enc.prior_ward, enc.ward = enc.ward, event.payload.get("to", enc.ward)
             order = None
             if event.order_no:
                 if event.kind in m.ORDER_KINDS and event.order_no not in orders:
@@ -137,8 +140,6 @@ class StorageWriter:
                     self._images(ctx, event, stats)
             elif event.kind == "lab_result":
                 enc.labs.extend((key, value, flag, event.time) for key, value, flag in event.payload["items"])
-            if event.kind == "ward_transfer":
-                enc.prior_ward, enc.ward = enc.ward, event.payload.get("to", enc.ward)
         root = os.path.join(self.out, STORAGE, ctx.facility.code)
         pid = ctx.local_id
         for history in versions.values():
@@ -155,16 +156,15 @@ class StorageWriter:
                 stats.by_type[final.data_type] += 1
 
     def _ensure_dir(self, folder: str) -> None:
-        """mkdir with one syscall per new directory (``makedirs`` re-probes every parent each time)."""
+        """mkdir top-down, one call per new directory: a leaf-first attempt fails once per missing
+        parent and doubles the syscalls, which dominate on this file system."""
         if folder in self._dirs:
             return
-        try:
+        parent = os.path.dirname(folder)
+        if parent not in self._dirs and parent != folder:
+            self._ensure_dir(parent)
+        with contextlib.suppress(FileExistsError):  # another worker made it first
             os.mkdir(folder)
-        except FileNotFoundError:
-            self._ensure_dir(os.path.dirname(folder))
-            os.mkdir(folder)
-        except FileExistsError:
-            pass
         if len(self._dirs) > 100_000:
             self._dirs.clear()
         self._dirs.add(folder)

@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthetic.errors import ProfileError
+from synthetic.model import ITEM_CATEGORIES
 from synthetic.yamlio import load_model
 
 FacilityKind = Literal["hospital", "clinic", "dental", "pharmacy", "care", "other"]
@@ -90,11 +91,46 @@ class Demographics(Strict):
     remarks: str = ""
 
 
+def _known_categories(names: list[str], where: str) -> None:
+    unknown = [n for n in names if n not in ITEM_CATEGORIES]
+    if unknown:
+        raise ValueError(f"{where}: unknown item categories {unknown}; known: {', '.join(ITEM_CATEGORIES)}")
+
+
 class Disclosure(Strict):
     """Which item categories a disclosing facility shares: some always, others with a probability."""
 
     always: list[str]
     optional: dict[str, Share]
+
+    @model_validator(mode="after")
+    def _categories(self) -> Self:
+        _known_categories([*self.always, *self.optional], "disclosure")
+        return self
+
+
+class ViewerRules(Strict):
+    """Which item categories each kind of viewing facility may see, and limits for some user kinds.
+
+    ``all`` means every category. Users of a kind listed in ``users`` see at most the listed categories
+    (for example clerks see patient basics only), whatever their facility may see.
+    """
+
+    facilities: dict[FacilityKind, Literal["all"] | list[str]]
+    users: dict[str, list[str]] = {}
+    remarks: str = ""
+
+    @model_validator(mode="after")
+    def _categories(self) -> Self:
+        for kind, allowed in self.facilities.items():
+            if allowed != "all":
+                _known_categories(allowed, f"viewer_rules.facilities.{kind}")
+        for user_kind, limit in self.users.items():
+            _known_categories(limit, f"viewer_rules.users.{user_kind}")
+        missing = [k for k in FACILITY_KINDS if k not in self.facilities]
+        if missing:
+            raise ValueError(f"viewer_rules.facilities must list every facility kind; missing {missing}")
+        return self
 
 
 class Profile(Strict):
@@ -114,6 +150,7 @@ class Profile(Strict):
     consent: ConsentSpec
     pathways: PathwayMix
     demographics: Demographics
+    viewer_rules: ViewerRules
     remarks: list[str] = []
     sharing_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         default=None,

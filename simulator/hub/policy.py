@@ -1,0 +1,151 @@
+"""Who may view what: the hub's access decision, as one pure function over stored state.
+
+``may_view`` answers whether a user at a viewing facility may see one item category of a patient's data
+held at a source facility, at a given time, for a purpose. The hub calls it before every timeline entry
+and fetch, the gateways' hub-side callers rely on it, and the SimPy model reuses it unchanged. It reads
+only its arguments: no clock, no database, no globals.
+
+The rules, in the order they are checked (the first that fails gives the reason):
+
+1. ``unknown-category``: the category is one of :data:`synthetic.model.ITEM_CATEGORIES`.
+2. ``not-disclosed``: the source facility discloses that category (its disclosure settings).
+3. ``viewer-kind``: the viewing facility's kind may see that category (profile ``viewer_rules``), and so
+   may the user's kind where the profile limits it (clerks: patient basics only).
+4. ``no-consent`` / ``not-yet-signed`` / ``withdrawn``: the patient has a consent form, signed on or before
+   ``now``'s date, not withdrawn on or before it. A withdrawal (同意撤回) is effective immediately and
+   absolute: it ends emergency access too.
+5. ``source-outside-consent``: the source facility is within the consent on that date (pattern, list and
+   additions, per :meth:`synthetic.consent.ConsentState.covers`).
+6. For ``purpose="care"``: ``viewer-outside-consent`` unless the viewing facility is within the consent,
+   and ``not-linked`` unless the viewing facility has linked its own patient ID to the patient (ID-Link:
+   viewing follows linking).
+   For ``purpose="emergency"`` (break-glass): ``emergency-not-consented`` unless the consent form allows
+   emergency viewing, and ``no-emergency-grant`` unless a grant for this viewing facility is active at
+   ``now`` (start ≤ now < end). The viewer need not be in the consent or linked: that is the point of it,
+   and every grant is audited by the hub.
+
+Times are naive datetimes on the network's clock (JST); consent dates compare with ``now.date()``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from synthetic.consent import ConsentState
+from synthetic.model import ITEM_CATEGORIES
+from synthetic.profile import ViewerRules
+
+Purpose = Literal["care", "emergency"]
+ALL = frozenset(ITEM_CATEGORIES)
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyGrant:
+    """A time-limited break-glass grant for one viewing facility on one patient, with its stated reason."""
+
+    viewer_facility: str
+    user_id: str
+    reason: str
+    start: dt.datetime
+    end: dt.datetime
+
+    def active(self, now: dt.datetime) -> bool:
+        return self.start <= now < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class PatientState:
+    """What the hub holds about one patient that decides access."""
+
+    consent: ConsentState | None
+    linked_facilities: frozenset[str] = frozenset()
+    grants: tuple[EmergencyGrant, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    facility: str
+    facility_kind: str
+    user_kind: str = "physician"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str  # "ok" or the first rule that failed (see the module docstring)
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRules:
+    """Viewer-kind rules as sets, built once from a profile's ``viewer_rules``."""
+
+    facility_kinds: Mapping[str, frozenset[str]]
+    user_kinds: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, rules: ViewerRules) -> AccessRules:
+        kinds: dict[str, frozenset[str]] = {
+            k: ALL if v == "all" else frozenset(v) for k, v in rules.facilities.items()
+        }
+        users = {k: frozenset(v) for k, v in rules.users.items()}
+        return cls(kinds, users)
+
+    def allows(self, viewer: Viewer, category: str) -> bool:
+        if category not in self.facility_kinds.get(viewer.facility_kind, frozenset()):
+            return False
+        limit = self.user_kinds.get(viewer.user_kind)
+        return limit is None or category in limit
+
+
+def _deny(reason: str) -> Decision:
+    return Decision(False, reason)
+
+
+OK = Decision(True, "ok")
+
+
+def may_view(
+    *,
+    viewer: Viewer,
+    patient: PatientState,
+    source_facility: str,
+    source_disclosure: Iterable[str],
+    category: str,
+    now: dt.datetime,
+    purpose: Purpose,
+    rules: AccessRules,
+) -> Decision:
+    """May ``viewer`` see ``category`` of the patient's data held at ``source_facility`` at ``now``?"""
+    if category not in ALL:
+        return _deny("unknown-category")
+    if category not in set(source_disclosure):
+        return _deny("not-disclosed")
+    if not rules.allows(viewer, category):
+        return _deny("viewer-kind")
+    consent = patient.consent
+    today = now.date()
+    if consent is None:
+        return _deny("no-consent")
+    if today < consent.form.signed_on:
+        return _deny("not-yet-signed")
+    if consent.withdrawal is not None and today >= consent.withdrawal.withdrawn_on:
+        return _deny("withdrawn")
+    if not consent.covers(source_facility, today):
+        return _deny("source-outside-consent")
+    if purpose == "emergency":
+        if not consent.form.emergency_allowed:
+            return _deny("emergency-not-consented")
+        if not any(g.viewer_facility == viewer.facility and g.active(now) for g in patient.grants):
+            return _deny("no-emergency-grant")
+        return OK
+    if not consent.covers(viewer.facility, today):
+        return _deny("viewer-outside-consent")
+    if viewer.facility not in patient.linked_facilities:
+        return _deny("not-linked")
+    return OK

@@ -1,6 +1,74 @@
 """The reference hub: MLLP (PIX/PDQ), HTTP (login, linking, consent, audit, records), its store and policy.
 
-Being built across issues; what exists is exported here.
+Being built across issues. Present so far: the HL7 v2 wire layer (:mod:`~simulator.hub.hl7v2`,
+:mod:`~simulator.hub.mllp`) and the access decision (:mod:`~simulator.hub.policy`).
 """
 
-__all__: list[str] = []
+from simulator.hub.hl7v2 import (
+    CharsetError,
+    ErrorCode,
+    ErrorDetail,
+    ErrorLocation,
+    HL7Error,
+    Message,
+    ParseError,
+    Segment,
+    UndecodableError,
+    UnencodableError,
+    UnknownCharsetError,
+    ack,
+    basic_checks,
+    charset_of,
+    decode,
+    encode,
+    parse,
+    parse_header,
+)
+from simulator.hub.mllp import (
+    ConnectionClosedError,
+    EchoHandler,
+    FramingError,
+    HL7Handler,
+    MLLPClient,
+    MLLPError,
+    MLLPServer,
+    SyncMLLPClient,
+    serve_echo,
+)
+from simulator.hub.policy import AccessRules, Decision, EmergencyGrant, PatientState, Viewer, may_view
+
+__all__ = [
+    "AccessRules",
+    "CharsetError",
+    "ConnectionClosedError",
+    "Decision",
+    "EchoHandler",
+    "EmergencyGrant",
+    "ErrorCode",
+    "ErrorDetail",
+    "ErrorLocation",
+    "FramingError",
+    "HL7Error",
+    "HL7Handler",
+    "MLLPClient",
+    "MLLPError",
+    "MLLPServer",
+    "Message",
+    "ParseError",
+    "PatientState",
+    "Segment",
+    "SyncMLLPClient",
+    "UndecodableError",
+    "UnencodableError",
+    "UnknownCharsetError",
+    "Viewer",
+    "ack",
+    "basic_checks",
+    "charset_of",
+    "decode",
+    "encode",
+    "may_view",
+    "parse",
+    "parse_header",
+    "serve_echo",
+]

@@ -1,0 +1,504 @@
+"""MLLP (0x0B payload 0x1C 0x0D) over asyncio: the hub's server, an asyncio client and a blocking client.
+
+The server owns framing and robustness: persistent connections, one reply per message in order, concurrent
+connections, and bad input that only ever closes the offending connection. What a message means is the
+handler's business; :class:`HL7Handler` adapts an HL7 application (decode by MSH-18, basic checks, reply in
+the request's charset) to the raw ``bytes -> bytes | None`` handler the server calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+from .hl7v2 import (
+    ASCII,
+    CharsetError,
+    ControlIds,
+    ErrorCode,
+    ErrorDetail,
+    HL7Error,
+    Message,
+    ParseError,
+    ack,
+    basic_checks,
+    charset_of,
+    decode,
+    encode,
+    jst_now,
+    parse_header,
+)
+
+__all__ = [
+    "END_BLOCK",
+    "START_BLOCK",
+    "ConnectionClosedError",
+    "EchoHandler",
+    "FramingError",
+    "HL7Handler",
+    "Handler",
+    "MLLPClient",
+    "MLLPError",
+    "MLLPServer",
+    "ServerStats",
+    "SyncMLLPClient",
+    "frame",
+    "serve_echo",
+]
+
+START_BLOCK: Final = b"\x0b"
+END_BLOCK: Final = b"\x1c\x0d"
+
+Handler = Callable[[bytes], Awaitable[bytes | None]]
+"""The server's handler: raw payload in, encoded reply payload out (None: no reply)."""
+Clock = Callable[[], datetime]
+
+log = logging.getLogger(__name__)
+
+
+class MLLPError(HL7Error):
+    """A transport-level failure seen by a client."""
+
+
+class FramingError(MLLPError):
+    """The peer sent bytes that are not an MLLP block."""
+
+
+class ConnectionClosedError(MLLPError):
+    """The peer closed the connection before a whole reply arrived."""
+
+
+def frame(payload: bytes) -> bytes:
+    """Wrap a payload in MLLP start/end bytes."""
+    return START_BLOCK + payload + END_BLOCK
+
+
+@dataclass
+class ServerStats:
+    """Counters for what the server saw; tests and benchmarks read them, nothing else depends on them."""
+
+    connections: int = 0
+    messages: int = 0
+    replies: int = 0
+    idle_closed: int = 0
+    framing_errors: int = 0
+    truncated: int = 0
+    oversize: int = 0
+    handler_errors: int = 0
+
+
+class _Connection:
+    __slots__ = ("busy", "peer", "task")
+
+    def __init__(self, task: asyncio.Task[Any], peer: str) -> None:
+        self.task = task
+        self.peer = peer
+        self.busy = False
+
+
+class MLLPServer:
+    """An asyncio MLLP server calling ``handler`` once per message.
+
+    Messages on one connection are handled one after another and answered in order; connections run
+    concurrently. Framing errors (bytes before 0x0B, a start byte inside a block), truncated blocks (EOF or
+    ``idle_timeout`` mid-block) and blocks over ``max_message_bytes`` close that connection only. A handler
+    exception is answered with AE + ERR 207 when the block's MSH can be read, else the connection closes.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_message_bytes: int = 1_048_576,
+        idle_timeout: float = 300.0,
+        clock: Clock = jst_now,
+        control_ids: ControlIds | None = None,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self._port = port
+        self.max_message_bytes = max_message_bytes
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.control_ids = control_ids or ControlIds()
+        self.reuse_port = reuse_port
+        self.backlog = backlog
+        self.stats = ServerStats()
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._closing = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one once started with ``port=0``)."""
+        return self._port
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        self._closing = False
+        self._server = await asyncio.start_server(
+            self._serve,
+            self.host,
+            self._port,
+            limit=self.max_message_bytes,
+            reuse_port=self.reuse_port or None,
+            backlog=self.backlog,
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        log.info("MLLP server listening on %s:%d", self.host, self._port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop listening; close idle connections now, busy ones once their reply is out (or after grace)."""
+        if self._server is None:
+            return
+        self._closing = True
+        self._server.close()
+        connections = list(self._connections)
+        for conn in connections:
+            if not conn.busy:
+                conn.task.cancel()
+        tasks = [c.task for c in connections]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+        log.info("MLLP server on %s:%d stopped", self.host, self._port)
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        conn = _Connection(task, peer)
+        self._connections.add(conn)
+        self.stats.connections += 1
+        try:
+            if not self._closing:
+                await self._loop(conn, reader, writer)
+        except asyncio.CancelledError:
+            pass
+        except (ConnectionError, OSError) as exc:
+            log.info("MLLP %s: connection lost: %s", peer, exc)
+        except Exception:
+            log.exception("MLLP %s: unexpected error; closing the connection", peer)
+        finally:
+            self._connections.discard(conn)
+            writer.close()
+            with suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _loop(
+        self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        peer = conn.peer
+        while True:
+            in_block = False
+            try:
+                async with asyncio.timeout(self.idle_timeout) as deadline:
+                    first = await reader.read(1)
+                    if not first:
+                        return  # clean close between messages
+                    if first != START_BLOCK:
+                        self.stats.framing_errors += 1
+                        log.warning("MLLP %s: %r where a start byte 0x0B was expected; closing", peer, first)
+                        return
+                    in_block = True
+                    deadline.reschedule(loop.time() + self.idle_timeout)
+                    block = await reader.readuntil(END_BLOCK)
+            except TimeoutError:
+                if in_block:
+                    self.stats.truncated += 1
+                    log.warning("MLLP %s: block unfinished after %.1f s; closing", peer, self.idle_timeout)
+                else:
+                    self.stats.idle_closed += 1
+                    log.info("MLLP %s: idle for %.1f s; closing", peer, self.idle_timeout)
+                return
+            except asyncio.IncompleteReadError as exc:
+                self.stats.truncated += 1
+                log.warning(
+                    "MLLP %s: connection closed inside a block (%d bytes); closing", peer, len(exc.partial)
+                )
+                return
+            except asyncio.LimitOverrunError:
+                self.stats.oversize += 1
+                log.warning("MLLP %s: block larger than %d bytes; closing", peer, self.max_message_bytes)
+                return
+            payload = block[: -len(END_BLOCK)]
+            if START_BLOCK in payload:
+                self.stats.framing_errors += 1
+                log.warning(
+                    "MLLP %s: start byte inside a block (a truncated block before it?); closing", peer
+                )
+                return
+            self.stats.messages += 1
+            conn.busy = True
+            try:
+                keep_open, reply = await self._call(peer, payload)
+            finally:
+                conn.busy = False
+            if not keep_open:
+                return
+            if reply is not None:
+                writer.write(START_BLOCK + reply + END_BLOCK)
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        await writer.drain()
+                except TimeoutError:
+                    log.warning("MLLP %s: replies not read for %.1f s; closing", peer, self.idle_timeout)
+                    return
+                self.stats.replies += 1
+            if self._closing:
+                return
+
+    async def _call(self, peer: str, payload: bytes) -> tuple[bool, bytes | None]:
+        """(keep the connection open?, reply): on a handler exception an AE/207 ACK, else close."""
+        try:
+            return True, await self.handler(payload)
+        except Exception as exc:
+            self.stats.handler_errors += 1
+            log.exception("MLLP %s: handler failed", peer)
+            reply = self._internal_error(payload, exc)
+            if reply is None:
+                log.warning("MLLP %s: no readable MSH in the failed message; closing", peer)
+                return False, None
+            return True, reply
+
+    def _internal_error(self, payload: bytes, exc: Exception) -> bytes | None:
+        try:
+            header = parse_header(payload)
+            try:
+                codec = charset_of(payload)
+                charset = None
+            except CharsetError:
+                codec, charset = ASCII, ""
+            detail = ErrorDetail(ErrorCode.APPLICATION_INTERNAL_ERROR, diagnostic=type(exc).__name__)
+            reply = ack(
+                header,
+                "AE",
+                errors=[detail],
+                control_id=self.control_ids.next(),
+                now=self.clock(),
+                charset=charset,
+            )
+            return encode(reply.to_er7(), codec, "replace")
+        except HL7Error:
+            return None
+
+
+class HL7Handler:
+    """The raw handler for an HL7 application: decode by MSH-18, check, call :meth:`handle`, encode the reply.
+
+    Unknown charset, undecodable bytes, unusable MSH-2 or failed :func:`basic_checks` get an AR with ERR and
+    never reach :meth:`handle`. A block with no MSH at all raises :class:`ParseError`, so the server closes
+    the connection (nothing could correlate a reply). Subclass and override :meth:`handle`; the default
+    answers AA. Replies use the request's charset.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = jst_now,
+        control_ids: ControlIds | None = None,
+        versions: Iterable[str] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.control_ids = control_ids or ControlIds()
+        self.versions = None if versions is None else frozenset(versions)
+
+    def ack(self, request: Message, code: str, **kwargs: Any) -> Message:
+        """:func:`ack` with this handler's clock and control ids."""
+        return ack(request, code, control_id=self.control_ids.next(), now=self.clock(), **kwargs)
+
+    async def handle(self, message: Message) -> Message | None:
+        """Answer one decoded, checked message; None sends no reply."""
+        return self.ack(message, "AA")
+
+    async def __call__(self, raw: bytes) -> bytes | None:
+        try:
+            message, codec = decode(raw)
+        except CharsetError as exc:
+            return self._reject(raw, exc.detail, exc.codec)
+        except ParseError as exc:
+            if exc.detail is None:
+                raise
+            return self._reject(raw, exc.detail, None)
+        problems = basic_checks(message, versions=self.versions)
+        if problems:
+            return self.ack(message, "AR", errors=problems).encode(codec, "replace")
+        reply = await self.handle(message)
+        return None if reply is None else reply.encode(codec)
+
+    def _reject(self, raw: bytes, detail: ErrorDetail, codec: str | None) -> bytes:
+        """AR built from the MSH alone; an unknown charset is answered in ASCII with MSH-18 left empty."""
+        header = parse_header(raw)
+        charset = None if codec is not None else ""
+        if codec is None:
+            try:
+                codec = charset_of(raw)
+            except HL7Error:
+                codec = ASCII
+        reply = self.ack(header, "AR", errors=[detail], charset=charset)
+        return reply.encode(codec, "replace")
+
+
+class EchoHandler(HL7Handler):
+    """AA to every message after decoding and basic checks: the least an HL7 server does (the baseline)."""
+
+
+async def serve_echo(host: str = "127.0.0.1", port: int = 0, **server_options: Any) -> MLLPServer:
+    """A started server answering every message with AA (see :class:`EchoHandler`)."""
+    server = MLLPServer(EchoHandler(), host, port, **server_options)
+    await server.start()
+    return server
+
+
+# ------------------------------------------------------------------------------------------- clients
+
+
+class MLLPClient:
+    """asyncio client on one persistent connection: ``async with MLLPClient(h, p) as c: await c.send(raw)``.
+
+    :meth:`send` is one request/reply and is safe to call from several tasks (they queue). :meth:`write` and
+    :meth:`read` are there to pipeline. Timeouts raise :class:`TimeoutError`.
+    """
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float | None = 30.0, max_message_bytes: int = 16 * 1_048_576
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.max_message_bytes = max_message_bytes
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, limit=self.max_message_bytes
+            )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with suppress(Exception):
+                await self._writer.wait_closed()
+            self._reader = self._writer = None
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def send(self, payload: bytes) -> bytes:
+        """Send one message and return its reply payload (without framing)."""
+        async with self._lock:
+            await self.write(payload)
+            return await self.read()
+
+    async def write(self, payload: bytes) -> None:
+        if self._writer is None:
+            raise MLLPError("not connected")
+        self._writer.write(START_BLOCK + payload + END_BLOCK)
+        async with asyncio.timeout(self.timeout):
+            await self._writer.drain()
+
+    async def read(self) -> bytes:
+        """The next reply payload. Raises :class:`ConnectionClosedError` or :class:`FramingError`."""
+        if self._reader is None:
+            raise MLLPError("not connected")
+        try:
+            async with asyncio.timeout(self.timeout):
+                block = await self._reader.readuntil(END_BLOCK)
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionClosedError(
+                f"connection closed after {len(exc.partial)} bytes of a reply"
+            ) from exc
+        except asyncio.LimitOverrunError as exc:
+            raise FramingError(f"reply larger than {self.max_message_bytes} bytes") from exc
+        if not block.startswith(START_BLOCK):
+            raise FramingError(f"reply does not start with 0x0B: {block[:20]!r}")
+        return block[1 : -len(END_BLOCK)]
+
+
+class SyncMLLPClient:
+    """Blocking socket client (tests, Locust users): reads until 0x1C 0x0D however the reply is fragmented."""
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float | None = 10.0, max_message_bytes: int = 16 * 1_048_576
+    ) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = bytearray()
+
+    def send(self, payload: bytes) -> bytes:
+        self.write(payload)
+        return self.read()
+
+    def write(self, payload: bytes) -> None:
+        self._sock.sendall(START_BLOCK + payload + END_BLOCK)
+
+    def read(self) -> bytes:
+        """The next reply payload; raises ConnectionClosedError, FramingError or TimeoutError."""
+        while True:
+            end = self._buffer.find(END_BLOCK)
+            if end >= 0:
+                block = bytes(self._buffer[:end])
+                del self._buffer[: end + len(END_BLOCK)]
+                if not block.startswith(START_BLOCK):
+                    raise FramingError(f"reply does not start with 0x0B: {block[:20]!r}")
+                return block[1:]
+            if len(self._buffer) > self.max_message_bytes:
+                raise FramingError(f"reply larger than {self.max_message_bytes} bytes")
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionClosedError(f"connection closed after {len(self._buffer)} bytes of a reply")
+            self._buffer += chunk
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,7 +1,9 @@
 """The reference hub: MLLP (PIX/PDQ), HTTP (login, linking, consent, audit, records), its store and policy.
 
 Being built across issues. Present so far: the HL7 v2 wire layer (:mod:`~simulator.hub.hl7v2`,
-:mod:`~simulator.hub.mllp`) and the access decision (:mod:`~simulator.hub.policy`).
+:mod:`~simulator.hub.mllp`), the patient identity index and its PIX Manager / PDQ Supplier
+(:mod:`~simulator.hub.index`, :mod:`~simulator.hub.pixpdq`) and the access decision
+(:mod:`~simulator.hub.policy`).
 """
 
 from simulator.hub.hl7v2 import (
@@ -24,6 +26,20 @@ from simulator.hub.hl7v2 import (
     parse,
     parse_header,
 )
+from simulator.hub.index import (
+    REGIONAL_NAMESPACE,
+    REGIONAL_OID,
+    Demographics,
+    Directory,
+    Domain,
+    IdentityError,
+    LinkConflictError,
+    PatientIndex,
+    SearchCriteria,
+    UnknownDomainError,
+    UnknownPatientError,
+    normalize_kana,
+)
 from simulator.hub.mllp import (
     ConnectionClosedError,
     EchoHandler,
@@ -35,13 +51,19 @@ from simulator.hub.mllp import (
     SyncMLLPClient,
     serve_echo,
 )
+from simulator.hub.pixpdq import PixPdqHandler
 from simulator.hub.policy import AccessRules, Decision, EmergencyGrant, PatientState, Viewer, may_view
 
 __all__ = [
+    "REGIONAL_NAMESPACE",
+    "REGIONAL_OID",
     "AccessRules",
     "CharsetError",
     "ConnectionClosedError",
     "Decision",
+    "Demographics",
+    "Directory",
+    "Domain",
     "EchoHandler",
     "EmergencyGrant",
     "ErrorCode",
@@ -50,17 +72,24 @@ __all__ = [
     "FramingError",
     "HL7Error",
     "HL7Handler",
+    "IdentityError",
+    "LinkConflictError",
     "MLLPClient",
     "MLLPError",
     "MLLPServer",
     "Message",
     "ParseError",
+    "PatientIndex",
     "PatientState",
+    "PixPdqHandler",
+    "SearchCriteria",
     "Segment",
     "SyncMLLPClient",
     "UndecodableError",
     "UnencodableError",
     "UnknownCharsetError",
+    "UnknownDomainError",
+    "UnknownPatientError",
     "Viewer",
     "ack",
     "basic_checks",
@@ -68,6 +97,7 @@ __all__ = [
     "decode",
     "encode",
     "may_view",
+    "normalize_kana",
     "parse",
     "parse_header",
     "serve_echo",

@@ -263,6 +263,39 @@ def stats(
         out.print(table)
 
 
+@app.command()
+def hub(
+    world: Annotated[Path, typer.Option("--world", help="A directory written by `rhin generate`.")],
+    mllp_port: Annotated[
+        int, typer.Option("--mllp-port", min=0, max=65535, help="MLLP (PIX/PDQ) port; 0 picks a free one.")
+    ] = 0,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", min=0, max=65535, help="HTTP API port (not yet available).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Where the hub keeps its index (default: WORLD/hub).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener, then
+    `ready`, on stdout: scripts read the real ports from there (port 0 picks free ones)."""
+    import asyncio  # here, not at the top: only this command needs the hub and its event loop
+
+    from simulator.hub.server import Addresses, HubError, run_hub
+
+    def ready(addresses: Addresses) -> None:
+        for name, (bound_host, port) in addresses.items():
+            print(f"{name}: {bound_host}:{port}")
+        if http_port is not None:
+            print("http: not yet available")
+        print("ready", flush=True)
+
+    try:
+        asyncio.run(run_hub(world, data, host, mllp_port, ready))
+    except HubError as exc:
+        _fail(str(exc))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,346 @@
+"""Benchmark: the hub (`rhin hub`, a real subprocess) against the MLLP echo server, and a full identity feed.
+
+(a) Query load. A mini world is generated into a temporary directory; every (facility, local ID) of it is fed
+    to the hub as ITI-8 A04 over MLLP, the hub is stopped, the records of each patient are linked to one
+    regional ID with :meth:`PatientIndex.link` (what ID-Link does after consent; there is no message for it
+    yet) and the hub restarted on the same data. Then K clients on persistent connections send QBP^Q23 for
+    those patients (each answered AA/OK with the patient's other IDs) as fast as replies come back, to the
+    hub and to bench_mllp's echo server (decode, basic checks, AA: the floor of any HL7 server). Printed:
+    msgs/s, p50/p99, and hub/echo (target ≥ 0.6). Then the hub is driven at half its measured maximum by
+    paced clients and its p99 printed (target < 10 ms): latency when not saturated is what users feel.
+(b) ``--full-feed``: the full ``ishikawa`` world (generated with no storage, or ``--world DIR``), every
+    (facility, local ID, demographics) of world.sqlite sent as ITI-8 A04 from its own facility (MSH-4 = the
+    facility code, PID-3 in its domain) over ``--feed-connections`` connections to a hub on an empty index.
+    Printed: count, seconds, registrations/s and the ratio to the target (everything in 5 minutes).
+
+    .venv/bin/python benchmarks/bench_pix.py [--clients 8] [--seconds 3] [--driver-procs 1]
+                                             [--full-feed [--world DIR] [--feed-connections 4]]
+
+Absolute rates depend on the machine; the ratios are the numbers to track. No assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+from bench_mllp import Result, _answered, cpu_seconds, report  # noqa: E402
+
+from simulator.hub.index import Directory, PatientIndex  # noqa: E402
+from simulator.hub.mllp import MLLPClient  # noqa: E402
+from synthetic import load_profile, write_world  # noqa: E402
+from synthetic.world import default_jobs  # noqa: E402
+
+FEED_TARGET_SECONDS = 300.0
+STARTUP_TIMEOUT = 60.0
+
+
+class Record(NamedTuple):
+    """One local ID at one facility, with the patient's demographics as world.sqlite has them."""
+
+    patient_index: int
+    facility: str
+    local_id: str
+    family: str
+    given: str
+    family_kana: str
+    given_kana: str
+    sex: str
+    birth_date: str
+    postcode: str
+    address: str
+    phone: str
+
+
+def read_records(world: Path) -> list[Record]:
+    con = sqlite3.connect(f"file:{world / 'world.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT l.patient_index, l.facility_code, l.local_id, p.family_name, p.given_name, p.family_kana,"
+            " p.given_kana, p.sex, p.birth_date, p.postcode, p.address, coalesce(p.phone, p.mobile, '')"
+            " FROM local_ids l JOIN patients p USING (patient_index) ORDER BY l.rowid"
+        ).fetchall()
+    finally:
+        con.close()
+    return [Record(int(row[0]), *(str(v or "") for v in row[1:])) for row in rows]
+
+
+def _clean(text: str) -> str:
+    """HL7 delimiters out of free text (world data should have none; a stray one must not shift fields)."""
+    return text.translate({ord(c): " " for c in "|^~\\&\r"})
+
+
+def msh(sender: str, mtype: str, control: str) -> str:
+    return (
+        f"MSH|^~\\&|HIS|{sender}|RHIN_HUB|RHIN|20250401093000+0900||{mtype}|{control}|P|2.5"
+        "||||||UNICODE UTF-8\r"
+    )
+
+
+def a04(r: Record, control: str) -> bytes:
+    """ITI-8 A04 from the record's own facility, PID-3 in the facility's domain (CX.4 left to the hub)."""
+    names = (
+        f"{_clean(r.family)}^{_clean(r.given)}^^^^^L^I~{_clean(r.family_kana)}^{_clean(r.given_kana)}^^^^^L^P"
+    )
+    text = (
+        msh(r.facility, "ADT^A04^ADT_A01", control)
+        + "EVN|A04|20250401093000\r"
+        + f"PID|1||{r.local_id}^^^JP{r.facility}^PI||{names}||{r.birth_date.replace('-', '')}|{r.sex}|||"
+        f"{_clean(r.address)}^^^^{r.postcode.replace('-', '')}^JPN^H||{_clean(r.phone)}\r"
+    )
+    return text.encode("utf-8")
+
+
+def q23(r: Record, control: str) -> bytes:
+    return (
+        msh(r.facility, "QBP^Q23^QBP_Q21", control)
+        + f"QPD|IHE PIX Query|Q{control}|{r.local_id}^^^JP{r.facility}\rRCP|I\r"
+    ).encode("ascii")
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+@contextmanager
+def hub_process(world: Path, data: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`rhin hub` on port 0; yields (process, MLLP port); SIGTERM on exit, SIGKILL if that does not work."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "hub", "--world", str(world), "--data", str(data)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        port = 0
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (line := proc.stdout.readline().strip()) != "ready":
+            if not line or time.monotonic() > deadline:
+                raise RuntimeError(f"rhin hub did not start (exit {proc.poll()})")
+            if line.startswith("mllp: "):
+                port = int(line.rpartition(":")[2])
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@contextmanager
+def echo_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_mllp.py"), "--serve-echo"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc, int(proc.stdout.readline().split()[1])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# ------------------------------------------------------------------------------------------- load
+
+
+async def _drive(
+    port: int, clients: range, queries: Sequence[Record], begin: float, seconds: float, rate: float
+) -> Result:
+    """Clients send QBP^Q23 back to back (``rate`` 0) or each at ``rate`` msgs/s on a fixed schedule."""
+    result = Result(seconds=seconds)
+    end = begin + seconds
+
+    async def client(number: int) -> None:
+        async with MLLPClient("127.0.0.1", port, timeout=60) as conn:
+            n = 0
+            next_at = time.time() + (number / max(len(clients), 1)) / rate if rate else 0.0
+            while True:
+                if rate:
+                    delay = next_at - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    next_at += 1.0 / rate
+                started = time.time()
+                if started >= end:
+                    return
+                n += 1
+                cid = f"B{number}-{n}"
+                request = q23(queries[(number * 7919 + n) % len(queries)], cid)
+                t0 = time.perf_counter()
+                reply = await conn.send(request)
+                elapsed = time.perf_counter() - t0
+                result.sent += 1
+                if started >= begin:
+                    result.latencies.append(elapsed)
+                    result.errors += not _answered(reply, cid.encode())
+
+    await asyncio.gather(*(client(i) for i in clients))
+    return result
+
+
+def _drive_in_process(
+    port: int, clients: range, queries: Sequence[Record], begin: float, seconds: float, rate: float
+) -> Result:
+    return asyncio.run(_drive(port, clients, queries, begin, seconds, rate))
+
+
+def load(port: int, queries: Sequence[Record], args: argparse.Namespace, rate_total: float = 0.0) -> Result:
+    """K clients for warm-up + N seconds (``rate_total`` > 0: paced, shared evenly between the clients)."""
+    procs = max(1, min(args.driver_procs, args.clients))
+    begin = time.time() + args.warmup + (0.5 if procs > 1 else 0.0)
+    rate = rate_total / args.clients
+    shares = [range(i, args.clients, procs) for i in range(procs)]
+    if procs == 1:
+        return _drive_in_process(port, shares[0], queries, begin, args.seconds, rate)
+    total = Result(seconds=args.seconds)
+    with ProcessPoolExecutor(procs) as pool:
+        futures = [
+            pool.submit(_drive_in_process, port, s, queries, begin, args.seconds, rate) for s in shares
+        ]
+        for future in futures:
+            total.merge(future.result())
+    return total
+
+
+async def _feed(port: int, records: Sequence[Record], connections: int) -> int:
+    """Send every record as A04 over ``connections`` connections; the number not answered AA."""
+    bad = 0
+
+    async def worker(share: Sequence[Record], number: int) -> None:
+        nonlocal bad
+        async with MLLPClient("127.0.0.1", port, timeout=60) as conn:
+            for n, record in enumerate(share):
+                cid = f"F{number}-{n}"
+                bad += not _answered(await conn.send(a04(record, cid)), cid.encode())
+
+    await asyncio.gather(*(worker(records[i::connections], i) for i in range(connections)))
+    return bad
+
+
+def feed(port: int, records: Sequence[Record], connections: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    bad = asyncio.run(_feed(port, records, connections))
+    return time.perf_counter() - started, bad
+
+
+def link_offline(world: Path, data: Path, records: Sequence[Record]) -> int:
+    """Each patient's records linked to one regional ID, straight in the index (the hub is stopped)."""
+    regional: dict[int, str] = {}
+    with PatientIndex(data / "hub.sqlite", Directory.load(world / "world.json")) as index:
+        for r in records:
+            regional[r.patient_index] = index.link(
+                f"JP{r.facility}", r.local_id, regional.get(r.patient_index)
+            )
+    return len(regional)
+
+
+# ------------------------------------------------------------------------------------------- parts
+
+
+def query_benchmark(args: argparse.Namespace, tmp: Path) -> None:
+    world = tmp / "mini"
+    world.mkdir()
+    write_world(load_profile("mini"), 7, world, storage=None)
+    records = read_records(world)
+    data = tmp / "mini-hub"
+    with hub_process(world, data) as (_, port):
+        seconds, bad = feed(port, records, args.feed_connections)
+    patients = link_offline(world, data, records)
+    print(
+        f"pre-fed {len(records):,} local IDs ({bad} not AA) in {seconds:.2f} s, linked to {patients:,} "
+        f"regional IDs; {args.clients} clients × {args.seconds:g} s (+{args.warmup:g} s warm-up), "
+        f"QBP^Q23, {args.driver_procs} driver process(es), {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    with echo_process() as (proc, port):
+        cpu = cpu_seconds(proc.pid)
+        echo = load(port, records, args)
+        report("echo", echo, cpu_seconds(proc.pid) - cpu)
+    with hub_process(world, data) as (proc, port):
+        cpu = cpu_seconds(proc.pid)
+        hub = load(port, records, args)
+        report("hub", hub, cpu_seconds(proc.pid) - cpu)
+        if echo.latencies and hub.latencies:
+            print(
+                f"hub/echo: throughput {hub.rate / echo.rate:5.2f}× (target ≥ 0.60)   "
+                f"p50 {hub.percentile(0.5) / echo.percentile(0.5):5.2f}×   "
+                f"p99 {hub.percentile(0.99) / echo.percentile(0.99):5.2f}×",
+                flush=True,
+            )
+        half = hub.rate / 2
+        paced = load(port, records, args, rate_total=half)
+        report("hub@½", paced)
+        p99 = paced.percentile(0.99) * 1000
+        print(
+            f"hub at {half:,.0f} msg/s (half its max, {paced.rate:,.0f} achieved): p99 {p99:.2f} ms "
+            f"(target < 10 ms: {'met' if p99 < 10 else 'NOT met'})",
+            flush=True,
+        )
+
+
+def full_feed(args: argparse.Namespace, tmp: Path) -> None:
+    world: Path = args.world
+    if world is None:
+        world = tmp / "ishikawa"
+        world.mkdir()
+        started = time.perf_counter()
+        write_world(load_profile("ishikawa"), 42, world, jobs=default_jobs(), storage=None)
+        print(f"generated ishikawa (no storage) in {time.perf_counter() - started:.1f} s", flush=True)
+    records = read_records(world)
+    patients = len({r.patient_index for r in records})
+    data = tmp / "full-hub"
+    with hub_process(world, data) as (_, port):
+        seconds, bad = feed(port, records, args.feed_connections)
+    rate = len(records) / seconds
+    needed = len(records) / FEED_TARGET_SECONDS
+    verdict = "met" if seconds <= FEED_TARGET_SECONDS else "NOT met"
+    print(
+        f"full feed: {len(records):,} registrations ({patients:,} patients, {bad} not AA) over "
+        f"{args.feed_connections} connections in {seconds:.1f} s = {rate:,.0f}/s; the 5-minute target needs "
+        f"{needed:,.0f}/s: ratio {rate / needed:.2f}× ({verdict})",
+        flush=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--driver-procs", type=int, default=1, help="client processes (the driver's GIL)")
+    parser.add_argument("--feed-connections", type=int, default=4)
+    parser.add_argument("--full-feed", action="store_true", help="(b) only: feed the whole ishikawa world")
+    parser.add_argument("--world", type=Path, help="for --full-feed: an existing world (else generated)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_pix-") as tmp:
+        if args.full_feed:
+            full_feed(args, Path(tmp))
+        else:
+            query_benchmark(args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

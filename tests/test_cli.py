@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -102,3 +103,14 @@ def test_stats_on_a_directory_that_is_not_a_world(tmp_path: Path) -> None:
     result = runner.invoke(app, ["world", "stats", str(tmp_path)])
     assert result.exit_code == 2
     assert "no world.json" in result.output
+
+
+def test_generate_into_a_relative_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` passes a relative --out (worlds/mini); storage writing must cope."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        app, ["generate", "--profile", "mini", "--out", "worlds/rel", "--patients", "12", "--jobs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert any((tmp_path / "worlds" / "rel" / "storage").rglob("*_1"))
+    assert any((tmp_path / "worlds" / "rel" / "extended").rglob("main_document.xml"))

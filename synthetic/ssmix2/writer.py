@@ -74,7 +74,7 @@ class StorageWriter:
     """Writes patients' records into ``out/storage``, ``out/extended`` and ``out/images``."""
 
     def __init__(self, out: Path, facilities: list[Facility], options: Options | None = None) -> None:
-        self.out = out
+        self.out = out.absolute()  # _ensure_dir walks parents; a relative path would end at ""
         self.options = options or Options()
         self.facilities = {f.code: f for f in facilities}
         self.staff: dict[str, dict[str, Staff]] = {
@@ -161,7 +161,7 @@ class StorageWriter:
         if folder in self._dirs:
             return
         parent = os.path.dirname(folder)
-        if parent not in self._dirs and parent != folder:
+        if parent and parent != folder and parent not in self._dirs:
             self._ensure_dir(parent)
         with contextlib.suppress(FileExistsError):  # another worker made it first
             os.mkdir(folder)

@@ -16,14 +16,12 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
+
+from simulator.hub.sqlstore import SQLiteStore
 
 __all__ = ["Accounts", "LoginResult", "Refusal", "ScryptParams", "Session"]
 
@@ -101,7 +99,7 @@ def _ts(t: dt.datetime) -> str:
     return t.isoformat(timespec="microseconds")
 
 
-class Accounts:
+class Accounts(SQLiteStore):
     """The hub's user accounts and sessions on one SQLite file; each operation is one transaction."""
 
     def __init__(
@@ -114,42 +112,14 @@ class Accounts:
         lock_for: dt.timedelta = dt.timedelta(minutes=15),
         backoff: dt.timedelta = dt.timedelta(seconds=1),
     ) -> None:
-        self.path = Path(path)
         self.params = params or ScryptParams()
         self.session_ttl = session_ttl
         self.max_failures = max_failures
         self.lock_for = lock_for
         self.backoff = backoff
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        super().__init__(path, _SCHEMA)
         # Spent on unknown users too, so timing does not reveal which user IDs exist.
         self._dummy_salt = secrets.token_bytes(16)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # ------------------------------------------------------------------------------------------ users
 

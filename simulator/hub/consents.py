@@ -27,14 +27,11 @@ import dataclasses
 import datetime as dt
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
+from simulator.hub.sqlstore import SQLiteStore
 from synthetic.consent import ConsentState
 from synthetic.model import ConsentAddition, ConsentForm, ConsentWithdrawal
 
@@ -138,39 +135,11 @@ def _signed(doc: AnyDocument) -> dt.date:
     return doc.withdrawn_on if isinstance(doc, ConsentWithdrawal) else doc.signed_on
 
 
-class ConsentStore:
+class ConsentStore(SQLiteStore):
     """Consent documents, grants and links on one SQLite file; each operation is one transaction."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, _SCHEMA)
 
     # -------------------------------------------------------------------------------------- reading
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
+
+from simulator.hub.sqlstore import SQLiteStore
 
 from .hl7v2 import JST
 
@@ -237,7 +236,7 @@ CREATE INDEX IF NOT EXISTS links_regional ON links(regional_id);
 """
 
 
-class PatientIndex:
+class PatientIndex(SQLiteStore):
     """The identity index on one SQLite file; every public operation is one committed transaction.
 
     Merge semantics: the merged ID's record is retired (kept, marked inactive, pointing at the survivor), its
@@ -247,39 +246,9 @@ class PatientIndex:
     def __init__(
         self, path: Path | str, directory: Directory, *, clock: Callable[[], datetime] | None = None
     ) -> None:
-        self.path = Path(path)
         self.directory = directory
         self._clock = clock or (lambda: datetime.now(JST))
-        self._lock = threading.Lock()
-        # check_same_thread=False: access is serialised by self._lock, not by thread identity.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed (and fsynced) before the caller goes on."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, _SCHEMA)
 
     def _now(self) -> str:
         return self._clock().isoformat(timespec="seconds")

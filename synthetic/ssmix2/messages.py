@@ -248,6 +248,13 @@ def orc(
     return segment("ORC", *fields)
 
 
+def _order_file(data_type: str, care: dt.datetime, event: Event, segs: list[str]) -> Built:
+    """An order or result file: care date from the given field, the order's number, its department."""
+    return Built(
+        data_type, day(care), order_number(event.order_no), event.department or NO_DEPARTMENT, join(segs)
+    )
+
+
 def control_of(event: Event) -> str:
     return {"new": "NW", "revised": "XO", "cancelled": "CA"}[event.status]
 
@@ -478,13 +485,7 @@ def _rde(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
         tq1[6] = ts(order.entered)
         segs.append(segment("TQ1", *tq1))
         segs.append(segment("RXR", _route(drug)))
-    return Built(
-        data_type,
-        day(order.entered),
-        order_number(event.order_no),
-        event.department or NO_DEPARTMENT,
-        join(segs),
-    )
+    return _order_file(data_type, order.entered, event, segs)
 
 
 def omp_01(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
@@ -514,13 +515,7 @@ def _ras(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
             )
         )
         segs.append(segment("RXR", _route(drug)))
-    return Built(
-        data_type,
-        day(event.time),
-        order_number(event.order_no),
-        event.department or NO_DEPARTMENT,
-        join(segs),
-    )
+    return _order_file(data_type, event.time, event, segs)
 
 
 def omp_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
@@ -542,9 +537,7 @@ def omd(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
         segment("TQ1", "1", "", "", "", "", "", ts(order.entered)),
         segment("ODS", "D", "", components(code, esc(diet), "99RHD")),
     ]
-    return Built(
-        "OMD", day(order.entered), order_number(event.order_no), event.department or NO_DEPARTMENT, join(segs)
-    )
+    return _order_file("OMD", order.entered, event, segs)
 
 
 def _specimen_groups(panels: list[str]) -> list[tuple[str, list[str]]]:
@@ -578,13 +571,7 @@ def oml_01(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
         for panel in panels:
             segs.append(orc(ctx, event, control_of(event), event.order_no, order.entered, order.inpatient))
             segs.append(segment("OBR", "1", esc(event.order_no), "", _panel(panel)))
-    return Built(
-        "OML-01",
-        day(order.entered),
-        order_number(event.order_no),
-        event.department or NO_DEPARTMENT,
-        join(segs),
-    )
+    return _order_file("OML-01", order.entered, event, segs)
 
 
 def oml_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
@@ -637,9 +624,7 @@ def oml_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
                 obx[10] = "F"
                 obx[13] = ts(event.time)
                 segs.append(segment("OBX", *obx))
-    return Built(
-        "OML-11", day(collected), order_number(event.order_no), event.department or NO_DEPARTMENT, join(segs)
-    )
+    return _order_file("OML-11", collected, event, segs)
 
 
 def _is_decimal(value: str) -> bool:
@@ -671,13 +656,7 @@ def _omg(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
         segment("TQ1", "1", "", "", "", "", "", ts(order.entered)),
         segment("OBR", *obr),
     ]
-    return Built(
-        data_type,
-        day(order.entered),
-        order_number(event.order_no),
-        event.department or NO_DEPARTMENT,
-        join(segs),
-    )
+    return _order_file(data_type, order.entered, event, segs)
 
 
 def omg_01(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
@@ -722,13 +701,7 @@ def _omi(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
             components(p["modality"], "", "DCM"),
         ),
     ]
-    return Built(
-        data_type,
-        day(event.time),
-        order_number(event.order_no),
-        event.department or NO_DEPARTMENT,
-        join(segs),
-    )
+    return _order_file(data_type, event.time, event, segs)
 
 
 def omg_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
@@ -803,9 +776,7 @@ def omg_13(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
                 ts(event.time),
             )
         )
-    return Built(
-        "OMG-13", day(event.time), order_number(event.order_no), event.department or NO_DEPARTMENT, join(segs)
-    )
+    return _order_file("OMG-13", event.time, event, segs)
 
 
 Builder = Callable[[Context, Event, Encounter, Any], Built]

@@ -597,6 +597,7 @@ class PatientCare:
         variant = pathway.variants[variant_name]
         name = variant.start
         previous: Facility | None = None
+        chosen: Facility | None = None  # picked while the previous state ended (its referral names it)
         time = onset
         while name and time <= self.cfg.window_end:
             state = pathway.states[name]
@@ -605,7 +606,7 @@ class PatientCare:
                     self.death = time
                 break
             assert state.facility is not None
-            facility = self._facility(state.facility, previous)
+            facility = chosen if chosen is not None else self._facility(state.facility, previous)
             if facility is None or (
                 variant.single_facility and previous is not None and facility is not previous
             ):
@@ -614,7 +615,7 @@ class PatientCare:
             self._state_facility[name] = facility
             nxt_name = self._pick_transition(state)
             nxt = self._peek_next(pathway, nxt_name, facility, variant)
-            self._run_state(run, variant, nxt)
+            self._run_state(run, variant, nxt, dies=nxt_name == "death")
             self.episodes.append(
                 Episode(
                     run.episode_id,
@@ -635,12 +636,7 @@ class PatientCare:
             previous = facility
             time = run.end + dt.timedelta(hours=self.rng.randint(0, 30) if nxt_name != "death" else 0)
             name = nxt_name
-            if nxt is not None:
-                # the next state's facility is already chosen (the referral letter names it)
-                self._state_facility[name] = nxt[2]
-                self._preselected = nxt[2]
-
-    _preselected: Facility | None = None
+            chosen = nxt[2] if nxt is not None else None
 
     def _pick_transition(self, state: State) -> str:
         if not state.transitions:
@@ -661,7 +657,9 @@ class PatientCare:
             return None
         return name, state, facility
 
-    def _run_state(self, run: _StateRun, variant: Variant, nxt: tuple[str, State, Facility] | None) -> None:
+    def _run_state(
+        self, run: _StateRun, variant: Variant, nxt: tuple[str, State, Facility] | None, *, dies: bool
+    ) -> None:
         state = run.state
         f = run.facility
         day = dt.timedelta(days=1)
@@ -705,7 +703,7 @@ class PatientCare:
                     run.end,
                     "discharge",
                     {
-                        "disposition": "death" if nxt is None and self._dies_next(run) else "home",
+                        "disposition": "death" if dies else "home",
                         "to": nxt[2].code if nxt else "",
                     },
                 )
@@ -734,11 +732,6 @@ class PatientCare:
         if run.end <= self.cfg.window_end:
             self._exit_actions(run, variant, last_visit + dt.timedelta(minutes=40), nxt)
             self._resolve_on_exit(run, last_visit + dt.timedelta(minutes=45))
-
-    def _dies_next(self, run: _StateRun) -> bool:
-        return bool(self.death) or ("death" in run.state.transitions and self._next_is_death)
-
-    _next_is_death = False
 
     def _enter_actions(self, run: _StateRun, variant: Variant, base: dt.datetime) -> None:
         for action in run.state.on_enter:

@@ -278,3 +278,66 @@ def test_world_json_documents_the_facility_directory(mini_world: Path) -> None:
         "staff",
     ):
         assert key in facility
+
+
+def test_hand_overs_name_the_facility_the_patient_goes_to(db: sqlite3.Connection) -> None:
+    """A discharge's and a referral letter's receiving facility is where the next episode happens."""
+    episodes: dict[str, sqlite3.Row] = {r["episode_id"]: r for r in db.execute("SELECT * FROM episodes")}
+    by_patient: dict[int, list[sqlite3.Row]] = {}
+    for ep in sorted(episodes.values(), key=lambda r: r["episode_id"]):
+        by_patient.setdefault(ep["patient_index"], []).append(ep)
+    checked = 0
+    for e in db.execute(
+        "SELECT * FROM events WHERE detail = 'full' AND kind IN ('discharge', 'document') "
+        'AND payload LIKE \'%"to":"1%\''
+    ):
+        target = json.loads(e["payload"])["to"]
+        chain = by_patient[e["patient_index"]]
+        position = next(i for i, ep in enumerate(chain) if ep["episode_id"] == e["episode_id"])
+        assert position + 1 < len(chain), "a hand-over names a facility but no episode follows"
+        assert chain[position + 1]["facility_code"] == target, (dict(e), dict(chain[position + 1]))
+        checked += 1
+    assert checked > 10
+
+
+def test_a_death_in_hospital_is_a_death_discharge() -> None:
+    """A state whose transition is death ends in a discharge with disposition death at the time of death."""
+    import random
+
+    from synthetic import pathway as pathways
+    from synthetic.care import CareConfig, Directory, PatientCare
+    from synthetic.facilities import build_facilities
+    from synthetic.geography import geography
+    from synthetic.model import Patient
+    from synthetic.names import drawer
+    from synthetic.people import PeopleFactory
+    from synthetic.yamlio import load_yaml, validate
+
+    text = """
+id: t
+title: t
+remarks: [test]
+variants: {v: {start: acute}}
+states:
+  acute: {title: 急性期, facility: {kind: hospital, roles: [university]}, setting: inpatient,
+          admission: emergency, duration_days: [5, 6, 7], transitions: {death: 1.0}}
+  death: {title: 死亡, terminal: true}
+"""
+    data, lines = load_yaml(text, "t.yaml")
+    pw = validate(pathways.Pathway, data, lines, "t.yaml")
+    profile = load_profile("mini")
+    geo = geography(profile.prefecture)
+    facilities = build_facilities(profile, 7, geo, drawer())
+    demo = PeopleFactory(profile, 7, geo, drawer()).demographics(0)
+    patient = Patient(0, "P0000001", "R000000001", demo.name, "M", demo.birth_date, demo.address, demo.phone,
+                      demo.mobile, None, True)  # fmt: skip
+    start = dt.datetime(2026, 1, 1)
+    config = CareConfig(start, dt.datetime(2026, 10, 31, 23, 59), 0.0, 0.0, 0.0)
+    directory = Directory(facilities, {c: m.medical_area for c, m in geo.municipalities.items()})
+    care = PatientCare(patient, random.Random(1), directory, pathways.common(), config)
+    care.run(pw, "v", start + dt.timedelta(days=10))
+    discharges = [e for e in care.events if e.kind == "discharge"]
+    assert len(discharges) == 1
+    assert discharges[0].payload["disposition"] == "death"
+    assert care.death == discharges[0].time
+    assert all(e.time <= care.death for e in care.events)

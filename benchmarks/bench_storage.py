@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from procmem import TreeSampler
+from procmem import run_sampled
 
 TIME_BUDGET_S = 600.0
 MEMORY_BUDGET = 4 * 1024**3
@@ -71,14 +70,11 @@ def main() -> int:
     if args.patients:
         cmd += ["--patients", str(args.patients)]
     try:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        with TreeSampler(proc.pid) as sampler:
-            _, err = proc.communicate()
-        elapsed = time.perf_counter() - started
-        if proc.returncode != 0:
+        run = run_sampled(cmd)
+        elapsed, err = run.elapsed, run.stderr
+        if run.returncode != 0:
             print(err, file=sys.stderr)
-            return proc.returncode
+            return run.returncode
         summary = [line.strip() for line in err.splitlines() if "SS-MIX2 files" in line or "MiB" in line]
         files, dirs = inventory(out)
         total_bytes = sum(size for _, size in files)
@@ -100,8 +96,8 @@ def main() -> int:
             f"  plain-loop baseline   {base:8.1f} s   generation / baseline  {elapsed / base:5.2f}  (aim ≤ 4)"
         )
         print(
-            f"  peak memory (tree)    {sampler.peak / 2**20:8.0f} MiB ratio to the 4 GiB budget  "
-            f"{sampler.peak / MEMORY_BUDGET:5.2f}"
+            f"  peak memory (tree)    {run.peak / 2**20:8.0f} MiB ratio to the 4 GiB budget  "
+            f"{run.peak / MEMORY_BUDGET:5.2f}"
         )
         sys.stdout.flush()
         return 0

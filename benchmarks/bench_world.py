@@ -15,11 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from procmem import TreeSampler
+from procmem import run_sampled
 
 TIME_BUDGET_S = 60.0
 MEMORY_BUDGET = 2 * 1024**3
@@ -52,14 +51,11 @@ def main() -> int:
     if args.patients:
         cmd += ["--patients", str(args.patients)]
     try:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        with TreeSampler(proc.pid) as sampler:
-            _, err = proc.communicate()
-        elapsed = time.perf_counter() - started
-        if proc.returncode != 0:
+        run = run_sampled(cmd)
+        elapsed, err = run.elapsed, run.stderr
+        if run.returncode != 0:
             print(err, file=sys.stderr)
-            return proc.returncode
+            return run.returncode
         stats = json.loads(
             subprocess.run(
                 [RHIN, "world", "stats", str(out), "--json"], check=True, capture_output=True, text=True
@@ -76,8 +72,8 @@ def main() -> int:
         print(f"  patients/s           {patients / elapsed:8.0f}")
         print(f"  events               {stats['events']:8,}   events/s {stats['events'] / elapsed:,.0f}")
         print(
-            f"  peak memory (tree)   {sampler.peak / 2**20:8.0f} MiB  ratio to the 2 GiB budget  "
-            f"{sampler.peak / MEMORY_BUDGET:5.2f}"
+            f"  peak memory (tree)   {run.peak / 2**20:8.0f} MiB  ratio to the 2 GiB budget  "
+            f"{run.peak / MEMORY_BUDGET:5.2f}"
         )
         print(f"  world.sqlite         {db_bytes / 2**20:8.0f} MiB")
         if target:

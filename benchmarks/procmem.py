@@ -7,7 +7,10 @@ over the tree at each moment, which is what :class:`TreeSampler` records.
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -60,3 +63,20 @@ class TreeSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+@dataclass(frozen=True, slots=True)
+class SampledRun:
+    elapsed: float  # wall seconds
+    peak: int  # peak total RSS of the process tree, bytes
+    returncode: int
+    stderr: str
+
+
+def run_sampled(cmd: list[str]) -> SampledRun:
+    """Run ``cmd`` (stdout discarded) while sampling its process tree's memory; time it."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with TreeSampler(proc.pid) as sampler:
+        _, err = proc.communicate()
+    return SampledRun(time.perf_counter() - started, sampler.peak, proc.returncode, err)

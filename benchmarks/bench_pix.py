@@ -8,12 +8,15 @@
     hub and to bench_mllp's echo server (decode, basic checks, AA: the floor of any HL7 server). Printed:
     msgs/s, p50/p99, and hub/echo (target ≥ 0.6). Then the hub is driven at half its measured maximum by
     paced clients and its p99 printed (target < 10 ms): latency when not saturated is what users feel.
+    The hub audits every query as it does in production (each reply waits for its record's commit); the
+    records it wrote are counted and their hash chain verified afterwards, so a run without auditing shows.
+    ``--rounds N`` alternates echo and hub N times (the machine's load drifts; compare within a round).
 (b) ``--full-feed``: the full ``ishikawa`` world (generated with no storage, or ``--world DIR``), every
     (facility, local ID, demographics) of world.sqlite sent as ITI-8 A04 from its own facility (MSH-4 = the
     facility code, PID-3 in its domain) over ``--feed-connections`` connections to a hub on an empty index.
     Printed: count, seconds, registrations/s and the ratio to the target (everything in 5 minutes).
 
-    .venv/bin/python benchmarks/bench_pix.py [--clients 8] [--seconds 3] [--driver-procs 1]
+    .venv/bin/python benchmarks/bench_pix.py [--clients 8] [--seconds 3] [--driver-procs 1] [--rounds 1]
                                              [--full-feed [--world DIR] [--feed-connections 4]]
 
 Absolute rates depend on the machine; the ratios are the numbers to track. No assertions.
@@ -40,12 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from bench_mllp import Result, _answered, cpu_seconds, report  # noqa: E402
 
+from simulator.hub.audit import AuditLog  # noqa: E402
 from simulator.hub.index import Directory, PatientIndex  # noqa: E402
 from simulator.hub.mllp import MLLPClient  # noqa: E402
 from synthetic import load_profile, write_world  # noqa: E402
 from synthetic.world import default_jobs  # noqa: E402
 
 FEED_TARGET_SECONDS = 300.0
+AUDIT_FILE = "audit.sqlite"  # where `rhin hub` keeps its audit log, inside --data
 STARTUP_TIMEOUT = 60.0
 
 
@@ -272,10 +277,40 @@ def query_benchmark(args: argparse.Namespace, tmp: Path) -> None:
         f"QBP^Q23, {args.driver_procs} driver process(es), {os.cpu_count()} CPUs",
         flush=True,
     )
+    for round_number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"-- round {round_number} of {args.rounds}", flush=True)
+        query_round(args, world, data, records)
+
+
+def audit_head(data: Path) -> int:
+    """How many audit records the hub's data directory holds (0 if the hub keeps no audit log there)."""
+    path = data / AUDIT_FILE
+    if not path.exists():
+        return 0
+    with AuditLog(path) as log:
+        return log.head()[0]
+
+
+def audit_check(data: Path, before: int, sent: int, what: str = "queries") -> None:
+    """Print how many records the run added and whether the chain still verifies."""
+    path = data / AUDIT_FILE
+    if not path.exists():
+        print(f"WARNING: no {AUDIT_FILE} in the hub's data directory: the hub ran without auditing")
+        return
+    with AuditLog(path) as log:
+        added = log.head()[0] - before
+        problems = log.verify()
+    verdict = "chain verifies" if not problems else f"chain BROKEN: {problems[:3]}"
+    print(f"audit: {added:,} records for {sent:,} {what} sent; {verdict}", flush=True)
+
+
+def query_round(args: argparse.Namespace, world: Path, data: Path, records: Sequence[Record]) -> None:
     with echo_process() as (proc, port):
         cpu = cpu_seconds(proc.pid)
         echo = load(port, records, args)
         report("echo", echo, cpu_seconds(proc.pid) - cpu)
+    before = audit_head(data)
     with hub_process(world, data) as (proc, port):
         cpu = cpu_seconds(proc.pid)
         hub = load(port, records, args)
@@ -296,6 +331,7 @@ def query_benchmark(args: argparse.Namespace, tmp: Path) -> None:
             f"(target < 10 ms: {'met' if p99 < 10 else 'NOT met'})",
             flush=True,
         )
+    audit_check(data, before, hub.sent + paced.sent)
 
 
 def full_feed(args: argparse.Namespace, tmp: Path) -> None:
@@ -311,6 +347,7 @@ def full_feed(args: argparse.Namespace, tmp: Path) -> None:
     data = tmp / "full-hub"
     with hub_process(world, data) as (_, port):
         seconds, bad = feed(port, records, args.feed_connections)
+    audit_check(data, 0, len(records), "feeds")
     rate = len(records) / seconds
     needed = len(records) / FEED_TARGET_SECONDS
     verdict = "met" if seconds <= FEED_TARGET_SECONDS else "NOT met"
@@ -331,6 +368,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--driver-procs", type=int, default=1, help="client processes (the driver's GIL)")
     parser.add_argument("--feed-connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate echo and hub this many times")
     parser.add_argument("--full-feed", action="store_true", help="(b) only: feed the whole ishikawa world")
     parser.add_argument("--world", type=Path, help="for --full-feed: an existing world (else generated)")
     args = parser.parse_args()

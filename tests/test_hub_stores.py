@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.hub.accounts import Accounts, Refusal, ScryptParams, Session
-from simulator.hub.audit import AuditLog, Problem
+from simulator.hub.audit import AuditEntry, AuditLog, Problem
 from simulator.hub.consents import (
     AlreadyWithdrawnError,
     ConsentError,
@@ -150,6 +150,36 @@ def test_access_report(tmp_path: Path) -> None:
     ]
     assert rows[2].reason == "意識障害で救急搬送"
     assert rows[0].time == "2026-04-01T09:01:00"
+
+
+def test_append_many_is_one_chained_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    with AuditLog(path) as log:
+        log.append(time=T0, actor_facility=FAC[0], actor_user="u1", action="login", outcome="success")
+        entries = [
+            AuditEntry(T0 + dt.timedelta(seconds=n), FAC[1], f"u{n}", "query", "AA", patient=PATIENT)
+            for n in range(3)
+        ]
+        records = log.append_many(entries)
+        assert log.append_many([]) == []
+        assert [(r.seq, r.actor_user) for r in records] == [(2, "u0"), (3, "u1"), (4, "u2")]
+        assert records[0].prev_hash == log.records()[0].hash
+        assert log.records()[1:] == records
+        assert log.verify() == []
+        # All or nothing: an entry that cannot be stored leaves no trace of its group, whether it fails
+        # before the transaction (details not JSON) or inside it (a NULL where the schema forbids one).
+        not_json = AuditEntry(T0, FAC[1], "u9", "query", "AA", details={"x": object()})
+        with pytest.raises(TypeError):
+            log.append_many([entries[0], not_json])
+        null = AuditEntry(T0, FAC[1], "u9", "query", "AA", patient=None)  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            log.append_many([entries[0], null])
+        assert log.head()[0] == 4
+        assert log.append(time=T0, actor_facility=FAC[0], actor_user="u1", action="x", outcome="ok").seq == 5
+        assert log.verify() == []
+    # Records written by append_many verify like any others after reopening (the hash is the same).
+    with AuditLog(path) as log:
+        assert log.verify() == []
 
 
 # ------------------------------------------------------------------------------------------------ logins

@@ -10,17 +10,20 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from simulator.hub.audit import AuditBatcher, AuditLog, AuditRecord
 from simulator.hub.hl7v2 import ISO2022_JP, JST, UTF8, ErrorLocation, Message, decode
 from simulator.hub.index import (
     REGIONAL_NAMESPACE,
@@ -142,17 +145,19 @@ def err(reply: Message) -> tuple[str, str]:
 
 
 @contextmanager
-def serving(index: PatientIndex) -> Iterator[MLLPServer]:
+def serving(index: PatientIndex, audit: AuditBatcher | None = None) -> Iterator[MLLPServer]:
     """A hub server on its own event loop thread, for blocking clients."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    server = MLLPServer(PixPdqHandler(index, clock=lambda: NOW), clock=lambda: NOW)
+    server = MLLPServer(PixPdqHandler(index, clock=lambda: NOW, audit=audit), clock=lambda: NOW)
     asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
     try:
         yield server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        if audit is not None:
+            asyncio.run_coroutine_threadsafe(audit.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
@@ -431,6 +436,200 @@ def test_v231_feed_error_carries_err1(hub: SyncMLLPClient) -> None:
     assert reply.get("MSA", 1) == "AE"
     assert reply.get("ERR", 1, comp=4, sub=1) == "204"
     assert err(reply) == ("PID^1^3^1^4", "204")
+
+
+# ------------------------------------------------------------------------------------------- audit
+
+STAMP = NOW.isoformat(timespec="seconds")
+
+
+@pytest.fixture
+def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
+    with AuditLog(tmp_path / "audit.sqlite") as log:
+        yield log
+
+
+@pytest.fixture
+def audited(index: PatientIndex, audit_log: AuditLog) -> Iterator[SyncMLLPClient]:
+    with (
+        serving(index, AuditBatcher(audit_log)) as server,
+        SyncMLLPClient(server.host, server.port) as client,
+    ):
+        yield client
+
+
+def summary(record: AuditRecord) -> tuple[str, str, str, str, str, str]:
+    return (
+        record.action,
+        record.outcome,
+        record.patient,
+        record.target,
+        record.actor_facility,
+        record.actor_user,
+    )
+
+
+def details(record: AuditRecord) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(record.details)
+    return parsed
+
+
+def test_audit_of_feeds_refusals_and_rejected_senders(
+    audited: SyncMLLPClient, index: PatientIndex, audit_log: AuditLog
+) -> None:
+    feed(audited, "A04", "F1", cx("1", A))
+    rid = index.link(ns(A), "1")
+    feed(audited, "A08", "F2", cx("1", A))
+    assert exchange(audited, adt("A01", "F3", cx("2", B))).get("MSA", 1) == "AE"
+    assert exchange(audited, adt("A01", "F4", cx("3", A), sender="NIST_SENDER^^")).get("MSA", 1) == "AR"
+    feed(audited, "A40", "F5", cx("NEW", A), mrg=cx("1", A), sender=ns(A))
+    records = audit_log.records()
+    assert [summary(r) for r in records] == [
+        ("feed", "AA", "", f"{ns(A)}|1", A, "HIS"),
+        ("feed", "AA", rid, f"{ns(A)}|1", A, "HIS"),  # linked by now
+        ("feed", "AE", "", f"{ns(B)}|2", A, "HIS"),  # as sent: not A's to assign
+        ("rejected-sender", "AR", "", "", "NIST_SENDER", "HIS"),
+        ("feed", "AA", rid, f"{ns(A)}|NEW", A, "HIS"),  # MSH-4 by namespace: still the facility code
+    ]
+    assert details(records[0]) == {"type": "ADT^A04", "control": "F1"}
+    assert details(records[4]) == {"type": "ADT^A40", "control": "F5", "merged": "1"}
+    assert "may not assign" in records[2].reason
+    assert "not a member" in records[3].reason
+    assert records[0].reason == ""
+    assert {r.time for r in records} == {STAMP}  # the handler's clock
+    assert audit_log.verify() == []
+    assert audit_log.access_report(rid) == []  # feeds are not reads of the patient's data
+
+
+def test_audit_of_pix_queries(audited: SyncMLLPClient, index: PatientIndex, audit_log: AuditLog) -> None:
+    feed(audited, "A04", "F1", cx("00012345", A))
+    feed(audited, "A04", "F2", cx("B-77", B), sender=B)
+    rid = index.link(ns(A), "00012345")
+    index.link(ns(B), "B-77", rid)
+    before = len(audit_log.records())
+    exchange(audited, pix("Q1", cx("00012345", A)))
+    exchange(audited, pix("Q2", cx("00012345", A), f"^^^{hd(C)}"))  # known, nothing in C: AA/NF
+    exchange(audited, pix("Q3", cx("NOPE", A)))
+    exchange(audited, pix("Q4", "X1^^^XXXX"))
+    exchange(audited, pix("Q5", f"{rid}^^^RHIN&{REGIONAL_OID}&ISO"))
+    queries = audit_log.records()[before:]
+    assert [summary(r) for r in queries] == [
+        ("query", "AA", rid, f"{ns(A)}|00012345", C, "HIS"),
+        ("query", "AA", rid, f"{ns(A)}|00012345", C, "HIS"),
+        ("query", "AE", "", f"{ns(A)}|NOPE", C, "HIS"),
+        ("query", "AE", "", "XXXX|X1", C, "HIS"),
+        ("query", "AA", rid, f"{REGIONAL_NAMESPACE}|{rid}", C, "HIS"),
+    ]
+    assert details(queries[0]) == {"type": "QBP^Q23", "control": "Q1", "tag": "TQ1", "status": "OK"}
+    assert [details(r)["status"] for r in queries] == ["OK", "NF", "AE", "AE", "OK"]
+    assert "unknown patient" in queries[2].reason
+    report = audit_log.access_report(rid)
+    assert [(row.facility, row.action, row.outcome) for row in report] == [(C, "query", "AA")] * 3
+    assert audit_log.verify() == []
+
+
+def test_audit_of_pdq_lists_the_query_under_every_person_returned(
+    audited: SyncMLLPClient, index: PatientIndex, audit_log: AuditLog
+) -> None:
+    feed(audited, "A04", "F1", cx("1", A))
+    feed(audited, "A04", "F2", cx("B1", B), sender=B)
+    feed(audited, "A04", "F3", cx("2", A), birth="19700304")
+    feed(audited, "A04", "F4", cx("3", A), birth="19800506")
+    one = index.link(ns(A), "1")
+    index.link(ns(B), "B1", one)
+    two = index.link(ns(A), "2")
+    before = len(audit_log.records())
+
+    reply = exchange(audited, pdq("P1", "@PID.5.1.1^山田"))
+    assert reply.get("QAK", 4) == "3"  # three people: A1+B1 folded, A2, A3 (unlinked)
+    records = audit_log.records()[before:]
+    assert [(r.action, r.patient, r.target, details(r)["role"]) for r in records] == [
+        ("query", one, f"{ns(A)}|1", "hit"),
+        ("query", two, f"{ns(A)}|2", "hit"),
+        ("query", "", f"{ns(A)}|3", "hit"),
+        ("query", "", "", "summary"),
+    ]
+    assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 4))
+    assert {(details(r)["control"], details(r)["tag"]) for r in records} == {("P1", "TP1")}
+    assert details(records[3]) == {
+        "type": "QBP^Q22",
+        "control": "P1",
+        "tag": "TP1",
+        "status": "OK",
+        "query": "@PID.5.1.1^山田",
+        "hits": 3,
+        "returned": 3,
+        "role": "summary",
+    }
+    for rid in (one, two):
+        assert [(row.facility, row.action) for row in audit_log.access_report(rid)] == [(C, "query")]
+
+    # A continuation page discloses its own people and says which page it was.
+    first = exchange(audited, pdq("P2", "@PID.5.1.1^山田", tag="PAGED", quantity="2^RD"))
+    pointer = first.get("DSC", 1)
+    exchange(audited, pdq("P3", "@PID.5.1.1^山田", tag="PAGED", quantity="2^RD", dsc=pointer))
+    pages = audit_log.records()[before + 4 :]
+    assert [(r.patient, details(r)["role"], details(r)["control"]) for r in pages] == [
+        (one, "hit", "P2"),
+        (two, "hit", "P2"),
+        ("", "summary", "P2"),
+        ("", "hit", "P3"),
+        ("", "summary", "P3"),
+    ]
+    assert details(pages[2])["returned"] == 2
+    assert details(pages[4])["pointer"] == pointer
+
+    none = exchange(audited, pdq("P4", "@PID.5.1.1^鈴木"))
+    assert none.get("QAK", 2) == "NF"
+    (nf,) = audit_log.records()[before + 9 :]
+    assert (nf.patient, details(nf)["status"], details(nf)["hits"], details(nf)["role"]) == (
+        "",
+        "NF",
+        0,
+        "summary",
+    )
+    assert [row.action for row in audit_log.access_report(one)] == ["query"] * 2
+    assert audit_log.verify() == []
+
+
+def test_reply_waits_for_its_audit_commit(
+    index: PatientIndex, audit_log: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a slow disk the answer is late, never early: at reply time the record is already committed."""
+    real_finish = audit_log._finish
+
+    def slow_finish() -> None:
+        threading.Event().wait(0.3)
+        real_finish()
+
+    monkeypatch.setattr(audit_log, "_finish", slow_finish)
+    with (
+        serving(index, AuditBatcher(audit_log)) as server,
+        SyncMLLPClient(server.host, server.port) as client,
+    ):
+        started = time.monotonic()
+        feed(client, "A04", "F1", cx("1", A))
+        assert time.monotonic() - started >= 0.3
+        with closing(sqlite3.connect(tmp_path / "audit.sqlite")) as other:  # durable, not just staged
+            assert other.execute("SELECT action, target FROM audit").fetchall() == [("feed", f"{ns(A)}|1")]
+
+
+def test_a_failed_audit_is_never_answered_aa(
+    index: PatientIndex, audit_log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_finish() -> None:
+        audit_log._db.execute("ROLLBACK")
+        audit_log._lock.release()
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with serving(index, AuditBatcher(audit_log)) as server, SyncMLLPClient(server.host, server.port) as c:
+        feed(c, "A04", "F1", cx("1", A))
+        monkeypatch.setattr(audit_log, "_finish", failing_finish)
+        reply = exchange(c, pix("Q1", cx("1", A)))
+        assert reply.get("MSA", 1) == "AE"  # the query's answer is withheld: it could not be audited
+        assert err(reply)[1] == "207"
+        assert not reply.segments("PID")
+    assert [r.action for r in audit_log.records()] == ["feed"]
 
 
 # ------------------------------------------------------------------------------------------- durability

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Final
 
 __all__ = [
@@ -237,13 +237,21 @@ class Delimiters:
 
     @classmethod
     def from_msh(cls, field_separator: str, encoding_characters: str) -> Delimiters:
+        """The delimiters an MSH declares; the same instance for the same characters (so its escape tables
+        are built once, not per message)."""
         chars = field_separator + encoding_characters[:4]
+        known = _DELIMITERS.get(chars)
+        if known is not None:
+            return known
         if len(chars) != 5 or len(set(chars)) != 5 or any(c.isalnum() or c in "\r\n " for c in chars):
             raise ParseError(
                 f"unusable delimiters MSH-1 {field_separator!r} MSH-2 {encoding_characters!r}",
                 ErrorDetail(ErrorCode.DATA_TYPE_ERROR, ErrorLocation("MSH", field=2)),
             )
-        return cls(*chars)
+        made = cls(*chars)
+        if len(_DELIMITERS) < 64:  # a sender can only make us remember a few
+            _DELIMITERS[chars] = made
+        return made
 
     @cached_property
     def _escape_table(self) -> dict[int, str]:
@@ -279,12 +287,12 @@ class Delimiters:
 
 
 DEFAULT_DELIMITERS: Final = Delimiters()
+_DELIMITERS: dict[str, Delimiters] = {"|^~\\&": DEFAULT_DELIMITERS}
 
 
 def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     """Data → ER7: delimiters become ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``, CR/LF ``\\X0D\\``/``\\X0A\\``."""
-    special = delimiters._special
-    if not any(c in special for c in text):
+    if delimiters._special.isdisjoint(text):
         return text
     return text.translate(delimiters._escape_table)
 
@@ -409,14 +417,17 @@ class Segment:
         A leaf (no lower delimiter inside) comes back unescaped; a composite (e.g. a whole CX when ``comp`` is
         not given) comes back in its encoded form, so nothing is ambiguous.
         """
-        value = self.field(number)
+        fields = self.fields
+        if not 0 < number < len(fields):
+            return ""
+        value = fields[number]
         if not value:
             return ""
         d = self.delimiters
-        if self.fields[0] == "MSH" and number <= 2:
+        if number <= 2 and fields[0] == "MSH":
             return value
         if rep or d.repetition in value:
-            reps = value.split(d.repetition)
+            reps = value.split(d.repetition, rep + 1)
             if rep >= len(reps):
                 return ""
             value = reps[rep]
@@ -428,7 +439,7 @@ class Segment:
         else:
             if comp < 1:
                 raise ValueError("components are numbered from 1")
-            comps = value.split(d.component)
+            comps = value.split(d.component, comp)  # (hot: no need to split what follows)
             if comp > len(comps):
                 return ""
             value = comps[comp - 1]
@@ -438,11 +449,11 @@ class Segment:
             else:
                 if sub < 1:
                     raise ValueError("subcomponents are numbered from 1")
-                subs = value.split(d.subcomponent)
+                subs = value.split(d.subcomponent, sub)
                 if sub > len(subs):
                     return ""
                 value = subs[sub - 1]
-        return unescape(value, d)
+        return unescape(value, d) if d.escape in value else value
 
     def to_er7(self) -> str:
         f = self.fields
@@ -521,7 +532,7 @@ class Message:
 
     def append(self, segment: Segment) -> Segment:
         """Append an existing segment (e.g. the request's QPD echoed in an RSP)."""
-        if segment.delimiters != self.delimiters:
+        if segment.delimiters is not self.delimiters and segment.delimiters != self.delimiters:
             raise ValueError("segment uses other delimiters than this message")
         self._segments.append(segment)
         return segment
@@ -637,6 +648,13 @@ def codec_for(msh18: str, repetition: str = "~") -> str:
     ``~ISO IR87``/``ISO IR87``/``~ISOIR87`` → ISO-2022-JP, ``UNICODE UTF-8`` → UTF-8, empty → ASCII;
     ``ISO IR6`` (ASCII) may accompany ISO IR87. Anything else raises :class:`UnknownCharsetError`.
     """
+    if not msh18:
+        return ASCII
+    return _codec_for(msh18, repetition)
+
+
+@lru_cache(maxsize=64)  # only answers are cached (not refusals), and senders use a handful of spellings
+def _codec_for(msh18: str, repetition: str) -> str:
     names = {n.replace(" ", "").upper() for n in msh18.split(repetition)} - {"", "ISOIR6"}
     if not names:
         return ASCII
@@ -705,10 +723,21 @@ def _legacy_version(version: str) -> bool:
     return bool(parts) and tuple(parts) < (2, 5)
 
 
+_last_stamp: tuple[datetime | None, str] = (None, "")
+
+
 def _timestamp(now: datetime | str) -> str:
+    """MSH-7 text; the replies of one second share it (strftime with %z was a visible cost per reply)."""
+    global _last_stamp
     if isinstance(now, str):
         return now
-    return now.strftime("%Y%m%d%H%M%S%z")
+    second = now.replace(microsecond=0)
+    last, text = _last_stamp
+    if last is not None and last == second and last.tzinfo is second.tzinfo:
+        return text
+    text = now.strftime("%Y%m%d%H%M%S%z")
+    _last_stamp = (second, text)
+    return text
 
 
 def _err_fields(error: ErrorDetail, legacy: bool) -> dict[int, Field]:
@@ -756,23 +785,36 @@ def ack(
         event = msh.get(9, comp=2)
     if structure is None:
         structure = "ACK" if message_type == "ACK" else ""
-    reply = Message(request.delimiters)
-    reply.add(
+    d = request.delimiters
+    # Built as encoded fields directly (what Message.add would produce): every reply goes through here.
+    kind = _join_trimmed(d.component, (escape(message_type, d), escape(event, d), escape(structure, d)))
+    header = [
         "MSH",
-        {
-            3: Raw(msh.field(5)),
-            4: Raw(msh.field(6)),
-            5: Raw(msh.field(3)),
-            6: Raw(msh.field(4)),
-            7: _timestamp(now),
-            9: [message_type, event, structure],
-            10: control_id,
-            11: Raw(msh.field(11)),
-            12: Raw(msh.field(12)),
-            18: Raw(msh.field(18) if charset is None else charset),
-        },
-    )
-    reply.add("MSA", [code, Raw(msh.field(10)), text])
+        d.field,
+        d.encoding_characters,
+        msh.field(5),
+        msh.field(6),
+        msh.field(3),
+        msh.field(4),
+        _timestamp(now),
+        "",
+        kind,
+        escape(control_id, d),
+        msh.field(11),
+        msh.field(12),
+        "",
+        "",
+        "",
+        "",
+        "",
+        msh.field(18) if charset is None else charset,
+    ]
+    while len(header) > 3 and not header[-1]:
+        header.pop()
+    msa = ["MSA", escape(code, d), msh.field(10), escape(text, d)]
+    while len(msa) > 1 and not msa[-1]:
+        msa.pop()
+    reply = Message(d, [Segment(header, d), Segment(msa, d)])
     legacy = _legacy_version(msh.get(12, comp=1))
     for error in errors:
         reply.add("ERR", _err_fields(error, legacy))
@@ -802,7 +844,9 @@ def basic_checks(msg: Message, *, versions: Iterable[str] | None = None) -> list
     version = msh.get(12, comp=1)
     if not version:
         problem(missing, ErrorLocation("MSH", field=12), "MSH-12 version id is missing")
-    elif versions is not None and version not in set(versions):
+    elif versions is not None and version not in (
+        versions if isinstance(versions, frozenset) else set(versions)
+    ):
         unsupported = ErrorCode.UNSUPPORTED_VERSION_ID
         problem(unsupported, ErrorLocation("MSH", field=12), f"version {version!r} is not supported")
     return problems

@@ -17,6 +17,26 @@ Choices where the sources leave room:
 * ITI-21: one PID per person: records linked to one regional patient are folded together (their IDs all in
   PID-3, demographics from the first in (domain, ID) order). Continuation state is kept in memory per handler
   (the last ``max_continuations`` queries); a hub restart forgets it, and an unknown pointer is AE, 204.
+
+Audit (with ``audit=``): every message that reaches the handler is recorded, and its reply is sent only once
+the record is committed (:class:`~.audit.AuditBatcher` commits concurrent messages together).
+``actor_facility`` is the sender's facility code (MSH-4 as sent when it is not a member), ``actor_user``
+MSH-3, ``outcome`` MSA-1, ``reason`` MSA-3 (the refusal's text), ``details`` the message type, control ID
+and, for queries, the query tag and QAK-2 status (OK/NF/AE).
+
+* ITI-8: action ``feed``, target ``<domain>|<local ID>`` (PID-3), patient the record's regional ID if linked.
+* ITI-9: action ``query``, target the queried ``<domain>|<ID>``, patient the regional ID of that patient.
+* ITI-21: a query may disclose several people, and a patient's access report must list it under each of them,
+  so a PDQ answer writes one ``query`` record per person returned (patient = their regional ID, or "" when
+  unlinked; target = their first ``<domain>|<local ID>``; details ``"role": "hit"``) and then one summary
+  (patient "", target "", details ``"role": "summary"``, hit counts and the QPD-3 criteria as sent), all in
+  one transaction and sharing the control ID and query tag. A continuation page is audited the same way
+  (details ``pointer``); QCN^J01 is ``cancel``.
+* A sender that is not a member: action ``rejected-sender``, outcome AR. Other refusals keep their action
+  (``feed``, ``query``; unsupported message types ``unsupported``) with outcome AE/AR.
+
+Messages refused by the wire layer before reaching the handler (undecodable, failed basic checks) are not
+audited: they carry nothing the hub acted on.
 """
 
 from __future__ import annotations
@@ -24,11 +44,15 @@ from __future__ import annotations
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Final
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final
 
+from .audit import AuditBatcher, AuditEntry
 from .hl7v2 import (
     ControlIds,
+    Delimiters,
     ErrorCode,
     ErrorDetail,
     ErrorLocation,
@@ -39,9 +63,11 @@ from .hl7v2 import (
     Repeated,
     Segment,
     codec_for,
+    escape,
     jst_now,
 )
 from .index import (
+    REGIONAL_NAMESPACE,
     Demographics,
     Domain,
     IdentityError,
@@ -49,6 +75,7 @@ from .index import (
     PatientRecord,
     PersonName,
     SearchCriteria,
+    UnknownPatientError,
 )
 from .mllp import Clock, HL7Handler
 
@@ -151,10 +178,36 @@ def _fitter(message: Message) -> Callable[[str], str]:
     return fit
 
 
+@dataclass(slots=True)
+class _Note:
+    """What one message did, filled in while it is handled: the reply's clock and its audit record(s)."""
+
+    now: datetime
+    action: str = "unsupported"
+    code: str = "AA"  # MSA-1
+    status: str = ""  # QAK-2 for queries
+    reason: str = ""  # MSA-3 of a refusal
+    patient: str = ""
+    target: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    hits: list[tuple[str, str]] | None = None  # PDQ: (regional ID or "", first "<domain>|<ID>") per person
+
+    def refused(self, refusal: _Refused) -> None:
+        self.code, self.reason = refusal.code, refusal.error.diagnostic
+
+
+@lru_cache(maxsize=4096)
+def _cx_suffix(namespace: str, oid: str, d: Delimiters) -> str:
+    """``^^^NS&OID&ISO^PI`` in ``d``: the part of a returned CX that depends only on its domain."""
+    c, s = d.component, d.subcomponent
+    return f"{c}{c}{c}{escape(namespace, d)}{s}{escape(oid, d)}{s}ISO{c}PI"
+
+
 class PixPdqHandler(HL7Handler):
     """The hub's MLLP application: ITI-8 into the index, ITI-9 and ITI-21 out of it.
 
-    Every ACK to a feed is built after the index call returned, i.e. after its transaction committed.
+    Every ACK to a feed is built after the index call returned, i.e. after its transaction committed; with
+    ``audit``, every reply also waits for its audit record's commit (see the module docstring).
     """
 
     def __init__(
@@ -164,19 +217,25 @@ class PixPdqHandler(HL7Handler):
         clock: Clock = jst_now,
         control_ids: ControlIds | None = None,
         max_continuations: int = 1000,
+        audit: AuditBatcher | None = None,
     ) -> None:
         super().__init__(clock=clock, control_ids=control_ids, versions=VERSIONS)
         self.index = index
+        self.audit = audit
         self.max_continuations = max_continuations
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._pointers = ControlIds()
 
     async def handle(self, message: Message) -> Message | None:
-        kind, event, _ = message.message_type
-        sender = message.get("MSH", 4, comp=1)
+        msh = message.segment("MSH")
+        assert msh is not None  # the wire layer's basic checks
+        kind, event = msh.get(9, comp=1), msh.get(9, comp=2)
+        sender = msh.get(4, comp=1)
         facility = self.index.directory.facility(sender)
+        note = _Note(self.clock())
         try:
             if facility is None:
+                note.action = "rejected-sender"
                 raise _refuse(
                     ErrorCode.TABLE_VALUE_NOT_FOUND,
                     ErrorLocation("MSH", field=4),
@@ -184,28 +243,61 @@ class PixPdqHandler(HL7Handler):
                     "AR",
                 )
             if kind == "ADT":
-                return self._feed(message, event, facility)
-            if kind == "QBP" and event == "Q23":
-                return self._pix(message)
-            if kind == "QBP" and event == "Q22":
-                return self._pdq(message)
-            if kind == "QCN" and event == "J01":
-                return self._cancel(message)
-            if kind in ("QBP", "QCN"):
+                note.action = "feed"
+                reply = self._feed(message, event, facility, note)
+            elif kind == "QBP" and event == "Q23":
+                note.action = "query"
+                reply = self._pix(message, note)
+            elif kind == "QBP" and event == "Q22":
+                note.action = "query"
+                reply = self._pdq(message, note)
+            elif kind == "QCN" and event == "J01":
+                note.action = "cancel"
+                reply = self._cancel(message, note)
+            elif kind in ("QBP", "QCN"):
                 raise _refuse(
                     ErrorCode.UNSUPPORTED_EVENT_CODE,
                     ErrorLocation("MSH", field=9, component=2),
                     f"{kind}^{event} is not supported",
                     "AR",
                 )
-            raise _refuse(
-                ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
-                ErrorLocation("MSH", field=9, component=1),
-                f"message type {kind!r} is not supported",
-                "AR",
-            )
+            else:
+                raise _refuse(
+                    ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
+                    ErrorLocation("MSH", field=9, component=1),
+                    f"message type {kind!r} is not supported",
+                    "AR",
+                )
         except _Refused as refusal:
-            return self.ack(message, refusal.code, errors=[refusal.error], text=refusal.error.diagnostic)
+            note.refused(refusal)
+            reply = self.ack(
+                message, refusal.code, errors=[refusal.error], text=refusal.error.diagnostic, now=note.now
+            )
+        if self.audit is not None:
+            actor = facility.facility if facility is not None and facility.facility else sender
+            await self._audit(self.audit, msh, note, actor or "", f"{kind}^{event}")
+        return reply
+
+    async def _audit(self, audit: AuditBatcher, msh: Segment, note: _Note, actor: str, kind: str) -> None:
+        """The message's audit record(s), committed before the reply goes out."""
+        details = {"type": kind, "control": msh.get(10)}
+        if note.status:
+            details["status"] = note.status
+        details.update(note.details)
+        user = msh.get(3, comp=1)
+
+        def entry(patient: str, target: str, extra: dict[str, Any]) -> AuditEntry:
+            return AuditEntry(
+                note.now, actor, user, note.action, note.code, patient, target, note.reason, extra
+            )
+
+        if note.hits is None:
+            await audit.record(entry(note.patient, note.target, details))
+            return
+        hit = {k: details[k] for k in ("type", "control", "tag") if k in details} | {"role": "hit"}
+        entries = [entry(patient, target, hit) for patient, target in note.hits]
+        entries.append(entry("", "", details | {"role": "summary"}))
+        await audit.record_many(entries)
 
     # --------------------------------------------------------------------------------------- ITI-8
 
@@ -224,7 +316,7 @@ class PixPdqHandler(HL7Handler):
             raise _refuse(_UNKNOWN, where, f"{own.facility} may not assign IDs in domain {domain.namespace}")
         return domain
 
-    def _feed(self, message: Message, event: str, own: Domain) -> Message:
+    def _feed(self, message: Message, event: str, own: Domain, note: _Note) -> Message:
         if event not in _FEED_EVENTS:
             raise _refuse(
                 ErrorCode.UNSUPPORTED_EVENT_CODE,
@@ -235,9 +327,12 @@ class PixPdqHandler(HL7Handler):
         pid = message.segment("PID")
         if pid is None or not pid.get(3, comp=1):
             raise _refuse(ErrorCode.REQUIRED_FIELD_MISSING, ErrorLocation("PID", field=3), "PID-3 is missing")
+        local_id = pid.get(3, comp=1)
+        named = pid.get(3, comp=4, sub=1) or pid.get(3, comp=4, sub=2)
+        note.target = f"{named or own.namespace}|{local_id}"  # as sent, until it is known to be ours
         for rep in range(len(pid.repetitions(3))):
             self._feed_domain(pid, 3, rep, own)  # every repetition must be in the sender's own domain
-        local_id = pid.get(3, comp=1)
+        note.target = f"{own.namespace}|{local_id}"
         demographics = _demographics(pid)
         try:
             if event == "A40":
@@ -246,6 +341,7 @@ class PixPdqHandler(HL7Handler):
                     raise _refuse(
                         ErrorCode.REQUIRED_FIELD_MISSING, ErrorLocation("MRG", field=1), "MRG-1 is missing"
                     )
+                note.details["merged"] = mrg.get(1, comp=1)
                 self._feed_domain(mrg, 1, 0, own)
                 self.index.merge(own.namespace, local_id, mrg.get(1, comp=1), demographics)
             elif event == "A08":
@@ -255,7 +351,9 @@ class PixPdqHandler(HL7Handler):
         except IdentityError as exc:
             where = ErrorLocation("MRG", field=1, component=1) if event == "A40" else None
             raise _refuse(_UNKNOWN, where, str(exc)) from exc
-        return self.ack(message, "AA")
+        if self.audit is not None:
+            note.patient = self.index.regional_id(own.namespace, local_id) or ""
+        return self.ack(message, "AA", now=note.now)
 
     # --------------------------------------------------------------------------------------- ITI-9
 
@@ -265,6 +363,7 @@ class PixPdqHandler(HL7Handler):
         event: str,
         code: str,
         status: str,
+        note: _Note,
         *,
         errors: Sequence[ErrorDetail] = (),
         counts: Sequence[int] = (),
@@ -272,42 +371,62 @@ class PixPdqHandler(HL7Handler):
         """MSH, MSA, [ERR], QAK (tag, status, query name, hit counts) and the request's QPD echoed."""
         structure = "RSP_K23" if event == "K23" else "RSP_K21"
         text = errors[0].diagnostic if errors else ""
+        note.code, note.status, note.reason = code, status, text
         reply = self.ack(
-            message, code, message_type="RSP", event=event, structure=structure, errors=errors, text=text
+            message,
+            code,
+            message_type="RSP",
+            event=event,
+            structure=structure,
+            errors=errors,
+            text=text,
+            now=note.now,
         )
         qpd = message.segment("QPD")
-        tag = qpd.get(2) if qpd is not None else ""
-        reply.add("QAK", [tag, status, Raw(qpd.field(1) if qpd else ""), *(str(c) for c in counts)])
-        if qpd is not None:
+        if qpd is None:
+            reply.add("QAK", ["", status, "", *(str(c) for c in counts)])
+        else:
+            if self.audit is not None:
+                note.details["tag"] = qpd.get(2)
+            fields = ["QAK", qpd.field(2), status, qpd.field(1), *(str(c) for c in counts)]
+            while not fields[-1]:
+                fields.pop()
+            reply.append(Segment(fields, reply.delimiters))
             reply.append(qpd)
         return reply
 
-    def _pix(self, message: Message) -> Message:
+    def _pix(self, message: Message, note: _Note) -> Message:
         try:
             qpd = message.segment("QPD")
-            if qpd is None or not qpd.get(3, comp=1):
+            local_id = "" if qpd is None else qpd.get(3, comp=1)
+            if qpd is None or not local_id:
                 loc = ErrorLocation("QPD", field=3, component=1)
                 raise _refuse(ErrorCode.REQUIRED_FIELD_MISSING, loc, "QPD-3 patient identifier is missing")
-            local_id = qpd.get(3, comp=1)
-            source = self.index.directory.resolve(qpd.get(3, comp=4, sub=1), qpd.get(3, comp=4, sub=2))
+            ns, oid = qpd.get(3, comp=4, sub=1), qpd.get(3, comp=4, sub=2)
+            source = self.index.directory.resolve(ns, oid)
             if source is None:
+                note.target = f"{ns or oid}|{local_id}"
                 loc = ErrorLocation("QPD", field=3, component=4)
                 raise _refuse(_UNKNOWN, loc, "unknown assigning authority in QPD-3")
+            note.target = f"{source.namespace}|{local_id}"
             wanted = self._domains(qpd, 4)
-            if not self.index.known(source.namespace, local_id):
+            try:
+                found = self.index.identifiers(source.namespace, local_id)
+            except UnknownPatientError:
                 loc = ErrorLocation("QPD", field=3, component=1)
-                raise _refuse(_UNKNOWN, loc, f"unknown patient {local_id} in {source.namespace}")
+                raise _refuse(_UNKNOWN, loc, f"unknown patient {local_id} in {source.namespace}") from None
         except _Refused as refusal:
-            return self._rsp(message, "K23", refusal.code, "AE", errors=[refusal.error])
-        ids = [
-            i
-            for i in self.index.identifiers(source.namespace, local_id)
-            if i != (source.namespace, local_id) and (not wanted or i[0] in wanted)
-        ]
+            return self._rsp(message, "K23", refusal.code, "AE", note, errors=[refusal.error])
+        if found[0][0] == REGIONAL_NAMESPACE:
+            note.patient = found[0][1]
+        query = (source.namespace, local_id)
+        ids = [i for i in found if i != query and (not wanted or i[0] in wanted)]
         if not ids:
-            return self._rsp(message, "K23", "AA", "NF")
-        reply = self._rsp(message, "K23", "AA", "OK")
-        reply.add("PID", {3: self._cx_list(ids), 5: Repeated("", ["", "", "", "", "", "", "S"])})
+            return self._rsp(message, "K23", "AA", "NF", note)
+        reply = self._rsp(message, "K23", "AA", "OK", note)
+        d = reply.delimiters
+        empty_name = d.repetition + d.component * 6 + "S"  # PID-5 ``~^^^^^^S``: the K23's empty name
+        reply.append(Segment(["PID", "", "", self._cx_text(ids, d), "", empty_name], d))
         return reply
 
     def _domains(self, qpd: Segment, field: int) -> set[str]:
@@ -327,14 +446,14 @@ class PixPdqHandler(HL7Handler):
             )
         return wanted
 
-    def _cx_list(self, ids: Iterable[tuple[str, str]]) -> Repeated:
+    def _cx_text(self, ids: Iterable[tuple[str, str]], d: Delimiters) -> str:
+        """PID-3 as ER7: one ``ID^^^NS&OID&ISO^PI`` repetition per identifier."""
         directory = self.index.directory
-        values = []
+        parts = []
         for ns, local_id in ids:
             domain = directory.get(ns)
-            oid = domain.oid if domain is not None else ""
-            values.append([local_id, "", "", [ns, oid, "ISO"], "PI"])
-        return Repeated(*values)
+            parts.append(escape(local_id, d) + _cx_suffix(ns, domain.oid if domain is not None else "", d))
+        return d.repetition.join(parts)
 
     # --------------------------------------------------------------------------------------- ITI-21
 
@@ -378,9 +497,13 @@ class PixPdqHandler(HL7Handler):
             hits.append(_Hit(record, tuple(ids)))
         return hits
 
-    def _pdq(self, message: Message) -> Message:
+    def _pdq(self, message: Message, note: _Note) -> Message:
         qpd = message.segment("QPD")
         pointer = message.get("DSC", 1)
+        if qpd is not None:
+            note.details["query"] = qpd.field(3)
+        if pointer:
+            note.details["pointer"] = pointer
         try:
             if qpd is None:
                 raise _refuse(ErrorCode.SEGMENT_SEQUENCE_ERROR, ErrorLocation("QPD"), "QPD is missing")
@@ -396,15 +519,19 @@ class PixPdqHandler(HL7Handler):
                 hits = self._hits(criteria, wanted)
                 total = len(hits)
         except _Refused as refusal:
-            return self._rsp(message, "K22", refusal.code, "AE", errors=[refusal.error])
+            return self._rsp(message, "K22", refusal.code, "AE", note, errors=[refusal.error])
+        note.hits = []
         if not hits:
-            return self._rsp(message, "K22", "AA", "NF", counts=(0, 0, 0))
+            note.details["hits"] = 0
+            return self._rsp(message, "K22", "AA", "NF", note, counts=(0, 0, 0))
         limit = self._quantity(message)
         page, rest = (hits[:limit], hits[limit:]) if limit else (hits, [])
-        reply = self._rsp(message, "K22", "AA", "OK", counts=(total, len(page), len(rest)))
+        note.details |= {"hits": total, "returned": len(page)}
+        note.hits = [(h.record.regional_id or "", f"{h.record.domain}|{h.record.local_id}") for h in page]
+        reply = self._rsp(message, "K22", "AA", "OK", note, counts=(total, len(page), len(rest)))
         fit = _fitter(message)
         for n, hit in enumerate(page, 1):
-            reply.add("PID", self._pid(n, hit, fit))
+            reply.add("PID", self._pid(n, hit, fit, reply.delimiters))
         if rest:
             assert qpd is not None
             next_pointer = self._pointers.next()
@@ -420,12 +547,12 @@ class PixPdqHandler(HL7Handler):
         raw = message.get("RCP", 2, comp=1)
         return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
-    def _pid(self, set_id: int, hit: _Hit, fit: Callable[[str], str]) -> dict[int, Field]:
+    def _pid(self, set_id: int, hit: _Hit, fit: Callable[[str], str], d: Delimiters) -> dict[int, Field]:
         demo = hit.record.demographics
         names = [[fit(n.family), fit(n.given), "", "", "", "", "L", n.representation] for n in demo.names]
         return {
             1: str(set_id),
-            3: self._cx_list(hit.ids),
+            3: Raw(self._cx_text(hit.ids, d)),
             5: Repeated(*names) if names else None,
             7: demo.birth_date,
             8: demo.sex,
@@ -433,9 +560,10 @@ class PixPdqHandler(HL7Handler):
             13: Repeated(*demo.phones) if demo.phones else None,
         }
 
-    def _cancel(self, message: Message) -> Message:
+    def _cancel(self, message: Message, note: _Note) -> Message:
         """QCN^J01: forget the continuations of QID-1's query tag; AA even if none was pending."""
         tag = message.get("QID", 1)
+        note.details["tag"] = tag
         for pointer in [p for p, pending in self._pending.items() if pending.tag == tag]:
             del self._pending[pointer]
-        return self.ack(message, "AA")
+        return self.ack(message, "AA", now=note.now)

@@ -19,7 +19,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message, parse_segment
 
 from synthetic.ssmix2.layout import DATA_TYPES, FileName, order_number
-from synthetic.ssmix2.reader import Message, StorageReader
+from synthetic.ssmix2.reader import SYMLINK, Message, StorageReader
 from synthetic.ssmix2.text import esc, to_jis, unescape
 from tests import ssmix2_cases as cases
 
@@ -281,6 +281,128 @@ def test_reader_reports_what_it_cannot_use(tmp_path: Path) -> None:
     assert [e.name for e in listing.entries] == [good]
     reasons = sorted(p.reason for p in listing.problems)
     assert reasons == ["file name does not follow the SS-MIX2 grammar", "file name does not match its folder"]
+
+
+def _hl7_file(root: Path, date: str, data_type: str, order: str, flag: str = "1") -> Path:
+    stamp = (date if date != "-" else "20260301") + "091500000"
+    name = FileName("1234567", date, data_type, order.rjust(15, "0"), stamp, "01", flag)
+    folder = root / name.relative_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / str(name)
+    path.write_bytes(b"MSH|^~\\&|x")
+    return path
+
+
+def _document(extended: Path, date: str, key: str, flag: str = "1") -> Path:
+    folder = (
+        extended
+        / "123/456/1234567"
+        / date
+        / "RHDS01^DischargeSummary^99RHX^18842-5^退院時サマリー^LN"
+        / f"1234567_{date}_RHDS01^DischargeSummary^99RHX_{key}_{date}101500000_01_{flag}"
+    )
+    folder.mkdir(parents=True)
+    (folder / "main_document.xml").write_bytes(b"<?xml version='1.0'?><doc/>")
+    return folder
+
+
+def test_reader_reports_symlinks_it_does_not_follow(tmp_path: Path) -> None:
+    """follow_symlinks=False: a symlinked file, date, type, content or patient folder is a Problem and
+    nothing behind it is listed; the default follows them (and the roots may be symlinks either way)."""
+    outside = tmp_path / "outside"
+    root, extended = tmp_path / "storage", tmp_path / "extended"
+    real = _hl7_file(root, "20260302", "ADT-12", "1")
+    elsewhere = _hl7_file(outside, "20260303", "ADT-12", "2")
+    patient = real.parents[2]
+    # a symlinked file, a symlinked date folder and a symlinked type folder, all validly named
+    linked_file = _hl7_file(outside, "20260302", "ADT-12", "3")
+    (real.parent / linked_file.name).symlink_to(linked_file)
+    (patient / "20260303").symlink_to(elsewhere.parents[1], target_is_directory=True)
+    type_target = _hl7_file(outside, "20260302", "OMP-01", "4").parent
+    (patient / "20260302" / "OMP-01").symlink_to(type_target, target_is_directory=True)
+    kept = _document(extended, "20260302", "A1")
+    linked_content = _document(outside / "extended", "20260302", "A2")
+    (kept.parent / linked_content.name).symlink_to(linked_content, target_is_directory=True)
+    linked_main = _document(extended, "20260304", "A3")
+    (linked_main / "main_document.xml").unlink()
+    (linked_main / "main_document.xml").symlink_to(kept / "main_document.xml")
+
+    strict = StorageReader(root, extended, follow_symlinks=False)
+    listing = strict.entries("1234567")
+    assert [e.relative for e in listing.entries] == [real.relative_to(root).as_posix()]
+    assert [(p.path.as_posix(), p.reason) for p in listing.problems] == [
+        ("123/456/1234567/20260302/ADT-12/" + linked_file.name, SYMLINK),
+        ("123/456/1234567/20260302/OMP-01", SYMLINK),
+        ("123/456/1234567/20260303", SYMLINK),
+    ]
+    documents = strict.documents("1234567")
+    assert [d.path.parent for d in documents.entries] == [kept.relative_to(extended)]
+    assert sorted(p.reason for p in documents.problems) == [SYMLINK, SYMLINK]
+
+    following = StorageReader(root, extended)
+    assert len(following.entries("1234567").entries) == 4
+    assert following.entries("1234567").problems == []
+    assert len(following.documents("1234567").entries) == 3
+
+    # a symlinked patient folder (or one of its parents) lists nothing and says why
+    moved = tmp_path / "moved"
+    patient.rename(moved)
+    patient.symlink_to(moved, target_is_directory=True)
+    listing = strict.entries("1234567")
+    assert (listing.entries, [(p.path.as_posix(), p.reason) for p in listing.problems]) == (
+        [],
+        [("123/456/1234567", SYMLINK)],
+    )
+    assert len(following.entries("1234567").entries) == 4
+    # a symlinked root is fine: only what is beneath it counts
+    (tmp_path / "root-link").symlink_to(root, target_is_directory=True)
+    through_link = StorageReader(tmp_path / "root-link", follow_symlinks=False).entries("1234567")
+    assert [(p.path.as_posix(), p.reason) for p in through_link.problems] == [("123/456/1234567", SYMLINK)]
+    patient.unlink()
+    moved.rename(patient)
+    assert len(StorageReader(tmp_path / "root-link", follow_symlinks=False).entries("1234567").entries) == 1
+
+
+def test_reader_reports_stray_files_and_folders(tmp_path: Path) -> None:
+    """Nothing is skipped silently: files where folders belong (in both storages), a folder or a name with
+    a final newline where a message belongs, a content folder without its main document."""
+    root, extended = tmp_path / "storage", tmp_path / "extended"
+    good = _hl7_file(root, "20260302", "ADT-12", "1")
+    patient = good.parents[2]
+    (patient / "notes.txt").write_text("x")
+    (patient / "20260302" / "OMP-01").write_text("x")
+    (good.parent / good.name.replace("_000000000000001_", "_000000000000002_")).mkdir()
+    (good.parent / (good.name + "\n")).write_text("x")
+    kept = _document(extended, "20260302", "A1")
+    (kept.parents[2] / "stray.txt").write_text("x")
+    (kept.parents[1] / "stray.txt").write_text("x")
+    (kept.parent / "stray.txt").write_text("x")
+    (kept.parent / f"{kept.name[:-1]}2").write_text("x")  # a file named like a content folder
+    empty = _document(extended, "20260305", "A3")
+    (empty / "main_document.xml").unlink()
+    (empty / "other.xml").write_text("x")
+
+    reader = StorageReader(root, extended)
+    listing = reader.entries("1234567")
+    assert [e.path for e in listing.entries] == [good.relative_to(root)]
+    assert sorted(p.reason for p in listing.problems) == [
+        "a file where a date folder belongs",
+        "a file where a type folder belongs",
+        "file name does not follow the SS-MIX2 grammar",
+        "not a regular file",
+    ]
+    assert reader.entries("1234567", data_types=["ADT-12"]).problems != []
+    documents = reader.documents("1234567")
+    assert [d.path.parent for d in documents.entries] == [kept.relative_to(extended)]
+    assert sorted(p.reason for p in documents.problems) == [
+        "a file where a content folder belongs",
+        "a file where a content folder belongs",
+        "a file where a date folder belongs",
+        "a file where a type folder belongs",
+        "no main document",
+    ]
+    assert reader.documents("1234567", since="20260303").entries == []
+    assert len(reader.documents("1234567", until="20260302").entries) == 1
 
 
 def test_jis_normalisation_rule() -> None:

@@ -8,11 +8,13 @@ wrong folder, or that does not decode is returned as a :class:`Problem` beside t
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final
 
-from synthetic.ssmix2.layout import FileName, patient_dir
+from synthetic.ssmix2.layout import NO_DATE, FileName, patient_dir
 from synthetic.ssmix2.text import unescape
 
 
@@ -20,9 +22,14 @@ from synthetic.ssmix2.text import unescape
 class Entry:
     """One standardized-storage file with the metadata its name and folder carry."""
 
-    path: Path  # relative to the storage root
+    relative: str  # its path relative to the storage root, ``/``-separated
     name: FileName
     size: int
+
+    @property
+    def path(self) -> Path:
+        """:attr:`relative` as a path (made on each access: listing does not pay for it)."""
+        return Path(self.relative)
 
     @property
     def data_type(self) -> str:
@@ -53,7 +60,7 @@ class Entry:
 class DocumentEntry:
     """One extended-storage document: its data-type folder, content folder and main document file."""
 
-    path: Path  # the main document, relative to the extended-storage root
+    relative: str  # the main document's path relative to the extended-storage root, ``/``-separated
     data_type: str  # the data-type folder name (local^name^system^standard code^name^system)
     standard_code: str  # e.g. LOINC 18842-5
     care_date: str
@@ -63,11 +70,20 @@ class DocumentEntry:
     flag: str
     size: int
 
+    @property
+    def path(self) -> Path:
+        """:attr:`relative` as a path (made on each access)."""
+        return Path(self.relative)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    path: Path
+    path: Path  # relative to the root listed
     reason: str
+
+
+SYMLINK: Final = "a symbolic link; not followed"
+"""The :class:`Problem` reason for a symlink beneath a root, when the reader does not follow them."""
 
 
 @dataclass(slots=True)
@@ -118,17 +134,33 @@ class Message:
 
 
 class StorageReader:
-    """A facility's standardized storage (and, optionally, its extended storage) on disk."""
+    """A facility's standardized storage (and, optionally, its extended storage) on disk.
 
-    def __init__(self, root: Path, extended_root: Path | None = None) -> None:
+    With ``follow_symlinks=False`` (what a gateway wants) no symbolic link beneath a root is followed: a
+    symlinked patient, date, type or content folder, or a symlinked file, is reported as a :class:`Problem`
+    (:data:`SYMLINK`) and nothing behind it is listed. The roots themselves may be symlinks either way. In
+    both modes a listed entry is a regular file (anything else with a valid name is a Problem).
+
+    Listing reads the folders afresh on every call (nothing is cached: the storage may change under a
+    reader): one ``scandir`` per folder, whose entries say without a system call which are folders (and,
+    when not following, which are symlinks), and one ``stat`` per listed file, for its size. The loops
+    work on strings; an entry's :class:`~pathlib.Path` is made only when asked for. Problems come sorted
+    by path.
+    """
+
+    def __init__(
+        self, root: Path, extended_root: Path | None = None, *, follow_symlinks: bool = True
+    ) -> None:
         self.root = root
         self.extended_root = extended_root
+        self.follow_symlinks = follow_symlinks
 
     def patient_ids(self) -> list[str]:
         ids = []
-        for first in sorted(_dirs(self.root)):
-            for second in sorted(_dirs(self.root / first)):
-                ids.extend(sorted(_dirs(self.root / first / second)))
+        root = os.fspath(self.root)
+        for first in _dir_names(root):
+            for second in _dir_names(f"{root}/{first}"):
+                ids.extend(_dir_names(f"{root}/{first}/{second}"))
         return ids
 
     def entries(
@@ -144,52 +176,54 @@ class StorageReader:
         superseded (2) and deleted (0) ones. ``since``/``until`` are inclusive ``YYYYMMDD`` care dates
         (files in the ``-`` folder have no care date and are always listed)."""
         listing = Listing()
-        base = patient_dir(self.root, patient_id)
-        if not base.is_dir():
+        problems = listing.problems
+        root = os.fspath(self.root)
+        rel_base = self._patient_base(root, patient_id, problems)
+        if rel_base is None:
             return listing
+        follow = self.follow_symlinks
         wanted = set(data_types) if data_types is not None else None
-        for date in sorted(os.listdir(base)):
-            date_dir = base / date
-            if not date_dir.is_dir():
-                listing.problems.append(
-                    Problem(date_dir.relative_to(self.root), "a file where a date folder belongs")
-                )
+        parse = FileName.parse
+        found: list[tuple[str, str, FileName, int]] = []
+        for date_entry in _scan(f"{root}/{rel_base}"):
+            date = date_entry.name
+            if not _is_dir(date_entry, follow):
+                self._not_folder(date_entry, f"{rel_base}/{date}", "date", problems)
                 continue
-            if date != "-" and ((since and date < since) or (until and date > until)):
+            if date != NO_DATE and ((since and date < since) or (until and date > until)):
                 continue
-            for data_type in sorted(os.listdir(date_dir)):
+            for type_entry in _scan(date_entry.path):
+                data_type = type_entry.name
                 if wanted is not None and data_type not in wanted:
                     continue
-                type_dir = date_dir / data_type
-                if not type_dir.is_dir():
-                    listing.problems.append(
-                        Problem(type_dir.relative_to(self.root), "a file where a type folder belongs")
-                    )
+                rel_type = f"{rel_base}/{date}/{data_type}"
+                if not _is_dir(type_entry, follow):
+                    self._not_folder(type_entry, rel_type, "type", problems)
                     continue
-                for name in os.listdir(type_dir):
-                    self._entry(type_dir / name, patient_id, date, data_type, history, listing)
-        listing.entries.sort(key=lambda e: (e.timestamp, str(e.path)))
+                for file_entry in _scan(type_entry.path):
+                    name = file_entry.name
+                    parsed = parse(name)
+                    if parsed is None or name[-1] == "\n":  # the grammar's $ would accept a final newline
+                        problems.append(
+                            Problem(Path(rel_type, name), "file name does not follow the SS-MIX2 grammar")
+                        )
+                        continue
+                    if (
+                        parsed.patient_id != patient_id
+                        or parsed.care_date != date
+                        or parsed.data_type != data_type
+                    ):
+                        problems.append(Problem(Path(rel_type, name), "file name does not match its folder"))
+                        continue
+                    if not history and parsed.flag != "1":
+                        continue
+                    size = _file_size(file_entry, follow, rel_type, problems)
+                    if size >= 0:
+                        found.append((parsed.timestamp, f"{rel_type}/{name}", parsed, size))
+        found.sort(key=_first_two)
+        listing.entries.extend(Entry(relative, parsed, size) for _ts, relative, parsed, size in found)
+        _sort_problems(problems)
         return listing
-
-    def _entry(
-        self, path: Path, pid: str, date: str, data_type: str, history: bool, listing: Listing
-    ) -> None:
-        relative = path.relative_to(self.root)
-        parsed = FileName.parse(path.name)
-        if parsed is None:
-            listing.problems.append(Problem(relative, "file name does not follow the SS-MIX2 grammar"))
-            return
-        if (parsed.patient_id, parsed.care_date, parsed.data_type) != (pid, date, data_type):
-            listing.problems.append(Problem(relative, "file name does not match its folder"))
-            return
-        if not history and parsed.flag != "1":
-            return
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            listing.problems.append(Problem(relative, f"unreadable: {exc.strerror}"))
-            return
-        listing.entries.append(Entry(relative, parsed, size))
 
     def read(self, entry: Entry | Path) -> Message:
         """Read and decode one entry; a file that does not decode raises ``UnicodeDecodeError``."""
@@ -205,57 +239,170 @@ class StorageReader:
         listing = self.entries(patient_id, data_types=[data_type], history=True)
         return [e for e in listing.entries if e.name.key == (patient_id, care_date, data_type, order_no)]
 
-    def documents(self, patient_id: str, *, history: bool = False) -> DocumentListing:
-        """The patient's extended-storage documents (main document of each content folder)."""
+    def documents(
+        self,
+        patient_id: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        history: bool = False,
+    ) -> DocumentListing:
+        """The patient's extended-storage documents (main document of each content folder), oldest first.
+
+        ``since``/``until`` are inclusive ``YYYYMMDD`` date folders (``-`` is always listed). Default:
+        current versions only (the content folder's flag 1); ``history`` adds the others. The main
+        document is the first file of the content folder, by name, whose name starts ``main_document``."""
         listing = DocumentListing()
         if self.extended_root is None:
             return listing
-        base = patient_dir(self.extended_root, patient_id)
-        if not base.is_dir():
+        problems = listing.problems
+        root = os.fspath(self.extended_root)
+        rel_base = self._patient_base(root, patient_id, problems)
+        if rel_base is None:
             return listing
-        for date in sorted(_dirs(base)):
-            for type_folder in sorted(_dirs(base / date)):
-                parts = type_folder.split("^")
-                standard = parts[3] if len(parts) >= 6 else ""
-                for content in sorted(_dirs(base / date / type_folder)):
-                    folder = base / date / type_folder / content
+        follow = self.follow_symlinks
+        found: list[tuple[str, str, DocumentEntry]] = []
+        for date_entry in _scan(f"{root}/{rel_base}"):
+            date = date_entry.name
+            if not _is_dir(date_entry, follow):
+                self._not_folder(date_entry, f"{rel_base}/{date}", "date", problems)
+                continue
+            if date != NO_DATE and ((since and date < since) or (until and date > until)):
+                continue
+            for type_entry in _scan(date_entry.path):
+                type_folder = type_entry.name
+                rel_type = f"{rel_base}/{date}/{type_folder}"
+                if not _is_dir(type_entry, follow):
+                    self._not_folder(type_entry, rel_type, "type", problems)
+                    continue
+                standard = ""
+                for content_entry in _scan(type_entry.path):
+                    content = content_entry.name
+                    rel_content = f"{rel_type}/{content}"
+                    if not _is_dir(content_entry, follow):
+                        self._not_folder(content_entry, rel_content, "content", problems)
+                        continue
                     fields = content.split("_")
                     if len(fields) != 7 or fields[0] != patient_id or fields[1] != date:
-                        listing.problems.append(
+                        problems.append(
                             Problem(
-                                folder.relative_to(self.extended_root),
-                                "content folder name does not follow the 7-field grammar",
+                                Path(rel_content), "content folder name does not follow the 7-field grammar"
                             )
                         )
                         continue
                     if not history and fields[6] != "1":
                         continue
-                    mains = sorted(p for p in os.listdir(folder) if p.startswith("main_document"))
-                    if not mains:
-                        listing.problems.append(
-                            Problem(folder.relative_to(self.extended_root), "no main document")
-                        )
+                    main: os.DirEntry[str] | None = None
+                    for file_entry in _scan(content_entry.path):
+                        if file_entry.name.startswith("main_document") and (
+                            main is None or file_entry.name < main.name
+                        ):
+                            main = file_entry
+                    if main is None:
+                        problems.append(Problem(Path(rel_content), "no main document"))
                         continue
-                    main = folder / mains[0]
-                    listing.entries.append(
-                        DocumentEntry(
-                            main.relative_to(self.extended_root),
-                            type_folder,
-                            standard,
-                            date,
-                            fields[3],
-                            fields[4],
-                            fields[5],
-                            fields[6],
-                            main.stat().st_size,
-                        )
+                    size = _file_size(main, follow, rel_content, problems)
+                    if size < 0:
+                        continue
+                    if not standard:
+                        parts = type_folder.split("^")
+                        standard = parts[3] if len(parts) >= 6 else ""
+                    relative = f"{rel_content}/{main.name}"
+                    timestamp = fields[4]
+                    document = DocumentEntry(
+                        relative,
+                        type_folder,
+                        standard,
+                        date,
+                        fields[3],
+                        timestamp,
+                        fields[5],
+                        fields[6],
+                        size,
                     )
-        listing.entries.sort(key=lambda e: (e.timestamp, str(e.path)))
+                    found.append((timestamp, relative, document))
+        found.sort(key=_first_two)
+        listing.entries.extend(document for _ts, _rel, document in found)
+        _sort_problems(problems)
         return listing
 
+    # -- the walk -----------------------------------------------------------------------------------
+    def _patient_base(self, root: str, patient_id: str, problems: list[Problem]) -> str | None:
+        """``pid[0:3]/pid[3:6]/pid`` when that folder exists beneath ``root`` (without a symlink on the way
+        when not following them; a symlink there is a Problem), else None."""
+        if len(patient_id) < 6:
+            patient_dir(Path(root), patient_id)  # raises the layout's ValueError: no folder for such an ID
+        parts = (patient_id[0:3], patient_id[3:6], patient_id)
+        rel_base = "/".join(parts)
+        if self.follow_symlinks:
+            return rel_base if os.path.isdir(f"{root}/{rel_base}") else None
+        path, rel = root, ""
+        for part in parts:
+            path, rel = f"{path}/{part}", f"{rel}/{part}" if rel else part
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                return None
+            if stat.S_ISLNK(mode):
+                problems.append(Problem(Path(rel), SYMLINK))
+                return None
+            if not stat.S_ISDIR(mode):
+                return None
+        return rel_base
 
-def _dirs(path: Path) -> list[str]:
+    def _not_folder(self, entry: os.DirEntry[str], relative: str, what: str, problems: list[Problem]) -> None:
+        """Report why ``entry``, where a ``what`` folder belongs, is not descended into."""
+        try:
+            symlink = not self.follow_symlinks and entry.is_symlink()
+        except OSError:
+            symlink = False
+        reason = SYMLINK if symlink else f"a file where a {what} folder belongs"
+        problems.append(Problem(Path(relative), reason))
+
+
+def _scan(path: str) -> list[os.DirEntry[str]]:
+    """The folder's entries, in no particular order; none when it has gone or is not a folder (any other
+    error, e.g. a permission denied, is raised)."""
     try:
-        return [n for n in os.listdir(path) if (path / n).is_dir()]
-    except FileNotFoundError:
+        with os.scandir(path) as found:
+            return list(found)
+    except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def _is_dir(entry: os.DirEntry[str], follow: bool) -> bool:
+    """Whether ``entry`` is a folder (a symlink to one counts only when following): no system call but
+    for a symlink being followed, or where the file system does not give the entry's type."""
+    try:
+        return entry.is_dir(follow_symlinks=follow)
+    except OSError:
+        return False
+
+
+def _file_size(entry: os.DirEntry[str], follow: bool, rel_folder: str, problems: list[Problem]) -> int:
+    """The size of the regular file ``entry`` (one ``stat``), or -1 with the reason added to ``problems``."""
+    try:
+        info = entry.stat(follow_symlinks=follow)
+    except OSError as exc:
+        problems.append(Problem(Path(rel_folder, entry.name), f"unreadable: {exc.strerror}"))
+        return -1
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return info.st_size
+    reason = SYMLINK if stat.S_ISLNK(mode) else "not a regular file"
+    problems.append(Problem(Path(rel_folder, entry.name), reason))
+    return -1
+
+
+def _first_two(item: tuple[str, str, Any, Any] | tuple[str, str, Any]) -> tuple[str, str]:
+    return item[0], item[1]
+
+
+def _sort_problems(problems: list[Problem]) -> None:
+    if len(problems) > 1:
+        problems.sort(key=lambda p: (p.path.as_posix(), p.reason))
+
+
+def _dir_names(path: str) -> list[str]:
+    """Names of the sub-folders of ``path`` (following symlinks), sorted; none when it does not exist."""
+    return sorted(entry.name for entry in _scan(path) if _is_dir(entry, True))

@@ -1,7 +1,6 @@
-"""The network: reference hub, facility gateways and links, live on sockets or in SimPy time.
-
-Built in later steps (issues "The reference hub" and "Facility gateways and the live network"). It may
-import :mod:`synthetic`, never :mod:`harness`.
+"""The network: the reference hub (:mod:`.hub`), facility gateways (:mod:`.gateway`), link models
+(:mod:`.links`), the live-network launcher (:mod:`.network`) and its bootstrap (:mod:`.bootstrap`); the SimPy
+model comes later. It may import :mod:`synthetic`, never :mod:`harness`.
 """
 
 __all__: list[str] = []

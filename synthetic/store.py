@@ -144,6 +144,8 @@ def world_json(profile: Profile, seed: int, facilities: list[Facility], patients
         "registered_patients": patients,
         "patient_id_oid_arc": PATIENT_ID_OID_ARC,
         "links": {name: link.model_dump() for name, link in profile.links.items()},
+        # Who may see what, by viewing facility kind and user kind: the hub's access rules (may_view).
+        "viewer_rules": profile.viewer_rules.model_dump(),
         "facilities": [facility_json(f) for f in facilities],
     }
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from simulator.hub.hl7v2 import UTF8, Message, decode
@@ -131,7 +132,11 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
     data = tmp_path / "data"
     with running("--world", str(world), "--data", str(data), "--mllp-port", "0", "--http-port", "0") as hub:
         addresses = hub.addresses()
-        assert addresses["http"] == "not yet available"
+        assert set(addresses) == {"mllp", "http", "admin-token"}
+        assert Path(addresses["admin-token"]) == data / "admin.token"
+        health = httpx.get(f"http://{addresses['http']}/health", timeout=WAIT)
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
         host, port = addresses["mllp"].rpartition(":")[0], _port(addresses["mllp"])
         assert host == "127.0.0.1"
         assert port > 0
@@ -147,7 +152,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
 
     with running("--world", str(world), "--data", str(data)) as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp"}
+        assert set(addresses) == {"mllp", "http", "admin-token"}
         with SyncMLLPClient("127.0.0.1", _port(addresses["mllp"]), timeout=WAIT) as client:
             reply = exchange(client, pdq("Q2", sender))
             assert (reply.get("MSA", 1), reply.get("QAK", 2)) == ("AA", "OK"), reply

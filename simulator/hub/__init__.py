@@ -1,11 +1,13 @@
-"""The reference hub: MLLP (PIX/PDQ), HTTP (login, linking, consent, audit, records), its store and policy.
+"""The reference hub: MLLP (PIX/PDQ), HTTP (login, linking, consent, audit, records), its stores and policy.
 
-Being built across issues. Present so far: the HL7 v2 wire layer (:mod:`~simulator.hub.hl7v2`,
-:mod:`~simulator.hub.mllp`), the patient identity index and its PIX Manager / PDQ Supplier
-(:mod:`~simulator.hub.index`, :mod:`~simulator.hub.pixpdq`) and the access decision
-(:mod:`~simulator.hub.policy`).
+Wire: :mod:`~simulator.hub.hl7v2`, :mod:`~simulator.hub.mllp`. Identity: :mod:`~simulator.hub.index` and the
+PIX Manager / PDQ Supplier :mod:`~simulator.hub.pixpdq`. Decision: :mod:`~simulator.hub.policy` (pure).
+Stores: :mod:`~simulator.hub.accounts`, :mod:`~simulator.hub.consents`, :mod:`~simulator.hub.audit`. HTTP:
+:mod:`~simulator.hub.api` and :mod:`~simulator.hub.records` (timeline, fetch through gateways) over
+:mod:`~simulator.hub.service`. Process: :mod:`~simulator.hub.server` (``rhin hub``, ``-m simulator.hub``).
 """
 
+from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog
 from simulator.hub.hl7v2 import (
     CharsetError,
     ErrorCode,
@@ -58,6 +60,9 @@ __all__ = [
     "REGIONAL_NAMESPACE",
     "REGIONAL_OID",
     "AccessRules",
+    "AuditBatcher",
+    "AuditEntry",
+    "AuditLog",
     "CharsetError",
     "ConnectionClosedError",
     "Decision",

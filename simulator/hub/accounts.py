@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +91,15 @@ def _scrypt(password: str, salt: bytes, params: ScryptParams) -> bytes:
     )
 
 
+Hasher = Callable[[str, bytes, ScryptParams], bytes]
+"""How a password is hashed: :func:`scrypt_hash` inline, or the same function in a worker process."""
+
+
+def scrypt_hash(password: str, salt: bytes, params: ScryptParams) -> bytes:
+    """The password hash (module-level, so a process pool can run it)."""
+    return _scrypt(password, salt, params)
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
@@ -107,12 +116,17 @@ class Accounts(SQLiteStore):
         path: Path | str,
         *,
         params: ScryptParams | None = None,
+        hasher: Hasher = scrypt_hash,
         session_ttl: dt.timedelta = dt.timedelta(hours=8),
         max_failures: int = 5,
         lock_for: dt.timedelta = dt.timedelta(minutes=15),
         backoff: dt.timedelta = dt.timedelta(seconds=1),
     ) -> None:
         self.params = params or ScryptParams()
+        # hashlib.scrypt holds the GIL for its ~40 ms: a server passes a hasher that runs it in another
+        # process, so one login never stalls every other request of the hub.
+        self._hash = hasher
+        self._sessions: dict[str, Session] = {}  # token hash → live session (a cache; the table is the truth)
         self.session_ttl = session_ttl
         self.max_failures = max_failures
         self.lock_for = lock_for
@@ -132,7 +146,7 @@ class Accounts(SQLiteStore):
         if exists:
             return False
         salt = secrets.token_bytes(16)
-        digest = _scrypt(password, salt, self.params)
+        digest = self._hash(password, salt, self.params)
         p = self.params
         with self._tx() as db:
             cur = db.execute(
@@ -167,7 +181,7 @@ class Accounts(SQLiteStore):
                 (facility, user_id),
             ).fetchone()
         if row is None:
-            _scrypt(password, self._dummy_salt, self.params)
+            self._hash(password, self._dummy_salt, self.params)
             return Refusal(facility, user_id, "unknown-user")
         staff_id, kind, salt, digest, n, r, p, failures, next_try, locked_until = row
         if locked_until:
@@ -177,7 +191,7 @@ class Accounts(SQLiteStore):
             failures, next_try = 0, ""  # the lock has run out: a fresh start
         if next_try and now < (when := dt.datetime.fromisoformat(next_try)):
             return Refusal(facility, user_id, "retry-later", when - now)
-        ok = hmac.compare_digest(_scrypt(password, salt, ScryptParams(n, r, p)), digest)
+        ok = hmac.compare_digest(self._hash(password, salt, ScryptParams(n, r, p)), digest)
         with self._tx() as db:
             if not ok:
                 failures += 1
@@ -209,26 +223,38 @@ class Accounts(SQLiteStore):
 
     def session(self, token: str, now: dt.datetime) -> Session | None:
         """The live session for this token, or None (unknown, logged out or expired)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT s.facility, s.user_id, u.staff_id, u.viewer_kind, s.issued, s.expires"
-                " FROM sessions s JOIN users u USING (facility, user_id) WHERE s.token_hash=?",
-                (_token_hash(token),),
-            ).fetchone()
-        if row is None:
+        key = _token_hash(token)
+        cached = self._sessions.get(key)
+        if cached is None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT s.facility, s.user_id, u.staff_id, u.viewer_kind, s.issued, s.expires"
+                    " FROM sessions s JOIN users u USING (facility, user_id) WHERE s.token_hash=?",
+                    (key,),
+                ).fetchone()
+            if row is None:
+                return None
+            facility, user_id, staff_id, kind, issued, expires = row
+            cached = Session(
+                token, facility, user_id, staff_id, kind, dt.datetime.fromisoformat(issued),
+                dt.datetime.fromisoformat(expires),
+            )  # fmt: skip
+            self._sessions[key] = cached
+        if now >= cached.expires:
+            self._sessions.pop(key, None)
             return None
-        facility, user_id, staff_id, kind, issued, expires = row
-        end = dt.datetime.fromisoformat(expires)
-        if now >= end:
-            return None
-        return Session(token, facility, user_id, staff_id, kind, dt.datetime.fromisoformat(issued), end)
+        return cached
 
     def logout(self, token: str) -> bool:
         """End a session; True if it existed."""
+        key = _token_hash(token)
         with self._tx() as db:
-            return db.execute("DELETE FROM sessions WHERE token_hash=?", (_token_hash(token),)).rowcount == 1
+            self._sessions.pop(key, None)
+            return db.execute("DELETE FROM sessions WHERE token_hash=?", (key,)).rowcount == 1
 
     def purge_expired(self, now: dt.datetime) -> int:
         """Drop sessions that have expired (housekeeping; expired ones are refused anyway)."""
         with self._tx() as db:
+            for key in [k for k, v in self._sessions.items() if v.expires <= now]:
+                del self._sessions[key]
             return db.execute("DELETE FROM sessions WHERE expires <= ?", (_ts(now),)).rowcount

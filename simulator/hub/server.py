@@ -1,34 +1,66 @@
-"""The hub as a process: the world's directory, the identity index on disk and the MLLP PIX/PDQ listener.
+"""The hub as a process: the world's directory, its stores on disk, the MLLP PIX/PDQ and HTTP listeners.
 
 :func:`run_hub` is what ``rhin hub`` runs, and what tests or scenarios can run in-process. It owns the order
-of start and stop so that nothing is lost across a restart: the index is opened before the first connection
-is accepted and closed only after the server has delivered every reply it owes (each ACK already follows its
-committed transaction, so a SIGKILL loses nothing acknowledged either; a clean stop just also finishes the
-replies in flight). The HTTP API will join here as a second listener.
+of start and stop so that nothing is lost across a restart: the stores are opened before the first
+connection is accepted and closed only after both servers have delivered every reply they owe (each ACK
+and each API answer already follows its committed transaction, so a SIGKILL loses nothing acknowledged
+either; a clean stop just also finishes the replies in flight).
+
+Data directory (``--data``, default ``WORLD/hub``): ``hub.sqlite`` (identity index), ``accounts.sqlite``,
+``consents.sqlite``, ``audit.sqlite`` and ``admin.token`` (the hub operator's bearer token for the audit
+routes, created on first start with mode 0600 and kept across restarts). Both listeners run on one asyncio
+loop; store writes run in worker threads (SQLite releases the GIL while it fsyncs) and scrypt, which holds
+the GIL for ~40 ms, in a worker process, so a login never stalls the other requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
+import multiprocessing
+import os
+import secrets
 import signal
+import socket
 import threading
-from collections.abc import Callable, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import AsyncExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
+import uvicorn
+
+from .accounts import Accounts, ScryptParams, scrypt_hash
+from .api import create_app
+from .audit import AuditBatcher, AuditLog
+from .consents import ConsentStore
+from .facilities import Facilities
 from .index import Directory, PatientIndex
 from .mllp import MLLPServer
 from .pixpdq import PixPdqHandler
+from .records import Gateways
+from .service import HubServices, jst_clock
 
-__all__ = ["INDEX_FILE", "Addresses", "HubError", "load_directory", "run_hub"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "INDEX_FILE",
+    "Addresses",
+    "HubError",
+    "load_directory",
+    "load_world",
+    "run_hub",
+]
 
 INDEX_FILE = "hub.sqlite"
 """The identity index's file name inside the data directory."""
+ADMIN_TOKEN_FILE = "admin.token"
+"""The hub operator's bearer token (audit routes), inside the data directory."""
 
 Addresses = Mapping[str, tuple[str, int]]
-"""Listener name (``mllp``) → (host, bound port), as reported to the ``ready`` callback."""
+"""Listener name (``mllp``, ``http``) → (host, bound port), as reported to the ``ready`` callback."""
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +69,8 @@ class HubError(Exception):
     """The hub cannot start: a bad world directory, an unusable data directory or an address in use."""
 
 
-def load_directory(world_dir: Path) -> Directory:
-    """The facility directory of ``world_dir/world.json``, or a :class:`HubError` saying what is wrong.
+def load_world(world_dir: Path) -> dict[str, Any]:
+    """``world_dir/world.json`` as a document, or a :class:`HubError` saying what is wrong.
 
     Checked before anything is created on disk, so a typo in ``--world`` leaves no stray data directory.
     """
@@ -53,13 +85,35 @@ def load_directory(world_dir: Path) -> Directory:
         raise HubError(f"cannot read {world_json}: {exc}") from exc
     if not isinstance(world, dict) or not isinstance(world.get("facilities"), list):
         raise HubError(f"{world_json} has no facilities[] list; is it a rhin world?")
-    try:
-        directory = Directory.from_world(world)
-    except (KeyError, TypeError) as exc:
-        raise HubError(f"{world_json}: a facility lacks its assigning authority ({exc})") from exc
     if not world["facilities"]:
         raise HubError(f"{world_json} lists no facilities")
-    return directory
+    if "viewer_rules" not in world:
+        raise HubError(
+            f"{world_json} has no viewer_rules: it was written by an older rhin; generate it again"
+        )
+    return world
+
+
+def load_directory(world_dir: Path) -> Directory:
+    """The assigning authorities of ``world_dir/world.json`` (see :func:`load_world`)."""
+    world = load_world(world_dir)
+    try:
+        return Directory.from_world(world)
+    except (KeyError, TypeError) as exc:
+        raise HubError(
+            f"{world_dir / 'world.json'}: a facility lacks its assigning authority ({exc})"
+        ) from exc
+
+
+def _admin_token(data: Path) -> str:
+    path = data / ADMIN_TOKEN_FILE
+    if path.is_file():
+        return path.read_text(encoding="ascii").strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(token + "\n")
+    return token
 
 
 def _install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[signal.Signals]:
@@ -81,45 +135,130 @@ async def run_hub(
     mllp_port: int = 0,
     ready: Callable[[Addresses], None] | None = None,
     *,
+    http_port: int | None = 0,
+    gateways_file: Path | None = None,
+    scrypt: ScryptParams | None = None,
+    clock: Callable[[], dt.datetime] = jst_clock,
     stop: asyncio.Event | None = None,
     grace: float = 5.0,
 ) -> None:
-    """Serve PIX/PDQ for the world in ``world_dir`` until SIGINT/SIGTERM (or ``stop`` is set).
+    """Serve PIX/PDQ (MLLP) and the HTTP API for the world in ``world_dir`` until SIGINT/SIGTERM or ``stop``.
 
-    ``data_dir`` (default ``world_dir/hub``, created if missing) holds the index, so restarting on the same
-    data keeps every registration and link. ``ready`` is called once every listener is bound, with the real
-    ports (``mllp_port=0`` picks a free one): callers must not guess the port. Stopping closes the listener,
-    lets busy connections finish their reply (up to ``grace`` seconds), then closes the index.
+    ``data_dir`` (default ``world_dir/hub``, created if missing) holds the stores, so restarting on the same
+    data keeps every registration, link, consent, account and audit record. ``ready`` is called once every
+    listener is bound, with the real ports (port 0 picks a free one): callers must not guess ports.
+    ``http_port=None`` runs MLLP only. ``gateways_file`` (a network file's ``gateways`` section) says where
+    each facility's gateway answers; without it the record routes label every source ``error``/no-gateway.
+    ``clock`` (aware, JST) is the network's time for tokens, consent dates, grants and audit records; tests
+    pass one they can move. Stopping closes the listeners, lets busy connections finish (up to ``grace``
+    seconds), flushes the audit and closes the stores.
     """
-    directory = load_directory(world_dir)
+    world = load_world(world_dir)
+    try:
+        directory = Directory.from_world(world)
+        facilities = Facilities.from_world(world)
+    except (KeyError, TypeError) as exc:
+        raise HubError(f"{world_dir / 'world.json'}: a facility lacks a required field ({exc})") from exc
     data = data_dir if data_dir is not None else world_dir / "hub"
     try:
         data.mkdir(parents=True, exist_ok=True)
+        admin_token = _admin_token(data)
     except OSError as exc:
-        raise HubError(f"cannot create the data directory {data}: {exc}") from exc
-    try:
-        index = PatientIndex(data / INDEX_FILE, directory)
-    except Exception as exc:  # sqlite3.Error, OSError: a corrupt or unwritable index file
-        raise HubError(f"cannot open the index {data / INDEX_FILE}: {exc}") from exc
-    try:
+        raise HubError(f"cannot use the data directory {data}: {exc}") from exc
+    gateways: Gateways | None = None
+    if gateways_file is not None:
+        try:
+            gateways = Gateways.from_file(gateways_file, {f.code: f for f in facilities})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise HubError(f"cannot read the gateways file {gateways_file}: {exc}") from exc
+    async with AsyncExitStack() as stack:
+        try:
+            index = stack.enter_context(PatientIndex(data / INDEX_FILE, directory, clock=clock))
+            hashing = stack.enter_context(
+                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            )
+            accounts = stack.enter_context(
+                Accounts(
+                    data / "accounts.sqlite",
+                    params=scrypt,
+                    hasher=lambda pw, salt, params: hashing.submit(scrypt_hash, pw, salt, params).result(),
+                )
+            )
+            consents = stack.enter_context(ConsentStore(data / "consents.sqlite"))
+            audit_log = stack.enter_context(AuditLog(data / "audit.sqlite"))
+        except Exception as exc:  # sqlite3.Error, OSError: a corrupt or unwritable store
+            raise HubError(f"cannot open the hub's stores in {data}: {exc}") from exc
+        audit = AuditBatcher(audit_log)
+        stack.push_async_callback(audit.close)
+        if gateways is not None:
+            stack.push_async_callback(gateways.aclose)
+        services = HubServices(facilities, index, accounts, consents, audit_log, audit, admin_token, clock)
         loop = asyncio.get_running_loop()
         stop = stop or asyncio.Event()
         installed = _install_stop_signals(loop, stop)
-        server = MLLPServer(PixPdqHandler(index), host, mllp_port)
+        stack.callback(lambda: [loop.remove_signal_handler(sig) for sig in installed])
+        mllp = MLLPServer(PixPdqHandler(index, audit=audit, clock=clock), host, mllp_port)
         try:
+            await mllp.start()
+        except OSError as exc:
+            raise HubError(f"cannot listen for MLLP on {host}:{mllp_port}: {exc.strerror or exc}") from exc
+        stack.push_async_callback(mllp.stop, grace)
+        addresses: dict[str, tuple[str, int]] = {"mllp": (mllp.host, mllp.port)}
+        if http_port is not None:
             try:
-                await server.start()
+                http = await _start_http(create_app(services, gateways), host, http_port)
             except OSError as exc:
                 raise HubError(
-                    f"cannot listen for MLLP on {host}:{mllp_port}: {exc.strerror or exc}"
+                    f"cannot listen for HTTP on {host}:{http_port}: {exc.strerror or exc}"
                 ) from exc
-            log.info("hub: %d domains, %d records in %s", len(list(directory)), index.count(), data)
-            if ready is not None:
-                ready({"mllp": (server.host, server.port)})
-            await stop.wait()
-        finally:
-            await server.stop(grace)
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-    finally:
-        index.close()
+            stack.push_async_callback(_stop_http, http, grace)
+            addresses["http"] = (host, http[2])
+        log.info("hub: %d domains, %d records in %s", len(list(directory)), index.count(), data)
+        if ready is not None:
+            ready(addresses)
+        await stop.wait()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside run_hub's loop: it must not take over SIGINT/SIGTERM (run_hub owns them)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _start_http(app: Any, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Bind the socket here (a clear OSError if the port is taken), then let uvicorn serve it."""
+    # proto from getaddrinfo (IPPROTO_TCP), not 0: asyncio sets TCP_NODELAY on accepted connections only
+    # when the listening socket says TCP, and without it every keep-alive reply waits 40 ms (Nagle).
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = _EmbeddedServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            sock.close()
+            raise HubError(f"the HTTP server on {host}:{port} did not start: {task.exception()!r}")
+        await asyncio.sleep(0.005)
+    return server, task, int(sock.getsockname()[1])
+
+
+async def _stop_http(http: tuple[uvicorn.Server, asyncio.Task[None], int], grace: float) -> None:
+    server, task, _ = http
+    server.should_exit = True
+    try:
+        await asyncio.wait_for(task, grace + 1)
+    except TimeoutError:
+        server.force_exit = True
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,68 @@
+"""``python -m simulator.hub``: the reference hub as a process, for the live-network launcher.
+
+The same :func:`~.server.run_hub` as ``rhin hub`` (which people use), without going through the harness's
+CLI: the simulator never depends on the harness. Prints ``ready: {json}`` — ``{"pid", "mllp": [host, port],
+"http": [host, port], "admin_token_file"}`` — on stdout once both listeners are bound, serves until
+SIGTERM/SIGINT and exits 0; a bad world or data directory exits 2 with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvloop
+
+from .accounts import ScryptParams
+from .server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator.hub", description=__doc__.split("\n")[0])
+    parser.add_argument("--world", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=None, help="stores (default WORLD/hub)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--mllp-port", type=int, default=0)
+    parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--gateways", type=Path, default=None, help="network file with a gateways section")
+    parser.add_argument("--scrypt-cost", type=int, default=14, help="log2 of scrypt's N")
+    args = parser.parse_args(argv)
+    data = args.data if args.data is not None else args.world / "hub"
+
+    def ready(addresses: Addresses) -> None:
+        info = {
+            "pid": os.getpid(),
+            **{name: list(address) for name, address in addresses.items()},
+            "admin_token_file": str((data / ADMIN_TOKEN_FILE).resolve()),
+        }
+        sys.stdout.write("ready: " + json.dumps(info, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    try:
+        # uvloop: the same asyncio API on libuv, markedly cheaper per request (bench_network); a dependency.
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.run(
+            run_hub(
+                args.world,
+                data,
+                args.host,
+                args.mllp_port,
+                ready,
+                http_port=args.http_port,
+                gateways_file=args.gateways,
+                scrypt=ScryptParams(n=2**args.scrypt_cost),
+            )
+        )
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""FastAPI dependencies shared by the hub's routes: the services, the logged-in user, the operator.
+
+Module-level (not closures inside ``create_app``) so that annotations resolve: the app carries its
+:class:`~.service.HubServices` in ``app.state.hub``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .accounts import Session
+from .service import HubServices, Refused
+
+__all__ = ["Credentials", "Hub", "User", "current_session", "hub_of", "is_operator", "require_operator"]
+
+bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def hub_of(request: Request) -> HubServices:
+    hub: HubServices = request.app.state.hub
+    return hub
+
+
+Hub = Annotated[HubServices, Depends(hub_of)]
+
+
+def is_operator(hub: HubServices, creds: HTTPAuthorizationCredentials | None) -> bool:
+    return creds is not None and hmac.compare_digest(creds.credentials.encode(), hub.admin_token.encode())
+
+
+def session_for(hub: HubServices, creds: HTTPAuthorizationCredentials | None) -> Session:
+    """The live session for the bearer token, or a 401."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Refused(401, "no-token", "log in first (POST /auth/login)", {"WWW-Authenticate": "Bearer"})
+    found = hub.accounts.session(creds.credentials, hub.now())
+    if found is None:
+        raise Refused(401, "invalid-token", "token unknown or expired", {"WWW-Authenticate": "Bearer"})
+    return found
+
+
+async def current_session(hub: Hub, creds: Credentials) -> Session:
+    return session_for(hub, creds)
+
+
+async def require_operator(hub: Hub, creds: Credentials) -> None:
+    if not is_operator(hub, creds):
+        raise Refused(
+            401, "not-operator", "the hub operator's token is required", {"WWW-Authenticate": "Bearer"}
+        )
+
+
+User = Annotated[Session, Depends(current_session)]

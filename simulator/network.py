@@ -1,0 +1,357 @@
+"""The live network on one machine: the hub and every disclosing facility's gateway, as processes.
+
+:class:`Network` starts gateway shards (``python -m simulator.gateway``, one per core by default) and the hub
+(``python -m simulator.hub``), each printing one ``ready: {json}`` line with its real ports, waits until
+every one answers its health check, and writes the network file (default ``WORLD/network.json``) that
+clients read: the hub's MLLP and HTTP addresses, every gateway's URL and shard, each shard's admin URL.
+:mod:`.bootstrap` then feeds the hub through those interfaces.
+
+No orphans: children get ``PR_SET_PDEATHSIG`` (Linux), so they die with the launcher even if it is killed
+with SIGKILL; :meth:`Network.stop` sends SIGTERM, waits, then SIGKILLs what is left; :meth:`Network.crashed`
+names a child that died, and the launcher then stops the rest. Each child's stderr goes to
+``DATA/logs/<name>.log``, so a crash leaves its reason behind.
+
+An external gateway (a vendor's) replaces a synthetic one through an override file (YAML or JSON):
+``gateways: {<facility code>: {url: http://host:port, secret: <optional; default the world's>}}``; that
+facility's synthetic gateway is then not started, and the hub fetches from the given URL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+
+from simulator.gateway.faults import ADMIN_TOKEN_ENV
+from simulator.gateway.shard import partition
+
+__all__ = ["Network", "NetworkError", "NetworkInfo", "load_network_file"]
+
+READY_TIMEOUT = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+class NetworkError(Exception):
+    """The network could not start (or a part of it died): the message says which part and why."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    """One started process, its ``ready`` document, and where its stderr goes."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    log_path: Path
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    def wait_ready(self, timeout: float) -> dict[str, Any]:
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump(stream: IO[str]) -> None:
+            for text in stream:
+                lines.put(text)
+            lines.put(None)
+
+        assert self.proc.stdout is not None
+        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True, name=f"{self.name}-out").start()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NetworkError(f"{self.name} was not ready within {timeout:.0f} s (see {self.log_path})")
+            try:
+                text = lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if text is None:
+                code = self.proc.wait(5)
+                raise NetworkError(f"{self.name} exited ({code}) before it was ready: {self._tail()}")
+            if text.startswith("ready: "):
+                self.ready = json.loads(text[len("ready: ") :])
+                return self.ready
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-3:]) or "(empty log)"
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What the network file says (and ``rhin fault``, scenarios and load tests read)."""
+
+    document: dict[str, Any]
+
+    @property
+    def mllp(self) -> tuple[str, int]:
+        m = self.document["hub"]["mllp"]
+        return str(m["host"]), int(m["port"])
+
+    @property
+    def base_url(self) -> str:
+        return str(self.document["hub"]["http"]["base_url"])
+
+    @property
+    def admin_token(self) -> str:
+        return Path(self.document["hub"]["admin_token_file"]).read_text(encoding="ascii").strip()
+
+    @property
+    def gateways(self) -> dict[str, dict[str, Any]]:
+        return dict(self.document["gateways"])
+
+    def shard_of(self, facility: str) -> dict[str, Any]:
+        gateway = self.document["gateways"].get(facility)
+        if gateway is None or gateway.get("external"):
+            raise NetworkError(f"{facility} has no synthetic gateway in this network")
+        return dict(self.document["shards"][int(gateway["shard"])])
+
+
+def load_network_file(path: Path) -> NetworkInfo:
+    try:
+        return NetworkInfo(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NetworkError(f"cannot read the network file {path}: {exc}") from exc
+
+
+def load_overrides(path: Path, disclosing: set[str]) -> dict[str, dict[str, str]]:
+    """``gateways: {code: {url, secret?}}`` from YAML or JSON; errors name the file and the key."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise NetworkError(f"{path}: cannot read the override file: {exc}") from exc
+    if not isinstance(doc, dict) or set(doc) - {"gateways"}:
+        raise NetworkError(
+            f"{path}: expected one key, gateways (got {sorted(doc) if isinstance(doc, dict) else doc!r})"
+        )
+    out: dict[str, dict[str, str]] = {}
+    for code, entry in (doc.get("gateways") or {}).items():
+        key = f"{path}: gateways.{code}"
+        if str(code) not in disclosing:
+            raise NetworkError(f"{key}: not a disclosing facility of this world")
+        if not isinstance(entry, dict) or "url" not in entry or set(entry) - {"url", "secret"}:
+            raise NetworkError(f"{key}: expected {{url, secret?}}")
+        url = str(entry["url"])
+        if not url.startswith(("http://", "https://")):
+            raise NetworkError(f"{key}.url: {url!r} is not an http(s) URL")
+        out[str(code)] = {
+            "url": url.rstrip("/"),
+            **({"secret": str(entry["secret"])} if "secret" in entry else {}),
+        }
+    return out
+
+
+class Network:
+    """The hub and the gateways of one world, started as processes on loopback."""
+
+    def __init__(
+        self,
+        world: Path,
+        *,
+        data: Path | None = None,
+        network_file: Path | None = None,
+        links: bool = True,
+        shards: int | None = None,
+        overrides: Path | None = None,
+        scrypt_cost: int = 14,
+        host: str = "127.0.0.1",
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.world = world.resolve()
+        self.data = (data or world / "hub").resolve()
+        self.network_file = (network_file or world / "network.json").resolve()
+        self.links = links
+        self.shards = shards or os.cpu_count() or 1
+        self.overrides_path = overrides
+        self.scrypt_cost = scrypt_cost
+        self.host = host
+        self.ready_timeout = ready_timeout
+        self.children: list[Child] = []
+        self.info: NetworkInfo | None = None
+
+    # ----------------------------------------------------------------------------------------- start
+
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> Child:
+        logs = self.data / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        with log_path.open("w", encoding="utf-8") as err:
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                text=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        child = Child(name, proc, log_path)
+        self.children.append(child)
+        return child
+
+    def start(self) -> NetworkInfo:
+        """Start every process, wait for each ``ready`` line and health check, write the network file."""
+        try:
+            world = json.loads((self.world / "world.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise NetworkError(f"{self.world} is not a world directory: {exc}") from exc
+        disclosing = [str(f["code"]) for f in world["facilities"] if f.get("network_role") == "disclosing"]
+        overrides = load_overrides(self.overrides_path, set(disclosing)) if self.overrides_path else {}
+        # Shards balanced by beds (simulator.gateway.partition); overridden facilities are not started.
+        served = {**world, "facilities": [f for f in world["facilities"] if str(f["code"]) not in overrides]}
+        groups = partition(served, self.shards) if len(disclosing) > len(overrides) else []
+        self.data.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        try:
+            shard_docs, gateways = self._start_shards(groups)
+            for code, entry in overrides.items():
+                gateways[code] = {**entry, "external": True}
+            self.network_file.parent.mkdir(parents=True, exist_ok=True)
+            document: dict[str, Any] = {
+                "format": "rhin-network",
+                "world": str(self.world),
+                "links": self.links,
+                "gateways": gateways,
+                "shards": shard_docs,
+            }
+            self._write(document)  # the hub reads its gateways section
+            hub = self._spawn(
+                "hub",
+                [
+                    "-m", "simulator.hub",
+                    "--world", str(self.world),
+                    "--data", str(self.data),
+                    "--host", self.host,
+                    "--gateways", str(self.network_file),
+                    "--scrypt-cost", str(self.scrypt_cost),
+                ],
+            )  # fmt: skip
+            ready = hub.wait_ready(self.ready_timeout)
+            mllp_host, mllp_port = ready["mllp"]
+            http_host, http_port = ready["http"]
+            document["hub"] = {
+                "pid": ready["pid"],
+                "mllp": {"host": mllp_host, "port": mllp_port},
+                "http": {"base_url": f"http://{http_host}:{http_port}"},
+                "admin_token_file": ready["admin_token_file"],
+            }
+            document["launcher_pid"] = os.getpid()
+            self._check_health(document)
+            document["ready_seconds"] = round(time.monotonic() - started, 3)
+            self._write(document)
+        except BaseException:
+            self.stop()
+            raise
+        self.info = NetworkInfo(document)
+        return self.info
+
+    def _start_shards(
+        self, groups: list[list[str]]
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        token = secrets.token_urlsafe(24)
+        pending = []
+        for i, group in enumerate(groups):
+            args = ["-m", "simulator.gateway", "--world", str(self.world), "--facilities", ",".join(group)]
+            args += ["--host", self.host]
+            if not self.links:
+                args.append("--no-links")
+            # The admin token goes by environment, not argv: argv is visible to every user in ps.
+            pending.append((i, group, self._spawn(f"gateways-{i}", args, {ADMIN_TOKEN_ENV: token})))
+        shards: list[dict[str, Any]] = []
+        gateways: dict[str, dict[str, Any]] = {}
+        for i, group, child in pending:
+            ready = child.wait_ready(self.ready_timeout)
+            admin = ready["admin"]
+            shards.append(
+                {
+                    "pid": ready["pid"],
+                    "facilities": group,
+                    "admin_url": f"http://{admin['host']}:{admin['port']}",
+                    "admin_token": token,
+                }
+            )
+            for code, address in ready["gateways"].items():
+                gateways[code] = {"url": f"http://{address['host']}:{address['port']}", "shard": i}
+        return shards, gateways
+
+    def _write(self, document: Mapping[str, Any]) -> None:
+        tmp = self.network_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds admin tokens
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(document, out, ensure_ascii=False, indent=2)
+        tmp.replace(self.network_file)
+
+    def _check_health(self, document: Mapping[str, Any]) -> None:
+        urls = [document["hub"]["http"]["base_url"] + "/health"]
+        urls += [g["url"] + "/health" for g in document["gateways"].values() if not g.get("external")]
+        deadline = time.monotonic() + self.ready_timeout
+        with httpx.Client(timeout=5) as client:
+            for url in urls:
+                while True:
+                    try:
+                        if client.get(url).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise NetworkError(f"{url} is not healthy")
+                    time.sleep(0.05)
+
+    # ----------------------------------------------------------------------------------------- run / stop
+
+    def crashed(self) -> str | None:
+        """The first child that has exited (a crash while the network should be up), with its log tail."""
+        for child in self.children:
+            code = child.proc.poll()
+            if code is not None:
+                return f"{child.name} exited with {code}: {child._tail()}"
+        return None
+
+    def pids(self) -> list[int]:
+        return [c.proc.pid for c in self.children]
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every child, wait up to ``grace`` seconds, SIGKILL the rest; reap them all."""
+        for child in self.children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in self.children:
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait(5)
+            if child.proc.stdout is not None:
+                child.proc.stdout.close()
+        self.children.clear()
+
+    def __enter__(self) -> Network:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: every default scenario suite (conformance, consent, distributed, latency) against the live
+# reference network for $(WORLD), generated first if missing; reports in reports/<time>/ (exit 1 on any
+# failed, errored or skipped assertion).
 run: $(STAMP)
-	$(BIN)/rhin generate --profile mini --seed $(SEED) --out $(WORLD) --force
-	$(BIN)/rhin world stats $(WORLD)
+	@test -f $(WORLD)/world.json || $(BIN)/rhin generate --profile mini --seed $(SEED) --out $(WORLD) --force
+	$(BIN)/rhin run --world $(WORLD)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,12 +31,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# dciodvfy (Debian's dicom3tools) validates the DICOM files in the tests; install it when missing.
-# Without root or apt this fails loudly, and so do the DICOM tests: nothing is skipped.
+# dciodvfy (Debian's dicom3tools) validates the DICOM files in the tests; chromium and chromedriver render
+# the HTML run report in a browser test. Installed when missing; without root or apt this fails loudly, and
+# so do those tests: nothing is skipped, and no test installs anything itself.
 system-deps:
-	@command -v dciodvfy >/dev/null 2>&1 || { \
-	  echo "installing dicom3tools (dciodvfy) with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null; }
+	@missing=""; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # pytest exits 5 when it collected nothing: that is a failure here, said out loud.
 pytest: $(STAMP) system-deps

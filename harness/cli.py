@@ -17,6 +17,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -270,30 +271,401 @@ def hub(
         int, typer.Option("--mllp-port", min=0, max=65535, help="MLLP (PIX/PDQ) port; 0 picks a free one.")
     ] = 0,
     http_port: Annotated[
-        int | None, typer.Option("--http-port", min=0, max=65535, help="HTTP API port (not yet available).")
-    ] = None,
+        int, typer.Option("--http-port", min=0, max=65535, help="HTTP API port; 0 picks a free one.")
+    ] = 0,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Where the hub keeps its index (default: WORLD/hub).")
+        Path | None, typer.Option("--data", help="Where the hub keeps its stores (default: WORLD/hub).")
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    gateways: Annotated[
+        Path | None,
+        typer.Option(
+            "--gateways", help="Network file whose `gateways` say where each facility's gateway is."
+        ),
+    ] = None,
+    scrypt_cost: Annotated[
+        int,
+        typer.Option(
+            "--scrypt-cost",
+            min=4,
+            max=20,
+            help="log2 of scrypt's N for new password hashes (14 = OWASP minimum).",
+        ),
+    ] = 14,
 ) -> None:
-    """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener, then
-    `ready`, on stdout: scripts read the real ports from there (port 0 picks free ones)."""
+    """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener (mllp,
+    http), the operator token's file, then `ready`, on stdout: scripts read the real ports from there."""
     import asyncio  # here, not at the top: only this command needs the hub and its event loop
 
-    from simulator.hub.server import Addresses, HubError, run_hub
+    from simulator.hub.accounts import ScryptParams
+    from simulator.hub.server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+
+    data_dir = data if data is not None else world / "hub"
 
     def ready(addresses: Addresses) -> None:
         for name, (bound_host, port) in addresses.items():
             print(f"{name}: {bound_host}:{port}")
-        if http_port is not None:
-            print("http: not yet available")
+        print(f"admin-token: {data_dir / ADMIN_TOKEN_FILE}")
         print("ready", flush=True)
 
     try:
-        asyncio.run(run_hub(world, data, host, mllp_port, ready))
+        asyncio.run(
+            run_hub(
+                world,
+                data_dir,
+                host,
+                mllp_port,
+                ready,
+                http_port=http_port,
+                gateways_file=gateways,
+                scrypt=ScryptParams(n=2**scrypt_cost),
+            )
+        )
     except HubError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def up(
+    world: Annotated[Path, typer.Option("--world", help="A directory written by `rhin generate`.")],
+    links: Annotated[
+        bool, typer.Option("--links/--no-links", help="Apply the link models (latency, bandwidth).")
+    ] = True,
+    shards: Annotated[int, typer.Option("--shards", min=0, help="Gateway processes (0: one per core).")] = 0,
+    network_file: Annotated[
+        Path | None,
+        typer.Option("--network-file", help="Where to write the addresses (default WORLD/network.json)."),
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="The hub's stores (default WORLD/hub).")] = None,
+    overrides: Annotated[
+        Path | None,
+        typer.Option("--overrides", help="YAML/JSON: gateways: {CODE: {url, secret?}} (external gateways)."),
+    ] = None,
+    scrypt_cost: Annotated[
+        int, typer.Option("--scrypt-cost", min=4, max=20, help="log2 of scrypt's N.")
+    ] = 14,
+    exit_when_ready: Annotated[
+        bool,
+        typer.Option("--exit-when-ready", help="Stop everything right after `ready:` (benchmarks, checks)."),
+    ] = False,
+) -> None:
+    """Start the live network — the hub and every disclosing facility's gateway — bootstrap the hub through
+    its real interfaces (ITI-8 feeds, ID links, consent documents), print `ready: ...` and run until
+    interrupted. Every process it started is stopped on exit, also when one of them crashes."""
+    import signal as signals
+
+    from simulator.bootstrap import BootstrapError, bootstrap
+    from simulator.network import Network, NetworkError
+
+    started = time.monotonic()
+    net = Network(
+        world,
+        data=data,
+        network_file=network_file,
+        links=links,
+        shards=shards or None,
+        overrides=overrides,
+        scrypt_cost=scrypt_cost,
+    )
+    stop_requested = False
+    serving = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        if not serving:  # starting or bootstrapping: abandon it now (the finally below stops everything)
+            raise KeyboardInterrupt
+
+    previous = {sig: signals.signal(sig, request_stop) for sig in (signals.SIGINT, signals.SIGTERM)}
+    try:
+        try:
+            info = net.start()
+        except NetworkError as exc:
+            _fail(str(exc))
+            return
+        gateways = len(info.gateways)
+        console.print(
+            f"network up in {time.monotonic() - started:.1f} s: hub {info.base_url}, {gateways} gateways"
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(f"bootstrap: {phase}", total=total)
+                bar.update(tasks[phase], completed=done, total=total)
+
+            try:
+                stats = bootstrap(net.world, info, net.data, progress=progress)
+            except (BootstrapError, OSError) as exc:
+                _fail(f"bootstrap failed: {exc}")
+                return
+        took = time.monotonic() - started
+        print(
+            f"ready: {gateways} gateways, {stats.patients} patients, {stats.feeds} feeds,"
+            f" {stats.links} links, {stats.consent_documents} consent documents"
+            f"{' (already bootstrapped)' if stats.skipped else ''};"
+            f" network {info.document.get('ready_seconds', 0):.1f} s, total {took:.1f} s;"
+            f" network file {net.network_file}",
+            flush=True,
+        )
+        serving = True
+        while not stop_requested and not exit_when_ready:
+            crashed = net.crashed()
+            if crashed is not None:
+                _fail(f"{crashed}; stopping the network")
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping the network")
+        raise typer.Exit(130) from None
+    finally:
+        net.stop()
+        for sig, handler in previous.items():
+            signals.signal(sig, handler)
+
+
+@app.command()
+def fault(
+    network: Annotated[Path, typer.Option("--network", help="The network file `rhin up` wrote.")],
+    what: Annotated[str, typer.Argument(help="What to act on: `gateway`.")],
+    code: Annotated[str, typer.Argument(help="The facility code of the gateway.")],
+    mode: Annotated[str, typer.Argument(help="down | slow | error | up")],
+    ms: Annotated[int | None, typer.Argument(help="Milliseconds, for `slow`.")] = None,
+) -> None:
+    """Take a gateway down, slow it by MS milliseconds, make it fail (503), or restore it (`up`)."""
+    import httpx
+
+    from simulator.network import NetworkError, load_network_file
+
+    if what != "gateway":
+        _fail(f"unknown target {what!r}: only `gateway` can be faulted")
+    if mode not in ("down", "slow", "error", "up"):
+        _fail(f"unknown mode {mode!r}: down, slow MS, error or up")
+    if mode == "slow" and (ms is None or ms < 0):
+        _fail("slow needs a delay in milliseconds, e.g. `slow 2000`")
+    try:
+        shard = load_network_file(network).shard_of(code)
+    except NetworkError as exc:
+        _fail(str(exc))
+        return
+    body = {"mode": mode, **({"ms": ms} if mode == "slow" else {})}
+    try:
+        reply = httpx.post(
+            f"{shard['admin_url']}/faults/{code}",
+            json=body,
+            headers={"Authorization": f"Bearer {shard['admin_token']}"},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"the gateway shard of {code} does not answer: {exc}")
+        return
+    if reply.status_code >= 300:
+        _fail(f"the shard refused: {reply.status_code} {reply.text}")
+    print(f"{code}: {mode}{f' {ms} ms' if mode == 'slow' else ''}")
+
+
+# --- scenarios (helper) ---
+# `rhin scenarios schema|check|list` and `rhin run`. Imports are inside the commands: only they need the
+# engine, httpx and matplotlib.
+
+scenarios_app = typer.Typer(help="Scenario files: validate them, list them, print their JSON Schema.")
+app.add_typer(scenarios_app, name="scenarios")
+
+
+def _scenario_root(root: Path | None) -> Path:
+    from harness.scenarios.runner import default_scenarios_root
+
+    return root if root is not None else default_scenarios_root()
+
+
+@scenarios_app.command("schema")
+def scenarios_schema(
+    target: Annotated[bool, typer.Option("--target", help="The target file's schema instead.")] = False,
+) -> None:
+    """Print the JSON Schema of scenario files (or of --target files), for editors."""
+    from harness.scenarios import schema
+    from harness.targets import TargetFile
+
+    data = TargetFile.model_json_schema(by_alias=True) if target else schema()
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@scenarios_app.command("check")
+def scenarios_check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (default: all).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--scenarios", help="Suites root (default ./scenarios).")
+    ] = None,
+) -> None:
+    """Validate scenario files; every problem is printed with file, line and key. Exit 1 on any."""
+    from harness.scenarios import FormatError, discover
+
+    try:
+        found = discover(_scenario_root(root), paths or [])
+    except FormatError as exc:
+        Console(stderr=True).print(str(exc), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    total = sum(s.scenario.assertion_count for s in found)
+    print(f"ok: {len(found)} scenarios, {total} assertions")
+
+
+@scenarios_app.command("list")
+def scenarios_list(
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="Only this suite (repeatable).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="T includes, !T excludes (repeatable).")
+    ] = None,
+    keyword: Annotated[str | None, typer.Option("-k", help="Expression over ids, titles, tags.")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--scenarios", help="Suites root (default ./scenarios).")
+    ] = None,
+) -> None:
+    """List the scenarios a selection picks, with their assertion counts."""
+    from harness.scenarios import ScenarioError, discover, select
+
+    try:
+        chosen = select(discover(_scenario_root(root)), suites=suite or [], tags=tag or [], keyword=keyword)
+    except ScenarioError as exc:
+        _fail(str(exc))
+        return
+    table = Table(
+        title=f"{len(chosen)} scenarios, {sum(s.scenario.assertion_count for s in chosen)} assertions"
+    )
+    for column in ("suite", "id", "assertions", "tags", "title"):
+        table.add_column(column)
+    for s in chosen:
+        sc = s.scenario
+        table.add_row(s.suite, sc.id, str(sc.assertion_count), ", ".join(sc.tags), sc.title)
+    Console().print(table)
+
+
+@app.command("run")
+def run_scenarios(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Scenario files or folders (default: all).")
+    ] = None,
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="Only this suite (repeatable).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="T: scenarios tagged T; !T: not tagged T (repeatable).")
+    ] = None,
+    keyword: Annotated[
+        str | None, typer.Option("-k", help="e.g. 'iti9 and not needs-http': ids, titles, tags, suites.")
+    ] = None,
+    target: Annotated[Path | None, typer.Option("--target", help="An external target YAML.")] = None,
+    world: Annotated[Path, typer.Option("--world", help="World directory (made if missing).")] = Path(
+        "worlds/mini"
+    ),
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Scenarios run at once.")] = 4,
+    report: Annotated[Path | None, typer.Option("--report", help="Report folder (reports/<time>).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--scenarios", help="Suites root (default ./scenarios).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="NAME=VALUE: a scenario parameter, e.g. a latency budget (repeatable)."),
+    ] = None,
+    allow_skips: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skips", help="Exit 0 with skipped assertions (targets declaring unsupported steps)."
+        ),
+    ] = False,
+    scrypt_cost: Annotated[
+        int,
+        typer.Option("--scrypt-cost", min=4, max=20, help="Reference hub: log2 of scrypt's N (login cost)."),
+    ] = 14,
+) -> None:
+    """Run scenario suites against the reference network (default: the live network for --world, made if
+    missing, bootstrapped from it) or --target; write JSON, JUnit and HTML reports to reports/<time>/.
+    Exit 0 only when every assertion passed; skipped ones fail the run too unless --allow-skips."""
+    from harness.scenarios import LoadedScenario, ScenarioError, ScenarioResult
+    from harness.scenarios.runner import RunOptions, execute
+    from harness.targets import ReferenceOptions, Target
+
+    params: dict[str, str] = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            _fail(f"--param {item!r}: write NAME=VALUE")
+        params[name.strip()] = value.strip()
+    options = RunOptions(
+        scenarios_root=_scenario_root(root),
+        paths=paths or [],
+        suites=suite or [],
+        tags=tag or [],
+        keyword=keyword,
+        target_file=target,
+        world_dir=world,
+        jobs=jobs,
+        report_dir=report,
+        params=params,
+        allow_skips=allow_skips,
+        reference=ReferenceOptions(scrypt_cost=scrypt_cost),
+    )
+    counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("starting the target", total=None, counts="")
+
+        def started(scenarios: list[LoadedScenario], tgt: Target) -> None:
+            total = sum(s.scenario.assertion_count for s in scenarios)
+            bar.update(task, description=f"{tgt.name}: scenarios", total=len(scenarios))
+            bar.update(task, counts=f"0/{total} assertions")
+
+        def finished(result: ScenarioResult) -> None:
+            for a in result.assertions:
+                counts[a.status] += 1
+            text = " ".join(f"[{c}]{n} {s}[/]" for s, n, c in _run_colours(counts))
+            bar.update(task, advance=1, counts=text)
+
+        try:
+            result, files = execute(options, on_start=started, on_result=finished)
+        except ScenarioError as exc:
+            bar.stop()
+            _fail(str(exc))
+            return
+    summary = result.summary()
+    out = Console()
+    for a in (a for a in result.assertions() if a.status in ("failed", "error")):
+        out.print(
+            f"[red]{a.status}[/] {a.assertion_id} [dim]{a.scenario} step {a.step}[/] {a.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    out.print(
+        f"{summary['assertions']} assertions in {summary['scenarios']} scenarios: "
+        f"{summary['passed']} passed, {summary['failed']} failed, {summary['error']} errors, "
+        f"{summary['skipped']} skipped",
+        highlight=False,
+    )
+    if summary["skipped"] and not allow_skips and result.ok:
+        out.print("[yellow]skipped assertions fail the run[/] (--allow-skips accepts them)", highlight=False)
+    for kind, path in files.items():
+        out.print(f"  {kind}: {path}", highlight=False)
+    raise typer.Exit(0 if result.passed(allow_skips=allow_skips) else 1)
+
+
+def _run_colours(counts: dict[str, int]) -> list[tuple[str, int, str]]:
+    colours = {"passed": "green", "failed": "red", "error": "yellow", "skipped": "dim"}
+    return [(status, n, colours[status]) for status, n in counts.items()]
+
+
+# --- end scenarios (helper) ---
 
 
 def main() -> None:

@@ -456,3 +456,17 @@ def test_one_link_operation_ties_several_ids_all_or_nothing(
     assert refused.json()["detail"]["reason"] == "link-conflict"
     lone = staff.post("/links", json={"facility": clinic["code"], "local_id": "M0008"}).json()
     assert lone["created"] is True  # M0008 was not linked by the refused operation
+
+
+def test_a_paper_dated_after_today_is_refused(hub: RunningHub, facilities: dict[str, dict[str, Any]]) -> None:
+    rid, staff = linked_patient(hub, facilities)
+    tomorrow = (hub.clock().date() + dt.timedelta(days=1)).isoformat()
+    form = {"form_id": "FUT-1", "pattern": "all", "signed_on": tomorrow}
+    refused = staff.post(f"/patients/{rid}/consents", json=form)
+    assert refused.status_code == 422
+    assert refused.json()["detail"]["reason"] == "dated-in-the-future"
+    assert (
+        staff.post(f"/patients/{rid}/consents", json={**form, "signed_on": "2026-11-01"}).status_code == 201
+    )
+    late = {"form_id": "W-FUT", "base_form_id": "FUT-1", "withdrawn_on": tomorrow}
+    assert staff.post(f"/patients/{rid}/consents/withdrawals", json=late).status_code == 422

@@ -18,6 +18,9 @@ Choices where the sources leave room (each is tested):
   patient (the facility that took the paper, ``taken_at``, is the caller's). Facility lists must name
   facilities of the network. A duplicate document ID is 409; a document that contradicts the registered
   ones (dates, wrong base form, pattern) is 422 with the store's reason.
+* **Dates**: a consent document dated after today (the hub's clock) is refused, 422 ``dated-in-the-future``:
+  a paper cannot be signed tomorrow, and a mistyped year would otherwise become the current form and block a
+  withdrawal dated today.
 * **Emergency access** is requested by the viewing facility's user for that facility, with a reason, for
   1–1,440 minutes from now; refused (403) unless the patient's consent allows emergency use and is in force.
 * **Access report** (who saw a patient's data): the hub operator, or a user of a facility linked to the
@@ -463,10 +466,14 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             raise Refused(422, "unknown-facility", f"not facilities of the network: {', '.join(unknown[:5])}")
 
     async def _consent_change(
-        user: Session, regional_id: str, action: str, form_id: str, apply: Any
+        user: Session, regional_id: str, action: str, form_id: str, dated: dt.date, apply: Any
     ) -> ConsentState:
         try:
             _may_administer(user, regional_id)
+            # A paper cannot be signed tomorrow: a future date is a typing error (2099 for 2019) that would
+            # make the document current and block a withdrawal dated today.
+            if dated > hub.local_now().date():
+                raise Refused(422, "dated-in-the-future", f"{form_id} is dated {dated}, after today")
             try:
                 state: ConsentState = await run_in_threadpool(apply)
             except DuplicateDocumentError as exc:
@@ -504,7 +511,9 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             _known_facilities(body.facilities)
             return hub.consents.register(regional_id, form)
 
-        state = await _consent_change(user, regional_id, "consent-register", body.form_id, apply)
+        state = await _consent_change(
+            user, regional_id, "consent-register", body.form_id, body.signed_on, apply
+        )
         return ConsentReply(regional_id=regional_id, current=_consent_view(state, hub.local_now().date()))
 
     @app.post(
@@ -522,7 +531,7 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             _known_facilities([body.facility])
             return hub.consents.add_facility(regional_id, addition)
 
-        state = await _consent_change(user, regional_id, "consent-add", body.form_id, apply)
+        state = await _consent_change(user, regional_id, "consent-add", body.form_id, body.signed_on, apply)
         return ConsentReply(regional_id=regional_id, current=_consent_view(state, hub.local_now().date()))
 
     @app.post(
@@ -538,6 +547,7 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             regional_id,
             "consent-withdraw",
             body.form_id,
+            body.withdrawn_on,
             lambda: hub.consents.withdraw(regional_id, withdrawal),
         )
         return ConsentReply(regional_id=regional_id, current=_consent_view(state, hub.local_now().date()))

@@ -1,0 +1,48 @@
+"""Latency plots as inline SVG (matplotlib, Agg): no image files, no fonts or scripts fetched from anywhere.
+
+Text is drawn as paths (``svg.fonttype = path``), so the SVG shows the same everywhere; labels stay ASCII
+(step kinds, milliseconds). Element IDs are prefixed per plot so several SVGs can live in one HTML page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from harness.scenarios.results import percentile
+
+__all__ = ["histogram_svg"]
+
+
+def histogram_svg(values: Sequence[float], title: str, prefix: str) -> str:
+    """A histogram of latencies (ms) with p50/p95/p99 marked, as an ``<svg>`` element string."""
+    ordered = sorted(values)
+    with plt.rc_context({"svg.fonttype": "path", "svg.hashsalt": prefix, "font.size": 8}):
+        fig, ax = plt.subplots(figsize=(4.2, 2.4), dpi=96)
+        try:
+            bins = min(30, max(5, len(ordered) // 2))
+            ax.hist(ordered, bins=bins, color="#4c72b0", edgecolor="white", linewidth=0.5)
+            for p, style in ((50, "-"), (95, "--"), (99, ":")):
+                ax.axvline(
+                    percentile(ordered, p), color="#c44e52", linestyle=style, linewidth=1, label=f"p{p}"
+                )
+            ax.set_title(title)
+            ax.set_xlabel("ms")
+            ax.set_ylabel("exchanges")
+            ax.legend(loc="upper right", fontsize=7, frameon=False)
+            fig.tight_layout()
+            buffer = io.StringIO()
+            fig.savefig(buffer, format="svg")
+        finally:
+            plt.close(fig)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r'\bid="', f'id="{prefix}-', svg)
+    svg = re.sub(r"url\(#", f"url(#{prefix}-", svg)
+    return re.sub(r'xlink:href="#', f'xlink:href="#{prefix}-', svg)

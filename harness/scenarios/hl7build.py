@@ -1,0 +1,185 @@
+"""HL7 v2 requests the MLLP steps send: ITI-8 ADT feeds, ITI-9 QBP^Q23, ITI-21 QBP^Q22 and QCN^J01.
+
+Built as ER7 text and encoded only at the end (the charset is the step's; ISO-2022-JP bytes are never
+assembled by hand). Data values are escaped; the step's ``set``/``append``/``drop`` edits are raw ER7 applied
+last, which is how scenarios make malformed or unusual variants. Names follow JAHIS: PID-5 kanji with
+representation ``I`` and kana with ``P``; an ASCII message carries the romaji name (``A``) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from simulator.hub.hl7v2 import ASCII, ISO2022_JP, UTF8, escape
+
+__all__ = [
+    "CHARSETS",
+    "Header",
+    "Person",
+    "apply_edits",
+    "cancel_message",
+    "feed_message",
+    "pdq_message",
+    "pix_message",
+]
+
+CHARSETS: Final[Mapping[str, tuple[str, str]]] = {
+    "utf-8": (UTF8, "UNICODE UTF-8"),
+    "iso-2022-jp": (ISO2022_JP, "~ISO IR87"),
+    "ascii": (ASCII, ""),
+}
+"""Step charset → (Python codec, MSH-18), as hub-protocols.md §0 says Japanese senders declare them."""
+
+_STRUCTURES: Final = {
+    "A01": "ADT_A01",
+    "A04": "ADT_A01",
+    "A05": "ADT_A05",
+    "A08": "ADT_A01",
+    "A40": "ADT_A39",
+}
+_PATIENT_CLASS: Final = {"A01": "I", "A04": "O", "A05": "P", "A08": "N"}
+
+
+@dataclass(frozen=True)
+class Header:
+    """What every MSH of a scenario's request carries."""
+
+    sender: str  # MSH-4: the sending facility's code
+    control_id: str  # MSH-10
+    timestamp: str  # MSH-7, e.g. 20261031090000+0900
+    version: str = "2.5"
+    charset: str = "utf-8"
+    receiving_application: str = "RHIN_HUB"
+    receiving_facility: str = "RHIN"
+    sending_application: str = "RHIN_TESTBED"
+
+
+@dataclass(frozen=True)
+class Person:
+    """The demographics a feed sends (from the world, or overridden by the step)."""
+
+    family_name: str
+    given_name: str
+    family_kana: str
+    given_kana: str
+    family_romaji: str
+    given_romaji: str
+    sex: str
+    birth_date: str  # YYYYMMDD
+    postcode: str
+    address: str
+    phone: str
+
+
+def _msh(h: Header, message_type: str) -> str:
+    msh18 = CHARSETS[h.charset][1]
+    fields = [
+        "MSH",
+        "^~\\&",
+        h.sending_application,
+        h.sender,
+        h.receiving_application,
+        h.receiving_facility,
+        h.timestamp,
+        "",
+        message_type,
+        h.control_id,
+        "P",
+        h.version,
+        "",
+        "",
+        "",
+        "",
+        "",
+        msh18,
+    ]
+    while fields and not fields[-1]:
+        fields.pop()
+    return "|".join(fields) + "\r"
+
+
+def _names(p: Person, charset: str) -> str:
+    if charset == "ascii":
+        return f"{escape(p.family_romaji.upper())}^{escape(p.given_romaji.upper())}^^^^^L^A"
+    kanji = f"{escape(p.family_name)}^{escape(p.given_name)}^^^^^L^I"
+    kana = f"{escape(p.family_kana)}^{escape(p.given_kana)}^^^^^L^P"
+    return f"{kanji}~{kana}"
+
+
+def feed_message(h: Header, event: str, pid3: str, person: Person, *, merge_from: str | None = None) -> str:
+    """ADT^<event> (A01, A04, A05, A08, A40 …): MSH, EVN, PID, [MRG], [PV1]; ``pid3`` and ``merge_from`` are
+    raw CX values."""
+    structure = _STRUCTURES.get(event, f"ADT_{event}")
+    text = _msh(h, f"ADT^{event}^{structure}")
+    text += f"EVN|{event}|{h.timestamp}\r"
+    address = "" if h.charset == "ascii" else escape(person.address)
+    xad = f"{address}^^^^{escape(person.postcode)}^JPN^H" if address or person.postcode else ""
+    pid = ["PID", "1", "", pid3, "", _names(person, h.charset), "", person.birth_date, person.sex]
+    pid += ["", "", xad, "", escape(person.phone)]
+    text += "|".join(pid).rstrip("|") + "\r"
+    if merge_from is not None:
+        text += f"MRG|{merge_from}\r"
+    if event in _PATIENT_CLASS:
+        text += f"PV1|1|{_PATIENT_CLASS[event]}\r"
+    return text
+
+
+def pix_message(h: Header, tag: str, qpd3: str, domains: Sequence[str]) -> str:
+    """QBP^Q23^QBP_Q21: QPD-1 ``IHE PIX Query``, QPD-3 the person identifier, QPD-4 what domains returned."""
+    text = _msh(h, "QBP^Q23^QBP_Q21")
+    text += "|".join(["QPD", "IHE PIX Query", tag, qpd3, "~".join(domains)]).rstrip("|") + "\r"
+    return text + "RCP|I\r"
+
+
+def pdq_message(
+    h: Header,
+    tag: str,
+    fields: Mapping[str, str],
+    domains: Sequence[str],
+    *,
+    quantity: int | None = None,
+    pointer: str | None = None,
+) -> str:
+    """QBP^Q22^QBP_Q21: QPD-3 ``@PID.x^value`` repetitions, QPD-8 domains, RCP-2 ``n^RD``, [DSC pointer]."""
+    text = _msh(h, "QBP^Q22^QBP_Q21")
+    qip = "~".join(
+        f"{name if name.startswith('@') else '@' + name}^{escape(value)}" for name, value in fields.items()
+    )
+    qpd = ["QPD", "IHE PDQ Query", tag, qip, "", "", "", "", "~".join(domains)]
+    text += "|".join(qpd).rstrip("|") + "\r"
+    text += f"RCP|I|{quantity}^RD\r" if quantity else "RCP|I\r"
+    if pointer:
+        text += f"DSC|{pointer}|I\r"
+    return text
+
+
+def cancel_message(h: Header, tag: str) -> str:
+    """QCN^J01^QCN_J01 cancelling the continuation of query ``tag``."""
+    return _msh(h, "QCN^J01^QCN_J01") + f"QID|{tag}|IHE PDQ Query\r"
+
+
+def apply_edits(
+    text: str, set_fields: Mapping[str, str], append: Sequence[str] = (), drop: Sequence[str] = ()
+) -> str:
+    """Raw edits: ``{"MSH-12": "2.9"}`` replaces that field of the first such segment (added if short)."""
+    lines = [line for line in text.split("\r") if line]
+    for key, value in set_fields.items():
+        name, number = key.split("-")
+        n = int(number)
+        for i, line in enumerate(lines):
+            if line[:3] != name:
+                continue
+            fields = line.split("|")
+            index = n - 1 if name == "MSH" else n  # MSH-1 is the separator itself
+            while len(fields) <= index:
+                fields.append("")
+            fields[index] = value
+            lines[i] = "|".join(fields)
+            break
+        else:
+            lines.append(f"{name}|" + "|" * (n - 1) + value)
+    lines = [line for line in lines if line[:3] not in set(drop)]
+    lines.extend(a.rstrip("\r") for a in append)
+    return "".join(line + "\r" for line in lines)

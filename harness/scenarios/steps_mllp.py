@@ -1,0 +1,348 @@
+"""The MLLP step kinds: ITI-8 feed, ITI-9 PIX query, ITI-21 PDQ query / continuation / cancel, raw bytes.
+
+Connections are named per scenario (``connection:``, default ``main``; raw steps default to ``raw``) and kept
+open between steps, as facilities do; a connection the hub closed is reopened on next use. A reply that does
+not come is an observation (``reply: none``), not an error: a hub that stays silent fails its assertions
+with evidence. Only an unreachable target is a step error.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import replace
+from typing import Final
+
+from simulator.hub.hl7v2 import HL7Error, decode, encode, parse_header
+from simulator.hub.mllp import END_BLOCK, START_BLOCK, frame
+
+from .context import Context, PdqState
+from .errors import StepError
+from .hl7build import (
+    CHARSETS,
+    Header,
+    Person,
+    apply_edits,
+    cancel_message,
+    feed_message,
+    pdq_message,
+    pix_message,
+)
+from .model import Feed, MllpRaw, PdqCancel, PdqQuery, PixQuery, _Hl7Edits
+from .results import Exchange
+from .subjects import MllpObservation
+
+__all__ = ["MllpConnection", "run_cancel", "run_feed", "run_pdq", "run_pix", "run_raw"]
+
+_MAX_REPLY: Final = 16 * 1_048_576
+Outcome = tuple[MllpObservation, list[Exchange]]
+
+
+class MllpConnection:
+    """A blocking MLLP connection that can also send raw bytes and tell a close from a silence."""
+
+    def __init__(self, address: tuple[str, int], timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            try:
+                self._sock = socket.create_connection(self.address, timeout=self.timeout)
+            except OSError as exc:
+                host, port = self.address
+                raise StepError(f"cannot connect to MLLP {host}:{port}: {exc}") from exc
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._buffer.clear()
+        return self._sock
+
+    def send(self, data: bytes, *, eof: bool = False) -> None:
+        sock = self._connect()
+        try:
+            sock.sendall(data)
+            if eof:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.close()
+            raise StepError(f"sending to MLLP {self.address[0]}:{self.address[1]} failed: {exc}") from exc
+
+    def read(self, timeout: float) -> tuple[bytes | None, bool]:
+        """(the next block's payload or None, whether the peer closed the connection)."""
+        sock = self._connect()
+        deadline = time.monotonic() + timeout
+        while True:
+            end = self._buffer.find(END_BLOCK)
+            if end >= 0:
+                block = bytes(self._buffer[:end])
+                del self._buffer[: end + len(END_BLOCK)]
+                return (block[1:] if block.startswith(START_BLOCK) else block), False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or len(self._buffer) > _MAX_REPLY:
+                return None, False
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return None, False
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return None, True
+            self._buffer += chunk
+
+    def peer_closed(self) -> bool:
+        """Has the peer closed (EOF waiting) — checked without blocking, after a reply was read."""
+        if self._sock is None:
+            return True
+        self._sock.setblocking(False)  # with a timeout set, Python would wait for readability first
+        try:
+            data = self._sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            if self._sock is not None:
+                self._sock.settimeout(self.timeout)
+        if not data:
+            self.close()
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+def _connection(ctx: Context, name: str) -> MllpConnection:
+    if ctx.target.mllp is None:
+        raise StepError(f"target {ctx.target.name} has no MLLP address")
+    conn = ctx.connections.get(name)
+    if conn is None:
+        conn = ctx.connections[name] = MllpConnection(ctx.target.mllp, ctx.target.mllp_timeout)
+    return conn
+
+
+def _shown(text: str) -> str:
+    """For people (and XML): segments on lines, other control characters as ``\\xNN``."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+    return "".join(c if c in "\n\t" or (c >= " " and c != "\x7f") else f"\\x{ord(c):02x}" for c in text)
+
+
+def _observe_reply(payload: bytes | None, closed: bool, control_id: str, elapsed: float) -> MllpObservation:
+    if payload is None:
+        return MllpObservation(None, None, control_id, closed, elapsed)
+    try:
+        message, codec = decode(payload)
+    except HL7Error:
+        return MllpObservation(None, None, control_id, closed, elapsed, payload.decode("latin-1"))
+    return MllpObservation(message, codec, control_id, closed, elapsed, message.to_er7())
+
+
+def _exchange(ctx: Context, edits: _Hl7Edits, text: str, label: str, control_id: str) -> Outcome:
+    """Apply the step's raw edits, encode in its charset, send, read the reply."""
+    text = apply_edits(
+        text, {k: ctx.text(v) for k, v in edits.set.items()}, [ctx.text(a) for a in edits.append]
+    )
+    text = apply_edits(text, {}, drop=edits.drop)
+    codec = CHARSETS[edits.charset][0]
+    try:
+        payload = encode(text, codec)
+    except HL7Error as exc:
+        raise StepError(f"the request cannot be sent as {edits.charset}: {exc}") from exc
+    if "MSH-10" in edits.set:
+        control_id = ctx.text(edits.set["MSH-10"])
+    conn = _connection(ctx, edits.connection)
+    started = time.perf_counter()
+    conn.send(frame(payload))
+    reply, closed = conn.read(ctx.target.mllp_timeout)
+    elapsed = (time.perf_counter() - started) * 1000
+    if reply is not None:
+        closed = conn.peer_closed()
+    obs = _observe_reply(reply, closed, control_id, elapsed)
+    note = "" if reply is not None else ("connection closed, no reply" if closed else "no reply in time")
+    shown = _shown(obs.text) if obs.text else None
+    return obs, [Exchange("mllp", label, _shown(text), shown, elapsed, note=note)]
+
+
+def _header(ctx: Context, sender: str, charset: str, version: str = "2.5") -> Header:
+    t = ctx.target
+    return Header(
+        sender=sender,
+        control_id=ctx.control_id(),
+        timestamp=ctx.timestamp(),
+        version=version,
+        charset=charset,
+        receiving_application=t.receiving_application,
+        receiving_facility=t.receiving_facility,
+    )
+
+
+def _cx(local_id: str, authority: str, namespace: str, oid: str) -> str:
+    return {
+        "full": f"{local_id}^^^{namespace}&{oid}&ISO",
+        "namespace": f"{local_id}^^^{namespace}",
+        "oid": f"{local_id}^^^&{oid}&ISO",
+        "none": local_id,
+        "empty": f"{local_id}^^^&&",
+    }[authority]
+
+
+# ------------------------------------------------------------------------------------------- ITI-8
+
+
+def _person(ctx: Context, a: Feed) -> Person:
+    b = ctx.patient(a.demographics_of or a.patient)
+    p = b.patient
+    person = Person(
+        family_name=p.family_name,
+        given_name=p.given_name,
+        family_kana=p.family_kana,
+        given_kana=p.given_kana,
+        family_romaji=p.family_romaji,
+        given_romaji=p.given_romaji,
+        sex=p.sex,
+        birth_date=b.birth_date,
+        postcode=p.postcode,
+        address=p.address,
+        phone=p.phone,
+    )
+    if a.demographics is not None:
+        overrides = {k: ctx.text(v) for k, v in a.demographics.model_dump(exclude_none=True).items()}
+        person = replace(person, **overrides)
+    return person
+
+
+def run_feed(ctx: Context, a: Feed) -> Outcome:
+    sender = ctx.facility(a.from_)
+    domain = ctx.facility(a.domain or a.from_)
+    binding = ctx.patient(a.patient)
+    local = ctx.maybe(a.local_id) or binding.local_id(domain.code)
+    pid3 = _cx(local, a.authority, domain.namespace, domain.oid)
+    merge = None
+    if a.merge_from is not None:
+        merge = _cx(ctx.text(a.merge_from), a.authority, domain.namespace, domain.oid)
+    header = _header(ctx, sender.code, a.charset, a.version)
+    text = feed_message(header, a.event, pid3, _person(ctx, a), merge_from=merge)
+    return _exchange(ctx, a, text, f"ITI-8 ADT^{a.event} from {sender.code}", header.control_id)
+
+
+# ------------------------------------------------------------------------------------------- ITI-9
+
+
+def run_pix(ctx: Context, a: PixQuery) -> Outcome:
+    sender = ctx.facility(a.from_)
+    qpd3 = ""
+    if a.at == "regional":
+        t = ctx.target
+        rid = ctx.maybe(a.local_id) or ctx.regional_id(a.patient, None)
+        qpd3 = _cx(rid, a.authority, t.regional_namespace, t.regional_oid)
+    elif a.at is not None:
+        at = ctx.facility(a.at)
+        domain = ctx.facility(a.domain or a.at)
+        if a.local_id is not None:
+            local = ctx.text(a.local_id)
+        elif a.patient is not None:
+            local = ctx.patient(a.patient).local_id(at.code)
+        else:
+            raise StepError("a PIX query at a facility needs `patient` or `local_id`")
+        qpd3 = _cx(local, a.authority, domain.namespace, domain.oid)
+    tag = ctx.maybe(a.query_tag) or ctx.query_tag()
+    header = _header(ctx, sender.code, a.charset)
+    text = pix_message(header, tag, qpd3, [ctx.domain(d) for d in a.domains])
+    return _exchange(ctx, a, text, f"ITI-9 QBP^Q23 from {sender.code}", header.control_id)
+
+
+# ------------------------------------------------------------------------------------------- ITI-21
+
+
+def run_pdq(ctx: Context, a: PdqQuery) -> Outcome:
+    sender = ctx.facility(a.from_)
+    tag = ctx.maybe(a.query_tag) or (ctx.last_query_tag if a.continue_ else None) or ctx.query_tag()
+    if a.continue_:
+        state = ctx.pdq.get(tag)
+        if state is None:
+            raise StepError(f"`continue`: no earlier PDQ query with tag {tag!r} in this scenario")
+        if a.fields:
+            state = replace(state, fields={k: ctx.text(v) for k, v in a.fields.items()})
+        pointer = ctx.maybe(a.pointer) or state.pointer
+        if not pointer:
+            raise StepError(f"`continue`: the last reply to {tag!r} gave no DSC continuation pointer")
+    else:
+        state = PdqState(
+            sender.code,
+            a.charset,
+            {k: ctx.text(v) for k, v in a.fields.items()},
+            [ctx.domain(d) for d in a.domains],
+            a.quantity,
+        )
+        pointer = ctx.maybe(a.pointer) or ""
+    header = _header(ctx, sender.code, a.charset)
+    quantity = a.quantity if a.quantity is not None else state.quantity
+    text = pdq_message(header, tag, state.fields, state.domains, quantity=quantity, pointer=pointer or None)
+    label = f"ITI-21 QBP^Q22 from {sender.code}" + (" (continuation)" if pointer else "")
+    obs, exchanges = _exchange(ctx, a, text, label, header.control_id)
+    next_pointer = obs.reply.get("DSC", 1) if obs.reply is not None else ""
+    ctx.pdq[tag] = replace(state, pointer=next_pointer, quantity=quantity)
+    ctx.last_query_tag = tag
+    return obs, exchanges
+
+
+def run_cancel(ctx: Context, a: PdqCancel) -> Outcome:
+    sender = ctx.facility(a.from_)
+    header = _header(ctx, sender.code, a.charset)
+    text = cancel_message(header, ctx.text(a.query_tag))
+    return _exchange(ctx, a, text, f"QCN^J01 from {sender.code}", header.control_id)
+
+
+# ------------------------------------------------------------------------------------------- raw
+
+
+def _hex(data: bytes, limit: int = 4096) -> str:
+    shown = data[:limit].hex(" ")
+    return shown if len(data) <= limit else f"{shown} … ({len(data):,} bytes in all)"
+
+
+def run_raw(ctx: Context, a: MllpRaw) -> Outcome:
+    codec = "latin-1" if a.hex is not None else {"iso-2022-jp": "iso2022_jp"}.get(a.encoding, a.encoding)
+    if a.hex is not None:
+        data = bytes.fromhex("".join(a.hex.split()))
+    else:
+        try:
+            data = ctx.text(a.text or "").encode(codec)
+        except UnicodeEncodeError as exc:
+            raise StepError(f"the raw text cannot be encoded as {a.encoding}: {exc}") from exc
+    data += b"X" * a.pad
+    payload = frame(data) if a.frame else data
+    try:
+        control_id = parse_header(data).control_id
+    except HL7Error:
+        control_id = ""
+    conn = _connection(ctx, a.connection)
+    started = time.perf_counter()
+    conn.send(payload, eof=a.eof)
+    reply, closed = conn.read(a.timeout_ms / 1000)
+    elapsed = (time.perf_counter() - started) * 1000
+    if a.eof:
+        conn.close()  # half-closed: a later step on this name opens a new connection
+    elif reply is not None:
+        closed = conn.peer_closed()
+    obs = _observe_reply(reply, closed, control_id, elapsed)
+    note = "" if reply is not None else ("connection closed, no reply" if closed else "no reply in time")
+    exchange = Exchange(
+        "mllp",
+        "raw MLLP bytes",
+        _shown(data[:8192].decode(codec, "replace")) + ("…" if len(data) > 8192 else ""),
+        _shown(obs.text) if obs.text else None,
+        elapsed,
+        request_hex=_hex(payload),
+        response_hex=_hex(reply) if reply is not None else None,
+        note=note,
+    )
+    return obs, [exchange]

@@ -76,12 +76,7 @@ class HubServices:
 
     def linked_facilities(self, regional_id: str) -> frozenset[str]:
         """Facilities whose local ID is linked to the regional patient (from the identity index)."""
-        codes = set()
-        for namespace, _ in self.index.identifiers(REGIONAL_NAMESPACE, regional_id)[1:]:
-            domain = self.index.directory.get(namespace)
-            if domain is not None and domain.facility:
-                codes.add(domain.facility)
-        return frozenset(codes)
+        return frozenset(self.local_ids(regional_id))
 
     def local_ids(self, regional_id: str) -> dict[str, str]:
         """Facility code → the local patient ID linked to the regional patient there."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -238,22 +239,18 @@ def _outcome(make: Callable[[], Any]) -> Any:
         return "refused"
 
 
-odd_digits = st.text(st.sampled_from("0123456789٣３"), min_size=17, max_size=17)  # \d matches ٣ and ３
+odd_digits = st.text(st.sampled_from("0123456789٣３"), min_size=17, max_size=17)  # not all [0-9]
 
 
 @st.composite
 def parsed_names(draw: st.DrawFn) -> FileName:
-    """Names FileName.parse accepts, now and then with another script's digits or a final newline."""
-    name = draw(hl7_names())
+    """Names FileName.parse accepts, now and then given another script's digits afterwards (FileName does
+    not validate itself, so the shortcut must refuse what the grammar would have refused)."""
+    name = FileName.parse(draw(hl7_names()))
+    assert name is not None
     if draw(st.booleans()):
-        fields = name.split("_")
-        fields[4] = draw(odd_digits)
-        name = "_".join(fields)
-    if draw(st.booleans()):
-        name += "\n"
-    parsed = FileName.parse(name)
-    assert parsed is not None, name
-    return parsed
+        name = dataclasses.replace(name, timestamp=draw(odd_digits))
+    return name
 
 
 @given(parsed_names())

@@ -283,6 +283,20 @@ def test_reader_reports_what_it_cannot_use(tmp_path: Path) -> None:
     assert reasons == ["file name does not follow the SS-MIX2 grammar", "file name does not match its folder"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "1234567_20260302_ADT-12_999999999999999_20260302091500000_01_1\n",  # a trailing newline
+        "1234567_２０２６0302_ADT-12_999999999999999_20260302091500000_01_1",  # full-width digits
+        "1234567_20260302_ADT-12_999999999999999_२०२६0302091500000_01_1",  # other scripts' digits
+    ],
+)
+def test_file_names_are_ascii_to_the_end(name: str) -> None:
+    """``$`` would take a name ending in a newline and ``\\d`` any Unicode digit: neither is SS-MIX2."""
+    assert FileName.parse("1234567_20260302_ADT-12_999999999999999_20260302091500000_01_1") is not None
+    assert FileName.parse(name) is None
+
+
 def _hl7_file(root: Path, date: str, data_type: str, order: str, flag: str = "1") -> Path:
     stamp = (date if date != "-" else "20260301") + "091500000"
     name = FileName("1234567", date, data_type, order.rjust(15, "0"), stamp, "01", flag)

@@ -284,12 +284,11 @@ def install_record_routes(
     ) -> Response:
         entered = time.perf_counter()
         wanted = _parse_categories(categories)
-        hub.require_patient(regional_id)
         now = hub.local_now()
-        state = hub.patient_state(regional_id, now.date())
+        state, local_ids = hub.patient(regional_id, now.date())  # 404 for an unknown patient
         viewer = viewer_of(user)
         plans: list[_Plan] = []
-        for code, local_id in sorted(hub.local_ids(regional_id).items()):
+        for code, local_id in sorted(local_ids.items()):
             info = hub.facilities.get(code)
             if info is None:
                 continue
@@ -391,15 +390,15 @@ def install_record_routes(
                 ref = parse_entry_id(entry_id)
             except EntryIdError as exc:
                 raise Refused(400, "bad-entry-id", str(exc)) from exc
-            hub.require_patient(regional_id)
+            now = hub.local_now()
+            state, local_ids = hub.patient(regional_id, now.date())  # 404 for an unknown patient
             info = hub.facility(source)
-            local_id = hub.local_ids(regional_id).get(source)
+            local_id = local_ids.get(source)
             if local_id is None or ref.patient != local_id:
                 raise Refused(404, "unknown-entry", "no such entry for this patient at that facility")
-            now = hub.local_now()
             decision = may_view(
                 viewer=viewer_of(user),
-                patient=hub.patient_state(regional_id, now.date()),
+                patient=state,
                 source_facility=source,
                 source_disclosure=info.disclosure,
                 category=ref.category,

@@ -23,7 +23,7 @@ from .audit import AuditBatcher, AuditEntry, AuditLog, AuditRecord
 from .consents import ConsentStore
 from .facilities import Facilities, FacilityInfo
 from .hl7v2 import JST
-from .index import REGIONAL_NAMESPACE, PatientIndex
+from .index import REGIONAL_NAMESPACE, PatientIndex, UnknownPatientError
 from .policy import PatientState
 
 __all__ = ["HubServices", "Refused", "jst_clock"]
@@ -80,12 +80,26 @@ class HubServices:
 
     def local_ids(self, regional_id: str) -> dict[str, str]:
         """Facility code → the local patient ID linked to the regional patient there."""
+        return self._by_facility(self.index.identifiers(REGIONAL_NAMESPACE, regional_id)[1:])
+
+    def _by_facility(self, identifiers: list[tuple[str, str]]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for namespace, local_id in self.index.identifiers(REGIONAL_NAMESPACE, regional_id)[1:]:
+        for namespace, local_id in identifiers:
             domain = self.index.directory.get(namespace)
             if domain is not None and domain.facility:
                 out.setdefault(domain.facility, local_id)
         return out
+
+    def patient(self, regional_id: str, on: dt.date | None = None) -> tuple[PatientState, dict[str, str]]:
+        """A known patient's state for the decision and local IDs by facility, from one index read (the
+        record routes' hot path); 404 ``unknown-patient`` as :meth:`require_patient`."""
+        try:
+            identifiers = self.index.identifiers(REGIONAL_NAMESPACE, regional_id)
+        except UnknownPatientError:
+            raise Refused(404, "unknown-patient", f"no regional patient {regional_id!r}") from None
+        local = self._by_facility(identifiers[1:])
+        stored = self.consents.state(regional_id, on)
+        return dataclasses.replace(stored, linked_facilities=frozenset(local)), local
 
     def patient_state(self, regional_id: str, on: dt.date | None = None) -> PatientState:
         """Consent (in force on ``on``, default current), linked facilities (index) and emergency grants."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from simulator.hub.mllp import MLLPClient, serve_echo
+from simulator.hub.mllp import EchoHandler, MLLPClient, MLLPServer
 
 MESSAGES = {
     "q23": (
@@ -150,20 +150,21 @@ def report(label: str, result: Result, cpu: float | None = None) -> None:
     print(line, flush=True)
 
 
+async def serve_until_stopped(server: MLLPServer) -> None:
+    """Start ``server``, print ``PORT n``, serve until SIGTERM/SIGINT, stop it."""
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"PORT {server.port}", flush=True)
+    await stop.wait()
+    await server.stop()
+
+
 def serve(port: int) -> int:
     """The echo server process: prints ``PORT n`` once listening, stops on SIGTERM/SIGINT."""
-
-    async def main() -> None:
-        server = await serve_echo("127.0.0.1", port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        print(f"PORT {server.port}", flush=True)
-        await stop.wait()
-        await server.stop()
-
-    asyncio.run(main())
+    asyncio.run(serve_until_stopped(MLLPServer(EchoHandler(), "127.0.0.1", port)))
     return 0
 
 

@@ -61,12 +61,14 @@ class Result:
     errors: int = 0
     sent: int = 0  # warm-up included, for CPU per message
     seconds: float = 0.0
+    driver_cpu: float = 0.0  # CPU seconds the load generator itself spent (it shares the machine)
 
     def merge(self, other: Result) -> None:
         self.latencies += other.latencies
         self.errors += other.errors
         self.sent += other.sent
         self.seconds = max(self.seconds, other.seconds)
+        self.driver_cpu += other.driver_cpu
 
     @property
     def rate(self) -> float:
@@ -112,7 +114,10 @@ async def _drive(host: str, port: int, clients: range, kind: str, begin: float, 
 def _drive_in_process(
     host: str, port: int, clients: range, kind: str, begin: float, seconds: float
 ) -> Result:
-    return asyncio.run(_drive(host, port, clients, kind, begin, seconds))
+    started = time.process_time()
+    result = asyncio.run(_drive(host, port, clients, kind, begin, seconds))
+    result.driver_cpu = time.process_time() - started
+    return result
 
 
 def load(host: str, port: int, args: argparse.Namespace) -> Result:
@@ -147,6 +152,8 @@ def report(label: str, result: Result, cpu: float | None = None) -> None:
     )
     if cpu is not None and result.sent:
         line += f"   server CPU {cpu / result.sent * 1e6:5.0f} µs/msg"
+    if result.driver_cpu and result.sent:
+        line += f"   driver {result.driver_cpu / result.sent * 1e6:3.0f} µs/msg"
     print(line, flush=True)
 
 

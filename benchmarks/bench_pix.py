@@ -19,22 +19,28 @@
     (facility, local ID, demographics) of world.sqlite sent as ITI-8 A04 from its own facility (MSH-4 = the
     facility code, PID-3 in its domain) over ``--feed-connections`` connections to a hub on an empty index.
     Printed: count, seconds, registrations/s and the ratio to the target (everything in 5 minutes).
+(c) ``--parts``: each piece's CPU per message, timed in-process on a pre-fed mini world (handlers called by 8
+    concurrent tasks, no sockets; audit records appended in groups of 1, 8, 32, with fsync (FULL, what the
+    hub runs) and, as a diagnostic, without (NORMAL)): the figures behind the paragraph below.
 
     .venv/bin/python benchmarks/bench_pix.py [--clients 8[,32...]] [--seconds 3] [--driver-procs 1]
                                              [--rounds 1] [--full-feed [--world DIR] [--feed-connections 4]]
+                                             [--parts]
 
 Absolute rates depend on the machine; the ratios are the numbers to track. No assertions.
 
-Why the hub stays far below 0.6 × echo on the 2-core reference VM (measured; the figures drift with the VM):
-when both servers are CPU-bound the ratio is echo CPU / hub CPU per message, so 0.6 leaves the hub ~0.67 ×
-the echo's 34–60 µs for its own work per query. Its parts, each timed in-process: the ITI-9 lookup and RSP
-~20 µs; a committed, hash-chained audit record ~30 µs at groups of 8 (a one-record transaction costs 130–170
-µs of user+sys CPU with its fsync, ~35 without) plus ~10 µs waiting for it (a future, a task switch); even
-without fsync 13.5 + 10 µs. In the server each SQLite read adds two fcntl and an fstat system call, so the
-unaudited server costs 90–140 µs per query. More processes cannot help here: the load generator needs ~32 µs
-of CPU per message, so at the echo's rate both cores are full. Tried and measured, none better: a commit
-thread (−20 %), an audit-writer process (0.19–0.31), two SO_REUSEPORT workers sharing the SQLite files
-(0.13–0.18), 32 clients instead of 8 (the same).
+Why the hub stays far below 0.6 × echo on the 2-core reference VM (figures drift with the VM, ratios less):
+when both servers are CPU-bound the ratio is echo CPU / hub CPU per message, so 0.6 allows the hub 1.67 × the
+echo's server CPU per query (echo 37–72 µs here). Without its audit the PIX handler reaches 0.34–0.65 × echo
+(90–141 µs), so the PIX logic alone roughly can; with every query audited the hub reaches 0.19–0.31 ×
+(125–256 µs): the audit alone costs more than the whole allowance. ``--parts`` shows where it goes
+(in-process, 8 concurrent callers): echo handler 29 µs, PIX handler without audit 40 µs, audited 127 µs, and
+still 116 µs with the audit log's fsync turned off: the audit's SQLite work (BEGIN, hash chain, INSERT,
+COMMIT: 37 µs a record at groups of 8 with fsync, 14 without) and the asyncio machinery of waiting for the
+commit dominate, not the disk. More processes cannot buy it back here: the load generator itself needs
+36–48 µs of CPU per message at the echo's rate (the ``driver`` column), so there both cores are full. Tried
+and measured, none better: a commit thread (−20 %), an audit-writer process (0.19–0.31×), two SO_REUSEPORT
+workers sharing the SQLite files (0.13–0.18×), 32 clients instead of 8 (the same).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -59,9 +66,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from bench_mllp import Result, _answered, cpu_seconds, report, serve_until_stopped  # noqa: E402
 
-from simulator.hub.audit import AuditLog  # noqa: E402
+from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog  # noqa: E402
+from simulator.hub.hl7v2 import jst_now  # noqa: E402
 from simulator.hub.index import Directory, PatientIndex  # noqa: E402
-from simulator.hub.mllp import MLLPClient, MLLPServer  # noqa: E402
+from simulator.hub.mllp import EchoHandler, Handler, MLLPClient, MLLPServer  # noqa: E402
 from simulator.hub.pixpdq import PixPdqHandler  # noqa: E402
 from synthetic import load_profile, write_world  # noqa: E402
 from synthetic.world import default_jobs  # noqa: E402
@@ -239,7 +247,10 @@ async def _drive(
 def _drive_in_process(
     port: int, clients: range, queries: Sequence[Record], begin: float, seconds: float, rate: float
 ) -> Result:
-    return asyncio.run(_drive(port, clients, queries, begin, seconds, rate))
+    started = time.process_time()
+    result = asyncio.run(_drive(port, clients, queries, begin, seconds, rate))
+    result.driver_cpu = time.process_time() - started
+    return result
 
 
 def load(
@@ -388,6 +399,86 @@ def query_round(args: argparse.Namespace, world: Path, data: Path, records: Sequ
     audit_check(data, before, sent)
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread: the audit commit thread too
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _handler_cost(handler: Handler, messages: Sequence[bytes], callers: int) -> float:
+    """CPU µs per message of ``handler`` called in-process by ``callers`` concurrent tasks (no sockets)."""
+
+    async def caller(k: int) -> None:
+        for i in range(k, len(messages), callers):
+            await handler(messages[i])
+
+    await asyncio.gather(*(caller(k) for k in range(callers)))  # warm-up: caches, statement cache
+    started = _cpu()
+    await asyncio.gather(*(caller(k) for k in range(callers)))
+    return (_cpu() - started) / len(messages) * 1e6
+
+
+def _audit_cost(path: Path, group: int, synchronous: str, n: int = 2400) -> float:
+    """CPU µs per record of :meth:`AuditLog.append_many` in groups of ``group`` (user + system time)."""
+    record = AuditEntry(
+        jst_now(),
+        "1710000001",
+        "HIS",
+        "query",
+        "AA",
+        "R000000001",
+        "JP1710000001|12345",
+        "",
+        {"type": "QBP^Q23", "control": "B1-1", "status": "OK", "tag": "QB1-1"},
+    )
+    with AuditLog(path) as log:
+        log._db.execute(f"PRAGMA synchronous={synchronous}")  # diagnostic: the hub always uses FULL
+        started = _cpu()
+        for _ in range(n // group):
+            log.append_many([record] * group)
+        return (_cpu() - started) / (n // group * group) * 1e6
+
+
+def parts(args: argparse.Namespace, tmp: Path) -> None:
+    """(c) ``--parts``: what each piece of an audited PIX query costs, timed in-process (no sockets)."""
+    world = tmp / "mini"
+    world.mkdir()
+    write_world(load_profile("mini"), 7, world, storage=None)
+    records = read_records(world)
+    data = tmp / "mini-hub"
+    with hub_process(world, data) as (_, port):
+        feed(port, records, args.feed_connections)
+    link_offline(world, data, records)
+    messages = [q23(records[i % len(records)], f"P{i}") for i in range(20_000)]
+    costs: dict[str, float] = {}
+
+    async def handlers() -> None:
+        with PatientIndex(data / "hub.sqlite", Directory.load(world / "world.json")) as index:
+            costs["echo handler (decode, checks, AA)"] = await _handler_cost(EchoHandler(), messages, 8)
+            costs["PIX handler, no audit"] = await _handler_cost(PixPdqHandler(index), messages, 8)
+            for sync in ("FULL", "NORMAL"):
+                with AuditLog(tmp / f"parts-{sync}.sqlite") as log:
+                    log._db.execute(f"PRAGMA synchronous={sync}")
+                    batcher = AuditBatcher(log)
+                    handler = PixPdqHandler(index, audit=batcher)
+                    costs[f"PIX handler, audited ({sync})"] = await _handler_cost(handler, messages, 8)
+                    await batcher.close()
+            local = [(f"JP{r.facility}", r.local_id) for r in records]
+            started = _cpu()
+            for i in range(20_000):
+                index.identifiers(*local[i % len(local)])
+            costs["one index read (identifiers)"] = (_cpu() - started) / 20_000 * 1e6
+
+    asyncio.run(handlers())
+    for group in (1, 8, 32):
+        for sync in ("FULL", "NORMAL"):
+            costs[f"audit record, groups of {group} ({sync})"] = _audit_cost(
+                tmp / f"append-{group}-{sync}.sqlite", group, sync
+            )
+    print("in-process CPU per message (8 concurrent callers; FULL is what the hub runs):", flush=True)
+    for name, micros in costs.items():
+        print(f"  {name:<40} {micros:7.1f} µs", flush=True)
+
+
 def full_feed(args: argparse.Namespace, tmp: Path) -> None:
     world: Path = args.world
     if world is None:
@@ -429,6 +520,7 @@ def main() -> int:
     parser.add_argument("--feed-connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1, help="alternate echo and hub this many times")
     parser.add_argument("--full-feed", action="store_true", help="(b) only: feed the whole ishikawa world")
+    parser.add_argument("--parts", action="store_true", help="(c) only: each part's cost, in-process")
     parser.add_argument("--world", type=Path, help="for --full-feed: an existing world (else generated)")
     parser.add_argument("--serve-unaudited", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -437,6 +529,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_pix-") as tmp:
         if args.full_feed:
             full_feed(args, Path(tmp))
+        elif args.parts:
+            parts(args, Path(tmp))
         else:
             query_benchmark(args, Path(tmp))
     return 0

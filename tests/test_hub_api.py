@@ -330,6 +330,7 @@ def test_emergency_access_only_where_consented_and_time_limited(
     body = granted.json()
     start, end = dt.datetime.fromisoformat(body["start"]), dt.datetime.fromisoformat(body["end"])
     assert end - start == dt.timedelta(minutes=30)
+    assert start.utcoffset() == end.utcoffset() == dt.timedelta(hours=9)  # JST, said as such
     assert body["viewer_facility"] == clinic["code"]
     grants = [(r.outcome, r.reason) for r in audit(hub) if r.action == "emergency-grant"]
     assert grants[-1] == ("success", "意識障害で救急搬送")

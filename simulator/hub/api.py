@@ -53,6 +53,7 @@ from .consents import (
     UnknownPatientError,
 )
 from .deps import Credentials, User, is_operator, require_operator, session_for
+from .hl7v2 import JST
 from .index import REGIONAL_NAMESPACE, IdentityError, LinkConflictError
 from .index import UnknownPatientError as UnknownRecordError
 from .records import Gateways, install_record_routes
@@ -182,7 +183,7 @@ class EmergencyReply(BaseModel):
     viewer_facility: str
     user_id: str
     reason: str
-    start: dt.datetime
+    start: dt.datetime  # JST, with its +09:00 offset
     end: dt.datetime
 
 
@@ -603,15 +604,15 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             "success",
             patient=regional_id,
             reason=grant.reason,
-            details={"start": start.isoformat(), "end": end.isoformat()},
+            details={"start": _jst(start).isoformat(), "end": _jst(end).isoformat()},
         )
         return EmergencyReply(
             regional_id=regional_id,
             viewer_facility=grant.viewer_facility,
             user_id=grant.user_id,
             reason=grant.reason,
-            start=grant.start,
-            end=grant.end,
+            start=_jst(grant.start),
+            end=_jst(grant.end),
         )
 
     # ----------------------------------------------------------------------------------- audit
@@ -661,6 +662,11 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     install_record_routes(app, hub, gateways)
     return app
+
+
+def _jst(naive: dt.datetime) -> dt.datetime:
+    """The consent store keeps naive JST (what the policy compares); answers carry the +09:00 offset."""
+    return naive.replace(tzinfo=JST)
 
 
 def _document_json(doc: ConsentForm | ConsentAddition | ConsentWithdrawal) -> dict[str, Any]:

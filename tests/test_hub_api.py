@@ -337,6 +337,29 @@ def test_emergency_access_only_where_consented_and_time_limited(
     assert [o for o, _ in grants] == ["failure", "failure", "success"]
 
 
+def test_writes_the_schema_refuses_are_audited_without_their_values(
+    hub: RunningHub, facilities: dict[str, dict[str, Any]]
+) -> None:
+    """A 422 write is still an attempt: who (if their token is live), what, on which patient; no values."""
+    rid, staff = linked_patient(hub, facilities)
+    bad = staff.post(f"/patients/{rid}/consents", json={"form_id": "X-1", "pattern": "sometimes"})
+    assert bad.status_code == 422
+    with hub.client() as anonymous:
+        secret = "hunter2-not-in-the-log"
+        reply = anonymous.post("/auth/login", json={"facility": 12, "password": secret})
+        assert reply.status_code == 422
+    assert staff.get(f"/patients/{rid}/consents").status_code == 200  # reads that fail are not writes
+    rejected = [r for r in audit(hub) if r.action == "rejected-request"]
+    assert [(r.patient, r.target, r.outcome, r.reason) for r in rejected] == [
+        (rid, f"POST /patients/{rid}/consents", "failure", "invalid-request"),
+        ("", "POST /auth/login", "failure", "invalid-request"),
+    ]
+    assert rejected[0].actor_user and rejected[0].actor_facility  # the staff member's live session
+    assert (rejected[1].actor_facility, rejected[1].actor_user) == ("", "")
+    assert "body.pattern" in json.loads(rejected[0].details)["fields"]
+    assert all(secret not in r.details and "sometimes" not in r.details for r in rejected)
+
+
 # ------------------------------------------------------------------------------------------------ audit
 
 

@@ -297,11 +297,13 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         return _refused_json(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in exc.errors()
         ]
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            await _audit_refused_write(hub, request, errors)
         return JSONResponse(
             {
                 "detail": {"reason": "invalid-request", "message": "request does not match the schema"},
@@ -662,6 +664,33 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     install_record_routes(app, hub, gateways)
     return app
+
+
+async def _audit_refused_write(hub: HubServices, request: Request, errors: list[dict[str, Any]]) -> None:
+    """A write refused by the schema (422) is still an attempt to change something: audit who tried what.
+
+    Action ``rejected-request``, outcome ``failure``, reason ``invalid-request``, target ``METHOD path``,
+    patient the path's regional ID if any, details the offending fields (their locations, never their
+    values: a malformed body may carry a password). The actor is the bearer token's user when it is a live
+    session, else ``("", "")``: the schema ran before any login could be checked.
+    """
+    who: Session | tuple[str, str] = ("", "")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        found = hub.accounts.session(token.strip(), hub.now())
+        if found is not None:
+            who = found
+    fields = sorted({".".join(str(part) for part in e["loc"]) for e in errors})
+    await hub.record(
+        who,
+        "rejected-request",
+        "failure",
+        patient=str(request.path_params.get("regional_id", ""))[:64],
+        target=f"{request.method} {request.url.path}"[:300],
+        reason="invalid-request",
+        details={"fields": ",".join(fields)[:1000]},
+    )
 
 
 def _jst(naive: dt.datetime) -> dt.datetime:

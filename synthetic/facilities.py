@@ -128,25 +128,38 @@ class _Namer:
         raise DataTableError(f"could not find a unique facility name for template {template.names[0][0]!r}")
 
 
+CLERK_KINDS = frozenset({"hospital", "clinic"})
+"""Facility kinds with a medical clerk (医療事務) among their users: the viewer kind whose rule is
+"patient basics only" (viewer_rules.users.clerk), so that the rule can be exercised on any world."""
+
+
 def _password(rng: random.Random, length: int = 12) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(rng.choice(alphabet) for _ in range(length))
 
 
 def _staff(
-    rng: random.Random, template: RoleTemplate, drawer: NameDrawer, dental: bool
+    rng: random.Random,
+    template: RoleTemplate,
+    drawer: NameDrawer,
+    dental: bool,
+    clerk_rng: random.Random | None = None,
 ) -> tuple[tuple[Staff, ...], tuple[User, ...]]:
+    """The facility's staff and the users among them; with ``clerk_rng``, also one medical clerk (医療事務)
+    with a login, drawn from that generator only, so that adding clerks changed nothing else in a world."""
     staff: list[Staff] = []
     users: list[User] = []
 
-    def add(role: Any, department: str, viewer: Any, login: bool) -> None:
-        sex = "F" if rng.random() < (0.25 if role in ("doctor", "dentist") else 0.8) else "M"
-        name = drawer.person(rng, sex, rng.randint(1955, 1998))
-        prefix = {"doctor": "D", "dentist": "D", "nurse": "N", "pharmacist": "P", "care_worker": "C"}[role]
+    def add(role: Any, department: str, viewer: Any, login: bool, draw: random.Random = rng) -> None:
+        sex = "F" if draw.random() < (0.25 if role in ("doctor", "dentist") else 0.8) else "M"
+        name = drawer.person(draw, sex, draw.randint(1955, 1998))
+        prefix = {"doctor": "D", "dentist": "D", "nurse": "N", "pharmacist": "P", "care_worker": "C"}.get(
+            role, "A"
+        )
         staff_id = f"{prefix}{len(staff) + 1:05d}"
         staff.append(Staff(staff_id, role, name, department))
         if login:
-            users.append(User(f"u{len(users) + 1:04d}", _password(rng), staff_id, viewer))
+            users.append(User(f"u{len(users) + 1:04d}", _password(draw), staff_id, viewer))
 
     for dept in template.departments:
         low, high = template.doctors_per_department
@@ -163,6 +176,8 @@ def _staff(
         add("pharmacist", "", "pharmacist", True)
     for n in range(rng.randint(*template.care_workers)):
         add("care_worker", "", "care_worker", n < 3)
+    if clerk_rng is not None:
+        add("clerk", "", "clerk", True, clerk_rng)
     return tuple(staff), tuple(users)
 
 
@@ -218,7 +233,8 @@ def build_facilities(profile: Profile, seed: int, geo: Geography, drawer: NameDr
                 address = geo.address(rng, jis)
                 links = profile.link_types[kind]
                 link = Weighted(list(links), list(links.values())).pick(rng)
-                staff, users = _staff(rng, template, drawer, dental=kind == "dental")
+                clerks = stream(seed, "facility", kind, role, i, "clerk") if kind in CLERK_KINDS else None
+                staff, users = _staff(rng, template, drawer, dental=kind == "dental", clerk_rng=clerks)
                 disclosing = i in disclosing_ids
                 facilities.append(
                     Facility(

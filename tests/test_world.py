@@ -64,6 +64,21 @@ def test_addresses_are_real_postcodes_of_their_municipality(
         assert len(phone.replace("-", "")) == 10
 
 
+def test_every_hospital_and_clinic_has_one_clerk_who_can_log_in(world_json: dict[str, Any]) -> None:
+    """The clerk viewer rule (patient basics only) needs clerks to exist; nowhere else are there any."""
+    for facility in world_json["facilities"]:
+        clerks = [u for u in facility["users"] if u["viewer_kind"] == "clerk"]
+        staff = {s["staff_id"]: s for s in facility["staff"]}
+        if facility["kind"] in ("hospital", "clinic"):
+            assert len(clerks) == 1, facility["code"]
+            assert staff[clerks[0]["staff_id"]]["role"] == "clerk"
+            assert clerks[0]["password"]
+        else:
+            assert clerks == [], facility["code"]
+    user_ids = [u["user_id"] for f in world_json["facilities"] for u in f["users"]]
+    assert len(user_ids) == sum(len({u["user_id"] for u in f["users"]}) for f in world_json["facilities"])
+
+
 def test_facility_codes_are_valid_and_unique(world_json: dict[str, Any]) -> None:
     facilities = world_json["facilities"]
     codes = [f["code"] for f in facilities]

@@ -354,7 +354,8 @@ def test_writes_the_schema_refuses_are_audited_without_their_values(
         (rid, f"POST /patients/{rid}/consents", "failure", "invalid-request"),
         ("", "POST /auth/login", "failure", "invalid-request"),
     ]
-    assert rejected[0].actor_user and rejected[0].actor_facility  # the staff member's live session
+    assert rejected[0].actor_user  # the staff member's live session …
+    assert rejected[0].actor_facility  # … and their facility
     assert (rejected[1].actor_facility, rejected[1].actor_user) == ("", "")
     assert "body.pattern" in json.loads(rejected[0].details)["fields"]
     assert all(secret not in r.details and "sometimes" not in r.details for r in rejected)

@@ -619,7 +619,8 @@ def test_rhin_run_end_to_end(hub: Target, mini_world: Path, tmp_path: Path) -> N
     base = ["run", "--world", str(mini_world), "--scenarios", str(REPO / "scenarios"), "--jobs", "3"]
     (tmp_path / "wrong.yaml").write_text(WRONG, encoding="utf-8")
     passing = str(CONFORMANCE / "iti21-no-match.yaml")
-    clerk = str(REPO / "scenarios" / "consent" / "viewer-clerk.yaml")
+    unmet = tmp_path / "needs-ishikawa.yaml"  # one assertion, skipped on the mini world
+    unmet.write_text(NEEDS.format(name="ishikawa", world="{profile: ishikawa}"), encoding="utf-8")
     # The reference target: its own live network, started, bootstrapped and stopped by the run.
     reference = [
         *base,
@@ -641,12 +642,12 @@ def test_rhin_run_end_to_end(hub: Target, mini_world: Path, tmp_path: Path) -> N
     assert {"report.json", "junit.xml", "report.html"} <= {p.name for p in (tmp_path / "a").iterdir()}
     # An external target (the module's network): a skipped scenario fails the run unless skips are allowed.
     target = _write_target(hub, tmp_path)
-    external = [*base, "--target", str(target), passing, clerk]
+    external = [*base, "--target", str(target), passing, str(unmet)]
     skipped = CliRunner().invoke(app, [*external, "--report", str(tmp_path / "b")])
     assert skipped.exit_code == 1, skipped.output
     assert "skipped assertions fail the run" in skipped.output
     report = json.loads((tmp_path / "b" / "report.json").read_text(encoding="utf-8"))
-    assert (report["ok"], report["passed"], report["summary"]["skipped"]) == (True, False, 3)
+    assert (report["ok"], report["passed"], report["summary"]["skipped"]) == (True, False, 1)
     allowed = CliRunner().invoke(app, [*external, "--allow-skips", "--report", str(tmp_path / "c")])
     assert allowed.exit_code == 0, allowed.output
     assert json.loads((tmp_path / "c" / "report.json").read_text(encoding="utf-8"))["passed"] is True
@@ -658,13 +659,21 @@ def test_rhin_run_end_to_end(hub: Target, mini_world: Path, tmp_path: Path) -> N
     assert "no scenario matches" in none.output
 
 
-def test_the_default_selection_leaves_out_default_false() -> None:
-    every = selected(RunOptions(scenarios_root=REPO / "scenarios"))
-    suites = {s.suite for s in every}
-    assert suites == {"conformance", "consent", "distributed", "latency"}
-    assert "consent-viewer-clerk" not in {s.id for s in every}
-    chosen = selected(RunOptions(scenarios_root=REPO / "scenarios", suites=["consent"]))
-    assert "consent-viewer-clerk" in {s.id for s in chosen}
+def test_the_default_selection_leaves_out_default_false(tmp_path: Path) -> None:
+    root = tmp_path / "scenarios"
+    (root / "consent").mkdir(parents=True)
+    (root / "consent" / "on.yaml").write_text(NEEDS.format(name="on", world="{}"), encoding="utf-8")
+    off = NEEDS.format(name="off", world="{}").replace(
+        "remarks: engine test\n", "remarks: x\ndefault: false\n"
+    )
+    assert "default: false" in off
+    (root / "consent" / "off.yaml").write_text(off, encoding="utf-8")
+    every = selected(RunOptions(scenarios_root=root))
+    assert {s.id for s in every} == {"needs-on"}
+    chosen = selected(RunOptions(scenarios_root=root, suites=["consent"]))
+    assert {s.id for s in chosen} == {"needs-on", "needs-off"}
+    real = selected(RunOptions(scenarios_root=REPO / "scenarios"))
+    assert {s.suite for s in real} == {"conformance", "consent", "distributed", "latency"}
 
 
 NEEDS = """\
@@ -786,7 +795,9 @@ steps:
 def test_needs_the_target_cannot_meet_are_skipped_with_the_reason(hub: Target, world: WorldIndex) -> None:
     clerk = one(NEEDY.format(name="clerk", world="{user_kinds: [clerk]}"), "clerk.yaml")
     held = one(NEEDY.format(name="held", world="{bootstrapped: true}"), "held.yaml")
-    result = run([clerk, held], replace(hub, salt="needy"), world)
+    # A target whose file lists no clerk (the world's clerks left out), as a vendor's might.
+    users = {code: tuple(u for u in found if u.viewer_kind != "clerk") for code, found in hub.users.items()}
+    result = run([clerk, held], replace(hub, salt="needy", users=users), world)
     status = {s.id: (s.assertions[0].status, s.assertions[0].message) for s in result.scenarios}
     assert status["needy-held"] == ("passed", "")  # the world patient's rid from the bootstrap
     assert status["needy-clerk"][0] == "skipped"

@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -133,6 +133,16 @@ CLERK_KINDS = frozenset({"hospital", "clinic"})
 "patient basics only" (viewer_rules.users.clerk), so that the rule can be exercised on any world."""
 
 
+_STAFF_PREFIX: Final = {
+    "doctor": "D",
+    "dentist": "D",
+    "nurse": "N",
+    "pharmacist": "P",
+    "care_worker": "C",
+    "clerk": "A",  # administration (医事課)
+}
+
+
 def _password(rng: random.Random, length: int = 12) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(rng.choice(alphabet) for _ in range(length))
@@ -153,9 +163,7 @@ def _staff(
     def add(role: Any, department: str, viewer: Any, login: bool, draw: random.Random = rng) -> None:
         sex = "F" if draw.random() < (0.25 if role in ("doctor", "dentist") else 0.8) else "M"
         name = drawer.person(draw, sex, draw.randint(1955, 1998))
-        prefix = {"doctor": "D", "dentist": "D", "nurse": "N", "pharmacist": "P", "care_worker": "C"}.get(
-            role, "A"
-        )
+        prefix = _STAFF_PREFIX[role]
         staff_id = f"{prefix}{len(staff) + 1:05d}"
         staff.append(Staff(staff_id, role, name, department))
         if login:

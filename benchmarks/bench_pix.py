@@ -308,7 +308,9 @@ def link_offline(world: Path, data: Path, records: Sequence[Record]) -> int:
 # ------------------------------------------------------------------------------------------- parts
 
 
-def query_benchmark(args: argparse.Namespace, tmp: Path) -> None:
+def prepared_world(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path, list[Record], float, int, int]:
+    """A mini world fed to a hub over ITI-8 and linked offline: (world, data, records, feed seconds, not-AA,
+    regional IDs)."""
     world = tmp / "mini"
     world.mkdir()
     write_world(load_profile("mini"), 7, world, storage=None)
@@ -316,7 +318,11 @@ def query_benchmark(args: argparse.Namespace, tmp: Path) -> None:
     data = tmp / "mini-hub"
     with hub_process(world, data) as (_, port):
         seconds, bad = feed(port, records, args.feed_connections)
-    patients = link_offline(world, data, records)
+    return world, data, records, seconds, bad, link_offline(world, data, records)
+
+
+def query_benchmark(args: argparse.Namespace, tmp: Path) -> None:
+    world, data, records, seconds, bad, patients = prepared_world(args, tmp)
     print(
         f"pre-fed {len(records):,} local IDs ({bad} not AA) in {seconds:.2f} s, linked to {patients:,} "
         f"regional IDs; {','.join(map(str, args.clients))} clients × {args.seconds:g} s "
@@ -440,14 +446,7 @@ def _audit_cost(path: Path, group: int, synchronous: str, n: int = 2400) -> floa
 
 def parts(args: argparse.Namespace, tmp: Path) -> None:
     """(c) ``--parts``: what each piece of an audited PIX query costs, timed in-process (no sockets)."""
-    world = tmp / "mini"
-    world.mkdir()
-    write_world(load_profile("mini"), 7, world, storage=None)
-    records = read_records(world)
-    data = tmp / "mini-hub"
-    with hub_process(world, data) as (_, port):
-        feed(port, records, args.feed_connections)
-    link_offline(world, data, records)
+    world, data, records, *_ = prepared_world(args, tmp)
     messages = [q23(records[i % len(records)], f"P{i}") for i in range(20_000)]
     costs: dict[str, float] = {}
 

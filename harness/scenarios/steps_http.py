@@ -259,9 +259,24 @@ def run_consent_register(ctx: Context, a: ConsentRegister) -> Outcome:
         "signed_on": ctx.text(a.signed_on) if a.signed_on is not None else signed_on or _date(ctx, None),
         "emergency_allowed": a.emergency_allowed if a.emergency_allowed is not None else emergency,
     }
-    request = AdapterRequest("consent_register", rid, body)
-    out = _adapted(ctx, "consent_register", client, request, lambda: client.register_consent(rid, body))
-    return _observe(f"register consent {body['form_id']}", out, extra)
+    return _paper(
+        ctx, "consent_register", client, rid, body, client.register_consent, "register consent", extra
+    )
+
+
+def _paper(
+    ctx: Context,
+    kind: str,
+    client: HubClient,
+    rid: str,
+    body: dict[str, Any],
+    send: Callable[[str, dict[str, Any]], HttpOutcome],
+    label: str,
+    extra: list[Exchange],
+) -> Outcome:
+    """One consent document posted (through the target's adapter for ``kind`` if it has one)."""
+    out = _adapted(ctx, kind, client, AdapterRequest(kind, rid, body), lambda: send(rid, body))
+    return _observe(f"{label} {body['form_id']}", out, extra)
 
 
 def run_consent_add(ctx: Context, a: ConsentAdd) -> Outcome:
@@ -273,9 +288,9 @@ def run_consent_add(ctx: Context, a: ConsentAdd) -> Outcome:
         "facility": ctx.facility_code(a.facility),
         "signed_on": _date(ctx, a.signed_on),
     }
-    request = AdapterRequest("consent_add", rid, body)
-    out = _adapted(ctx, "consent_add", client, request, lambda: client.add_consent_facility(rid, body))
-    return _observe(f"consent addition {body['form_id']}", out, extra)
+    return _paper(
+        ctx, "consent_add", client, rid, body, client.add_consent_facility, "consent addition", extra
+    )
 
 
 def run_consent_withdraw(ctx: Context, a: ConsentWithdraw) -> Outcome:
@@ -286,9 +301,9 @@ def run_consent_withdraw(ctx: Context, a: ConsentWithdraw) -> Outcome:
         "base_form_id": ctx.text(a.base_form_id),
         "withdrawn_on": _date(ctx, a.withdrawn_on),
     }
-    request = AdapterRequest("consent_withdraw", rid, body)
-    out = _adapted(ctx, "consent_withdraw", client, request, lambda: client.withdraw_consent(rid, body))
-    return _observe(f"consent withdrawal {body['form_id']}", out, extra)
+    return _paper(
+        ctx, "consent_withdraw", client, rid, body, client.withdraw_consent, "consent withdrawal", extra
+    )
 
 
 def run_consent_get(ctx: Context, a: ConsentGet) -> Outcome:

@@ -154,6 +154,29 @@ class _Plan:
     reason: str
 
 
+def _decide(
+    hub: HubServices,
+    viewer: Viewer,
+    state: PatientState,
+    source: FacilityInfo,
+    category: str,
+    now: dt.datetime,
+    purpose: Purpose,
+) -> Decision:
+    """:func:`.policy.may_view` for one item of ``source``, with the network's viewer rules: the one
+    decision both the timeline and the fetch take."""
+    return may_view(
+        viewer=viewer,
+        patient=state,
+        source_facility=source.code,
+        source_disclosure=source.disclosure,
+        category=category,
+        now=now,
+        purpose=purpose,
+        rules=hub.facilities.rules,
+    )
+
+
 def _plan_source(
     hub: HubServices,
     viewer: Viewer,
@@ -165,17 +188,7 @@ def _plan_source(
     purpose: Purpose,
 ) -> _Plan:
     decisions: dict[str, Decision] = {
-        c: may_view(
-            viewer=viewer,
-            patient=state,
-            source_facility=source.code,
-            source_disclosure=source.disclosure,
-            category=c,
-            now=now,
-            purpose=purpose,
-            rules=hub.facilities.rules,
-        )
-        for c in sorted(wanted)
+        c: _decide(hub, viewer, state, source, c, now, purpose) for c in sorted(wanted)
     }
     allowed = frozenset(c for c, d in decisions.items() if d.allowed)
     if allowed:
@@ -396,16 +409,7 @@ def install_record_routes(
             local_id = local_ids.get(source)
             if local_id is None or ref.patient != local_id:
                 raise Refused(404, "unknown-entry", "no such entry for this patient at that facility")
-            decision = may_view(
-                viewer=viewer_of(user),
-                patient=state,
-                source_facility=source,
-                source_disclosure=info.disclosure,
-                category=ref.category,
-                now=now,
-                purpose=purpose,
-                rules=hub.facilities.rules,
-            )
+            decision = _decide(hub, viewer_of(user), state, info, ref.category, now, purpose)
             if not decision.allowed:
                 raise Refused(403, decision.reason, f"not allowed: {decision.reason}")
             if source not in gw.addresses:

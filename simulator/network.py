@@ -36,6 +36,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from simulator import ready as ready_line
 from simulator.gateway.faults import ADMIN_TOKEN_ENV
 from simulator.gateway.shard import partition
 
@@ -88,8 +89,9 @@ class Child:
             if text is None:
                 code = self.proc.wait(5)
                 raise NetworkError(f"{self.name} exited ({code}) before it was ready: {self._tail()}")
-            if text.startswith("ready: "):
-                self.ready = json.loads(text[len("ready: ") :])
+            info = ready_line.parse(text)
+            if info is not None:
+                self.ready = info
                 return self.ready
 
     def _tail(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..ready import announce
 from .errors import GatewayError
 from .faults import ADMIN_TOKEN_ENV
 from .shard import ReadyInfo, serve_gateways
@@ -48,8 +48,7 @@ async def _run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     def ready(info: ReadyInfo) -> None:
-        sys.stdout.write("ready: " + json.dumps(info, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        announce(info)
 
     codes = [c.strip() for c in args.facilities.split(",") if c.strip()] if args.facilities else None
     await serve_gateways(

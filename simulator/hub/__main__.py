@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import uvloop
 
+from ..ready import announce
 from .accounts import ScryptParams
 from .server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
 
@@ -40,8 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{name: list(address) for name, address in addresses.items()},
             "admin_token_file": str((data / ADMIN_TOKEN_FILE).resolve()),
         }
-        sys.stdout.write("ready: " + json.dumps(info, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        announce(info)
 
     try:
         # uvloop: the same asyncio API on libuv, markedly cheaper per request (bench_network); a dependency.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -185,41 +185,29 @@ class StorageReader:
         wanted = set(data_types) if data_types is not None else None
         parse = FileName.parse
         found: list[tuple[str, str, FileName, int]] = []
-        for date_entry in _scan(f"{root}/{rel_base}"):
-            date = date_entry.name
-            if not _is_dir(date_entry, follow):
-                self._not_folder(date_entry, f"{rel_base}/{date}", "date", problems)
-                continue
-            if date != NO_DATE and ((since and date < since) or (until and date > until)):
-                continue
-            for type_entry in _scan(date_entry.path):
-                data_type = type_entry.name
-                if wanted is not None and data_type not in wanted:
+        for date, data_type, rel_type, type_entry in self._type_folders(
+            root, rel_base, since, until, wanted, problems
+        ):
+            for file_entry in _scan(type_entry.path):
+                name = file_entry.name
+                parsed = parse(name)
+                if parsed is None:
+                    problems.append(
+                        Problem(Path(rel_type, name), "file name does not follow the SS-MIX2 grammar")
+                    )
                     continue
-                rel_type = f"{rel_base}/{date}/{data_type}"
-                if not _is_dir(type_entry, follow):
-                    self._not_folder(type_entry, rel_type, "type", problems)
+                if (
+                    parsed.patient_id != patient_id
+                    or parsed.care_date != date
+                    or parsed.data_type != data_type
+                ):
+                    problems.append(Problem(Path(rel_type, name), "file name does not match its folder"))
                     continue
-                for file_entry in _scan(type_entry.path):
-                    name = file_entry.name
-                    parsed = parse(name)
-                    if parsed is None or name[-1] == "\n":  # the grammar's $ would accept a final newline
-                        problems.append(
-                            Problem(Path(rel_type, name), "file name does not follow the SS-MIX2 grammar")
-                        )
-                        continue
-                    if (
-                        parsed.patient_id != patient_id
-                        or parsed.care_date != date
-                        or parsed.data_type != data_type
-                    ):
-                        problems.append(Problem(Path(rel_type, name), "file name does not match its folder"))
-                        continue
-                    if not history and parsed.flag != "1":
-                        continue
-                    size = _file_size(file_entry, follow, rel_type, problems)
-                    if size >= 0:
-                        found.append((parsed.timestamp, f"{rel_type}/{name}", parsed, size))
+                if not history and parsed.flag != "1":
+                    continue
+                size = _file_size(file_entry, follow, rel_type, problems)
+                if size >= 0:
+                    found.append((parsed.timestamp, f"{rel_type}/{name}", parsed, size))
         found.sort(key=_first_two)
         listing.entries.extend(Entry(relative, parsed, size) for _ts, relative, parsed, size in found)
         _sort_problems(problems)
@@ -262,6 +250,72 @@ class StorageReader:
             return listing
         follow = self.follow_symlinks
         found: list[tuple[str, str, DocumentEntry]] = []
+        for date, type_folder, rel_type, type_entry in self._type_folders(
+            root, rel_base, since, until, None, problems
+        ):
+            standard = ""
+            for content_entry in _scan(type_entry.path):
+                content = content_entry.name
+                rel_content = f"{rel_type}/{content}"
+                if not _is_dir(content_entry, follow):
+                    self._not_folder(content_entry, rel_content, "content", problems)
+                    continue
+                fields = content.split("_")
+                if len(fields) != 7 or fields[0] != patient_id or fields[1] != date:
+                    problems.append(
+                        Problem(Path(rel_content), "content folder name does not follow the 7-field grammar")
+                    )
+                    continue
+                if not history and fields[6] != "1":
+                    continue
+                main: os.DirEntry[str] | None = None
+                for file_entry in _scan(content_entry.path):
+                    if file_entry.name.startswith("main_document") and (
+                        main is None or file_entry.name < main.name
+                    ):
+                        main = file_entry
+                if main is None:
+                    problems.append(Problem(Path(rel_content), "no main document"))
+                    continue
+                size = _file_size(main, follow, rel_content, problems)
+                if size < 0:
+                    continue
+                if not standard:
+                    parts = type_folder.split("^")
+                    standard = parts[3] if len(parts) >= 6 else ""
+                relative = f"{rel_content}/{main.name}"
+                timestamp = fields[4]
+                document = DocumentEntry(
+                    relative,
+                    type_folder,
+                    standard,
+                    date,
+                    fields[3],
+                    timestamp,
+                    fields[5],
+                    fields[6],
+                    size,
+                )
+                found.append((timestamp, relative, document))
+        found.sort(key=_first_two)
+        listing.entries.extend(document for _ts, _rel, document in found)
+        _sort_problems(problems)
+        return listing
+
+    # -- the walk -----------------------------------------------------------------------------------
+    def _type_folders(
+        self,
+        root: str,
+        rel_base: str,
+        since: str | None,
+        until: str | None,
+        wanted: set[str] | None,
+        problems: list[Problem],
+    ) -> Iterator[tuple[str, str, str, os.DirEntry[str]]]:
+        """(date, type folder name, its relative path, its entry) under a patient's folder, both storages:
+        dates outside ``since``..``until`` (``-`` always in) and types not ``wanted`` skipped, files where
+        a folder belongs reported."""
+        follow = self.follow_symlinks
         for date_entry in _scan(f"{root}/{rel_base}"):
             date = date_entry.name
             if not _is_dir(date_entry, follow):
@@ -270,63 +324,15 @@ class StorageReader:
             if date != NO_DATE and ((since and date < since) or (until and date > until)):
                 continue
             for type_entry in _scan(date_entry.path):
-                type_folder = type_entry.name
-                rel_type = f"{rel_base}/{date}/{type_folder}"
+                name = type_entry.name
+                if wanted is not None and name not in wanted:
+                    continue
+                rel_type = f"{rel_base}/{date}/{name}"
                 if not _is_dir(type_entry, follow):
                     self._not_folder(type_entry, rel_type, "type", problems)
                     continue
-                standard = ""
-                for content_entry in _scan(type_entry.path):
-                    content = content_entry.name
-                    rel_content = f"{rel_type}/{content}"
-                    if not _is_dir(content_entry, follow):
-                        self._not_folder(content_entry, rel_content, "content", problems)
-                        continue
-                    fields = content.split("_")
-                    if len(fields) != 7 or fields[0] != patient_id or fields[1] != date:
-                        problems.append(
-                            Problem(
-                                Path(rel_content), "content folder name does not follow the 7-field grammar"
-                            )
-                        )
-                        continue
-                    if not history and fields[6] != "1":
-                        continue
-                    main: os.DirEntry[str] | None = None
-                    for file_entry in _scan(content_entry.path):
-                        if file_entry.name.startswith("main_document") and (
-                            main is None or file_entry.name < main.name
-                        ):
-                            main = file_entry
-                    if main is None:
-                        problems.append(Problem(Path(rel_content), "no main document"))
-                        continue
-                    size = _file_size(main, follow, rel_content, problems)
-                    if size < 0:
-                        continue
-                    if not standard:
-                        parts = type_folder.split("^")
-                        standard = parts[3] if len(parts) >= 6 else ""
-                    relative = f"{rel_content}/{main.name}"
-                    timestamp = fields[4]
-                    document = DocumentEntry(
-                        relative,
-                        type_folder,
-                        standard,
-                        date,
-                        fields[3],
-                        timestamp,
-                        fields[5],
-                        fields[6],
-                        size,
-                    )
-                    found.append((timestamp, relative, document))
-        found.sort(key=_first_two)
-        listing.entries.extend(document for _ts, _rel, document in found)
-        _sort_problems(problems)
-        return listing
+                yield date, name, rel_type, type_entry
 
-    # -- the walk -----------------------------------------------------------------------------------
     def _patient_base(self, root: str, patient_id: str, problems: list[Problem]) -> str | None:
         """``pid[0:3]/pid[3:6]/pid`` when that folder exists beneath ``root`` (without a symlink on the way
         when not following them; a symlink there is a Problem), else None."""

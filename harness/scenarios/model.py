@@ -37,6 +37,7 @@ from .subjects import parse_subject
 
 __all__ = [
     "ACTION_MODELS",
+    "DATA_FOLDER_KINDS",
     "HTTP_KINDS",
     "LOCAL_KINDS",
     "MLLP_KINDS",
@@ -431,6 +432,24 @@ class AuditVerify(Action):
     """GET /audit/verify (the hub operator's token)."""
 
 
+class AuditTamper(Action):
+    """Tamper with a COPY of the hub's audit log (database, checkpoint file) as its database owner would —
+    without the key — and verify the copy offline with the hub's own code (``rhin audit verify``): JSON
+    ``{ok, problems, problem_counts, head, records, checkpoints, tampered}``. The live log is never touched,
+    so scenarios running beside this one keep their records. Needs the hub's data folder on this machine:
+    the reference target's; skipped, with that reason, for other targets.
+
+    ``tamper``: ``none`` (the copy as it is), ``truncate`` (delete the last ``rows`` records the last
+    checkpoint covers, and every later one), ``edit`` (change one record's outcome), ``recompute`` (edit
+    one record, then recompute every later hash as plain SHA-256: the best an owner without the key can
+    do), ``drop_checkpoint`` (delete the checkpoint file's last line). ``record`` (edit, recompute): a record
+    the last checkpoint covers (``checkpointed``) or the last record of all (``latest``)."""
+
+    tamper: Literal["none", "truncate", "edit", "recompute", "drop_checkpoint"]
+    rows: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    record: Literal["checkpointed", "latest"] = "checkpointed"
+
+
 class Fault(Action):
     """POST {shard admin}/faults/{code}: make a facility's gateway down, slow or failing (or up again)."""
 
@@ -463,11 +482,14 @@ ACTION_MODELS: Final[dict[str, type[Action]]] = {
     "audit_query": AuditQuery,
     "audit_verify": AuditVerify,
     "fault": Fault,
+    "audit_tamper": AuditTamper,
 }
 MLLP_KINDS: Final = frozenset({"feed", "pix_query", "pdq_query", "pdq_cancel", "mllp_raw"})
 LOCAL_KINDS: Final = frozenset({"world_file"})
 """Steps that read the world's files on this machine rather than talk to the hub."""
-HTTP_KINDS: Final = frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - {"wait"}
+DATA_FOLDER_KINDS: Final = frozenset({"audit_tamper"})
+"""Steps that act on the hub's data folder: only the reference target's is on this machine."""
+HTTP_KINDS: Final = frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - {"wait"}
 
 
 def _one_action_schema(schema: dict[str, Any]) -> None:
@@ -537,6 +559,7 @@ class Step(Strict):
     audit_query: AuditQuery | None = None
     audit_verify: AuditVerify | None = None
     fault: Fault | None = None
+    audit_tamper: AuditTamper | None = None
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> Step:

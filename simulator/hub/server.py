@@ -8,9 +8,17 @@ either; a clean stop just also finishes the replies in flight).
 
 Data directory (``--data``, default ``WORLD/hub``): ``hub.sqlite`` (identity index), ``accounts.sqlite``,
 ``consents.sqlite``, ``audit.sqlite`` and ``admin.token`` (the hub operator's bearer token for the audit
-routes, created on first start with mode 0600 and kept across restarts). Both listeners run on one asyncio
-loop; store writes run in worker threads (SQLite releases the GIL while it fsyncs) and scrypt, which holds
-the GIL for ~40 ms, in a worker process, so a login never stalls the other requests.
+routes, created on first start with mode 0600 and kept across restarts), and by default the audit key
+(``audit.key``, 0600) and its checkpoints (``audit.checkpoints``): see :mod:`.audit` and docs/security.md
+for where they belong in production. The hub refuses to start on an audit log that no longer matches its
+last checkpoint (truncated or rewritten while the hub was down): appending to it would bury the evidence.
+
+Both listeners run on one asyncio loop; store writes run in worker threads (SQLite releases the GIL while it
+fsyncs) and scrypt, which holds the GIL for ~40 ms, in a worker process, so a login never stalls the other
+requests. That worker dies with the hub (``PR_SET_PDEATHSIG``, :mod:`simulator.lifeline`), and the hub
+stops, with a :class:`HubError` naming it, when the worker dies: a hub that can no longer check passwords
+should not look healthy (restarting it is the launcher's decision). multiprocessing's resource tracker, the
+other process the pool starts, exits by itself once the hub and the worker have both gone (its pipe closes).
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from typing import Any
 
 import uvicorn
 
+from ..lifeline import die_with_parent
 from .accounts import Accounts, ScryptParams, scrypt_hash
 from .api import create_app
-from .audit import AuditBatcher, AuditLog
+from .audit import AuditBatcher, AuditKeyError, AuditLog, AuditSettings
 from .consents import ConsentStore
 from .facilities import Facilities
 from .index import Directory, PatientIndex
@@ -48,6 +57,7 @@ __all__ = [
     "ADMIN_TOKEN_FILE",
     "INDEX_FILE",
     "Addresses",
+    "AuditSettings",
     "HubError",
     "load_directory",
     "load_world",
@@ -141,6 +151,7 @@ async def run_hub(
     clock: Callable[[], dt.datetime] = jst_clock,
     stop: asyncio.Event | None = None,
     grace: float = 5.0,
+    audit_settings: AuditSettings | None = None,
 ) -> None:
     """Serve PIX/PDQ (MLLP) and the HTTP API for the world in ``world_dir`` until SIGINT/SIGTERM or ``stop``.
 
@@ -151,7 +162,9 @@ async def run_hub(
     each facility's gateway answers; without it the record routes label every source ``error``/no-gateway.
     ``clock`` (aware, JST) is the network's time for tokens, consent dates, grants and audit records; tests
     pass one they can move. Stopping closes the listeners, lets busy connections finish (up to ``grace``
-    seconds), flushes the audit and closes the stores.
+    seconds), flushes the audit (a last checkpoint) and closes the stores. ``audit_settings``: the audit
+    key, checkpoint file and interval (default: in ``data``). Raises :class:`HubError` if the password
+    worker dies while serving (after stopping cleanly).
     """
     world = load_world(world_dir)
     try:
@@ -175,7 +188,12 @@ async def run_hub(
         try:
             index = stack.enter_context(PatientIndex(data / INDEX_FILE, directory, clock=clock))
             hashing = stack.enter_context(
-                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                ProcessPoolExecutor(
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=die_with_parent,
+                    initargs=(signal.SIGTERM, os.getpid()),
+                )
             )
             accounts = stack.enter_context(
                 Accounts(
@@ -185,9 +203,17 @@ async def run_hub(
                 )
             )
             consents = stack.enter_context(ConsentStore(data / "consents.sqlite"))
-            audit_log = stack.enter_context(AuditLog(data / "audit.sqlite"))
+            audit_log = stack.enter_context(AuditLog(data / "audit.sqlite", audit_settings))
+        except AuditKeyError as exc:
+            raise HubError(f"cannot open the audit log: {exc}") from exc
         except Exception as exc:  # sqlite3.Error, OSError: a corrupt or unwritable store
             raise HubError(f"cannot open the hub's stores in {data}: {exc}") from exc
+        tampered = audit_log.consistent_with_checkpoints()
+        if tampered is not None:
+            raise HubError(
+                f"the audit log in {data} does not match its checkpoints: {tampered}. Keep both files as"
+                f" evidence, see `rhin audit verify {data}`, and start on a restored copy"
+            )
         audit = AuditBatcher(audit_log)
         stack.push_async_callback(audit.close)
         if gateways is not None:
@@ -197,6 +223,9 @@ async def run_hub(
         stop = stop or asyncio.Event()
         installed = _install_stop_signals(loop, stop)
         stack.callback(lambda: [loop.remove_signal_handler(sig) for sig in installed])
+        died: list[str] = []
+        watcher = loop.create_task(_watch_worker(hashing, stop, died), name="scrypt-worker-watch")
+        stack.callback(watcher.cancel)
         mllp = MLLPServer(PixPdqHandler(index, audit=audit, clock=clock), host, mllp_port)
         try:
             await mllp.start()
@@ -217,6 +246,55 @@ async def run_hub(
         if ready is not None:
             ready(addresses)
         await stop.wait()
+        if died:
+            raise HubError(died[0])
+
+
+async def _watch_worker(pool: ProcessPoolExecutor, stop: asyncio.Event, died: list[str]) -> None:
+    """Start the password worker now (from the loop's thread: PR_SET_PDEATHSIG follows the thread that
+    forks) and set ``stop``, with the reason in ``died``, when it exits while the hub serves.
+
+    Linux pidfds say when a process exits without racing the pool's own reaping; elsewhere, a poll.
+    """
+    pid = await asyncio.wrap_future(pool.submit(os.getpid))
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+    fd = -1
+    try:
+        fd = os.pidfd_open(pid)
+        loop.add_reader(fd, gone.set)
+    except (AttributeError, OSError, NotImplementedError):
+        if fd >= 0:
+            os.close(fd)
+            fd = -1
+    try:
+        if fd >= 0:
+            await gone.wait()
+        else:
+            while _alive(pid):
+                await asyncio.sleep(0.5)
+    finally:
+        if fd >= 0:
+            loop.remove_reader(fd)
+            os.close(fd)
+    if not stop.is_set():
+        died.append(f"the password-hashing worker (pid {pid}) died; the hub stopped (logins need it)")
+        log.error("%s", died[0])
+        stop.set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -375,3 +375,21 @@ def test_the_copy_is_consistent_while_the_hub_writes(world: WorldIndex, tmp_path
         make_records(hub, 10)  # the live file grows; the copy is unaffected
         assert verify_data(tmp_path / "copy" / "audit.sqlite", key_file=data / KEY_FILE, every=3).ok
         shutil.rmtree(tmp_path / "copy")
+
+
+def test_an_intact_verification_anchors_its_head_and_a_failed_one_does_not(folder: Path) -> None:
+    settings = AuditSettings(every=10)
+    with AuditLog(folder / "audit.sqlite", settings) as log:
+        fill(log, 3, start=25)  # 26..28, past the last checkpoint (25)
+        found = log.verification(anchor=True)
+        assert found.ok
+        assert found.checkpoints[-1].seq == 28
+        assert log.verification(anchor=True).checkpoints[-1].n == 4  # nothing new to anchor: no new line
+        fill(log, 2, start=28)  # 29, 30
+        with contextlib.closing(sqlite3.connect(folder / "audit.sqlite")) as db:
+            db.execute("UPDATE audit SET outcome = 'denied' WHERE seq = 29")
+            db.commit()
+        assert not log.verification(anchor=True).ok
+        log._appended = False  # no shutdown checkpoint either: only what verification wrote
+    lines = [json.loads(t) for t in (folder / CHECKPOINT_FILE).read_text().splitlines()]
+    assert [c["seq"] for c in lines] == [10, 20, 25, 28]

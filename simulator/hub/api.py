@@ -662,9 +662,10 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     @app.get("/audit/verify", tags=["audit"], dependencies=[Depends(require_operator)], responses={401: {}})
     async def verify() -> VerifyReply:
-        # The same code as `rhin audit verify` (offline): the keyed chain and the checkpoint file. A thread,
-        # so a long log does not stall the loop (writers wait for the store's lock as for any reader).
-        found = await asyncio.to_thread(hub.audit_log.verification)
+        # The same code as `rhin audit verify` (offline): the keyed chain and the checkpoint file; an intact
+        # log's verified head is then anchored by a checkpoint (AuditLog.verification). A thread, so a long
+        # log does not stall the loop (writers wait for the store's lock as for any reader).
+        found = await asyncio.to_thread(hub.audit_log.verification, anchor=True)
         return VerifyReply(**found.as_json())
 
     install_record_routes(app, hub, gateways)

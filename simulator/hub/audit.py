@@ -865,8 +865,16 @@ class AuditLog(SQLiteStore):
             row = self._db.execute(_HEAD).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
 
-    def verification(self, expected_head: tuple[int, str] | None = None) -> Verification:
-        """The chain and the checkpoint file, checked (:func:`verify_chain`)."""
+    def verification(
+        self, expected_head: tuple[int, str] | None = None, *, anchor: bool = False
+    ) -> Verification:
+        """The chain and the checkpoint file, checked (:func:`verify_chain`).
+
+        ``anchor`` (what ``/audit/verify`` asks): when the log verified intact and its verified head is past
+        the last checkpoint, write a checkpoint there, so what the operator saw intact stays pinned (it
+        shrinks the window in which the last records could go unnoticed); it is then in the answer's
+        checkpoints. Never after a failed verification: a checkpoint must not bless a tampered log.
+        """
         with self._lock:
             written = int(_meta(self._db).get("checkpoints", "0"))
             lines = _read_checkpoints(self.checkpoint_file)
@@ -874,6 +882,12 @@ class AuditLog(SQLiteStore):
             self.records(), self.key, lines, written=written, every=self.every, expected_head=expected_head
         )
         found.checkpoint_file = str(self.checkpoint_file)
+        if anchor and found.ok and found.head[0] > 0:
+            with self._lock:
+                if found.head[0] > self._last_checkpoint_seq():
+                    written_now = self._checkpoint(*found.head)
+                    if written_now is not None:
+                        found.checkpoints.append(written_now)
         return found
 
     def verify(self, expected_head: tuple[int, str] | None = None) -> list[Problem]:

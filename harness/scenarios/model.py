@@ -435,9 +435,9 @@ class AuditVerify(Action):
 class AuditTamper(Action):
     """Tamper with a COPY of the hub's audit log (database, checkpoint file) as its database owner would —
     without the key — and verify the copy offline with the hub's own code (``rhin audit verify``): JSON
-    ``{ok, problems, problem_counts, head, records, checkpoints, tampered}``. The live log is never touched,
-    so scenarios running beside this one keep their records. Needs the hub's data folder on this machine:
-    the reference target's; skipped, with that reason, for other targets.
+    ``{ok, problems, problem_counts, issues, head, records, checkpoints, tampered}``. The live log is never
+    touched, so scenarios running beside this one keep their records. Needs the hub's data folder on this
+    machine: the reference target's; skipped, with that reason, for other targets.
 
     ``tamper``: ``none`` (the copy as it is), ``truncate`` (delete the last ``rows`` records the last
     checkpoint covers, and every later one), ``edit`` (change one record's outcome), ``recompute`` (edit

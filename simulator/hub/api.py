@@ -223,13 +223,14 @@ class AuditReply(BaseModel):
 
 
 class VerifyReply(BaseModel):
-    """:meth:`.audit.Verification.as_json`: the first 100 problems, their counts by issue, the head, and
-    the checkpoints the verification checked the log against."""
+    """:meth:`.audit.Verification.as_json`: the first 100 problems, their counts by issue, every issue
+    found, the head, and the checkpoints the verification checked the log against."""
 
     ok: bool
     problems: list[dict[str, Any]]
     problem_count: int
     problem_counts: dict[str, int]
+    issues: list[str]
     head: dict[str, Any]
     records: int
     checkpoints: dict[str, Any]

@@ -440,6 +440,7 @@ class Verification:
             ],
             "problem_count": len(self.problems),
             "problem_counts": counts,
+            "issues": sorted(counts),  # every kind found, however many problems were left out
             "head": {"seq": self.head[0], "hash": self.head[1]},
             "records": self.records,
             "checkpoints": {

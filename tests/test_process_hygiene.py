@@ -10,6 +10,7 @@ and `rhin up` hung for good after "stopping the network".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,10 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
     except (OSError, IndexError):
         return None
     return fields[0], int(fields[1]), int(fields[3])
+
+
+def _live(pids: list[int]) -> list[int]:
+    return [p for p in pids if (_stat(p) or ("Z", 0, 0))[0] != "Z"]
 
 
 def session_members(sid: int) -> list[int]:
@@ -115,3 +120,33 @@ def test_sigkill_of_a_child_stops_rhin_up_quickly_and_leaves_nothing(
         time.sleep(0.1)
     left = {pid: _cmdline(pid) for pid in session_members(sid)}
     assert not left, f"left behind: {left}"
+
+
+def test_the_hubs_helpers_die_with_it_without_a_launcher(mini_world: Path, tmp_path: Path) -> None:
+    """`python -m simulator.hub` alone, SIGKILLed: its scrypt worker (PR_SET_PDEATHSIG) and then the resource
+    tracker (its pipe closes) go by themselves — no process group kill is involved here."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator.hub", "--world", str(mini_world), "--data", str(tmp_path / "hub")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("ready:")
+        worker = scrypt_worker(proc.pid)
+        helpers = [worker, *(p for p in children(proc.pid) if "resource_tracker" in _cmdline(p))]
+        assert len(helpers) == 2, [_cmdline(p) for p in children(proc.pid)]
+        proc.kill()
+        proc.wait(5)
+        deadline = time.monotonic() + 5
+        while _live(helpers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _live(helpers), [_cmdline(p) for p in helpers]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ database, one verification for ``/audit/verify``, ``rhin audit verify`` and the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -39,6 +40,8 @@ from simulator.hub.audit import (
     CHECKPOINT_FILE,
     KEY_ENV,
     KEY_FILE,
+    AuditBatcher,
+    AuditEntry,
     AuditKey,
     AuditKeyError,
     AuditLog,
@@ -393,3 +396,19 @@ def test_an_intact_verification_anchors_its_head_and_a_failed_one_does_not(folde
         log._appended = False  # no shutdown checkpoint either: only what verification wrote
     lines = [json.loads(t) for t in (folder / CHECKPOINT_FILE).read_text().splitlines()]
     assert [c["seq"] for c in lines] == [10, 20, 25, 28]
+
+
+def test_a_group_commit_never_exceeds_the_checkpoint_interval(tmp_path: Path) -> None:
+    """What checkpoint-overdue relies on: the batcher takes at most `every` records a group."""
+
+    async def burst() -> int:
+        with AuditLog(tmp_path / "audit.sqlite", AuditSettings(every=5)) as log:
+            batcher = AuditBatcher(log)
+            entry = AuditEntry(T0, "F1", "u", "view", "allowed")
+            await asyncio.gather(*(batcher.record(entry) for _ in range(12)))
+            await batcher.close()
+            return batcher.commits
+
+    assert asyncio.run(burst()) == 3
+    lines = [json.loads(t) for t in (tmp_path / CHECKPOINT_FILE).read_text().splitlines()]
+    assert [c["seq"] for c in lines] == [5, 10, 12]

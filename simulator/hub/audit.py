@@ -960,8 +960,9 @@ class AuditBatcher:
 
     :meth:`record` queues an entry and returns its :class:`AuditRecord` once the transaction holding it has
     committed, so "answer only what is audited" holds for each caller. One writer task takes everything
-    queued, in call order, as one group: one transaction, one fsync. An idle hub commits at once; under
-    load a group also waits (at most :attr:`GROUP_WAIT`) for as many callers as came together lately.
+    queued, in call order, as one group (at most :attr:`AuditLog.every` records, so a checkpoint is never
+    more than twice that behind): one transaction, one fsync. An idle hub commits at once; under load a
+    group also waits (at most :attr:`GROUP_WAIT`) for as many callers as came together lately.
 
     Where the COMMIT (the fsync) runs is measured, not fixed. The group is always chained and inserted on
     the loop (quick CPU work), and a quick COMMIT runs there too: a thread hand-off costs more than it saves

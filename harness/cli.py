@@ -292,20 +292,36 @@ def hub(
             help="log2 of scrypt's N for new password hashes (14 = OWASP minimum).",
         ),
     ] = 14,
+    pki: Annotated[
+        Path | None,
+        typer.Option(
+            "--pki", help="TLS files: CA, hub and facility certificates (default DATA/pki; made if missing)."
+        ),
+    ] = None,
+    plain_mllp: Annotated[
+        bool,
+        typer.Option(
+            "--plain-mllp", help="Plain MLLP without TLS, MSH-4 trusted as sent: only for hubs under test."
+        ),
+    ] = False,
 ) -> None:
     """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener (mllp,
-    http), the operator token's file, then `ready`, on stdout: scripts read the real ports from there."""
+    http), the operator token's file, the MLLP transport (`mllp-tls: CA-FILE CERT-FOLDER`, or
+    `mllp-tls: none (plain MLLP)`), then `ready`, on stdout: scripts read the real ports from there."""
     import asyncio  # here, not at the top: only this command needs the hub and its event loop
 
     from simulator.hub.accounts import ScryptParams
-    from simulator.hub.server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+    from simulator.hub.server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
 
     data_dir = data if data is not None else world / "hub"
+    pki_dir = pki if pki is not None else data_dir / PKI_DIR
 
     def ready(addresses: Addresses) -> None:
         for name, (bound_host, port) in addresses.items():
             print(f"{name}: {bound_host}:{port}")
         print(f"admin-token: {data_dir / ADMIN_TOKEN_FILE}")
+        tls = "none (plain MLLP)" if plain_mllp else f"{pki_dir / 'ca.pem'} {pki_dir / 'facilities'}"
+        print(f"mllp-tls: {tls}")
         print("ready", flush=True)
 
     try:
@@ -319,6 +335,8 @@ def hub(
                 http_port=http_port,
                 gateways_file=gateways,
                 scrypt=ScryptParams(n=2**scrypt_cost),
+                pki=pki_dir,
+                plain_mllp=plain_mllp,
             )
         )
     except HubError as exc:

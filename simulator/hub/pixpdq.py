@@ -9,6 +9,16 @@ Choices where the sources leave room:
 
 * Only facilities of the network may send: MSH-4 (HD.1) must be a facility code or its namespace, else AR with
   ERR 103 "Table value not found" at ``MSH^1^4`` (the sender is a coded value missing from our directory).
+* **Authenticated sender** (MLLP over TLS, :data:`~.mllp.PEER`): MSH-4 must name the facility of the
+  connection's client certificate, else AR with ERR 103 "Table value not found" at ``MSH^1^4`` as well — the
+  set of senders a connection may claim is one entry long, and the claim is not in it (table 0357 has no
+  authentication code; 103 keeps one answer for "not a sender you may be"). Checked before anything else,
+  so everything below (a feed only into the sender's own domain, ITI8-019) rests on the certificate. On plain
+  MLLP (``rhin hub --plain-mllp``, for hubs under test) MSH-4 is trusted as sent: nothing authenticates it.
+* **Bounded repetitions**: a field the hub iterates (PID-3, PID-5, PID-13, MRG-1, QPD-3, QPD-4, QPD-8) with
+  more than :data:`MAX_REPETITIONS` repetitions is AE with ERR 102 "Data type error" at that field: its
+  cardinality is beyond what the hub accepts (a patient has one ID per domain and a feed carries only the
+  sender's own; 10,000 repetitions were a denial of service). Nothing of such a message is acted on.
 * ITI-8: a PID-3 repetition without CX.4 is given the sender's own domain (ITI8-019, one source per domain);
   CX.4 present but empty (``^^^&&``) cannot be resolved, and CX.4 naming another facility's domain or an
   unknown one is refused (AE, 204 at ``PID^1^3^n^4``, MSA-3 says why). A08 of an unknown ID creates it. An A40
@@ -32,7 +42,9 @@ and, for queries, the query tag and QAK-2 status (OK/NF/AE).
   (patient "", target "", details ``"role": "summary"``, hit counts and the QPD-3 criteria as sent), all in
   one transaction and sharing the control ID and query tag. A continuation page is audited the same way
   (details ``pointer``); QCN^J01 is ``cancel``.
-* A sender that is not a member: action ``rejected-sender``, outcome AR. Other refusals keep their action
+* A sender that is not a member, or not the certificate's facility: action ``rejected-sender``, outcome AR;
+  on TLS ``actor_facility`` is the certificate's facility and details carry ``claimed`` (MSH-4) and
+  ``certificate``. Other refusals keep their action
   (``feed``, ``query``; unsupported message types ``unsupported``) with outcome AE/AR.
 
 Messages refused by the wire layer before reaching the handler (undecodable, failed basic checks) are not
@@ -77,9 +89,13 @@ from .index import (
     SearchCriteria,
     UnknownPatientError,
 )
-from .mllp import Clock, HL7Handler
+from .mllp import PEER, Clock, HL7Handler
 
-__all__ = ["VERSIONS", "PixPdqHandler"]
+__all__ = ["MAX_REPETITIONS", "VERSIONS", "PixPdqHandler"]
+
+MAX_REPETITIONS: Final = 32
+"""At most this many repetitions of a field the hub iterates (see the module docstring)."""
+_BOUNDED: Final = {"PID": (3, 5, 13), "MRG": (1,), "QPD": (3, 4, 8)}
 
 VERSIONS: Final = ("2.3.1", "2.5", "2.5.1")
 """ITI-8 comes as 2.3.1 (IHE) or 2.5 (JAHIS); queries are 2.5. Replies carry the version of the request."""
@@ -233,7 +249,20 @@ class PixPdqHandler(HL7Handler):
         sender = msh.get(4, comp=1)
         facility = self.index.directory.facility(sender)
         note = _Note(self.clock())
+        peer = PEER.get()
+        certified = peer.facility if peer is not None and peer.tls else None
         try:
+            if peer is not None and peer.tls and (facility is None or facility.facility != certified):
+                note.action = "rejected-sender"
+                note.details |= {"claimed": sender, "certificate": certified or ""}
+                facility = None
+                raise _refuse(
+                    ErrorCode.TABLE_VALUE_NOT_FOUND,
+                    ErrorLocation("MSH", field=4),
+                    f"sending facility {sender!r} is not the facility of the client certificate"
+                    f" ({certified or 'none'})",
+                    "AR",
+                )
             if facility is None:
                 note.action = "rejected-sender"
                 raise _refuse(
@@ -242,6 +271,7 @@ class PixPdqHandler(HL7Handler):
                     f"sending facility {sender!r} is not a member of the network",
                     "AR",
                 )
+            self._check_repetitions(message, note)
             if kind == "ADT":
                 note.action = "feed"
                 reply = self._feed(message, event, facility, note)
@@ -274,9 +304,24 @@ class PixPdqHandler(HL7Handler):
                 message, refusal.code, errors=[refusal.error], text=refusal.error.diagnostic, now=note.now
             )
         if self.audit is not None:
-            actor = facility.facility if facility is not None and facility.facility else sender
+            actor = facility.facility if facility is not None and facility.facility else certified or sender
             await self._audit(self.audit, msh, note, actor or "", f"{kind}^{event}")
         return reply
+
+    def _check_repetitions(self, message: Message, note: _Note) -> None:
+        """AE + ERR 102 at the first field with more than MAX_REPETITIONS repetitions (module docstring)."""
+        for segment in message:
+            for number in _BOUNDED.get(segment.name, ()):
+                raw = segment.field(number)
+                count = raw.count(segment.delimiters.repetition) + 1 if raw else 0
+                if count > MAX_REPETITIONS:
+                    note.details["repetitions"] = count
+                    raise _refuse(
+                        ErrorCode.DATA_TYPE_ERROR,
+                        ErrorLocation(segment.name, field=number),
+                        f"{segment.name}-{number} has {count} repetitions;"
+                        f" at most {MAX_REPETITIONS} are accepted",
+                    )
 
     async def _audit(self, audit: AuditBatcher, msh: Segment, note: _Note, actor: str, kind: str) -> None:
         """The message's audit record(s), committed before the reply goes out."""

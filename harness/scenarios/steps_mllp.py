@@ -85,6 +85,9 @@ class MllpConnection:
             sock.sendall(data)
             if eof:
                 sock.shutdown(socket.SHUT_WR)
+        except ssl.SSLError as exc:  # TLS 1.3: a refused certificate shows after the client's handshake
+            self.close()
+            self.refusal = f"TLS refused: {exc}"
         except OSError as exc:
             self.close()
             raise StepError(f"sending to MLLP {self.address[0]}:{self.address[1]} failed: {exc}") from exc

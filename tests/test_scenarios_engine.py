@@ -243,7 +243,7 @@ class MutatingProxy:
 
         async def forward() -> None:
             with contextlib.suppress(ConnectionError, OSError):
-                data = first
+                data = first or await reader.read(65536)
                 while data:
                     up_writer.write(data)
                     await up_writer.drain()

@@ -21,6 +21,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
+from simulator.pki import facility_of
+
 from .hl7v2 import (
     ASCII,
     CharsetError,
@@ -285,7 +287,8 @@ class MLLPServer:
         loop = asyncio.get_running_loop()
         conn.timer = loop.call_at(loop.time() + self.idle_timeout, self._watch, conn)
         try:
-            if not self._closing and self._authenticate(conn, writer):
+            if not self._closing:
+                PEER.set(self._peer(conn, writer))
                 await self._loop(conn, reader, writer)
         except asyncio.CancelledError:
             if conn.expired:
@@ -303,16 +306,12 @@ class MLLPServer:
             with suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    def _authenticate(self, conn: _Connection, writer: asyncio.StreamWriter) -> bool:
-        """Set the connection's :data:`PEER`: on TLS (the handshake already verified the certificate against
-        the CA) with the certificate's facility; on plain MLLP with none."""
+    def _peer(self, conn: _Connection, writer: asyncio.StreamWriter) -> Peer:
+        """Who the connection is: on TLS (the handshake verified the certificate against the CA already)
+        the certificate's facility; on plain MLLP no one in particular."""
         if self.tls is None:
-            PEER.set(Peer(conn.peer))
-            return True
-        from simulator.pki import facility_of  # the PKI module imports cryptography: only when TLS is on
-
-        PEER.set(Peer(conn.peer, True, facility_of(writer.get_extra_info("peercert"))))
-        return True
+            return Peer(conn.peer)
+        return Peer(conn.peer, True, facility_of(writer.get_extra_info("peercert")))
 
     def _handshake_failed(self, reason: str) -> None:
         """A TLS handshake failed: count, log, and hand it to ``refused`` (the hub audits it)."""

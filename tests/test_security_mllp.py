@@ -30,6 +30,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from harness.report.html import html_report
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.targets import Target
 from simulator.hub import pixpdq
@@ -288,3 +289,17 @@ def test_the_pki_is_private_deterministic_and_reused(tmp_path: Path) -> None:
     sans = hub.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_a_plain_mllp_target_is_stated_in_the_report(world: WorldIndex) -> None:
+    plain = Target("vendor", "external", ("127.0.0.1", 2575), None, world.users())
+    assert plain.plain_mllp
+    tls = replace(plain, mllp_tls=ClientTls(Path("ca.pem"), Path("certs")))
+    assert (plain.describe()["mllp_transport"], tls.describe()["mllp_transport"]) == (
+        "plain MLLP (no TLS)",
+        "TLS, mutual",
+    )
+    started = "2026-12-05T10:00:00+09:00"
+    html = html_report(RunResult(started, started, plain.describe(), {}, {}))
+    assert "<strong>plain MLLP (no TLS)</strong>" in html
+    assert "plain MLLP" not in html_report(RunResult(started, started, tls.describe(), {}, {}))

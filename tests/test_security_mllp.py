@@ -16,6 +16,7 @@ PKI's files and the hub's audit of refusals are checked directly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -34,7 +35,8 @@ from harness.report.html import html_report
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.targets import Target
 from simulator.hub import pixpdq
-from simulator.hub.mllp import ConnectionClosedError, SyncMLLPClient
+from simulator.hub.hl7v2 import Message, decode
+from simulator.hub.mllp import PEER, ConnectionClosedError, HL7Handler, MLLPClient, MLLPServer, SyncMLLPClient
 from simulator.pki import ClientTls, Pki, ensure_pki
 
 from .hubrun import RunningHub, running_hub
@@ -303,3 +305,46 @@ def test_a_plain_mllp_target_is_stated_in_the_report(world: WorldIndex) -> None:
     html = html_report(RunResult(started, started, plain.describe(), {}, {}))
     assert "<strong>plain MLLP (no TLS)</strong>" in html
     assert "plain MLLP" not in html_report(RunResult(started, started, tls.describe(), {}, {}))
+
+
+class _WhoIsIt(HL7Handler):
+    """Answers AA with the connection's Peer in MSA-3, so the test sees what the handler saw."""
+
+    async def handle(self, message: Message) -> Message:
+        peer = PEER.get()
+        assert peer is not None
+        return self.ack(message, "AA", text=f"{peer.tls}/{peer.facility}")
+
+
+def test_the_server_tells_the_handler_who_is_connected_and_reports_refused_handshakes(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path / "pki", ["1711111111"])
+    refusals: list[str] = []
+
+    async def refused(reason: str) -> None:
+        refusals.append(reason)
+
+    async def scenario() -> tuple[list[bytes], int]:
+        tls_server = MLLPServer(_WhoIsIt(), tls=pki.server_context(), refused=refused)
+        plain_server = MLLPServer(_WhoIsIt())
+        replies = []
+        async with tls_server, plain_server:
+            query = _msh("1711111111", "ADT^A04^ADT_A01", "W1").encode() + b"PID|1||X\r"
+            for port, tls in (
+                (tls_server.port, pki.client_tls().context("1711111111")),
+                (plain_server.port, None),
+            ):
+                async with MLLPClient("127.0.0.1", port, timeout=10, tls=tls) as client:
+                    replies.append(await client.send(query))
+            for tls in (pki.client_tls().context(None), None):  # no certificate; plain bytes
+                with suppress(ConnectionError, ssl.SSLError, ConnectionClosedError):
+                    async with MLLPClient("127.0.0.1", tls_server.port, timeout=10, tls=tls) as client:
+                        replies.append(await client.send(query))
+            await asyncio.sleep(0.1)  # the refusal hook runs as its own task
+        return replies, tls_server.stats.tls_refused
+
+    replies, refused_count = asyncio.run(scenario())
+    assert [decode(r)[0].get("MSA", 3) for r in replies] == ["True/1711111111", "False/None"]
+    assert refused_count == 2
+    assert len(refusals) == 2
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in refusals[0]
+    assert "WRONG_VERSION_NUMBER" in refusals[1]

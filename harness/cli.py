@@ -405,6 +405,10 @@ def up(
         console.print(
             f"network up in {time.monotonic() - started:.1f} s: hub {info.base_url}, {gateways} gateways"
         )
+        if info.mllp_tls is not None:
+            console.print(
+                f"MLLP over TLS: CA {info.mllp_tls.ca_file}, facility certificates {info.mllp_tls.certs}"
+            )
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -431,6 +431,7 @@ def up(
                 _fail(f"bootstrap failed: {exc}")
                 return
         took = time.monotonic() - started
+        serving = True  # before `ready:` is out: a SIGINT right after it must stop cleanly, not abandon
         print(
             f"ready: {gateways} gateways, {stats.patients} patients, {stats.feeds} feeds,"
             f" {stats.links} links, {stats.consent_documents} consent documents"
@@ -439,7 +440,6 @@ def up(
             f" network file {net.network_file}",
             flush=True,
         )
-        serving = True
         while not stop_requested and not exit_when_ready:
             crashed = net.crashed()
             if crashed is not None:

@@ -308,21 +308,37 @@ def hub(
     audit_checkpoint_every: Annotated[
         int, typer.Option("--audit-checkpoint-every", min=1, help="A checkpoint every N audit records.")
     ] = 1000,
+    pki: Annotated[
+        Path | None,
+        typer.Option(
+            "--pki", help="TLS files: CA, hub and facility certificates (default DATA/pki; made if missing)."
+        ),
+    ] = None,
+    plain_mllp: Annotated[
+        bool,
+        typer.Option(
+            "--plain-mllp", help="Plain MLLP without TLS, MSH-4 trusted as sent: only for hubs under test."
+        ),
+    ] = False,
 ) -> None:
     """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener (mllp,
-    http), the operator token's file, then `ready`, on stdout: scripts read the real ports from there."""
+    http), the operator token's file, the MLLP transport (`mllp-tls: CA-FILE CERT-FOLDER`, or
+    `mllp-tls: none (plain MLLP)`), then `ready`, on stdout: scripts read the real ports from there."""
     import asyncio  # here, not at the top: only this command needs the hub and its event loop
 
     from simulator.hub.accounts import ScryptParams
     from simulator.hub.audit import AuditSettings
-    from simulator.hub.server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+    from simulator.hub.server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
 
     data_dir = data if data is not None else world / "hub"
+    pki_dir = pki if pki is not None else data_dir / PKI_DIR
 
     def ready(addresses: Addresses) -> None:
         for name, (bound_host, port) in addresses.items():
             print(f"{name}: {bound_host}:{port}")
         print(f"admin-token: {data_dir / ADMIN_TOKEN_FILE}")
+        tls = "none (plain MLLP)" if plain_mllp else f"{pki_dir / 'ca.pem'} {pki_dir / 'facilities'}"
+        print(f"mllp-tls: {tls}")
         print("ready", flush=True)
 
     try:
@@ -337,6 +353,8 @@ def hub(
                 gateways_file=gateways,
                 scrypt=ScryptParams(n=2**scrypt_cost),
                 audit_settings=AuditSettings(audit_key, audit_checkpoints, audit_checkpoint_every),
+                pki=pki_dir,
+                plain_mllp=plain_mllp,
             )
         )
     except HubError as exc:
@@ -467,6 +485,10 @@ def up(
         console.print(
             f"network up in {time.monotonic() - started:.1f} s: hub {info.base_url}, {gateways} gateways"
         )
+        if info.mllp_tls is not None:
+            console.print(
+                f"MLLP over TLS: CA {info.mllp_tls.ca_file}, facility certificates {info.mllp_tls.certs}"
+            )
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -489,6 +511,7 @@ def up(
                 _fail(f"bootstrap failed: {exc}")
                 return
         took = time.monotonic() - started
+        serving = True  # before `ready:` is out: a SIGINT right after it must stop cleanly, not abandon
         print(
             f"ready: {gateways} gateways, {stats.patients} patients, {stats.feeds} feeds,"
             f" {stats.links} links, {stats.consent_documents} consent documents"
@@ -497,7 +520,6 @@ def up(
             f" network file {net.network_file}",
             flush=True,
         )
-        serving = True
         while not stop_requested and not exit_when_ready:
             crashed = net.crashed()
             if crashed is not None:

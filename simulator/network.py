@@ -4,7 +4,10 @@
 (``python -m simulator.hub``), each printing one ``ready: {json}`` line with its real ports, waits until
 every one answers its health check, and writes the network file (default ``WORLD/network.json``) that
 clients read: the hub's MLLP and HTTP addresses, every gateway's URL and shard, each shard's admin URL.
-:mod:`.bootstrap` then feeds the hub through those interfaces.
+:mod:`.bootstrap` then feeds the hub through those interfaces. MLLP is over TLS: the network's PKI
+(:mod:`simulator.pki`: CA, hub certificate, one client certificate per facility) is made in ``DATA/pki``
+before the hub starts (kept across restarts), and ``hub.mllp.tls`` in the network file says where the CA and
+the facilities' certificates are (:attr:`NetworkInfo.mllp_tls`).
 
 No orphans: children get ``PR_SET_PDEATHSIG`` (Linux, :mod:`simulator.lifeline`), so they die with the
 launcher even if it is killed with SIGKILL, and each runs in its own process group with whatever it starts
@@ -44,6 +47,7 @@ from simulator import ready as ready_line
 from simulator.gateway.faults import ADMIN_TOKEN_ENV
 from simulator.gateway.shard import partition
 from simulator.lifeline import die_with_parent
+from simulator.pki import ClientTls, PkiError, ensure_pki
 
 __all__ = ["Network", "NetworkError", "NetworkInfo", "load_network_file"]
 
@@ -116,6 +120,12 @@ class NetworkInfo:
     def mllp(self) -> tuple[str, int]:
         m = self.document["hub"]["mllp"]
         return str(m["host"]), int(m["port"])
+
+    @property
+    def mllp_tls(self) -> ClientTls | None:
+        """The CA and facility certificates for MLLP over TLS; None when the hub speaks plain MLLP."""
+        tls = self.document["hub"]["mllp"].get("tls")
+        return ClientTls(Path(tls["ca"]), Path(tls["certs"])) if tls else None
 
     @property
     def base_url(self) -> str:
@@ -247,6 +257,12 @@ class Network:
                 "shards": shard_docs,
             }
             self._write(document)  # the hub reads its gateways section
+            try:
+                ensure_pki(self.data / "pki", [str(f["code"]) for f in world["facilities"]], [self.host])
+            except (OSError, PkiError) as exc:
+                raise NetworkError(
+                    f"cannot make the network's TLS files in {self.data / 'pki'}: {exc}"
+                ) from exc
             hub = self._spawn(
                 "hub",
                 [
@@ -256,6 +272,7 @@ class Network:
                     "--host", self.host,
                     "--gateways", str(self.network_file),
                     "--scrypt-cost", str(self.scrypt_cost),
+                    "--pki", str(self.data / "pki"),
                 ],
             )  # fmt: skip
             ready = hub.wait_ready(self.ready_timeout)
@@ -263,7 +280,7 @@ class Network:
             http_host, http_port = ready["http"]
             document["hub"] = {
                 "pid": ready["pid"],
-                "mllp": {"host": mllp_host, "port": mllp_port},
+                "mllp": {"host": mllp_host, "port": mllp_port, "tls": ready.get("mllp_tls")},
                 "http": {"base_url": f"http://{http_host}:{http_port}"},
                 "admin_token_file": ready["admin_token_file"],
                 "data": str(self.data),  # its stores, audit key and checkpoints (offline verification)

@@ -164,6 +164,18 @@ class Action(Strict):
     """Base of every step action."""
 
 
+CertChoice = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=40,
+        description="MLLP over TLS: the client certificate to present — a facility variable (default: the "
+        "step's `from`; raw steps: MSH-4's facility, else the scenario's first), `none` (TLS without a "
+        "certificate) or `plain` (plain MLLP, no TLS). A target without TLS (plain_mllp) ignores it.",
+    ),
+]
+
+
 class _Hl7Edits(Action):
     """Edits applied to a built message before it is sent: how malformed and odd variants are made."""
 
@@ -176,6 +188,7 @@ class _Hl7Edits(Action):
     )
     charset: Charset = "utf-8"
     connection: ConnName = "main"
+    cert: CertChoice | None = None
 
 
 class Demographics(Strict):
@@ -261,6 +274,7 @@ class MllpRaw(Action):
     frame: bool = Field(True, description="wrap in 0x0B … 0x1C 0x0D")
     eof: bool = Field(False, description="half-close the connection after sending (a truncated block)")
     connection: ConnName = "raw"
+    cert: CertChoice | None = None
     timeout_ms: Annotated[int, Field(ge=1, le=120_000)] = 2000
 
     @model_validator(mode="after")

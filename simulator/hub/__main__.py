@@ -2,10 +2,11 @@
 
 The same :func:`~.server.run_hub` as ``rhin hub`` (which people use), without going through the harness's
 CLI: the simulator never depends on the harness. Prints ``ready: {json}`` — ``{"pid", "mllp": [host, port],
-"http": [host, port], "admin_token_file", "data"}`` — on stdout once both listeners are bound, serves until
-SIGTERM/SIGINT and exits 0; a bad world or data directory exits 2 with the reason on stderr, and so does a
-hub whose password worker died. The audit key comes from ``--audit-key``, else ``RHIN_AUDIT_KEY``, else
-``DATA/audit.key`` (see :mod:`.audit`).
+"http": [host, port], "admin_token_file", "data", "mllp_tls"}`` (``mllp_tls``: ``{"ca", "certs"}``, the CA
+file and the facilities' certificate folder, or null with ``--plain-mllp``) — on stdout once both listeners
+are bound, serves until SIGTERM/SIGINT and exits 0; a bad world or data directory exits 2 with the reason on
+stderr, and so does a hub whose password worker died. The audit key comes from ``--audit-key``, else
+``RHIN_AUDIT_KEY``, else ``DATA/audit.key`` (see :mod:`.audit`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uvloop
 from ..ready import announce
 from .accounts import ScryptParams
 from .audit import DEFAULT_CHECKPOINT_EVERY, AuditSettings
-from .server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+from .server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,8 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--audit-checkpoints", type=Path, default=None, help="default DATA/audit.checkpoints")
     parser.add_argument("--audit-checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY)
+    parser.add_argument(
+        "--pki", type=Path, default=None, help="TLS files (default DATA/pki; made if missing)"
+    )
+    parser.add_argument(
+        "--plain-mllp", action="store_true", help="plain MLLP, MSH-4 trusted: only for hubs under test"
+    )
     args = parser.parse_args(argv)
     data = args.data if args.data is not None else args.world / "hub"
+    pki = (args.pki if args.pki is not None else data / PKI_DIR).resolve()
 
     def ready(addresses: Addresses) -> None:
         info = {
@@ -48,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{name: list(address) for name, address in addresses.items()},
             "admin_token_file": str((data / ADMIN_TOKEN_FILE).resolve()),
             "data": str(data.resolve()),
+            "mllp_tls": None
+            if args.plain_mllp
+            else {"ca": str(pki / "ca.pem"), "certs": str(pki / "facilities")},
         }
         announce(info)
 
@@ -69,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gateways_file=args.gateways,
                 scrypt=ScryptParams(n=2**args.scrypt_cost),
                 audit_settings=settings,
+                pki=pki,
+                plain_mllp=args.plain_mllp,
             )
         )
     except HubError as exc:

@@ -7,11 +7,18 @@ and each API answer already follows its committed transaction, so a SIGKILL lose
 either; a clean stop just also finishes the replies in flight).
 
 Data directory (``--data``, default ``WORLD/hub``): ``hub.sqlite`` (identity index), ``accounts.sqlite``,
-``consents.sqlite``, ``audit.sqlite`` and ``admin.token`` (the hub operator's bearer token for the audit
-routes, created on first start with mode 0600 and kept across restarts), and by default the audit key
-(``audit.key``, 0600) and its checkpoints (``audit.checkpoints``): see :mod:`.audit` and docs/security.md
-for where they belong in production. The hub refuses to start on an audit log that no longer matches its
-last checkpoint (truncated or rewritten while the hub was down): appending to it would bury the evidence.
+``consents.sqlite``, ``audit.sqlite``, ``admin.token`` (the hub operator's bearer token for the audit
+routes, created on first start with mode 0600 and kept across restarts), ``pki/`` (:mod:`simulator.pki`:
+the network CA, the hub's certificate and one client certificate per facility, created if missing), and by
+default the audit key (``audit.key``, 0600) and its checkpoints (``audit.checkpoints``): see :mod:`.audit`
+and docs/security.md for where they belong in production. The hub refuses to start on an audit log that no
+longer matches its last checkpoint (truncated or rewritten while the hub was down): appending to it would
+bury the evidence.
+
+MLLP is over TLS with mutual authentication by default (IHE ATNA secure node): a client needs a certificate
+from the network CA, and the facility it names must be MSH-4 of each message (:mod:`.pixpdq`). A failed
+handshake is audited as ``rejected-connection`` (outcome ``refused``, the reason OpenSSL gave). Plain MLLP
+(``plain_mllp=True``, ``--plain-mllp``) trusts MSH-4 as sent: only for hubs under test without TLS.
 
 Both listeners run on one asyncio loop; store writes run in worker threads (SQLite releases the GIL while it
 fsyncs) and scrypt, which holds the GIL for ~40 ms, in a worker process, so a login never stalls the other
@@ -41,10 +48,12 @@ from typing import Any
 
 import uvicorn
 
+from simulator.pki import PkiError, ensure_pki, world_facility_codes
+
 from ..lifeline import die_with_parent
 from .accounts import Accounts, ScryptParams, scrypt_hash
 from .api import create_app
-from .audit import AuditBatcher, AuditKeyError, AuditLog, AuditSettings
+from .audit import AuditBatcher, AuditEntry, AuditKeyError, AuditLog, AuditSettings
 from .consents import ConsentStore
 from .facilities import Facilities
 from .index import Directory, PatientIndex
@@ -56,6 +65,7 @@ from .service import HubServices, jst_clock
 __all__ = [
     "ADMIN_TOKEN_FILE",
     "INDEX_FILE",
+    "PKI_DIR",
     "Addresses",
     "AuditSettings",
     "HubError",
@@ -68,6 +78,8 @@ INDEX_FILE = "hub.sqlite"
 """The identity index's file name inside the data directory."""
 ADMIN_TOKEN_FILE = "admin.token"
 """The hub operator's bearer token (audit routes), inside the data directory."""
+PKI_DIR = "pki"
+"""The network's PKI folder (:mod:`simulator.pki`), inside the data directory unless given."""
 
 Addresses = Mapping[str, tuple[str, int]]
 """Listener name (``mllp``, ``http``) → (host, bound port), as reported to the ``ready`` callback."""
@@ -152,6 +164,8 @@ async def run_hub(
     stop: asyncio.Event | None = None,
     grace: float = 5.0,
     audit_settings: AuditSettings | None = None,
+    pki: Path | None = None,
+    plain_mllp: bool = False,
 ) -> None:
     """Serve PIX/PDQ (MLLP) and the HTTP API for the world in ``world_dir`` until SIGINT/SIGTERM or ``stop``.
 
@@ -163,8 +177,9 @@ async def run_hub(
     ``clock`` (aware, JST) is the network's time for tokens, consent dates, grants and audit records; tests
     pass one they can move. Stopping closes the listeners, lets busy connections finish (up to ``grace``
     seconds), flushes the audit (a last checkpoint) and closes the stores. ``audit_settings``: the audit
-    key, checkpoint file and interval (default: in ``data``). Raises :class:`HubError` if the password
-    worker dies while serving (after stopping cleanly).
+    key, checkpoint file and interval (default: in ``data``). ``pki`` is the PKI folder (default
+    ``DATA/pki``, created or completed for the world's facilities); ``plain_mllp`` serves plain MLLP instead
+    of TLS. Raises :class:`HubError` if the password worker dies while serving (after stopping cleanly).
     """
     world = load_world(world_dir)
     try:
@@ -178,6 +193,13 @@ async def run_hub(
         admin_token = _admin_token(data)
     except OSError as exc:
         raise HubError(f"cannot use the data directory {data}: {exc}") from exc
+    tls = None
+    if not plain_mllp:
+        try:
+            folder = pki if pki is not None else data / PKI_DIR
+            tls = ensure_pki(folder, world_facility_codes(world), [host]).server_context()
+        except (OSError, ValueError, PkiError) as exc:
+            raise HubError(f"cannot set up the hub's TLS files: {exc}") from exc
     gateways: Gateways | None = None
     if gateways_file is not None:
         try:
@@ -226,7 +248,15 @@ async def run_hub(
         died: list[str] = []
         watcher = loop.create_task(_watch_worker(hashing, stop, died), name="scrypt-worker-watch")
         stack.callback(watcher.cancel)
-        mllp = MLLPServer(PixPdqHandler(index, audit=audit, clock=clock), host, mllp_port)
+
+        async def refused(reason: str) -> None:
+            details = {"transport": "mllp-tls"}
+            await audit.record(
+                AuditEntry(clock(), "", "", "rejected-connection", "refused", "", "", reason, details)
+            )
+
+        handler = PixPdqHandler(index, audit=audit, clock=clock)
+        mllp = MLLPServer(handler, host, mllp_port, tls=tls, refused=refused)
         try:
             await mllp.start()
         except OSError as exc:

@@ -37,6 +37,7 @@ from synthetic.errors import ProfileError
 from synthetic.yamlio import load_yaml
 
 from .scenarios.errors import FormatError, TargetError
+from .scenarios.history import default_state_file
 from .scenarios.loader import validate_model
 from .scenarios.model import ACTION_MODELS, HTTP_KINDS, MLLP_KINDS
 from .scenarios.world import WorldIndex, WorldUser
@@ -153,6 +154,7 @@ class Target:
     local_files: bool = False  # its gateways serve the world directory's files on this machine
     params: Mapping[str, str] = field(default_factory=dict)
     links: bool = False  # the reference network's link models are on
+    state_file: Path | None = None  # what earlier runs changed (harness.scenarios.history); external only
 
     def describe(self) -> dict[str, Any]:
         """For reports (no passwords, no tokens)."""
@@ -251,6 +253,11 @@ class TargetFile(_Strict):
     params: dict[str, ParamValue] = Field(
         default_factory=dict, description="scenario parameters for this target (e.g. latency budgets)"
     )
+    state_file: str | None = Field(
+        None,
+        description="where rhin records what its runs changed on this hub (default: <this file's stem>"
+        ".rhin-state.json beside it)",
+    )
 
 
 def load_target(path: Path, world: WorldIndex) -> Target:
@@ -309,6 +316,7 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         regional_ids=regional,
         local_files=spec.local_files,
         params={k: str(v) for k, v in spec.params.items()},
+        state_file=base / spec.state_file if spec.state_file else default_state_file(path),
     )
 
 

@@ -10,7 +10,9 @@ run on the target as it is and ``own`` ones are skipped.
 
 World patients (not ``fresh``) get the regional ID the target's bootstrap gave them (``regional_ids``), so
 scenarios can use the world as the hub holds it; ``world.bootstrapped`` scenarios are skipped on a target
-that does not hold the world.
+that does not hold the world. Scenarios that change world patients get pinned ones from the reserved pool,
+the others never a pool patient nor one an earlier run changed (:mod:`.world`); a selection that cannot be
+met so is refused (:class:`ReservedError`) before anything runs.
 
 A step that cannot be carried out (unreachable target, unresolved variable, failed automatic login) marks
 its own expectations and every later one ``error``; a step kind the target does not support — or a step

@@ -59,8 +59,6 @@ def _fingerprint(regional_ids: Mapping[str, str] | None) -> str | None:
 def _alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
-    if pid == os.getpid():
-        return True  # this process: an earlier run in it that raised
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -184,6 +182,13 @@ class TargetHistory:
         self._current["finished"] = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
         self._current["summary"] = result.summary()
         self._write()
+
+    def abort(self, why: str) -> None:
+        """The run stopped on an error: over, its patients still counted as changed."""
+        if self._current is not None and self._current["finished"] is None:
+            self._current["finished"] = dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
+            self._current["aborted"] = why
+            self._write()
 
     def _write(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")

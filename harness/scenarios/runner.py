@@ -223,32 +223,37 @@ def execute(
             if history is not None:
                 history.begin(target.salt, changes)
 
-        result = engine.run(
-            scenarios,
-            target,
-            world,
-            jobs=options.jobs,
-            on_result=on_result,
-            networks=networks,
-            params=options.params,
-            options={
-                "suites": list(options.suites),
-                "tags": list(options.tags),
-                "keyword": options.keyword,
-                "target_file": str(options.target_file) if options.target_file else None,
-                "allow_skips": options.allow_skips,
-                "reference": None
-                if options.target_file
-                else {
-                    "links": options.reference.links,
-                    "scrypt_cost": options.reference.scrypt_cost,
-                    "shards": options.reference.shards,
+        try:
+            result = engine.run(
+                scenarios,
+                target,
+                world,
+                jobs=options.jobs,
+                on_result=on_result,
+                networks=networks,
+                params=options.params,
+                options={
+                    "suites": list(options.suites),
+                    "tags": list(options.tags),
+                    "keyword": options.keyword,
+                    "target_file": str(options.target_file) if options.target_file else None,
+                    "allow_skips": options.allow_skips,
+                    "reference": None
+                    if options.target_file
+                    else {
+                        "links": options.reference.links,
+                        "scrypt_cost": options.reference.scrypt_cost,
+                        "shards": options.reference.shards,
+                    },
                 },
-            },
-            catalogue=catalogue,
-            changed=history.changed if history is not None else (),
-            on_plan=plan,
-        )
+                catalogue=catalogue,
+                changed=history.changed if history is not None else (),
+                on_plan=plan,
+            )
+        except BaseException as exc:
+            if history is not None:
+                history.abort(f"{type(exc).__name__}: {exc}")
+            raise
         if history is not None:
             history.finish(result)
     folder = options.report_dir or default_report_dir()

@@ -3,13 +3,24 @@
 Allocation. Candidates for each patient variable are ordered by a hash of (run salt, scenario ID, variable,
 patient index), and the first candidate not yet reserved in this run is taken: no two scenarios of a run
 share a patient, which is what lets them run in parallel and in any subset. Scenarios are allocated scarcest
-first (:meth:`Allocator.scarcity`: the fewest candidates for one of their variables), then by ID, so a rare
-selector is not starved by a common one. Patients are tried in hash order until the scenario's facility
-selectors that refer to them can be met too (facilities are shared between scenarios, but distinct within
-one); facilities are searched depth-first in their own hash order. The salt is the target's: the reference
-target's is empty (every run on a fresh network picks the same patients); an external target's is new each
-run unless its file fixes one, so runs against a long-lived hub mostly pick other patients than the runs
-before, whose state they may have changed.
+first (:meth:`Allocator.scarcity`: the fewest candidates for one of their variables, counting only patients
+that leave facilities meeting the selectors naming that variable alone), then by ID, so a rare selector is
+not starved by a common one. Patients are tried in hash order until the scenario's facility selectors that
+refer to them can be met too (facilities are shared between scenarios, but distinct within one); facilities
+are searched depth-first in their own hash order. The salt is the target's: the reference target's is empty
+(every run on a fresh network picks the same patients); an external target's is new each run unless its
+file fixes one.
+
+Re-runs on a long-lived hub (:meth:`Allocator.allocate_all`). A scenario that changes world patients
+(:attr:`~harness.scenarios.model.Scenario.changes_world`, derived from its step kinds) gets the world
+patients a plan of *every* scenario there is, under the fixed :data:`PLAN_SALT`, gives it: pinned, the same
+on every run whatever the salt or the selection; together they are the reserved pool. Any other scenario
+takes world patients outside the pool and outside ``changed`` (the patients a target's state file says
+earlier runs changed, :mod:`harness.scenarios.history`), so it always meets them as the world has them;
+when none is left it gets a :class:`ReservedError`. Fresh variables take any patient. The plan also rescues
+a salt whose order starves a scarce scenario: the selection is allocated again with the plan's (disjoint)
+choices tried first. Chosen over "changing scenarios take only fresh patients": several must change a
+world patient with real data behind its gateways (withdrawal, disclosure, viewer kinds).
 
 Fresh identities (``fresh: true``): the world patient's names with local IDs ``ZZ`` + 8 base-36 characters
 (hash of run salt, patient and facility; no facility format produces them) and a birth date of

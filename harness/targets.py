@@ -150,6 +150,7 @@ class Target:
     http_timeout: float = 10.0
     salt: str = ""
     allocation_salt: str | None = None  # choosing world patients (None: ``salt``); fresh IDs always use salt
+    salt_fixed: bool = False  # the target file fixes the salt (else a new one each run)
     regional_ids: Mapping[str, str] | None = None  # world patient ID → regional ID (None: not bootstrapped)
     local_files: bool = False  # its gateways serve the world directory's files on this machine
     params: Mapping[str, str] = field(default_factory=dict)
@@ -313,6 +314,7 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         mllp_timeout=spec.mllp.timeout_s if spec.mllp else 10.0,
         http_timeout=spec.http.timeout_s if spec.http else 10.0,
         salt=spec.salt if spec.salt is not None else os.urandom(4).hex(),
+        salt_fixed=spec.salt is not None,
         regional_ids=regional,
         local_files=spec.local_files,
         params={k: str(v) for k, v in spec.params.items()},

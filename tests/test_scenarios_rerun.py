@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +30,7 @@ from harness.scenarios.errors import ScenarioError, TargetError
 from harness.scenarios.history import TargetHistory, default_state_file
 from harness.scenarios.model import STATE_KINDS
 from harness.scenarios.runner import DEFAULT_WORLD, RunOptions, execute, selected
-from harness.scenarios.world import ReservedError
+from harness.scenarios.world import ReservedError, fresh_epoch
 from harness.targets import Endpoints, ReferenceOptions, launch_reference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,6 +111,11 @@ def _world_patients(b: Bindings) -> set[int]:
 
 
 @pytest.fixture(scope="module")
+def default() -> list[object]:
+    return [s.scenario for s in selected(RunOptions(scenarios_root=ROOT))]
+
+
+@pytest.fixture(scope="module")
 def reference_plan(
     world: WorldIndex, catalogue: list[LoadedScenario]
 ) -> tuple[frozenset[int], dict[str, set[int]]]:
@@ -120,7 +126,7 @@ def reference_plan(
     return allocator.pool, pins
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     salt=st.text(max_size=12),
     chosen=st.sets(st.integers(min_value=0, max_value=200), max_size=30),
@@ -129,13 +135,13 @@ def reference_plan(
 def test_read_only_scenarios_never_get_a_reserved_or_changed_patient_whatever_the_salt(
     world: WorldIndex,
     catalogue: list[LoadedScenario],
+    default: list[Any],
     reference_plan: tuple[frozenset[int], dict[str, set[int]]],
     salt: str,
     chosen: set[int],
     changed: set[int],
 ) -> None:
     pool, reference = reference_plan
-    default = [s.scenario for s in selected(RunOptions(scenarios_root=ROOT))]
     subset = [default[i % len(default)] for i in sorted(chosen)] or default  # empty: the whole default run
     subset = list({s.id: s for s in subset}.values())
     changed_now = {i % world.registered for i in changed}
@@ -165,9 +171,8 @@ def test_read_only_scenarios_never_get_a_reserved_or_changed_patient_whatever_th
 
 
 def test_every_salt_allocates_the_whole_default_run(
-    world: WorldIndex, catalogue: list[LoadedScenario]
+    world: WorldIndex, catalogue: list[LoadedScenario], default: list[Any]
 ) -> None:
-    default = [s.scenario for s in selected(RunOptions(scenarios_root=ROOT))]
     for n in range(40):  # the old scarcity-by-predicate order starved the stroke journey for some salts
         out = Allocator(world, f"salt-{n}").allocate_all(default, [s.scenario for s in catalogue])
         errors = {sid: str(b) for sid, b in out.items() if not isinstance(b, Bindings)}
@@ -203,6 +208,18 @@ def test_the_state_file_records_runs_before_they_start(world: WorldIndex, tmp_pa
     assert other.changed == {}
     assert "set aside" in other.notes[0]
     assert path.with_name("vendor.rhin-state.previous.json").is_file()
+    # a new run's salt: never an earlier run's, nor one giving an earlier run's fresh birth dates
+    assert again.salt("s1", fixed=False) != "s1"
+    for n in range(200):
+        drawn = again.salt(f"random-{n}", fixed=False)
+        assert drawn != "s1"
+        assert fresh_epoch(drawn) != fresh_epoch("s1")
+    assert again.salt("s2", fixed=True) == "s2" or fresh_epoch("s2") == fresh_epoch("s1")
+    with pytest.raises(TargetError, match="'s1' was the salt of an earlier run"):
+        again.salt("s1", fixed=True)
+    clash = next(f"c{n}" for n in range(100_000) if fresh_epoch(f"c{n}") == fresh_epoch("s1"))
+    with pytest.raises(TargetError, match="gives the fresh birth dates of an earlier run"):
+        again.salt(clash, fixed=True)
     path.write_text(json.dumps({**on_disk, "world": {"profile": "ishikawa", "seed": 42}}), encoding="utf-8")
     with pytest.raises(TargetError, match="records runs with the world"):
         TargetHistory(path, "vendor", world, ids)

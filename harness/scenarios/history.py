@@ -6,7 +6,8 @@ patients that scenarios change apart from those that need the world's state; thi
 it records, before any scenario runs, which world patients the run's changing scenarios will use, and the
 next run never gives one of them to a scenario that needs a patient as the world has it — also when the
 pool moved (other scenario files, another rhin) or a run died half-way. It also lets ``rhin run --target``
-say at the start what it knows of earlier runs.
+say at the start what it knows of earlier runs, and keeps a new run's salt (fresh identities) off the earlier
+runs' salts and fresh birth-date epochs.
 
 The file (``<target file stem>.rhin-state.json`` beside the target file unless the target names one with
 ``state_file``) is JSON::
@@ -36,7 +37,7 @@ from typing import Any, Final
 
 from .errors import ScenarioError, TargetError
 from .results import RunResult
-from .world import WorldIndex
+from .world import EPOCHS, WorldIndex, fresh_epoch
 
 __all__ = ["FORMAT", "TargetHistory", "default_state_file"]
 
@@ -161,6 +162,30 @@ class TargetHistory:
             f"scenario needing the world's state gets {'them' if len(changed) != 1 else 'it'} "
             f"(recorded in {self.path})"
         )
+
+    def salt(self, salt: str, fixed: bool) -> str:
+        """The run's salt: one no earlier run used, whose fresh birth-date epoch no earlier run used either
+        (else fresh patients would meet their earlier selves in the hub). A random salt is drawn again; a salt
+        the target file fixes is refused with the reason."""
+        used = {str(r.get("salt")) for r in self._data["runs"]}
+        epochs = {fresh_epoch(s) for s in used}
+        if fixed:
+            if salt in used or fresh_epoch(salt) in epochs:
+                what = "was the salt" if salt in used else "gives the fresh birth dates"
+                raise TargetError(
+                    f"the target's salt {salt!r} {what} of an earlier run on this target ({self.path}): "
+                    "its fresh patients would not be fresh; drop `salt` from the target file (a new one "
+                    "each run) or choose another"
+                )
+            return salt
+        if len(epochs) >= EPOCHS:
+            raise TargetError(
+                f"{len(used)} runs on this target used every fresh birth-date epoch ({EPOCHS}): reset "
+                f"the hub and delete {self.path}"
+            )
+        while salt in used or fresh_epoch(salt) in epochs:
+            salt = os.urandom(4).hex()
+        return salt
 
     def begin(self, salt: str, plan: Mapping[str, list[str]]) -> None:
         """Record the run before it starts: the world patients its changing scenarios will use."""

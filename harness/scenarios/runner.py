@@ -213,6 +213,7 @@ def execute(
         history = None
         if target.state_file is not None:
             history = TargetHistory(target.state_file, target.name, world, target.regional_ids)
+            target = replace(target, salt=history.salt(target.salt, target.salt_fixed))
             for note in [*history.notes, f"target {target.name}: {history.describe()}"]:
                 if on_note is not None:
                     on_note(note)

@@ -55,6 +55,7 @@ __all__ = [
     "WorldIndex",
     "WorldPatient",
     "WorldUser",
+    "fresh_epoch",
     "scenario_tag",
 ]
 
@@ -234,6 +235,16 @@ def _hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
+EPOCHS: Final = 400
+
+
+def fresh_epoch(salt: str) -> int:
+    """Which of :data:`EPOCHS` birth-date epochs a salt's fresh identities use: two runs on one hub with the
+    same epoch would give a world patient used fresh by both the same names and birth date (PDQ would find
+    both), so a target's state file keeps a new run off earlier epochs (:mod:`harness.scenarios.history`)."""
+    return _hash("epoch", salt) % EPOCHS
+
+
 def scenario_tag(scenario_id: str, salt: str = "") -> str:
     """8 hex digits naming a scenario in a run: control IDs, query tags and form IDs derive from it."""
     return hashlib.sha256(f"{salt}|{scenario_id}".encode()).hexdigest()[:8]
@@ -273,7 +284,7 @@ class PatientBinding:
     def birth_date_iso(self) -> str:
         if not self.fresh:
             return self.patient.birth_date
-        epoch = dt.date(1000, 1, 1) + dt.timedelta(days=(_hash("epoch", self.salt) % 400) * 366)
+        epoch = dt.date(1000, 1, 1) + dt.timedelta(days=fresh_epoch(self.salt) * 366)
         return (epoch + dt.timedelta(days=self.patient.index)).isoformat()
 
 

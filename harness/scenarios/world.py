@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 _ATTEMPTS = 5000  # patient candidates tried per variable before giving up
-_CHECKED = 3000  # at most this many predicate matches: also check the facilities (scarcity is exact)
+_CHECKED = 500  # at most this many predicate matches: also check the facilities (scarcity is exact)
 PLAN_SALT: Final = "rhin-plan"
 """Orders the plan that pins world patients to the scenarios changing them: fixed, so the reserved pool
 is the same on every run."""
@@ -395,12 +395,8 @@ class Allocator:
         return out
 
     def _greedy(self, scenarios: Sequence[Scenario], rules: _Rules) -> dict[str, Bindings | SelectionError]:
-        self.reserved = {
-            p.index
-            for sid, chosen in rules.pins.items()
-            for p in chosen.values()
-            if sid in {s.id for s in scenarios}
-        }
+        ids = {s.id for s in scenarios}
+        self.reserved = {p.index for sid, chosen in rules.pins.items() if sid in ids for p in chosen.values()}
         order = sorted(scenarios, key=lambda s: (self._scarcity(s, rules), s.id))
         out: dict[str, Bindings | SelectionError] = {}
         for scenario in order:
@@ -474,6 +470,12 @@ class Allocator:
         :class:`ReservedError` — the ones left are reserved or were changed by an earlier run."""
         matching = self.feasible(scenario, var)
         if not matching:
+            selector = scenario.given.patients[var]
+            if any(self._patient_ok(selector, p) for p in self.world.patients):
+                return SelectionError(
+                    f"{scenario.id}: no patient for given.patients.{var} leaves facilities that meet "
+                    f"given.facilities ({', '.join(scenario.given.facilities)})"
+                )
             return SelectionError(f"{scenario.id}: no patient in the world matches given.patients.{var}")
         if scenario.given.patients[var].fresh or var in rules.pins.get(scenario.id, {}):
             return SelectionError(

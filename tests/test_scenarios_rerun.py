@@ -36,6 +36,7 @@ from harness.targets import Endpoints, ReferenceOptions, launch_reference
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / "scenarios"
 FOCUS = "(consent and not slow) or byte-identical or stroke-journey or lat-timeline"
+CONSENT = "consent and not slow"
 LAT = {"timeline_count": "5", "timeline_p50_ms": "5000", "timeline_p95_ms": "5000", "timeline_p99_ms": "5000"}
 
 
@@ -177,6 +178,54 @@ def test_every_salt_allocates_the_whole_default_run(
         out = Allocator(world, f"salt-{n}").allocate_all(default, [s.scenario for s in catalogue])
         errors = {sid: str(b) for sid, b in out.items() if not isinstance(b, Bindings)}
         assert not errors, f"salt-{n}: {errors}"
+
+
+def test_a_new_suite_that_changes_world_patients_needs_nothing_but_its_files(
+    world: WorldIndex, tmp_path: Path
+) -> None:
+    """A later suite (here a made-up ``security/`` one) whose scenario withdraws the consent of the very kind
+    of patient a read-only consent scenario needs: it is found changing from its steps, pinned, and the
+    read-only one never gets its patient, whatever the salt."""
+    root = tmp_path / "scenarios"
+    (root / "consent").mkdir(parents=True)
+    (root / "security").mkdir()
+    shipped = ROOT / "consent" / "world-allow-list-stroke.yaml"
+    (root / "consent" / shipped.name).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    (root / "security" / "later-withdraws.yaml").write_text(
+        """\
+schema_version: 1
+id: later-withdraws
+title: a later suite's scenario that withdraws a world patient's consent
+world: {bootstrapped: true}
+given:
+  patients:
+    p: {pathway: stroke, sharing: true, consent: allow_list, consent_facilities: {min: 3}, withdrawn: false}
+  facilities:
+    H: {disclosing: true, local_id_of: p, in_consent_of: p}
+steps:
+  - consent_withdraw: {by: H, patient: p, base_form_id: "${p.consent_form}"}
+""",
+        encoding="utf-8",
+    )
+    found = {s.id: s.scenario for s in discover(root)}
+    assert found["later-withdraws"].changes_world
+    assert not found["consent-world-allow-list-stroke"].changes_world
+    pinned = None
+    for n in range(25):
+        out = Allocator(world, f"later-{n}").allocate_all(list(found.values()), list(found.values()))
+        later, reader = out["later-withdraws"], out["consent-world-allow-list-stroke"]
+        assert isinstance(later, Bindings)
+        assert isinstance(reader, Bindings)
+        assert pinned in (None, later.patients["p"].patient.index)
+        pinned = later.patients["p"].patient.index
+        assert reader.patients["p"].patient.index != pinned
+        alone = Allocator(world, f"later-{n}").allocate_all(
+            [found["consent-world-allow-list-stroke"]], list(found.values())
+        )
+        assert isinstance(alone["consent-world-allow-list-stroke"], Bindings)
+        assert (
+            alone["consent-world-allow-list-stroke"].patients["p"].patient.index != pinned
+        )  # selection alone
 
 
 # ------------------------------------------------------------------------------------------- state file
@@ -324,20 +373,27 @@ def test_runs_again_and_again_on_one_long_lived_hub(
     assert endpoints.network is not None
     token = Path(str(endpoints.network.hub["admin_token_file"]))
     summaries, changed_before, notes_seen = [], set(), []
-    runs = [("rerun-4", 4), ("rerun-5", 4), ("rerun-7", 8), (None, 8)]  # None: a new salt, as by default
-    for n, (salt, jobs) in enumerate(runs):
+    # None: a new salt, as by default; the fourth run is a subset (the consent suite alone), then the focus
+    runs = [
+        ("rerun-4", 4, FOCUS),
+        ("rerun-5", 4, FOCUS),
+        ("rerun-7", 8, FOCUS),
+        (None, 4, CONSENT),
+        (None, 8, FOCUS),
+    ]
+    for n, (salt, jobs, keyword) in enumerate(runs):
         target = _target_file(
             tmp_path, endpoints.mllp, endpoints.http, token, data / "hub" / "bootstrap.json", salt
         )
         notes: list[str] = []
         options = RunOptions(
             scenarios_root=ROOT,
-            keyword=FOCUS,
+            keyword=keyword,
             target_file=target,
             world_dir=mini_world,
             jobs=jobs,
             report_dir=tmp_path / f"report-{n}",
-            params=LAT,
+            params=LAT if keyword == FOCUS else {},
         )
         result, _ = execute(options, on_note=notes.append)
         notes_seen.append(notes)
@@ -347,7 +403,8 @@ def test_runs_again_and_again_on_one_long_lived_hub(
             if a.status != "passed"
         ]
         assert not bad, f"run {n + 1} (salt {salt}, jobs {jobs}):\n" + "\n".join(bad)
-        summaries.append(result.summary())
+        if keyword == FOCUS:
+            summaries.append(result.summary())
         for sc in result.scenarios:  # a read-only scenario never meets a patient an earlier run changed
             mine = {p["patient_id"] for p in sc.given.get("patients", {}).values() if not p["fresh"]}
             assert not mine & changed_before or sc.id in {
@@ -359,10 +416,10 @@ def test_runs_again_and_again_on_one_long_lived_hub(
     assert summaries[0]["failed"] == summaries[0]["error"] == summaries[0]["skipped"] == 0
     assert summaries[0]["passed"] >= 150
     assert "no earlier run recorded" in notes_seen[0][0]
-    assert "3 earlier runs on this target" in notes_seen[3][-1]
-    assert "world patients are no longer as the world has them" in notes_seen[3][-1]
+    assert "4 earlier runs on this target" in notes_seen[4][-1]
+    assert "world patients are no longer as the world has them" in notes_seen[4][-1]
     state = json.loads(default_state_file(tmp_path / "vendor.yaml").read_text(encoding="utf-8"))
-    assert len(state["runs"]) == 4
+    assert len(state["runs"]) == 5
     assert all(r["finished"] for r in state["runs"])
     assert [r["salt"] for r in state["runs"]][:3] == ["rerun-4", "rerun-5", "rerun-7"]
     assert os.getpid() == state["runs"][0]["pid"]

@@ -662,9 +662,9 @@ def run_scenarios(
         str | None, typer.Option("-k", help="e.g. 'iti9 and not needs-http': ids, titles, tags, suites.")
     ] = None,
     target: Annotated[Path | None, typer.Option("--target", help="An external target YAML.")] = None,
-    world: Annotated[Path, typer.Option("--world", help="World directory (made if missing).")] = Path(
-        "worlds/mini"
-    ),
+    world: Annotated[
+        Path, typer.Option("--world", help="World directory (the default worlds/mini is made if missing).")
+    ] = Path("worlds/mini"),
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Scenarios run at once.")] = 4,
     report: Annotated[Path | None, typer.Option("--report", help="Report folder (reports/<time>).")] = None,
     root: Annotated[
@@ -736,7 +736,12 @@ def run_scenarios(
             bar.update(task, advance=1, counts=text)
 
         try:
-            result, files = execute(options, on_start=started, on_result=finished)
+            result, files = execute(
+                options,
+                on_start=started,
+                on_result=finished,
+                on_note=lambda text: console.print(text, highlight=False, soft_wrap=True),
+            )
         except ScenarioError as exc:
             bar.stop()
             _fail(str(exc))

@@ -42,6 +42,7 @@ from synthetic.errors import ProfileError
 from synthetic.yamlio import load_yaml
 
 from .scenarios.errors import FormatError, TargetError
+from .scenarios.history import default_state_file
 from .scenarios.loader import validate_model
 from .scenarios.model import ACTION_MODELS, HTTP_KINDS, MLLP_KINDS
 from .scenarios.world import WorldIndex, WorldUser
@@ -159,10 +160,12 @@ class Target:
     http_timeout: float = 10.0
     salt: str = ""
     allocation_salt: str | None = None  # choosing world patients (None: ``salt``); fresh IDs always use salt
+    salt_fixed: bool = False  # the target file fixes the salt (else a new one each run)
     regional_ids: Mapping[str, str] | None = None  # world patient ID → regional ID (None: not bootstrapped)
     local_files: bool = False  # its gateways serve the world directory's files on this machine
     params: Mapping[str, str] = field(default_factory=dict)
     links: bool = False  # the reference network's link models are on
+    state_file: Path | None = None  # what earlier runs changed (harness.scenarios.history); external only
     mllp_tls: ClientTls | None = None  # None: plain MLLP (a hub under test without TLS; reports say so)
 
     @property
@@ -280,6 +283,11 @@ class TargetFile(_Strict):
     params: dict[str, ParamValue] = Field(
         default_factory=dict, description="scenario parameters for this target (e.g. latency budgets)"
     )
+    state_file: str | None = Field(
+        None,
+        description="where rhin records what its runs changed on this hub (default: <this file's stem>"
+        ".rhin-state.json beside it)",
+    )
 
 
 def load_target(path: Path, world: WorldIndex) -> Target:
@@ -336,10 +344,12 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         mllp_timeout=spec.mllp.timeout_s if spec.mllp else 10.0,
         http_timeout=spec.http.timeout_s if spec.http else 10.0,
         salt=spec.salt if spec.salt is not None else os.urandom(4).hex(),
+        salt_fixed=spec.salt is not None,
         regional_ids=regional,
         local_files=spec.local_files,
         params={k: str(v) for k, v in spec.params.items()},
         mllp_tls=mllp_tls,
+        state_file=base / spec.state_file if spec.state_file else default_state_file(path),
     )
 
 

@@ -10,7 +10,9 @@ run on the target as it is and ``own`` ones are skipped.
 
 World patients (not ``fresh``) get the regional ID the target's bootstrap gave them (``regional_ids``), so
 scenarios can use the world as the hub holds it; ``world.bootstrapped`` scenarios are skipped on a target
-that does not hold the world.
+that does not hold the world. Scenarios that change world patients get pinned ones from the reserved pool,
+the others never a pool patient nor one an earlier run changed (:mod:`.world`); a selection that cannot be
+met so is refused (:class:`ReservedError`) before anything runs.
 
 A step that cannot be carried out (unreachable target, unresolved variable, failed automatic login) marks
 its own expectations and every later one ``error``; a step kind the target does not support — or a step
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final
@@ -40,7 +42,7 @@ from .steps_local import run_world_file
 from .steps_mllp import run_cancel, run_feed, run_pdq, run_pix, run_raw
 from .subjects import Latency, MllpObservation, Observation, check, observe, parse_subject, render
 from .variables import substitute
-from .world import Allocator, Bindings, WorldIndex, describe
+from .world import Allocator, Bindings, ReservedError, WorldIndex, describe
 
 if TYPE_CHECKING:
     from harness.targets import Target
@@ -400,18 +402,43 @@ def run(
     networks: Networks | None = None,
     params: Mapping[str, str] | None = None,
     options: Mapping[str, Any] | None = None,
+    catalogue: Sequence[LoadedScenario] = (),
+    changed: Collection[str] = (),
+    on_plan: Callable[[Mapping[str, list[str]]], None] | None = None,
 ) -> RunResult:
     """Run ``scenarios`` (any order given; results come back in suite/ID order).
 
     ``params`` override the scenarios' declared parameters (on top of the target's own ``params``).
+    ``catalogue``: every scenario there is (the reserved pool is planned over it and the selection, so it
+    does not depend on the selection); ``changed``: world patient IDs earlier runs on the target changed
+    (never given to a scenario needing them as the world has them). Before any scenario runs, ``on_plan``
+    gets the world patient IDs each changing scenario of the run will use. :class:`ReservedError` (before
+    anything runs) when the selection cannot be met without a reserved or changed patient.
     """
     started = dt.datetime.now(dt.UTC).astimezone()
     ordered = sorted(scenarios, key=lambda s: (s.suite, s.id))
     values = {**target.params, **(params or {})}
     problems = {s.id: _world_problem(s, world, target) for s in ordered}
     runnable = [s.scenario for s in ordered if not problems[s.id]]
+    every = [s.scenario for s in catalogue if not _world_problem(s, world, target)]
     salt = target.salt if target.allocation_salt is None else target.allocation_salt
-    allocated = Allocator(world, salt, fresh_salt=target.salt).allocate_all(runnable)
+    by_id = {p.patient_id: p.index for p in world.patients}
+    indices = {by_id[pid] for pid in changed if pid in by_id}
+    allocator = Allocator(world, salt, fresh_salt=target.salt, changed=indices)
+    allocated = allocator.allocate_all(runnable, every)
+    refused = [str(found) for found in allocated.values() if isinstance(found, ReservedError)]
+    if refused:
+        raise ReservedError(
+            f"the selection cannot be met on target {target.name}:\n  " + "\n  ".join(refused)
+        )
+    if on_plan is not None:
+        on_plan(
+            {
+                sc.id: sorted(b.patient.patient_id for b in found.patients.values() if not b.fresh)
+                for sc in runnable
+                if sc.changes_world and isinstance(found := allocated[sc.id], Bindings)
+            }
+        )
     plans: list[Plan] = []
     for loaded in ordered:
         problem = problems[loaded.id]

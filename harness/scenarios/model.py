@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from .subjects import parse_subject
+from .variables import BUILTIN_ROOTS, PARAM_ROOT, references
 
 __all__ = [
     "ACTION_MODELS",
@@ -42,6 +43,7 @@ __all__ = [
     "LOCAL_KINDS",
     "MLLP_KINDS",
     "SCHEMA_VERSION",
+    "STATE_KINDS",
     "Action",
     "Expectation",
     "FacilitySelector",
@@ -504,6 +506,11 @@ LOCAL_KINDS: Final = frozenset({"world_file"})
 DATA_FOLDER_KINDS: Final = frozenset({"audit_tamper"})
 """Steps that act on the hub's data folder: only the reference target's is on this machine."""
 HTTP_KINDS: Final = frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - {"wait"}
+STATE_KINDS: Final = frozenset(
+    {"feed", "link", "unlink", "consent_register", "consent_add", "consent_withdraw", "emergency", "mllp_raw"}
+)
+"""Steps that change what the hub holds about a patient (identity, links, consent, emergency grants);
+``mllp_raw`` because its bytes may be a feed. See :attr:`Scenario.changes_world`."""
 
 
 def _one_action_schema(schema: dict[str, Any]) -> None:
@@ -778,6 +785,44 @@ class Scenario(Strict):
         return sum(len(step.expect) for step in self.steps)
 
     @property
+    def changes_world(self) -> bool:
+        """Whether the scenario may leave a world (not ``fresh``) patient other than the world has it.
+
+        Derived from the step kinds, so it holds for every suite, present and future: a step of a
+        :data:`STATE_KINDS` kind changes the world's state unless every name it uses — its ``patient`` and
+        ``demographics_of``, and the roots of its ``${...}`` variables — is a fresh patient, a facility, a
+        parameter or a built-in (a captured value might be a world patient's regional ID, so it counts). Such
+        a scenario counts as changing *all* its world patients: the rule stays simple and errs on the safe
+        side (its patients come from the reserved pool, see :mod:`harness.scenarios.world`)."""
+        world = {v for v, p in self.given.patients.items() if not p.fresh}
+        if not world:
+            return False
+        harmless = {v for v, p in self.given.patients.items() if p.fresh}
+        harmless |= set(self.given.facilities) | set(BUILTIN_ROOTS) | {PARAM_ROOT}
+        return any(step.kind in STATE_KINDS and not _names(step.action) <= harmless for step in self.steps)
+
+    @property
     def needs_exclusive(self) -> bool:
         """Faults change shared gateways: such scenarios never run beside others."""
         return self.exclusive or any(step.kind == "fault" for step in self.steps)
+
+
+def _names(value: Any) -> set[str]:
+    """Every variable name an action uses: ``patient``/``demographics_of`` values and ``${...}`` roots."""
+    out: set[str] = set()
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            field_value = getattr(value, name)
+            if name in ("patient", "demographics_of") and isinstance(field_value, str):
+                out.add(field_value)
+            else:
+                out |= _names(field_value)
+    elif isinstance(value, str):
+        out |= {ref.root for ref in references(value) if not isinstance(ref, ValueError)}
+    elif isinstance(value, dict):
+        for item in value.values():
+            out |= _names(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            out |= _names(item)
+    return out

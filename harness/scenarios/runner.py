@@ -1,6 +1,16 @@
 """``rhin run`` without the terminal: select scenarios, get a world and a target, run, write the reports.
 
-The reference target (no ``--target``) generates the ``mini`` world into ``--world`` if it is missing, starts
+The world: only the default ``worlds/mini`` is generated when missing (profile ``mini``, seed 42, for the
+reference target); any other missing ``--world`` is refused with the ``rhin generate`` command that makes it
+(a typo of ``worlds/ishikawa`` must not silently become a mini world under that name).
+
+An external target (``--target``) lives on between runs: its state file
+(:mod:`harness.scenarios.history`) says what earlier runs changed, which is reported at the start
+(``on_note``) and kept from scenarios needing the world's state; the run is recorded before it starts.
+The reserved pool is planned over every scenario under the scenarios root (the catalogue), so it does not
+depend on the selection.
+
+The reference target (no ``--target``) starts
 the live network for it with its state in a temporary folder (a fresh hub per run, so runs never see each
 other's feeds), bootstraps it, runs and stops it. The network has its link models off; scenarios needing
 them (``world.links``: the latency suite) share a second network with them on, started in the background
@@ -16,17 +26,22 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from harness.report import default_report_dir, write_reports
 from harness.targets import ReferenceOptions, Target, ensure_world, load_target, reference_target
 
 from . import engine
-from .errors import ScenarioError
+from .errors import FormatError, ScenarioError
+from .history import TargetHistory
 from .loader import LoadedScenario, discover, select
 from .results import RunResult, ScenarioResult
 from .world import WorldIndex
 
-__all__ = ["RunOptions", "default_scenarios_root", "execute", "selected"]
+__all__ = ["DEFAULT_WORLD", "RunOptions", "default_scenarios_root", "execute", "selected"]
+
+DEFAULT_WORLD: Final = Path("worlds/mini")
+"""The one world ``rhin run`` makes when it is missing."""
 
 
 def default_scenarios_root() -> Path:
@@ -43,7 +58,7 @@ class RunOptions:
     tags: Sequence[str] = ()
     keyword: str | None = None
     target_file: Path | None = None
-    world_dir: Path = Path("worlds/mini")
+    world_dir: Path = DEFAULT_WORLD
     jobs: int = 4
     report_dir: Path | None = None
     params: Mapping[str, str] = field(default_factory=dict)
@@ -61,6 +76,31 @@ def selected(options: RunOptions) -> list[LoadedScenario]:
     found = discover(options.scenarios_root, options.paths)
     chosen = select(found, suites=options.suites, tags=options.tags, keyword=options.keyword)
     return chosen if options.chooses else [s for s in chosen if s.scenario.default]
+
+
+def _catalogue(options: RunOptions, chosen: Sequence[LoadedScenario]) -> list[LoadedScenario]:
+    """Every scenario under the scenarios root (the reserved pool is planned over them); the selection's
+    own when the root cannot be read whole (its broken files are reported when they are selected)."""
+    try:
+        return discover(options.scenarios_root) if options.scenarios_root.is_dir() else list(chosen)
+    except FormatError:
+        return list(chosen)
+
+
+def _need_world(options: RunOptions) -> None:
+    """Make the default world if it is missing; refuse any other missing world with the command."""
+    folder = options.world_dir
+    if (folder / "world.json").is_file() and (folder / "world.sqlite").is_file():
+        return
+    if options.target_file is None and folder == DEFAULT_WORLD:
+        ensure_world(folder)
+        return
+    raise ScenarioError(
+        f"no world at {folder} (no world.json and world.sqlite there): make it with "
+        f"`rhin generate --profile mini --seed 42 --out {folder}` (or --profile ishikawa for the full "
+        f"network); only the default {DEFAULT_WORLD} is made on demand"
+        + (", and never for an external target, whose hub holds its own world" if options.target_file else "")
+    )
 
 
 def _check_params(scenarios: Sequence[LoadedScenario], params: Mapping[str, str]) -> None:
@@ -158,40 +198,64 @@ def execute(
     *,
     on_start: Callable[[list[LoadedScenario], Target], None] | None = None,
     on_result: Callable[[ScenarioResult], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[RunResult, dict[str, Path]]:
-    """Run what ``options`` select; returns the results and the report files written."""
+    """Run what ``options`` select; returns the results and the report files written. ``on_note`` hears
+    what is known of earlier runs on an external target, before anything runs."""
     scenarios = selected(options)
     if not scenarios:
         raise ScenarioError("no scenario matches the selection (--suite, --tag, -k)")
     _check_params(scenarios, options.params)
-    if options.target_file is None:
-        ensure_world(options.world_dir)
+    _need_world(options)
     world = WorldIndex(options.world_dir)
+    catalogue = _catalogue(options, scenarios)
     with _target(options, world, scenarios) as (target, networks):
+        history = None
+        if target.state_file is not None:
+            history = TargetHistory(target.state_file, target.name, world, target.regional_ids)
+            target = replace(target, salt=history.salt(target.salt, target.salt_fixed))
+            for note in [*history.notes, f"target {target.name}: {history.describe()}"]:
+                if on_note is not None:
+                    on_note(note)
         if on_start is not None:
             on_start(scenarios, target)
-        result = engine.run(
-            scenarios,
-            target,
-            world,
-            jobs=options.jobs,
-            on_result=on_result,
-            networks=networks,
-            params=options.params,
-            options={
-                "suites": list(options.suites),
-                "tags": list(options.tags),
-                "keyword": options.keyword,
-                "target_file": str(options.target_file) if options.target_file else None,
-                "allow_skips": options.allow_skips,
-                "reference": None
-                if options.target_file
-                else {
-                    "links": options.reference.links,
-                    "scrypt_cost": options.reference.scrypt_cost,
-                    "shards": options.reference.shards,
+
+        def plan(changes: Mapping[str, list[str]]) -> None:
+            if history is not None:
+                history.begin(target.salt, changes)
+
+        try:
+            result = engine.run(
+                scenarios,
+                target,
+                world,
+                jobs=options.jobs,
+                on_result=on_result,
+                networks=networks,
+                params=options.params,
+                options={
+                    "suites": list(options.suites),
+                    "tags": list(options.tags),
+                    "keyword": options.keyword,
+                    "target_file": str(options.target_file) if options.target_file else None,
+                    "allow_skips": options.allow_skips,
+                    "reference": None
+                    if options.target_file
+                    else {
+                        "links": options.reference.links,
+                        "scrypt_cost": options.reference.scrypt_cost,
+                        "shards": options.reference.shards,
+                    },
                 },
-            },
-        )
+                catalogue=catalogue,
+                changed=history.changed if history is not None else (),
+                on_plan=plan,
+            )
+        except BaseException as exc:
+            if history is not None:
+                history.abort(f"{type(exc).__name__}: {exc}")
+            raise
+        if history is not None:
+            history.finish(result)
     folder = options.report_dir or default_report_dir()
     return result, write_reports(result, folder)

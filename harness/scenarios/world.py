@@ -3,13 +3,24 @@
 Allocation. Candidates for each patient variable are ordered by a hash of (run salt, scenario ID, variable,
 patient index), and the first candidate not yet reserved in this run is taken: no two scenarios of a run
 share a patient, which is what lets them run in parallel and in any subset. Scenarios are allocated scarcest
-first (:meth:`Allocator.scarcity`: the fewest candidates for one of their variables), then by ID, so a rare
-selector is not starved by a common one. Patients are tried in hash order until the scenario's facility
-selectors that refer to them can be met too (facilities are shared between scenarios, but distinct within
-one); facilities are searched depth-first in their own hash order. The salt is the target's: the reference
-target's is empty (every run on a fresh network picks the same patients); an external target's is new each
-run unless its file fixes one, so runs against a long-lived hub mostly pick other patients than the runs
-before, whose state they may have changed.
+first (:meth:`Allocator.scarcity`: the fewest candidates for one of their variables, counting only patients
+that leave facilities meeting the selectors naming that variable alone), then by ID, so a rare selector is
+not starved by a common one. Patients are tried in hash order until the scenario's facility selectors that
+refer to them can be met too (facilities are shared between scenarios, but distinct within one); facilities
+are searched depth-first in their own hash order. The salt is the target's: the reference target's is empty
+(every run on a fresh network picks the same patients); an external target's is new each run unless its
+file fixes one.
+
+Re-runs on a long-lived hub (:meth:`Allocator.allocate_all`). A scenario that changes world patients
+(:attr:`~harness.scenarios.model.Scenario.changes_world`, derived from its step kinds) gets the world
+patients a plan of *every* scenario there is, under the fixed :data:`PLAN_SALT`, gives it: pinned, the same
+on every run whatever the salt or the selection; together they are the reserved pool. Any other scenario
+takes world patients outside the pool and outside ``changed`` (the patients a target's state file says
+earlier runs changed, :mod:`harness.scenarios.history`), so it always meets them as the world has them;
+when none is left it gets a :class:`ReservedError`. Fresh variables take any patient. The plan also rescues
+a salt whose order starves a scarce scenario: the selection is allocated again with the plan's (disjoint)
+choices tried first. Chosen over "changing scenarios take only fresh patients": several must change a
+world patient with real data behind its gateways (withdrawal, disclosure, viewer kinds).
 
 Fresh identities (``fresh: true``): the world patient's names with local IDs ``ZZ`` + 8 base-36 characters
 (hash of run salt, patient and facility; no facility format produces them) and a birth date of
@@ -23,9 +34,9 @@ import datetime as dt
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from synthetic.consent import ConsentState
 from synthetic.errors import SyntheticError
@@ -39,14 +50,20 @@ __all__ = [
     "Allocator",
     "Bindings",
     "PatientBinding",
+    "ReservedError",
     "WorldFacility",
     "WorldIndex",
     "WorldPatient",
     "WorldUser",
+    "fresh_epoch",
     "scenario_tag",
 ]
 
 _ATTEMPTS = 5000  # patient candidates tried per variable before giving up
+_CHECKED = 500  # at most this many predicate matches: also check the facilities (scarcity is exact)
+PLAN_SALT: Final = "rhin-plan"
+"""Orders the plan that pins world patients to the scenarios changing them: fixed, so the reserved pool
+is the same on every run."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,7 @@ class WorldIndex:
             db.close()
         self._sharing: set[int] | None = None
         self._held: dict[int, dict[str, frozenset[str]]] | None = None
+        self.feasible: dict[tuple[str, str], list[WorldPatient]] = {}  # Allocator.feasible's, by (given, var)
 
     @property
     def registered(self) -> int:
@@ -217,6 +235,16 @@ def _hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
+EPOCHS: Final = 400
+
+
+def fresh_epoch(salt: str) -> int:
+    """Which of :data:`EPOCHS` birth-date epochs a salt's fresh identities use: two runs on one hub with the
+    same epoch would give a world patient used fresh by both the same names and birth date (PDQ would find
+    both), so a target's state file keeps a new run off earlier epochs (:mod:`harness.scenarios.history`)."""
+    return _hash("epoch", salt) % EPOCHS
+
+
 def scenario_tag(scenario_id: str, salt: str = "") -> str:
     """8 hex digits naming a scenario in a run: control IDs, query tags and form IDs derive from it."""
     return hashlib.sha256(f"{salt}|{scenario_id}".encode()).hexdigest()[:8]
@@ -256,7 +284,7 @@ class PatientBinding:
     def birth_date_iso(self) -> str:
         if not self.fresh:
             return self.patient.birth_date
-        epoch = dt.date(1000, 1, 1) + dt.timedelta(days=(_hash("epoch", self.salt) % 400) * 366)
+        epoch = dt.date(1000, 1, 1) + dt.timedelta(days=fresh_epoch(self.salt) * 366)
         return (epoch + dt.timedelta(days=self.patient.index)).isoformat()
 
 
@@ -269,48 +297,152 @@ class Bindings:
     facilities: dict[str, WorldFacility] = field(default_factory=dict)
 
 
-class Allocator:
-    """Resolves ``given`` for the scenarios of one run, never giving a patient to two of them."""
+class ReservedError(SelectionError):
+    """A scenario needing world patients as the world has them finds every candidate in the reserved pool
+    or changed by an earlier run on the target: the selection cannot be satisfied on this hub."""
 
-    def __init__(self, world: WorldIndex, salt: str = "", *, fresh_salt: str | None = None) -> None:
+
+@dataclass(frozen=True)
+class _Rules:
+    """What a run's allocation must respect: the pinned world patients of scenarios that change them, the
+    pool those pins make up, and the world patients earlier runs on the target changed."""
+
+    pins: Mapping[str, Mapping[str, WorldPatient]] = field(default_factory=dict)
+    pool: frozenset[int] = frozenset()
+    changed: frozenset[int] = frozenset()
+    prefer: Mapping[str, Mapping[str, WorldPatient]] = field(default_factory=dict)
+    planned: bool = False  # a run's allocation after the plan (not the plan itself)
+
+
+class Allocator:
+    """Resolves ``given`` for the scenarios of one run, never giving a patient to two of them, nor a patient
+    a scenario may change to one that needs it as the world has it (:meth:`allocate_all`)."""
+
+    def __init__(
+        self,
+        world: WorldIndex,
+        salt: str = "",
+        *,
+        fresh_salt: str | None = None,
+        changed: Iterable[int] = (),
+    ) -> None:
         self.world = world
         self.salt = salt  # orders the candidates
         self.fresh_salt = salt if fresh_salt is None else fresh_salt  # fresh identities and scenario tags
+        self.changed = frozenset(changed)  # world patients an earlier run on the target changed
         self.reserved: set[int] = set()
+        self.pool: frozenset[int] = frozenset()  # set by allocate_all: the changing scenarios' patients
+
+    def feasible(self, scenario: Scenario, var: str) -> list[WorldPatient]:
+        """World patients meeting ``var``'s predicates and — when there are at most :data:`_CHECKED` of
+        them, where scarcity matters — leaving facilities that meet the selectors naming ``var`` alone."""
+        key = (scenario.given.model_dump_json(), var)
+        found = self.world.feasible.get(key)
+        if found is None:
+            selector = scenario.given.patients[var]
+            found = [p for p in self.world.patients if self._patient_ok(selector, p)]
+            if len(found) <= _CHECKED:
+                own = {n: s for n, s in scenario.given.facilities.items() if s.patients() <= {var}}
+                found = [p for p in found if self._facilities(scenario.id, own, {var: p}) is not None]
+            self.world.feasible[key] = found
+        return found
 
     def scarcity(self, scenario: Scenario) -> int:
-        """How many world patients the scenario's scarcest patient variable could take (fresh ones count
-        as plenty): scenarios are allocated scarcest first, so a rare selector (a stroke patient seen at
-        four kinds of facility) is not starved by a common one that happened to hash onto its patient."""
-        counts = [
-            sum(1 for p in self.world.patients if self._patient_ok(selector, p))
-            for selector in scenario.given.patients.values()
-        ]
+        """How many world patients the scenario's scarcest patient variable could take: scenarios are
+        allocated scarcest first, so a rare selector (a stroke patient seen at four kinds of facility) is not
+        starved by a common one that happened to hash onto its patient."""
+        counts = [len(self.feasible(scenario, var)) for var in scenario.given.patients]
         return min(counts, default=len(self.world.patients))
 
-    def allocate_all(self, scenarios: Sequence[Scenario]) -> dict[str, Bindings | SelectionError]:
-        """Bindings (or why there are none) for each scenario ID, allocated scarcest first, then by ID."""
-        order = sorted(scenarios, key=lambda s: (self.scarcity(s), s.id))
+    def allocate_all(
+        self, scenarios: Sequence[Scenario], catalogue: Sequence[Scenario] = ()
+    ) -> dict[str, Bindings | SelectionError]:
+        """Bindings (or why there are none) for each scenario ID.
+
+        First a plan for the whole ``catalogue`` (every scenario there is, selected or not) and the selection,
+        ordered by a fixed salt: the world patients it gives scenarios that change them
+        (:attr:`Scenario.changes_world`) are *pinned* to them, and together make the reserved :attr:`pool`
+        — the same on every run, whatever the salt, the selection or its order. Then the selection, scarcest
+        first, in this allocator's salt order: a changing scenario gets its pinned patients; a world patient
+        of any other scenario is never from the pool nor one an earlier run changed (``changed``); fresh
+        variables take any patient. If the salt's order starves a scenario the plan could serve, the
+        selection is allocated again with the plan's choices tried first (the plan is disjoint)."""
+        everything = {s.id: s for s in [*catalogue, *scenarios]}
+        planner = Allocator(self.world, PLAN_SALT, fresh_salt=self.fresh_salt)
+        plan = planner._greedy(list(everything.values()), _Rules())
+        pins = {
+            sid: {var: b.patient for var, b in found.patients.items() if not b.fresh}
+            for sid, found in plan.items()
+            if isinstance(found, Bindings) and everything[sid].changes_world
+        }
+        self.pool = frozenset(p.index for chosen in pins.values() for p in chosen.values())
+        rules = _Rules(pins, self.pool, self.changed, planned=True)
+        out = self._greedy(scenarios, rules)
+        starved = [s.id for s in scenarios if isinstance(out[s.id], SelectionError)]
+        if any(isinstance(plan.get(sid), Bindings) for sid in starved):
+            prefer = {
+                sid: {var: b.patient for var, b in found.patients.items()}
+                for sid, found in plan.items()
+                if isinstance(found, Bindings)
+            }
+            again = self._greedy(scenarios, replace(rules, prefer=prefer))
+            if sum(isinstance(v, SelectionError) for v in again.values()) < len(starved):
+                out = again
+        for s in scenarios:
+            planned = plan.get(s.id)
+            if s.changes_world and isinstance(planned, SelectionError):
+                out[s.id] = planned  # why it has no pinned patients
+        return out
+
+    def _greedy(self, scenarios: Sequence[Scenario], rules: _Rules) -> dict[str, Bindings | SelectionError]:
+        ids = {s.id for s in scenarios}
+        self.reserved = {p.index for sid, chosen in rules.pins.items() if sid in ids for p in chosen.values()}
+        order = sorted(scenarios, key=lambda s: (self._scarcity(s, rules), s.id))
         out: dict[str, Bindings | SelectionError] = {}
         for scenario in order:
             try:
-                out[scenario.id] = self.allocate(scenario)
+                out[scenario.id] = self._allocate(scenario, rules)
             except SelectionError as exc:
                 out[scenario.id] = exc
         return out
 
+    def _scarcity(self, scenario: Scenario, rules: _Rules) -> int:
+        counts = [len(self._candidates(scenario, var, rules)) for var in scenario.given.patients]
+        return min(counts, default=len(self.world.patients))
+
+    def _candidates(self, scenario: Scenario, var: str, rules: _Rules) -> list[WorldPatient]:
+        """``var``'s candidates under the rules, before this run's reservations."""
+        if scenario.given.patients[var].fresh:
+            return self.feasible(scenario, var)
+        pinned = rules.pins.get(scenario.id, {})
+        if var in pinned:
+            return [pinned[var]]
+        if scenario.changes_world and rules.planned:
+            return []  # the plan found it nothing: its error says why
+        barred = rules.pool | rules.changed
+        return [p for p in self.feasible(scenario, var) if p.index not in barred]
+
     def allocate(self, scenario: Scenario) -> Bindings:
-        """Bindings for ``scenario``; :class:`SelectionError` says which variable found nothing."""
+        """Bindings for ``scenario`` alone (no pool, nothing changed); :class:`SelectionError` says which
+        variable found nothing."""
+        return self._allocate(scenario, _Rules())
+
+    def _allocate(self, scenario: Scenario, rules: _Rules) -> Bindings:
         given = scenario.given
+        mine = {p.index for p in rules.pins.get(scenario.id, {}).values()}
         chosen: dict[str, WorldPatient] = {}
-        for var, selector in given.patients.items():
-            taken = self.reserved | {p.index for p in chosen.values()}
-            candidates = [
-                p for p in self.world.patients if p.index not in taken and self._patient_ok(selector, p)
-            ]
+        for var in given.patients:
+            taken = (self.reserved - mine) | {p.index for p in chosen.values()}
+            candidates = [p for p in self._candidates(scenario, var, rules) if p.index not in taken]
             if not candidates:
-                raise SelectionError(f"{scenario.id}: no patient in the world matches given.patients.{var}")
-            candidates.sort(key=lambda p: _hash(self.salt, scenario.id, var, p.index))
+                raise self._nothing(scenario, var, rules)
+            first = rules.prefer.get(scenario.id, {}).get(var)
+            candidates.sort(
+                key=lambda p: (
+                    first is None or p.index != first.index,
+                    _hash(self.salt, scenario.id, var, p.index),
+                )
+            )
             for candidate in candidates[:_ATTEMPTS]:
                 trial = {**chosen, var: candidate}
                 relevant = {n: s for n, s in given.facilities.items() if s.patients() <= set(trial)}
@@ -332,6 +464,36 @@ class Allocator:
             bindings.patients[var] = PatientBinding(var, patient, fresh, self.fresh_salt)
         bindings.facilities = facilities
         return bindings
+
+    def _nothing(self, scenario: Scenario, var: str, rules: _Rules) -> SelectionError:
+        """Why ``var`` has no candidate: the world has none, this run gave them all away, or — a
+        :class:`ReservedError` — the ones left are reserved or were changed by an earlier run."""
+        matching = self.feasible(scenario, var)
+        if not matching:
+            selector = scenario.given.patients[var]
+            if any(self._patient_ok(selector, p) for p in self.world.patients):
+                return SelectionError(
+                    f"{scenario.id}: no patient for given.patients.{var} leaves facilities that meet "
+                    f"given.facilities ({', '.join(scenario.given.facilities)})"
+                )
+            return SelectionError(f"{scenario.id}: no patient in the world matches given.patients.{var}")
+        if scenario.given.patients[var].fresh or var in rules.pins.get(scenario.id, {}):
+            return SelectionError(
+                f"{scenario.id}: every patient matching given.patients.{var} ({len(matching)}) went to "
+                "other scenarios of this run"
+            )
+        pooled = sum(1 for p in matching if p.index in rules.pool)
+        changed = sum(1 for p in matching if p.index in rules.changed and p.index not in rules.pool)
+        if pooled + changed < len(matching):
+            return SelectionError(
+                f"{scenario.id}: every patient matching given.patients.{var} that no scenario may change "
+                f"({len(matching) - pooled - changed}) went to other scenarios of this run"
+            )
+        return ReservedError(
+            f"{scenario.id}: given.patients.{var} needs a world patient as the world has it; of the "
+            f"{len(matching)} that match, {pooled} are reserved for scenarios that change patients and "
+            f"{changed} were changed by earlier runs on this target"
+        )
 
     # ----------------------------------------------------------------------------------- predicates
 

@@ -32,6 +32,7 @@ from harness.scenarios.model import STATE_KINDS
 from harness.scenarios.runner import DEFAULT_WORLD, RunOptions, execute, selected
 from harness.scenarios.world import ReservedError, fresh_epoch
 from harness.targets import Endpoints, ReferenceOptions, launch_reference
+from simulator.pki import ClientTls
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / "scenarios"
@@ -278,19 +279,28 @@ def test_the_state_file_records_runs_before_they_start(world: WorldIndex, tmp_pa
 
 
 def _target_file(
-    folder: Path, mllp: tuple[str, int], http: str, token: Path, ids: Path, salt: str | None
+    folder: Path,
+    mllp: tuple[str, int],
+    http: str,
+    token: Path,
+    ids: Path,
+    salt: str | None,
+    tls: ClientTls | None = None,
 ) -> Path:
+    """A vendor's target file; ``tls`` None: the hub speaks plain MLLP (``plain_mllp: true``)."""
     path = folder / "vendor.yaml"
+    transport = f', tls: {{ca: "{tls.ca_file}", certs: "{tls.certs}"}}' if tls else ""
     path.write_text(
         f"""\
 schema_version: 1
 name: vendor-hub
-mllp: {{host: {mllp[0]}, port: {mllp[1]}}}
+mllp: {{host: {mllp[0]}, port: {mllp[1]}{transport}}}
 http: {{base_url: "{http}"}}
 admin_token_file: {token}
 regional_ids: {ids}
 local_files: true
 """
+        + ("" if tls else "plain_mllp: true\n")
         + (f"salt: {salt}\n" if salt is not None else ""),
         encoding="utf-8",
     )
@@ -383,7 +393,13 @@ def test_runs_again_and_again_on_one_long_lived_hub(
     ]
     for n, (salt, jobs, keyword) in enumerate(runs):
         target = _target_file(
-            tmp_path, endpoints.mllp, endpoints.http, token, data / "hub" / "bootstrap.json", salt
+            tmp_path,
+            endpoints.mllp,
+            endpoints.http,
+            token,
+            data / "hub" / "bootstrap.json",
+            salt,
+            endpoints.mllp_tls,
         )
         notes: list[str] = []
         options = RunOptions(

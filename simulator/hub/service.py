@@ -70,9 +70,9 @@ class RefusalAudit:
 
     One record per refusal, except in a flood: per (action, reason, source address) the first refusal of a
     ``window`` is recorded in full; later ones in that window are only counted, and one ``refusals-summary``
-    record (details: the count and when the window opened) is written when the window closes. So a script hammering
-    the hub with bad tokens costs one audit record per 10 s per address, not one per request, and nothing
-    goes unrecorded.
+    record (details: the count and when the window opened) is written when the window closes. So a script
+    hammering the hub with bad tokens costs two audit records per 10 s per address, not one per request,
+    and nothing goes uncounted (except a window still open when the hub stops: :meth:`flush`).
     """
 
     def __init__(self, record: Any, window: float = 10.0) -> None:

@@ -117,8 +117,11 @@ class BrokenHub:
         if self.client is None:
             self.client = httpx.AsyncClient(base_url=self.upstream, timeout=60)
         query = {**call.params, **params}
+        # Header values go on as the bytes that came in (Starlette decoded them as latin-1): a non-ASCII
+        # byte in a token must reach the hub, not fail in the proxy.
+        headers = {k: v.encode("latin-1") for k, v in call.headers.items()}
         return await self.client.request(
-            call.method, call.path, params=query, headers=call.headers, content=call.body or None
+            call.method, call.path, params=query, headers=headers, content=call.body or None
         )
 
     async def gateway(self, code: str, path: str, params: dict[str, str] | None = None) -> httpx.Response:

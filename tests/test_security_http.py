@@ -1,0 +1,303 @@
+"""The security suite's HTTP half (``scenarios/security/http-*.yaml``) against the reference network — and
+against hubs that have the holes issue 11 found.
+
+One live network (hub + gateway shards as processes, cheap scrypt) is started for the module, as in
+``test_scenarios_suites``. The HTTP scenarios must pass against it. Then each must fail somewhere under a
+broken hub: an HTTP proxy (``BrokenHub`` of ``test_scenarios_suites``) in front of the real hub that puts
+back one hole — patients admitted to any facility, grants that outlive their form, back-dated forms that
+take effect, login answers that tell who exists (status, body or time), bodies read whatever their size,
+500 for a malformed token — or the generic breakages (paperwork accepted, records lost, stores read-only).
+Every assertion of the suite must be failed by at least one of them.
+
+The scenarios use fresh patients only, so runs share the hub without disturbing each other; the login probe
+rotates the real users it tries by the run's salt, so no user is locked out across runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from starlette.responses import Response
+
+from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
+from harness.targets import ReferenceOptions, Target, reference_target
+from tests.test_scenarios_suites import (
+    EMERGENCY,
+    TIMELINE,
+    Breakage,
+    BrokenHub,
+    Call,
+    _copy,
+    _gateways,
+    _json,
+    _refusal,
+    consent_read_only,
+    lax_hub,
+    lost_paperwork,
+    passthrough,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PATIENT_ROUTE = re.compile(r"^/patients/(?P<rid>[^/]+)(?P<rest>/.*)?$")
+JST = dt.timezone(dt.timedelta(hours=9))
+
+
+# ------------------------------------------------------------------------------------------- breakages
+
+
+async def _known(hub: BrokenHub, rid: str) -> list[dict[str, str]] | None:
+    """The patient's linked IDs as the audit log shows them (the operator's view), or None if unknown."""
+    reply = await hub.forward(
+        Call("GET", "/audit", {"patient": rid, "action": "link"}, {"authorization": hub.state["admin"]}, b"")
+    )
+    if reply.status_code != 200:
+        return None
+    out = []
+    for r in reply.json()["records"]:
+        if r["outcome"] == "success":
+            for ref in r["target"].split(","):
+                facility, _, local = ref.partition("|")
+                out.append({"facility": facility, "namespace": "", "local_id": local})
+    return out or None
+
+
+async def leaky_lookup(hub: BrokenHub, call: Call) -> Response:
+    """The hub before issue 11: any logged-in facility learns that a patient exists, and where."""
+    reply = await hub.forward(call)
+    m = PATIENT_ROUTE.match(call.path)
+    if m is None or reply.status_code != 404 or (ids := await _known(hub, m["rid"])) is None:
+        return _copy(reply)
+    rest = m["rest"] or ""
+    if call.method == "GET" and rest == "":
+        return _json({"regional_id": m["rid"], "identifiers": ids})
+    if call.method == "GET" and rest == "/timeline":
+        sources = [
+            {
+                "facility": i["facility"],
+                "status": "denied",
+                "reason": "not-linked",
+                "entries": 0,
+                "elapsed_ms": 0,
+            }
+            for i in ids
+        ]
+        purpose = call.params.get("purpose", "care")
+        return _json({"regional_id": m["rid"], "purpose": purpose, "entries": [], "sources": sources})
+    if rest == "/emergency":
+        return _refusal(403, "emergency-not-allowed")
+    return _refusal(403, "not-linked")
+
+
+async def grant_outlives_form(hub: BrokenHub, call: Call) -> Response:
+    """A hub whose grants are not bound to their form: a grant given once is given again, silently, when
+    a later emergency view would be refused."""
+    grants: dict[tuple[str, str], bytes] = hub.state.setdefault("grants", {})
+    reply = await hub.forward(call)
+    if call.method == "POST" and (m := EMERGENCY.match(call.path)) and reply.status_code == 201:
+        grants[(m["rid"], call.headers.get("authorization", ""))] = call.body
+        return _copy(reply)
+    m = TIMELINE.match(call.path)
+    if m is None or call.params.get("purpose") != "emergency":
+        return _copy(reply)
+    body = grants.get((m["rid"], call.headers.get("authorization", "")))
+    refused = reply.status_code == 404 or any(
+        s["status"] == "denied" for s in (reply.json().get("sources", []) if reply.status_code == 200 else [])
+    )
+    if body is None or not refused:
+        return _copy(reply)
+    await hub.forward(Call("POST", f"/patients/{m['rid']}/emergency", {}, call.headers, body))
+    return _copy(await hub.forward(call))
+
+
+async def backdated_accepted(hub: BrokenHub, call: Call) -> Response:
+    """A hub that takes a form dated on or before a withdrawal (here: files it as signed today)."""
+    reply = await hub.forward(call)
+    if reply.status_code == 422 and reply.json()["detail"]["reason"] == "dated-on-or-before-withdrawal":
+        body = {**(call.json() or {}), "signed_on": dt.datetime.now(JST).date().isoformat()}
+        again = replace(call, body=json.dumps(body).encode())
+        return _copy(await hub.forward(again))
+    return _copy(reply)
+
+
+def _login_of(hub: BrokenHub, call: Call) -> tuple[bool, str] | None:
+    """(is a real user, user ID) of a login call, else None."""
+    if call.path != "/auth/login":
+        return None
+    body = call.json() or {}
+    key = (str(body.get("facility")), str(body.get("user_id")))
+    return key in hub.state["users"], key[1]
+
+
+async def login_status_leak(hub: BrokenHub, call: Call) -> Response:
+    """Throttling only for users that exist: an unknown user's second failure is 401, a real one's 429."""
+    reply = await hub.forward(call)
+    who = _login_of(hub, call)
+    if who is not None and not who[0] and reply.status_code in (423, 429):
+        return _refusal(401, "invalid-credentials")
+    return _copy(reply)
+
+
+async def login_body_leak(hub: BrokenHub, call: Call) -> Response:
+    """A wrong password says so: the body tells a real user from an unknown one."""
+    reply = await hub.forward(call)
+    who = _login_of(hub, call)
+    if who is not None and who[0] and reply.status_code == 401:
+        return _json({"detail": {"reason": "invalid-credentials", "message": "wrong password"}}, 401)
+    return _copy(reply)
+
+
+async def login_timing_leak(hub: BrokenHub, call: Call) -> Response:
+    """A real user's failure costs a second hash (the old lazy enrolment): 60 ms more than an unknown one."""
+    reply = await hub.forward(call)
+    who = _login_of(hub, call)
+    if who is not None and who[0] and reply.status_code == 401:
+        await asyncio.sleep(0.06)
+    return _copy(reply)
+
+
+async def unbounded_bodies(hub: BrokenHub, call: Call) -> Response:
+    """A hub that reads every body whatever its size (the proxy did read it): no 413, just the schema."""
+    reply = await hub.forward(call)
+    if reply.status_code == 413:
+        errors = [{"loc": ["body"], "msg": "invalid", "type": "json_invalid"}]
+        return _json({"detail": {"reason": "invalid-request", "message": "schema"}, "errors": errors}, 422)
+    return _copy(reply)
+
+
+async def token_500(hub: BrokenHub, call: Call) -> Response:
+    """The old ``_token_hash``: a token with a non-ASCII character is an internal error."""
+    token = call.headers.get("authorization", "")
+    if token and not token.isascii():
+        return Response(b"Internal Server Error", 500, media_type="text/plain")
+    return await passthrough(hub, call)
+
+
+BREAKAGES: dict[str, Breakage] = {
+    "leaky-lookup": leaky_lookup,
+    "grant-outlives-form": grant_outlives_form,
+    "backdated-accepted": backdated_accepted,
+    "login-status-leak": login_status_leak,
+    "login-body-leak": login_body_leak,
+    "login-timing-leak": login_timing_leak,
+    "unbounded-bodies": unbounded_bodies,
+    "token-500": token_500,
+    "lax-hub": lax_hub,
+    "lost-paperwork": lost_paperwork,
+    "consent-read-only": consent_read_only,
+}
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def world(mini_world: Path) -> WorldIndex:
+    return WorldIndex(mini_world)
+
+
+@pytest.fixture(scope="module")
+def hub(world: WorldIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    options = ReferenceOptions(scrypt_cost=4, shards=2)
+    with reference_target(world, tmp_path_factory.mktemp("security"), options=options) as target:
+        yield target
+
+
+def _suite() -> list[LoadedScenario]:
+    found = discover(REPO / "scenarios", [REPO / "scenarios" / "security"])
+    return [s for s in found if s.path.name.startswith("http-")]
+
+
+@dataclass
+class Outcome:
+    baseline: RunResult | None = None
+    killed: dict[tuple[str, str, int, str], list[str]] = field(default_factory=dict)
+    by_breakage: dict[str, set[str]] = field(default_factory=dict)
+    summaries: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def outcome(hub: Target, world: WorldIndex) -> Outcome:
+    suite = _suite()
+    assert len(suite) >= 7
+    out = Outcome()
+    # The baseline alone (its timing test should not share the machine with the mutants' runs).
+    out.baseline = run(suite, replace(hub, salt="security-baseline"), world, jobs=4)
+    assert hub.http is not None
+    gateways = _gateways(hub, world)
+    users = {(code, u.user_id) for code, us in hub.users.items() for u in us}
+    lock = threading.Lock()
+
+    def one(name: str, breakage: Breakage) -> None:
+        assert hub.http is not None
+        proxy = BrokenHub(hub.http, world, gateways, breakage)
+        proxy.state.update(users=users, admin=f"Bearer {hub.admin_token}")
+        with proxy.running() as http:
+            result = run(suite, replace(hub, http=http, salt=f"security-{name}"), world, jobs=4)
+        with lock:
+            out.summaries[name] = result.summary()
+            for a in result.assertions():
+                if a.status == "failed":
+                    out.killed.setdefault(a.key, []).append(name)
+                    out.by_breakage.setdefault(name, set()).add(a.assertion_id)
+
+    names = list(BREAKAGES)
+    for start in range(0, len(names), 4):  # four broken hubs at a time
+        threads = [
+            threading.Thread(target=one, args=(n, BREAKAGES[n]), daemon=True)
+            for n in names[start : start + 4]
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+            assert not t.is_alive(), "a broken-hub run did not finish"
+    return out
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def _failures(result: RunResult) -> str:
+    return "\n".join(
+        f"{a.status} {a.scenario} step {a.step} {a.assertion_id}: {a.message} {a.actual}"
+        for a in result.assertions()
+        if a.status != "passed"
+    )
+
+
+def test_the_http_security_scenarios_pass_on_the_reference_network(outcome: Outcome) -> None:
+    assert outcome.baseline is not None
+    assert outcome.baseline.passed(), _failures(outcome.baseline)
+    ids = {a.assertion_id for a in outcome.baseline.assertions()}
+    assert {"SEC-consent-role-refused", "SEC-login-same-timing", "SEC-body-413-chunked"} <= ids
+
+
+def test_every_http_security_assertion_fails_under_some_broken_hub(outcome: Outcome) -> None:
+    assert outcome.baseline is not None
+    keys = [a.key for a in outcome.baseline.assertions()]
+    survivors = [k for k in keys if k not in outcome.killed]
+    assert not survivors, f"assertions no broken hub could fail: {survivors}\nruns: {outcome.summaries}"
+
+
+def test_each_hole_is_caught_by_the_assertions_written_for_it(outcome: Outcome) -> None:
+    caught = outcome.by_breakage
+    assert {"SEC-lookup-unrelated-404", "SEC-consent-unrelated-refused"} <= caught["leaky-lookup"]
+    assert {"SEC-grant-not-under-excluding-form", "SEC-grant-ends-with-withdrawal"} <= caught["leaky-lookup"]
+    grant = {"SEC-grant-ends-with-replacing-form", "SEC-grant-not-revived", "SEC-grant-ends-with-withdrawal"}
+    assert grant <= caught["grant-outlives-form"]
+    assert {"SEC-backdated-no-access", "SEC-backdated-refused"} <= caught["backdated-accepted"]
+    assert caught["login-status-leak"] == {"SEC-login-same-throttle"}
+    assert caught["login-body-leak"] == {"SEC-login-same-body"}
+    assert caught["login-timing-leak"] == {"SEC-login-same-timing"}
+    assert {"SEC-body-413-declared", "SEC-body-413-chunked"} <= caught["unbounded-bodies"]
+    assert caught["token-500"] == {"SEC-token-non-ascii-401"}
+    assert {"SEC-consent-role-refused", "SEC-no-token-401", "SEC-audit-needs-operator"} <= caught["lax-hub"]
+    assert {"SEC-consent-refusals-audited", "SEC-401-audited", "SEC-413-audited"} <= caught["lost-paperwork"]

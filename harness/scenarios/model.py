@@ -336,7 +336,7 @@ class ConsentRegister(_OnPatient):
     form_id: Text | None = None
     pattern: ConsentPattern | None = None
     facilities: list[Text] = Field(default_factory=list)
-    signed_on: Text | None = None
+    signed_on: Text | None = Field(None, description="YYYY-MM-DD (default: today, ${world.today})")
     emergency_allowed: bool | None = None
     from_world: bool = False
 
@@ -355,7 +355,7 @@ class ConsentWithdraw(_OnPatient):
 
     form_id: Text | None = None
     base_form_id: Text
-    withdrawn_on: Text | None = None
+    withdrawn_on: Text | None = Field(None, description="YYYY-MM-DD (default: today, ${world.today})")
 
 
 class ConsentGet(_OnPatient):
@@ -438,7 +438,8 @@ class LoginProbe(Action):
     attempts; ``bodies`` the distinct JSON ``detail`` values, IDs blanked), ``same_body`` and
     ``median_ratio`` (known over unknown medians: a timing test whose tolerance the expectation states).
     Real users are taken from ``facility`` (or every facility) skipping the first of each viewer kind, the
-    ones other steps log in as, so their one failure disturbs no other scenario."""
+    ones other steps log in as, and once the back-off is over each logs in with the right password and out
+    again (clean-up, no assertion), so that later runs find them unthrottled."""
 
     facility: VarName | None = None
     users: Annotated[int, Field(ge=1, le=200)] = 15

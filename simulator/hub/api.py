@@ -120,7 +120,11 @@ class BodyLimit:
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": body})

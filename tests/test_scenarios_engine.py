@@ -673,7 +673,7 @@ def test_the_default_selection_leaves_out_default_false(tmp_path: Path) -> None:
     chosen = selected(RunOptions(scenarios_root=root, suites=["consent"]))
     assert {s.id for s in chosen} == {"needs-on", "needs-off"}
     real = selected(RunOptions(scenarios_root=REPO / "scenarios"))
-    assert {s.suite for s in real} == {"conformance", "consent", "distributed", "latency"}
+    assert {s.suite for s in real} == {"conformance", "consent", "distributed", "latency", "security"}
 
 
 NEEDS = """\

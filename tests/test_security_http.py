@@ -25,14 +25,21 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.targets import ReferenceOptions, Target, reference_target
-from simulator.hub.api import DEFAULT_BODY_LIMIT
+from simulator.hub.accounts import Accounts, ScryptParams, Session, plausible_token, scrypt_hash
+from simulator.hub.api import DEFAULT_BODY_LIMIT, BodyLimit
+from simulator.hub.consents import ConsentStore, DatedBeforeWithdrawalError
+from simulator.hub.policy import may_know
+from simulator.hub.service import RefusalAudit
+from synthetic.model import ConsentForm, ConsentWithdrawal
 from tests.test_scenarios_engine import MUTANTS, MutatingProxy
 from tests.test_scenarios_suites import (
     EMERGENCY,
@@ -398,3 +405,168 @@ def test_each_hole_is_caught_by_the_assertions_written_for_it(outcome: Outcome) 
     assert caught["token-500"] == {"SEC-token-non-ascii-401"}
     assert {"SEC-consent-role-refused", "SEC-no-token-401", "SEC-audit-needs-operator"} <= caught["lax-hub"]
     assert {"SEC-consent-refusals-audited", "SEC-401-audited", "SEC-413-audited"} <= caught["lost-paperwork"]
+
+
+# ------------------------------------------------------------------------------------------- hub pieces
+# In-process checks of what the scenarios see only from outside: how many hashes a login costs, what the
+# throttle counts, what a lockout leaves open, the body limit, the refusals' audit, a grant's form.
+
+
+def _accounts(tmp_path: Path, hashes: list[str], **kw: Any) -> Accounts:
+    def counting(password: str, salt: bytes, params: ScryptParams) -> bytes:
+        hashes.append(password)
+        return scrypt_hash(password, salt, params)
+
+    return Accounts(tmp_path / "accounts.sqlite", params=ScryptParams(n=2, r=1, p=1), hasher=counting, **kw)
+
+
+@dataclass(frozen=True)
+class _Enrolment:
+    password: str
+    staff_id: str = "S1"
+    viewer_kind: str = "physician"
+
+
+def test_every_login_attempt_costs_exactly_one_hash(tmp_path: Path) -> None:
+    hashes: list[str] = []
+    accounts = _accounts(tmp_path, hashes)
+    now = dt.datetime(2026, 12, 1, 9, 0)
+    enrolled = _Enrolment("right")
+    accounts.add_user("F1", "stored", "right", "S0", "physician")
+    hashes.clear()
+    cases = [
+        ("unknown", None, "guess"),  # no such user: the dummy hash
+        ("stored", None, "guess"),  # a stored user's wrong password
+        ("fresh", enrolled, "guess"),  # enrolled, never logged in, wrong password (was two hashes)
+        ("fresh2", enrolled, "right"),  # enrolled, first login: hashed once and stored
+    ]
+    for user, enrolment, password in cases:
+        before = len(hashes)
+        accounts.login("F1", user, password, now, enrolment=enrolment)
+        assert len(hashes) - before == 1, user
+    assert accounts.login("F1", "fresh2", "right", now + dt.timedelta(seconds=5)).outcome == "success"
+
+
+def test_throttling_counts_unknown_user_ids_and_addresses_alike(tmp_path: Path) -> None:
+    accounts = _accounts(tmp_path, [], address_limit=3, address_window=dt.timedelta(minutes=1))
+    now = dt.datetime(2026, 12, 1, 9, 0)
+    accounts.add_user("F1", "real", "right", "S0", "physician")
+    first = [accounts.login("F1", u, "guess", now, address="10.0.0.1").reason for u in ("real", "ghost")]  # type: ignore[union-attr]
+    again = [accounts.login("F1", u, "guess", now, address="10.0.0.9").reason for u in ("real", "ghost")]  # type: ignore[union-attr]
+    assert first == ["bad-password", "unknown-user"]  # audited apart, answered alike (the route's job)
+    assert again == ["retry-later", "retry-later"]  # the second attempt meets the throttle either way
+    later = now + dt.timedelta(seconds=5)
+    assert accounts.login("F1", "other", "guess", later, address="10.0.0.1").reason == "unknown-user"  # type: ignore[union-attr]
+    sprayed = accounts.login("F1", "another", "guess", later, address="10.0.0.1")
+    assert sprayed.reason == "retry-later"  # type: ignore[union-attr]  # three failures from that address
+    assert accounts.login("F1", "another", "guess", later, address="10.0.0.2").reason == "unknown-user"  # type: ignore[union-attr]
+
+
+def test_a_lockout_leaves_open_sessions_open(tmp_path: Path) -> None:
+    accounts = _accounts(tmp_path, [], max_failures=3, backoff=dt.timedelta(0))
+    now = dt.datetime(2026, 12, 1, 9, 0)
+    accounts.add_user("F1", "doc", "right", "S0", "physician")
+    session = accounts.login("F1", "doc", "right", now)
+    assert isinstance(session, Session)
+    reasons = [accounts.login("F1", "doc", "guess", now).reason for _ in range(3)]  # type: ignore[union-attr]
+    assert reasons[-1] == "locked"
+    assert accounts.login("F1", "doc", "right", now).reason == "locked"  # type: ignore[union-attr]
+    assert accounts.session(session.token, now) is not None  # the doctor's open session goes on
+
+
+def test_malformed_tokens_are_simply_unknown(tmp_path: Path) -> None:
+    accounts = _accounts(tmp_path, [])
+    now = dt.datetime(2026, 12, 1, 9, 0)
+    for token in ("Aÿ", "é" * 10, "a" * 200, "", "a b", "\udcff"):
+        assert not plausible_token(token)
+        assert accounts.session(token, now) is None
+        assert accounts.logout(token) is False
+
+
+def test_refusals_are_audited_once_per_window_then_summarised() -> None:
+    records: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def record(who: Any, action: str, outcome: str, **kw: Any) -> None:
+        records.append((action, kw["reason"], kw["details"]))
+
+    async def flood() -> None:
+        audit = RefusalAudit(record, window=0.2)
+        for _ in range(50):
+            await audit.note(("", ""), "http-401", "invalid-token", "10.0.0.1", "GET /x")
+        await audit.note(("", ""), "http-401", "no-token", "10.0.0.1", "GET /x")
+        await asyncio.sleep(0.3)  # the window closes: its summary is written
+        await audit.note(("", ""), "http-401", "invalid-token", "10.0.0.1", "GET /x")
+        await audit.flush()
+
+    asyncio.run(flood())
+    assert [(a, r) for a, r, _ in records] == [
+        ("http-401", "invalid-token"),
+        ("http-401", "no-token"),
+        ("refusals-summary", "invalid-token"),
+        ("http-401", "invalid-token"),
+    ]
+    assert records[2][2]["count"] == 49
+
+
+def test_the_body_limit_refuses_before_reading() -> None:
+    received: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            received.append(len(message.get("body", b"")))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, int]:
+        sent: list[dict[str, Any]] = []
+        queue = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+
+        async def receive() -> dict[str, Any]:
+            return queue.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/x", "headers": headers}
+        received.clear()
+        try:
+            await BodyLimit(app, limit=100)(scope, receive, send)
+        except StarletteHTTPException as exc:  # what the app's handler turns into a 413
+            return exc.status_code, len(received)
+        return sent[0]["status"], len(received)
+
+    assert asyncio.run(call([(b"content-length", b"1000")], [b"x" * 1000])) == (413, 0)  # not one byte read
+    assert asyncio.run(call([], [b"x" * 60, b"x" * 60, b"x" * 60])) == (413, 1)  # chunked: stops at the limit
+    assert asyncio.run(call([(b"content-length", b"nope")], [b""])) == (400, 0)
+    assert asyncio.run(call([(b"content-length", b"50")], [b"x" * 50])) == (200, 1)
+
+
+def test_a_grant_is_bound_to_the_form_it_was_given_under(tmp_path: Path) -> None:
+    start = dt.datetime(2026, 12, 1, 9, 0)
+    with ConsentStore(tmp_path / "consents.sqlite") as store:
+        first = ConsentForm("F1", 0, "all", dt.date(2026, 11, 1), "A", (), True)
+        store.register("R1", first)
+        grant = store.grant_emergency("R1", "E", "u1", "救急", start, start + dt.timedelta(hours=2))
+        assert grant.form_id == "F1"
+        state = store.state("R1", start.date())
+        assert may_know(state, "E", start)
+        assert all(g.opens("E", state.consent, start) for g in state.grants if state.consent)  # type: ignore[arg-type]
+        store.register("R1", ConsentForm("F2", 0, "all_except", dt.date(2026, 11, 2), "A", ("E",), True))
+        later = store.state("R1", start.date())
+        assert later.consent is not None
+        assert not any(g.opens("E", later.consent, start) for g in later.grants)
+        assert not may_know(later, "E", start)
+        withdrawal = ConsentWithdrawal("W2", 0, "F2", dt.date(2026, 11, 3), "A")
+        store.withdraw("R1", withdrawal)
+        with pytest.raises(DatedBeforeWithdrawalError):
+            store.register("R1", ConsentForm("F3", 0, "all", dt.date(2026, 11, 3), "A", (), True))
+        store.register("R1", ConsentForm("F4", 0, "all", dt.date(2026, 11, 4), "A", (), True))
+        revived = store.state("R1", start.date())
+        assert revived.consent is not None
+        assert not any(g.opens("E", revived.consent, start) for g in revived.grants)

@@ -15,7 +15,10 @@ Choices where the sources leave room (each is tested):
   linked to the patient, not within the consent in force and holds no live grant under it exactly as for
   an ID that does not exist (404 ``unknown-patient``); the audit record says ``not-related``.
 * **Linking** (ID-Link's 患者登録し両院のID番号を紐付け) is done by a user of a *disclosing* facility; it may
-  link its own local ID or another facility's. The local ID must have been fed (ITI-8) first: 404 otherwise.
+  link its own local ID or another facility's. Joining IDs to an *existing* regional ID takes a facility
+  already linked to that patient (else the 404 of an unknown ID), and unlinking another facility's ID a
+  facility linked to the same patient: a link is what opens a patient to a facility. The local ID must
+  have been fed (ITI-8) first: 404 otherwise.
   ``regional_id`` null issues a new regional ID (or returns the existing link: linking twice is idempotent);
   a local ID already linked elsewhere is 409.
 * **Consent documents** (form, 連携先追加, 同意撤回) are registered only by a user of a facility where the
@@ -515,6 +518,14 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         target = ",".join(f"{r.facility}|{r.local_id}" for r in refs)
         try:
             _require_discloser(user, "link patient IDs")
+            if (
+                body.regional_id is not None
+                and hub.index.known(REGIONAL_NAMESPACE, body.regional_id)
+                and user.facility not in hub.linked_facilities(body.regional_id)
+            ):
+                # Joining IDs to an existing patient takes a link to that patient already: otherwise a
+                # facility could link a record of its own to anyone and gain a linked facility's access.
+                raise unknown_patient(body.regional_id, "not-linked")
             pairs: list[tuple[str, str]] = []
             created: list[bool] = []
             for ref in refs:

@@ -146,10 +146,14 @@ def q23(r: Record, control: str) -> bytes:
 
 
 @contextmanager
-def hub_process(world: Path, data: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`rhin hub` on port 0; yields (process, MLLP port); SIGTERM on exit, SIGKILL if that does not work."""
+def hub_process(world: Path, data: Path, *, tls: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`rhin hub` on port 0; yields (process, MLLP port); SIGTERM on exit, SIGKILL if that does not work.
+
+    Plain MLLP (``--plain-mllp``) unless ``tls``: this benchmark compares the hub's PIX work with the plain
+    echo server's; what TLS adds is bench_tls.py's measurement."""
+    plain = [] if tls else ["--plain-mllp"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "hub", "--world", str(world), "--data", str(data)],
+        [sys.executable, "-m", "harness.cli", "hub", "--world", str(world), "--data", str(data), *plain],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

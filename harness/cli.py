@@ -292,20 +292,53 @@ def hub(
             help="log2 of scrypt's N for new password hashes (14 = OWASP minimum).",
         ),
     ] = 14,
+    audit_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-key",
+            help="Audit key file (default: $RHIN_AUDIT_KEY, else DATA/audit.key, made on first start).",
+        ),
+    ] = None,
+    audit_checkpoints: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-checkpoints", help="Where audit checkpoints go (default DATA/audit.checkpoints)."
+        ),
+    ] = None,
+    audit_checkpoint_every: Annotated[
+        int, typer.Option("--audit-checkpoint-every", min=1, help="A checkpoint every N audit records.")
+    ] = 1000,
+    pki: Annotated[
+        Path | None,
+        typer.Option(
+            "--pki", help="TLS files: CA, hub and facility certificates (default DATA/pki; made if missing)."
+        ),
+    ] = None,
+    plain_mllp: Annotated[
+        bool,
+        typer.Option(
+            "--plain-mllp", help="Plain MLLP without TLS, MSH-4 trusted as sent: only for hubs under test."
+        ),
+    ] = False,
 ) -> None:
     """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener (mllp,
-    http), the operator token's file, then `ready`, on stdout: scripts read the real ports from there."""
+    http), the operator token's file, the MLLP transport (`mllp-tls: CA-FILE CERT-FOLDER`, or
+    `mllp-tls: none (plain MLLP)`), then `ready`, on stdout: scripts read the real ports from there."""
     import asyncio  # here, not at the top: only this command needs the hub and its event loop
 
     from simulator.hub.accounts import ScryptParams
-    from simulator.hub.server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+    from simulator.hub.audit import AuditSettings
+    from simulator.hub.server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
 
     data_dir = data if data is not None else world / "hub"
+    pki_dir = pki if pki is not None else data_dir / PKI_DIR
 
     def ready(addresses: Addresses) -> None:
         for name, (bound_host, port) in addresses.items():
             print(f"{name}: {bound_host}:{port}")
         print(f"admin-token: {data_dir / ADMIN_TOKEN_FILE}")
+        tls = "none (plain MLLP)" if plain_mllp else f"{pki_dir / 'ca.pem'} {pki_dir / 'facilities'}"
+        print(f"mllp-tls: {tls}")
         print("ready", flush=True)
 
     try:
@@ -319,10 +352,75 @@ def hub(
                 http_port=http_port,
                 gateways_file=gateways,
                 scrypt=ScryptParams(n=2**scrypt_cost),
+                audit_settings=AuditSettings(audit_key, audit_checkpoints, audit_checkpoint_every),
+                pki=pki_dir,
+                plain_mllp=plain_mllp,
             )
         )
     except HubError as exc:
         _fail(str(exc))
+
+
+# --- audit (helper: sec-audit) ---
+
+audit_app = typer.Typer(help="The hub's audit log, offline.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    data: Annotated[Path, typer.Argument(help="The hub's data folder (or its audit.sqlite).")],
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="The audit key file (default: $RHIN_AUDIT_KEY, else DATA/audit.key)."),
+    ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option("--checkpoints", help="The checkpoint file (default DATA/audit.checkpoints)."),
+    ] = None,
+    every: Annotated[
+        int | None,
+        typer.Option("--every", min=1, help="Checkpoint interval to expect (default: what the log says)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    show: Annotated[int, typer.Option("--show", min=0, help="Problems listed (the rest are counted).")] = 20,
+) -> None:
+    """Check the keyed hash chain and its signed checkpoints without the hub (the same code as
+    /audit/verify). Read-only. Exit 0 when intact, 1 with a report of every problem, 2 when it cannot
+    check (no log, no key, the wrong key, a log from before keying)."""
+    import sqlite3
+
+    from simulator.hub.audit import AuditKeyError, verify_data
+
+    db = data / "audit.sqlite" if data.is_dir() else data
+    try:
+        found = verify_data(db, key_file=key, checkpoints=checkpoints, every=every)
+    except (AuditKeyError, OSError, sqlite3.Error) as exc:
+        _fail(f"cannot verify {db}: {exc}")
+        return
+    report = found.as_json(limit=show)
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    last = report["checkpoints"]["last"]
+    anchor = f"last at seq {last['seq']} ({last['time']})" if last else "none"
+    summary = (
+        f"{db}: {found.records:,} records, head seq {found.head[0]}; "
+        f"{len(found.checkpoints)} checkpoints in {found.checkpoint_file} ({anchor})"
+    )
+    if found.ok:
+        console.print(f"[green]ok[/]: {summary}", highlight=False, soft_wrap=True)
+        return
+    counts = ", ".join(f"{n} {issue}" for issue, n in sorted(report["problem_counts"].items()))
+    console.print(f"[bold red]FAILED[/]: {summary}: {counts}", highlight=False, soft_wrap=True)
+    for p in report["problems"]:
+        detail = f": {p['detail']}" if p.get("detail") else ""
+        console.print(f"  seq {p['seq']}: {p['issue']}{detail}", highlight=False, soft_wrap=True)
+    if len(found.problems) > show:
+        console.print(f"  … and {len(found.problems) - show} more", highlight=False)
+    raise typer.Exit(1)
+
+
+# --- end audit ---
 
 
 @app.command()
@@ -387,6 +485,10 @@ def up(
         console.print(
             f"network up in {time.monotonic() - started:.1f} s: hub {info.base_url}, {gateways} gateways"
         )
+        if info.mllp_tls is not None:
+            console.print(
+                f"MLLP over TLS: CA {info.mllp_tls.ca_file}, facility certificates {info.mllp_tls.certs}"
+            )
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -409,6 +511,7 @@ def up(
                 _fail(f"bootstrap failed: {exc}")
                 return
         took = time.monotonic() - started
+        serving = True  # before `ready:` is out: a SIGINT right after it must stop cleanly, not abandon
         print(
             f"ready: {gateways} gateways, {stats.patients} patients, {stats.feeds} feeds,"
             f" {stats.links} links, {stats.consent_documents} consent documents"
@@ -417,7 +520,6 @@ def up(
             f" network file {net.network_file}",
             flush=True,
         )
-        serving = True
         while not stop_requested and not exit_when_ready:
             crashed = net.crashed()
             if crashed is not None:

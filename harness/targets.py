@@ -12,9 +12,13 @@
   and HTTP addresses, credentials (the world's users by default, or listed), which step kinds it supports,
   whether it holds the world (``regional_ids``: its bootstrap's ``bootstrap.json``) and serves this
   machine's world files (``local_files``), parameter overrides, and an optional adapter module for
-  vendor-specific operations. An adapter is a module with functions named after step kinds
-  (``consent_register(client, request) -> HttpOutcome``); the engine calls such a function instead of the
-  reference API call, with the :class:`AdapterRequest` it would have sent.
+  vendor-specific operations. MLLP is over TLS with mutual authentication: ``mllp.tls`` names the CA that
+  signed the hub's certificate and a folder of per-facility client certificates (``<code>.pem`` and
+  ``<code>.key``; the CN of each must be the facility code — :mod:`simulator.pki`). A hub without TLS is
+  tested with ``plain_mllp: true``, and every report says so (:meth:`Target.describe`). An adapter is a
+  module with functions named after step kinds (``consent_register(client, request) -> HttpOutcome``); the
+  engine calls such a function instead of the reference API call, with the :class:`AdapterRequest` it
+  would have sent.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.hub.index import REGIONAL_NAMESPACE, REGIONAL_OID
+from simulator.pki import ClientTls
 from synthetic.errors import ProfileError
 from synthetic.yamlio import load_yaml
 
@@ -103,6 +108,11 @@ class Network(_Loose):
         url = (self.hub.get("http") or {}).get("base_url")
         return str(url) if url else None
 
+    def mllp_tls(self) -> ClientTls | None:
+        """The hub's MLLP TLS material (``hub.mllp.tls: {ca, certs}``); None: it speaks plain MLLP."""
+        tls = (self.hub.get("mllp") or {}).get("tls")
+        return ClientTls(Path(tls["ca"]), Path(tls["certs"])) if tls else None
+
     def admin_token(self) -> str | None:
         path = self.hub.get("admin_token_file")
         return _read_token(Path(path)) if path else None
@@ -153,6 +163,11 @@ class Target:
     local_files: bool = False  # its gateways serve the world directory's files on this machine
     params: Mapping[str, str] = field(default_factory=dict)
     links: bool = False  # the reference network's link models are on
+    mllp_tls: ClientTls | None = None  # None: plain MLLP (a hub under test without TLS; reports say so)
+
+    @property
+    def plain_mllp(self) -> bool:
+        return self.mllp is not None and self.mllp_tls is None
 
     def describe(self) -> dict[str, Any]:
         """For reports (no passwords, no tokens)."""
@@ -160,6 +175,11 @@ class Target:
             "name": self.name,
             "kind": self.kind,
             "mllp": f"{self.mllp[0]}:{self.mllp[1]}" if self.mllp else None,
+            "mllp_transport": "plain MLLP (no TLS)"
+            if self.plain_mllp
+            else "TLS, mutual"
+            if self.mllp
+            else None,
             "http": self.http,
             "supports": sorted(self.supports),
             "adapter": self.adapter.__name__ if self.adapter else None,
@@ -189,6 +209,12 @@ class _MllpAddress(_Strict):
     receiving_application: str = "RHIN_HUB"
     receiving_facility: str = "RHIN"
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    tls: _Tls | None = Field(None, description="MLLP over TLS: the CA and the facilities' certificates")
+
+
+class _Tls(_Strict):
+    ca: str = Field(description="PEM file of the CA that signed the hub's certificate")
+    certs: str = Field(description="folder of client certificates: <facility code>.pem and .key")
 
 
 class _HttpAddress(_Strict):
@@ -234,6 +260,9 @@ class TargetFile(_Strict):
     network: str | None = Field(
         None, description="a network.json (`rhin up`): gateway shards for faults; hub addresses if not given"
     )
+    plain_mllp: bool = Field(
+        False, description="the hub speaks plain MLLP without TLS (reports say so); else give mllp.tls"
+    )
     supports: list[StepKind] | None = None
     adapter: str | None = Field(None, description="importable module with vendor operations")
     adapter_path: str | None = Field(None, description="folder added to sys.path before importing it")
@@ -278,6 +307,7 @@ def load_target(path: Path, world: WorldIndex) -> Target:
     elif token is None and network is not None:
         token = network.admin_token()
     mllp = (spec.mllp.host, spec.mllp.port) if spec.mllp else network.hub_mllp() if network else None
+    mllp_tls = _mllp_tls(spec, base, network, path) if mllp else None
     http = spec.http.base_url if spec.http else network.hub_http() if network else None
     if spec.supports is not None:
         supports: frozenset[str] = frozenset(spec.supports)
@@ -309,7 +339,29 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         regional_ids=regional,
         local_files=spec.local_files,
         params={k: str(v) for k, v in spec.params.items()},
+        mllp_tls=mllp_tls,
     )
+
+
+def _mllp_tls(spec: TargetFile, base: Path, network: Network | None, path: Path) -> ClientTls | None:
+    """The target's MLLP TLS material: ``mllp.tls``, else the network file's; None only if ``plain_mllp``."""
+    if spec.plain_mllp:
+        if spec.mllp is not None and spec.mllp.tls is not None:
+            raise TargetError(f"{path}: plain_mllp: true and mllp.tls contradict each other")
+        return None
+    if spec.mllp is not None and spec.mllp.tls is not None:
+        tls = ClientTls(base / spec.mllp.tls.ca, base / spec.mllp.tls.certs)
+    else:
+        found = network.mllp_tls() if network is not None else None
+        if found is None:
+            raise TargetError(
+                f"{path}: MLLP needs TLS material — mllp.tls: {{ca, certs}} — or, for a hub without TLS, "
+                "plain_mllp: true"
+            )
+        tls = found
+    if not tls.ca_file.is_file() or not tls.certs.is_dir():
+        raise TargetError(f"{path}: mllp.tls: no CA file {tls.ca_file} or no certificate folder {tls.certs}")
+    return tls
 
 
 def _read_regional_ids(path: Path) -> dict[str, str]:
@@ -357,6 +409,7 @@ class Endpoints:
     network: Network | None = None
     regional_ids: Mapping[str, str] | None = None
     links: bool = False
+    mllp_tls: ClientTls | None = None
 
 
 def endpoints_from_network(path: Path, regional_ids: Mapping[str, str] | None = None) -> Endpoints:
@@ -365,7 +418,13 @@ def endpoints_from_network(path: Path, regional_ids: Mapping[str, str] | None = 
     network = Network.load(path)
     links = bool(json.loads(path.read_text(encoding="utf-8")).get("links", False))
     return Endpoints(
-        network.hub_mllp(), network.hub_http(), network.admin_token(), network, regional_ids, links
+        network.hub_mllp(),
+        network.hub_http(),
+        network.admin_token(),
+        network,
+        regional_ids,
+        links,
+        network.mllp_tls(),
     )
 
 
@@ -457,4 +516,5 @@ def reference_target(
             regional_ids=endpoints.regional_ids,
             local_files=True,
             links=endpoints.links,
+            mllp_tls=endpoints.mllp_tls,
         )

@@ -5,7 +5,8 @@ Three phases, each over the hub's sockets (never by calling hub code):
 1. **feed** — every patient registration at every facility (world.sqlite ``local_ids``, in first-visit order)
    as ITI-8 ADT^A04 from that facility (MSH-4 = its code, PID-3 in its own domain), HL7 2.5 in
    ISO-2022-JP as JAHIS senders write it (UTF-8 when a name has a character outside JIS X 0208), over
-   several persistent MLLP connections. Each must be answered AA.
+   persistent MLLP connections — over TLS with the facility's own certificate when the network has them
+   (one connection per facility, several facilities at a time). Each must be answered AA.
 2. **link** — per registered patient, a user of a disclosing facility (the one that took the consent
    where it discloses, else the first disclosing facility the patient attends, else any) links every local ID
    of the patient to one regional ID (``POST /links``): ID-Link's 患者登録し両院のID番号を紐付け.
@@ -177,13 +178,19 @@ async def _feed(
     host, port = info.mllp
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=9)))
     done = 0
-    queue_: asyncio.Queue[tuple[int, _Registration]] = asyncio.Queue()
+    # Over TLS a connection speaks for the one facility of its certificate: one queue per facility, each
+    # facility's registrations in order, and ``connections`` workers at a time taking whole facilities.
+    queues: dict[str, asyncio.Queue[tuple[int, _Registration]]] = {}
     for i, reg in enumerate(regs):
-        queue_.put_nowait((i, reg))
+        queues.setdefault(reg.facility, asyncio.Queue()).put_nowait((i, reg))
 
-    async def worker() -> None:
+    tls = info.mllp_tls
+
+    async def worker(facility: str) -> None:
         nonlocal done
-        async with MLLPClient(host, port, timeout=30) as client:
+        context = tls.context(facility) if tls is not None else None
+        async with MLLPClient(host, port, timeout=30, tls=context) as client:
+            queue_ = queues[facility]
             while True:
                 try:
                     i, reg = queue_.get_nowait()
@@ -198,7 +205,7 @@ async def _feed(
                 if done % 200 == 0 or done == len(regs):
                     progress("feed", done, len(regs))
 
-    await asyncio.gather(*(worker() for _ in range(max(1, connections))))
+    await _pooled(sorted(queues, key=lambda f: -queues[f].qsize()), worker, max(1, connections))
     return done
 
 

@@ -4,11 +4,17 @@
 (``python -m simulator.hub``), each printing one ``ready: {json}`` line with its real ports, waits until
 every one answers its health check, and writes the network file (default ``WORLD/network.json``) that
 clients read: the hub's MLLP and HTTP addresses, every gateway's URL and shard, each shard's admin URL.
-:mod:`.bootstrap` then feeds the hub through those interfaces.
+:mod:`.bootstrap` then feeds the hub through those interfaces. MLLP is over TLS: the network's PKI
+(:mod:`simulator.pki`: CA, hub certificate, one client certificate per facility) is made in ``DATA/pki``
+before the hub starts (kept across restarts), and ``hub.mllp.tls`` in the network file says where the CA and
+the facilities' certificates are (:attr:`NetworkInfo.mllp_tls`).
 
-No orphans: children get ``PR_SET_PDEATHSIG`` (Linux), so they die with the launcher even if it is killed
-with SIGKILL; :meth:`Network.stop` sends SIGTERM, waits, then SIGKILLs what is left; :meth:`Network.crashed`
-names a child that died, and the launcher then stops the rest. Each child's stderr goes to
+No orphans: children get ``PR_SET_PDEATHSIG`` (Linux, :mod:`simulator.lifeline`), so they die with the
+launcher even if it is killed with SIGKILL, and each runs in its own process group with whatever it starts
+(the hub's password worker and multiprocessing's resource tracker); :meth:`Network.stop` sends SIGTERM,
+waits, SIGKILLs what is left, then SIGKILLs each child's process group, so a grandchild that outlived its
+parent (and would hold the parent's output pipe open) goes too; :meth:`Network.crashed` names a child that
+died, and the launcher then stops the rest. Each child's stderr goes to
 ``DATA/logs/<name>.log``, so a crash leaves its reason behind.
 
 An external gateway (a vendor's) replaces a synthetic one through an override file (YAML or JSON):
@@ -18,7 +24,6 @@ facility's synthetic gateway is then not started, and the hub fetches from the g
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import queue
@@ -29,7 +34,9 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,23 +46,20 @@ import yaml
 from simulator import ready as ready_line
 from simulator.gateway.faults import ADMIN_TOKEN_ENV
 from simulator.gateway.shard import partition
+from simulator.lifeline import die_with_parent
+from simulator.pki import ClientTls, PkiError, ensure_pki
 
 __all__ = ["Network", "NetworkError", "NetworkInfo", "load_network_file"]
 
 READY_TIMEOUT = 60.0
-PR_SET_PDEATHSIG = 1
 
 
 class NetworkError(Exception):
     """The network could not start (or a part of it died): the message says which part and why."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
+    die_with_parent(signal.SIGTERM, parent)
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Child:
     proc: subprocess.Popen[str]
     log_path: Path
     ready: dict[str, Any] = field(default_factory=dict)
+    pump: threading.Thread | None = None
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         lines: queue.Queue[str | None] = queue.Queue()
@@ -76,7 +81,10 @@ class Child:
             lines.put(None)
 
         assert self.proc.stdout is not None
-        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True, name=f"{self.name}-out").start()
+        self.pump = threading.Thread(
+            target=pump, args=(self.proc.stdout,), daemon=True, name=f"{self.name}-out"
+        )
+        self.pump.start()
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -112,6 +120,12 @@ class NetworkInfo:
     def mllp(self) -> tuple[str, int]:
         m = self.document["hub"]["mllp"]
         return str(m["host"]), int(m["port"])
+
+    @property
+    def mllp_tls(self) -> ClientTls | None:
+        """The CA and facility certificates for MLLP over TLS; None when the hub speaks plain MLLP."""
+        tls = self.document["hub"]["mllp"].get("tls")
+        return ClientTls(Path(tls["ca"]), Path(tls["certs"])) if tls else None
 
     @property
     def base_url(self) -> str:
@@ -208,7 +222,10 @@ class Network:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 text=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=partial(_die_with_parent, os.getpid())
+                if sys.platform.startswith("linux")
+                else None,
+                process_group=0,  # its own group, with its own children: stop() can end them all
             )
         child = Child(name, proc, log_path)
         self.children.append(child)
@@ -240,6 +257,12 @@ class Network:
                 "shards": shard_docs,
             }
             self._write(document)  # the hub reads its gateways section
+            try:
+                ensure_pki(self.data / "pki", [str(f["code"]) for f in world["facilities"]], [self.host])
+            except (OSError, PkiError) as exc:
+                raise NetworkError(
+                    f"cannot make the network's TLS files in {self.data / 'pki'}: {exc}"
+                ) from exc
             hub = self._spawn(
                 "hub",
                 [
@@ -249,6 +272,7 @@ class Network:
                     "--host", self.host,
                     "--gateways", str(self.network_file),
                     "--scrypt-cost", str(self.scrypt_cost),
+                    "--pki", str(self.data / "pki"),
                 ],
             )  # fmt: skip
             ready = hub.wait_ready(self.ready_timeout)
@@ -256,9 +280,10 @@ class Network:
             http_host, http_port = ready["http"]
             document["hub"] = {
                 "pid": ready["pid"],
-                "mllp": {"host": mllp_host, "port": mllp_port},
+                "mllp": {"host": mllp_host, "port": mllp_port, "tls": ready.get("mllp_tls")},
                 "http": {"base_url": f"http://{http_host}:{http_port}"},
                 "admin_token_file": ready["admin_token_file"],
+                "data": str(self.data),  # its stores, audit key and checkpoints (offline verification)
             }
             document["launcher_pid"] = os.getpid()
             self._check_health(document)
@@ -347,7 +372,17 @@ class Network:
             except subprocess.TimeoutExpired:
                 child.proc.kill()
                 child.proc.wait(5)
-            if child.proc.stdout is not None:
+        for child in self.children:
+            # The child is gone; anything left in its group (a grandchild whose parent was SIGKILLed) goes
+            # now. Its group ID is its PID, and the group exists only while a member does: no stranger's.
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+        for child in self.children:
+            # Closing the pipe while the pump thread reads it would wait for that read (the file's lock):
+            # let the pump see EOF first, and never wait long for it.
+            if child.pump is not None:
+                child.pump.join(2.0)
+            if child.proc.stdout is not None and (child.pump is None or not child.pump.is_alive()):
                 child.proc.stdout.close()
         self.children.clear()
 

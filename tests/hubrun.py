@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,8 @@ import httpx
 
 from simulator.hub.accounts import ScryptParams
 from simulator.hub.hl7v2 import JST
-from simulator.hub.server import ADMIN_TOKEN_FILE, run_hub
+from simulator.hub.server import ADMIN_TOKEN_FILE, PKI_DIR, run_hub
+from simulator.pki import ClientTls
 
 FAST_SCRYPT = ScryptParams(n=2**4, r=1, p=1)  # tests only: hashing is still real, just cheap
 
@@ -46,6 +48,11 @@ class RunningHub:
     http: tuple[str, int]
     data: Path
     clock: MovableClock
+    tls: ClientTls | None = None  # None: the hub runs plain MLLP (``plain_mllp=True``)
+
+    def mllp_tls(self, facility: str | None) -> ssl.SSLContext | None:
+        """The client context presenting ``facility``'s certificate (None on a plain-MLLP hub)."""
+        return self.tls.context(facility) if self.tls is not None else None
 
     @property
     def base_url(self) -> str:
@@ -102,7 +109,9 @@ def running_hub(
     if failure:
         raise failure[0]
     try:
-        yield RunningHub(addresses["mllp"], addresses["http"], data, clock)
+        pki = Path(options.get("pki") or data / PKI_DIR)
+        tls = None if options.get("plain_mllp") else ClientTls(pki / "ca.pem", pki / "facilities")
+        yield RunningHub(addresses["mllp"], addresses["http"], data, clock, tls)
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(20)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import sqlite3
 import threading
@@ -21,7 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog, AuditRecord, _canonical_details, _hash
+from simulator.hub.audit import (
+    AuditBatcher,
+    AuditEntry,
+    AuditLog,
+    AuditRecord,
+    _canonical_details,
+    _fields_json,
+)
 from simulator.hub.hl7v2 import JST
 
 T0 = dt.datetime(2026, 4, 1, 9, 0, tzinfo=JST)
@@ -298,9 +304,10 @@ _scalars = st.one_of(st.text(), st.integers(), st.none(), st.booleans(), st.floa
     details=st.dictionaries(st.text(), _scalars | st.lists(st.text(), max_size=3), max_size=6),
 )
 def test_the_written_json_is_exactly_the_encoders(fields: list[object], details: dict[str, Any]) -> None:
-    """The hash and the stored details must not depend on which path wrote the JSON: old records verify."""
+    """The MAC'd text and the stored details must not depend on which path wrote the JSON: old records
+    verify."""
     expected = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    assert _hash(*fields) == hashlib.sha256(expected.encode("utf-8")).hexdigest()
+    assert _fields_json(*fields) == expected
     assert _canonical_details(details) == json.dumps(
         details, ensure_ascii=False, sort_keys=True, separators=(",", ":")
     )

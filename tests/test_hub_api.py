@@ -70,7 +70,7 @@ def feed(hub: RunningHub, facility: dict[str, Any], local_id: str, control: str)
         "EVN|A04|20261101093000\r"
         f"PID|1||{local_id}^^^{ns}^PI||北陸^花子^^^^^L^I~ホクリク^ハナコ^^^^^L^P||19600101|F\r"
     )
-    with SyncMLLPClient(*hub.mllp, timeout=10) as client:
+    with SyncMLLPClient(*hub.mllp, timeout=10, tls=hub.mllp_tls(facility["code"])) as client:
         reply, _ = decode(client.send(text.encode(UTF8)))
     assert reply.get("MSA", 1) == "AA", reply
 

@@ -24,7 +24,8 @@ import pytest
 
 from simulator.hub.hl7v2 import UTF8, Message, decode
 from simulator.hub.index import Directory
-from simulator.hub.mllp import SyncMLLPClient
+from simulator.hub.mllp import ConnectionClosedError, SyncMLLPClient
+from simulator.pki import ClientTls
 from synthetic import load_profile, write_world
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,27 +133,34 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
     data = tmp_path / "data"
     with running("--world", str(world), "--data", str(data), "--mllp-port", "0", "--http-port", "0") as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp", "http", "admin-token"}
+        assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
         assert Path(addresses["admin-token"]) == data / "admin.token"
+        ca, certs = addresses["mllp-tls"].split(" ")
+        assert (Path(ca), Path(certs)) == (data / "pki" / "ca.pem", data / "pki" / "facilities")
+        assert (Path(certs) / f"{sender}.key").stat().st_mode & 0o777 == 0o600
+        tls = ClientTls(Path(ca), Path(certs))
         health = httpx.get(f"http://{addresses['http']}/health", timeout=WAIT)
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
         host, port = addresses["mllp"].rpartition(":")[0], _port(addresses["mllp"])
         assert host == "127.0.0.1"
         assert port > 0
-        with SyncMLLPClient(host, port, timeout=WAIT) as client:
+        with SyncMLLPClient(host, port, timeout=WAIT, tls=tls.context(sender)) as client:
             ack = exchange(client, a04("F1", sender, "HUB0001"))
             assert ack.get("MSA", 1) == "AA", ack
             reply = exchange(client, pdq("Q1", sender))
             assert (reply.get("MSA", 1), reply.get("QAK", 2)) == ("AA", "OK"), reply
             assert [p.get(3, comp=1) for p in reply.segments("PID")] == ["HUB0001"]
+        with SyncMLLPClient(host, port, timeout=WAIT) as plain, pytest.raises(ConnectionClosedError):
+            exchange(plain, pdq("Q1", sender))  # plain MLLP to a TLS hub: the handshake fails, closed
         hub.proc.send_signal(signal.SIGTERM)
         assert hub.proc.wait(WAIT) == 0
     assert (data / "hub.sqlite").is_file()
 
-    with running("--world", str(world), "--data", str(data)) as hub:
+    with running("--world", str(world), "--data", str(data), "--plain-mllp") as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp", "http", "admin-token"}
+        assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
+        assert addresses["mllp-tls"] == "none (plain MLLP)"
         with SyncMLLPClient("127.0.0.1", _port(addresses["mllp"]), timeout=WAIT) as client:
             reply = exchange(client, pdq("Q2", sender))
             assert (reply.get("MSA", 1), reply.get("QAK", 2)) == ("AA", "OK"), reply

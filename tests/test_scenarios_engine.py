@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -37,11 +38,13 @@ from harness.scenarios import (
     parse_scenario,
     run,
 )
+from harness.scenarios.errors import TargetError
 from harness.scenarios.hl7build import Header, Person, feed_message, pdq_message, pix_message
 from harness.scenarios.runner import RunOptions, execute, selected
 from harness.targets import ReferenceOptions, Target, load_target, reference_target
 from simulator.hub.hl7v2 import ISO2022_JP, UTF8, HL7Error, decode, encode
 from simulator.hub.mllp import END_BLOCK, frame
+from simulator.pki import ClientTls, Pki, facility_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO / "scenarios" / "conformance"
@@ -190,12 +193,24 @@ MUTANTS: dict[str, tuple[Callable[[bytes], bytes], bool]] = {
 
 class MutatingProxy:
     """An MLLP proxy in front of the hub that changes every reply (and, optionally, answers when the hub
-    hangs up): a broken hub, as far as a client can tell."""
+    hangs up): a broken hub, as far as a client can tell.
+
+    With ``tls`` (the hub's client material, in a :mod:`simulator.pki` folder) it speaks to the hub over TLS
+    with a facility's certificate: the client's own when it terminates TLS as the hub would (the hub's
+    certificate, client certificates required), or, with ``plain_clients``, MSH-4's in the client's first
+    bytes (any facility's when there is none) — for scenarios that half-close, which TLS cannot carry."""
 
     def __init__(
-        self, upstream: tuple[str, int], mutate: Callable[[bytes], bytes], answer_on_close: bool
+        self,
+        upstream: tuple[str, int],
+        mutate: Callable[[bytes], bytes],
+        answer_on_close: bool,
+        tls: ClientTls | None = None,
+        *,
+        plain_clients: bool = False,
     ) -> None:
         self.upstream, self.mutate, self.answer_on_close = upstream, mutate, answer_on_close
+        self.tls, self.plain_clients = tls, plain_clients
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.port = 0
@@ -204,15 +219,39 @@ class MutatingProxy:
         with contextlib.suppress(asyncio.CancelledError):  # stopped with the proxy: end quietly
             await self._serve(reader, writer)
 
+    def _facility(self, writer: asyncio.StreamWriter, first: bytes) -> str | None:
+        if not self.plain_clients:
+            return facility_of(writer.get_extra_info("peercert"))
+        found = re.search(rb"MSH\|[^|]*\|[^|]*\|([0-9]+)", first)
+        assert self.tls is not None
+        if found and self.tls.has(found.group(1).decode()):
+            return found.group(1).decode()
+        return next(self.tls.certs.glob("*.pem")).stem
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        first = b""
+        if self.tls is None:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        else:
+            if self.plain_clients:
+                first = await reader.read(65536)
+            up_reader, up_writer = await asyncio.open_connection(
+                *self.upstream,
+                ssl=self.tls.context(self._facility(writer, first)),
+                server_hostname=self.upstream[0],
+            )
 
         async def forward() -> None:
             with contextlib.suppress(ConnectionError, OSError):
-                while data := await reader.read(65536):
+                data = first or await reader.read(65536)
+                while data:
                     up_writer.write(data)
                     await up_writer.drain()
-                up_writer.write_eof()
+                    data = await reader.read(65536)
+                if up_writer.can_write_eof():
+                    up_writer.write_eof()
+                else:
+                    up_writer.close()  # TLS has no half-close: the hub sees the end of the connection
 
         pump = asyncio.create_task(forward())
         try:
@@ -238,7 +277,12 @@ class MutatingProxy:
         self.thread.start()
 
         async def start() -> asyncio.Server:
-            return await asyncio.start_server(self._client, "127.0.0.1", 0, limit=64 * 1_048_576)
+            server_tls = None
+            if self.tls is not None and not self.plain_clients:
+                server_tls = Pki(self.tls.ca_file.parent).server_context()
+            return await asyncio.start_server(
+                self._client, "127.0.0.1", 0, limit=64 * 1_048_576, ssl=server_tls
+            )
 
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -316,8 +360,10 @@ def test_a_broken_hub_makes_every_assertion_fail(
     baseline = run(suite, replace(hub, salt="base"), world, jobs=6)
     assert baseline.ok, failures(baseline)
     for name, (mutate, answer) in MUTANTS.items():
-        with MutatingProxy(hub.mllp, mutate, answer) as address:
-            result = run(suite, replace(hub, mllp=address, salt=name, mllp_timeout=10.0), world, jobs=6)
+        # Plain MLLP to the proxy (which speaks TLS to the hub): the truncated-block scenario half-closes.
+        with MutatingProxy(hub.mllp, mutate, answer, hub.mllp_tls, plain_clients=True) as address:
+            broken = replace(hub, mllp=address, salt=name, mllp_timeout=10.0, mllp_tls=None)
+            result = run(suite, broken, world, jobs=6)
         for a in result.assertions():
             if a.status == "failed":
                 assert a.evidence, f"{name}: {a.key} failed without evidence"
@@ -521,24 +567,35 @@ def test_external_target_mode(hub: Target, world: WorldIndex, tmp_path: Path) ->
     assert hub.http is not None
     token = tmp_path / "admin.token"
     token.write_text(hub.admin_token or "", encoding="utf-8")
+    tls = hub.mllp_tls
+    assert tls is not None
     target = tmp_path / "target.yaml"
     target.write_text(
         f"""\
 schema_version: 1
 name: vendor-hub
-mllp: {{host: {hub.mllp[0]}, port: {hub.mllp[1]}}}
+mllp: {{host: {hub.mllp[0]}, port: {hub.mllp[1]}, tls: {{ca: "{tls.ca_file}", certs: "{tls.certs}"}}}}
 http: {{base_url: "{hub.http}"}}
 admin_token_file: admin.token
 """,
         encoding="utf-8",
     )
     loaded = load_target(target, world)
-    assert (loaded.kind, loaded.mllp, loaded.http, loaded.admin_token) == (
+    assert (loaded.kind, loaded.mllp, loaded.http, loaded.admin_token, loaded.mllp_tls) == (
         "external",
         hub.mllp,
         hub.http,
         hub.admin_token,
+        tls,
     )
+    assert loaded.describe()["mllp_transport"] == "TLS, mutual"
+    no_tls = tmp_path / "no-tls.yaml"
+    no_tls.write_text(re.sub(r", tls: \{.*\}\}", "}", target.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(TargetError, match="plain_mllp: true"):
+        load_target(no_tls, world)  # plain MLLP only when the file says so
+    no_tls.write_text(no_tls.read_text(encoding="utf-8") + "plain_mllp: true\n", encoding="utf-8")
+    plain = load_target(no_tls, world)
+    assert (plain.mllp_tls, plain.describe()["mllp_transport"]) == (None, "plain MLLP (no TLS)")
     assert "fault" not in loaded.supports  # no network file
     assert {"feed", "link", "pix_query"} <= loaded.supports
     options = RunOptions(
@@ -573,7 +630,11 @@ admin_token_file: admin.token
     # A running live network: its network.json alone says where the hub is.
     network = {
         "hub": {
-            "mllp": {"host": hub.mllp[0], "port": hub.mllp[1]},
+            "mllp": {
+                "host": hub.mllp[0],
+                "port": hub.mllp[1],
+                "tls": {"ca": str(tls.ca_file), "certs": str(tls.certs)},
+            },
             "http": {"base_url": hub.http},
             "admin_token_file": str(token),
         },
@@ -599,12 +660,14 @@ def _write_target(hub: Target, folder: Path, name: str = "live") -> Path:
     assert hub.mllp is not None
     (folder / "admin.token").write_text(hub.admin_token or "", encoding="utf-8")
     (folder / "ids.json").write_text(json.dumps(dict(hub.regional_ids or {})), encoding="utf-8")
+    tls = hub.mllp_tls
+    assert tls is not None
     path = folder / f"{name}.yaml"
     path.write_text(
         f"""\
 schema_version: 1
 name: {name}
-mllp: {{host: {hub.mllp[0]}, port: {hub.mllp[1]}}}
+mllp: {{host: {hub.mllp[0]}, port: {hub.mllp[1]}, tls: {{ca: "{tls.ca_file}", certs: "{tls.certs}"}}}}
 http: {{base_url: "{hub.http}"}}
 admin_token_file: admin.token
 regional_ids: ids.json

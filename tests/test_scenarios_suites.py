@@ -508,7 +508,7 @@ def outcome(hub: Target, world: WorldIndex) -> Outcome:
         assert hub.http is not None
         with contextlib.ExitStack() as stack:
             if breakage is None:  # the MLLP mutant: HTTP straight to the hub
-                mllp = stack.enter_context(MutatingProxy(hub.mllp, flip[0], flip[1]))
+                mllp = stack.enter_context(MutatingProxy(hub.mllp, flip[0], flip[1], hub.mllp_tls))
                 yield hub.http, mllp
             else:
                 http = stack.enter_context(BrokenHub(hub.http, world, gateways, breakage).running())
@@ -628,7 +628,7 @@ def test_a_slow_hub_breaks_the_latency_budgets(hub: Target, world: WorldIndex) -
     assert hub.mllp is not None
     assert hub.http is not None
     with (
-        MutatingProxy(hub.mllp, delayed, False) as mllp,
+        MutatingProxy(hub.mllp, delayed, False, hub.mllp_tls) as mllp,
         BrokenHub(hub.http, world, _gateways(hub, world), slow).running() as http,
     ):
         result = run(suite, replace(hub, mllp=mllp, http=http, salt="slow-hub"), world, params=counts)

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Final
 from .context import Context
 from .errors import ScenarioError, SelectionError, StepError
 from .loader import LoadedScenario
-from .model import LOCAL_KINDS, Expectation, Step
+from .model import DATA_FOLDER_KINDS, LOCAL_KINDS, Expectation, Step
 from .results import AssertionResult, CheckResult, Exchange, RunResult, ScenarioResult, StepRecord
+from .steps_audit import run_audit_tamper
 from .steps_http import RUNNERS as HTTP_RUNNERS
 from .steps_http import reset_faults
 from .steps_local import run_world_file
@@ -64,6 +65,7 @@ RUNNERS: Final[Mapping[str, Callable[[Context, Any], tuple[Any, list[Exchange]]]
     "mllp_raw": run_raw,
     "wait": _wait,
     "world_file": run_world_file,
+    "audit_tamper": run_audit_tamper,
     **HTTP_RUNNERS,
 }
 
@@ -250,7 +252,9 @@ def run_scenario(
                 result.assertions.extend(_assertions(loaded, n, step, stopped[0], stopped[1], []))
                 continue
             why = ""
-            if step.kind not in target.supports and step.kind not in LOCAL_KINDS:
+            if step.kind in DATA_FOLDER_KINDS and target.kind != "reference":
+                why = "acts on the hub's data folder; only the reference target's is on this machine"
+            elif step.kind not in target.supports and step.kind not in LOCAL_KINDS:
                 why = f"target {target.name} does not support {step.kind} steps"
             elif _needs_local_files(step) and not target.local_files:
                 why = (

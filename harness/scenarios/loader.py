@@ -21,7 +21,7 @@ from synthetic.errors import ProfileError
 from synthetic.yamlio import LineMap, line_for, load_yaml
 
 from .errors import FormatError
-from .model import HTTP_KINDS, LOCAL_KINDS, MLLP_KINDS, Scenario, Step
+from .model import DATA_FOLDER_KINDS, HTTP_KINDS, LOCAL_KINDS, MLLP_KINDS, Scenario, Step
 from .subjects import HL7_ONLY, HTTP_ONLY, parse_subject
 from .variables import BUILTIN_ROOTS, PARAM_ROOT, references
 
@@ -299,7 +299,7 @@ def _subject_kinds(kind: str) -> set[str]:
         return common | set(HL7_ONLY)
     if kind in HTTP_KINDS:
         return common | set(HTTP_ONLY)
-    if kind in LOCAL_KINDS:
+    if kind in LOCAL_KINDS | DATA_FOLDER_KINDS:
         return common | {"status", "json"}
     return {"elapsed_ms", "latency"}
 

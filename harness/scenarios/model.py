@@ -37,6 +37,7 @@ from .subjects import parse_subject
 
 __all__ = [
     "ACTION_MODELS",
+    "DATA_FOLDER_KINDS",
     "HTTP_KINDS",
     "LOCAL_KINDS",
     "MLLP_KINDS",
@@ -163,6 +164,18 @@ class Action(Strict):
     """Base of every step action."""
 
 
+CertChoice = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=40,
+        description="MLLP over TLS: the client certificate to present — a facility variable (default: the "
+        "step's `from`; raw steps: MSH-4's facility, else the scenario's first), `none` (TLS without a "
+        "certificate) or `plain` (plain MLLP, no TLS). A target without TLS (plain_mllp) ignores it.",
+    ),
+]
+
+
 class _Hl7Edits(Action):
     """Edits applied to a built message before it is sent: how malformed and odd variants are made."""
 
@@ -175,6 +188,7 @@ class _Hl7Edits(Action):
     )
     charset: Charset = "utf-8"
     connection: ConnName = "main"
+    cert: CertChoice | None = None
 
 
 class Demographics(Strict):
@@ -260,6 +274,7 @@ class MllpRaw(Action):
     frame: bool = Field(True, description="wrap in 0x0B … 0x1C 0x0D")
     eof: bool = Field(False, description="half-close the connection after sending (a truncated block)")
     connection: ConnName = "raw"
+    cert: CertChoice | None = None
     timeout_ms: Annotated[int, Field(ge=1, le=120_000)] = 2000
 
     @model_validator(mode="after")
@@ -431,6 +446,24 @@ class AuditVerify(Action):
     """GET /audit/verify (the hub operator's token)."""
 
 
+class AuditTamper(Action):
+    """Tamper with a COPY of the hub's audit log (database, checkpoint file) as its database owner would —
+    without the key — and verify the copy offline with the hub's own code (``rhin audit verify``): JSON
+    ``{ok, problems, problem_counts, issues, head, records, checkpoints, tampered}``. The live log is never
+    touched, so scenarios running beside this one keep their records. Needs the hub's data folder on this
+    machine: the reference target's; skipped, with that reason, for other targets.
+
+    ``tamper``: ``none`` (the copy as it is), ``truncate`` (delete the last ``rows`` records the last
+    checkpoint covers, and every later one), ``edit`` (change one record's outcome), ``recompute`` (edit
+    one record, then recompute every later hash as plain SHA-256: the best an owner without the key can
+    do), ``drop_checkpoint`` (delete the checkpoint file's last line). ``record`` (edit, recompute): a record
+    the last checkpoint covers (``checkpointed``) or the last record of all (``latest``)."""
+
+    tamper: Literal["none", "truncate", "edit", "recompute", "drop_checkpoint"]
+    rows: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    record: Literal["checkpointed", "latest"] = "checkpointed"
+
+
 class LoginProbe(Action):
     """Wrong-password logins for ``users`` real users and as many unknown user IDs, interleaved: can a caller
     tell who exists? Each ID is tried twice in a row (the second attempt meets any throttling). The reply is
@@ -499,13 +532,16 @@ ACTION_MODELS: Final[dict[str, type[Action]]] = {
     "audit_query": AuditQuery,
     "audit_verify": AuditVerify,
     "fault": Fault,
+    "audit_tamper": AuditTamper,
     "login_probe": LoginProbe,
     "http_raw": HttpRaw,
 }
 MLLP_KINDS: Final = frozenset({"feed", "pix_query", "pdq_query", "pdq_cancel", "mllp_raw"})
 LOCAL_KINDS: Final = frozenset({"world_file"})
 """Steps that read the world's files on this machine rather than talk to the hub."""
-HTTP_KINDS: Final = frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - {"wait"}
+DATA_FOLDER_KINDS: Final = frozenset({"audit_tamper"})
+"""Steps that act on the hub's data folder: only the reference target's is on this machine."""
+HTTP_KINDS: Final = frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - {"wait"}
 
 
 def _one_action_schema(schema: dict[str, Any]) -> None:
@@ -575,6 +611,7 @@ class Step(Strict):
     audit_query: AuditQuery | None = None
     audit_verify: AuditVerify | None = None
     fault: Fault | None = None
+    audit_tamper: AuditTamper | None = None
     login_probe: LoginProbe | None = None
     http_raw: HttpRaw | None = None
 

@@ -4,17 +4,25 @@ Connections are named per scenario (``connection:``, default ``main``; raw steps
 open between steps, as facilities do; a connection the hub closed is reopened on next use. A reply that does
 not come is an observation (``reply: none``), not an error: a hub that stays silent fails its assertions
 with evidence. Only an unreachable target is a step error.
+
+MLLP over TLS (the target's ``mllp_tls``): a connection presents one facility's client certificate — the
+step's ``cert:``, by default the ``from`` facility's (raw steps: MSH-4's facility if the world knows it,
+else the scenario's first facility) — so connections are kept per (name, certificate). ``cert: none``
+presents none, ``cert: plain`` speaks plain MLLP. A refused handshake is an observation too: the connection
+is closed and no reply came, with the TLS error in the exchange's note.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from dataclasses import replace
 from typing import Final
 
 from simulator.hub.hl7v2 import HL7Error, decode, encode, parse_header
 from simulator.hub.mllp import END_BLOCK, START_BLOCK, frame
+from simulator.pki import PkiError
 
 from .context import Context, PdqState
 from .errors import StepError
@@ -41,36 +49,56 @@ Outcome = tuple[MllpObservation, list[Exchange]]
 class MllpConnection:
     """A blocking MLLP connection that can also send raw bytes and tell a close from a silence."""
 
-    def __init__(self, address: tuple[str, int], timeout: float) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        self.tls = tls
+        self.refusal = ""  # the TLS error of the last refused handshake, until read() reports it
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> socket.socket | None:
+        """The open socket; None when the TLS handshake was refused (``refusal`` says how)."""
         if self._sock is None:
+            host, port = self.address
             try:
-                self._sock = socket.create_connection(self.address, timeout=self.timeout)
+                sock = socket.create_connection(self.address, timeout=self.timeout)
             except OSError as exc:
-                host, port = self.address
                 raise StepError(f"cannot connect to MLLP {host}:{port}: {exc}") from exc
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_hostname=host)
+                except (ssl.SSLError, OSError) as exc:
+                    sock.close()
+                    self.refusal = f"TLS handshake refused: {exc}"
+                    return None
+            self._sock = sock
             self._buffer.clear()
         return self._sock
 
     def send(self, data: bytes, *, eof: bool = False) -> None:
         sock = self._connect()
+        if sock is None:
+            return  # refused: read() observes the close
         try:
             sock.sendall(data)
             if eof:
                 sock.shutdown(socket.SHUT_WR)
+        except ssl.SSLError as exc:  # TLS 1.3: a refused certificate shows after the client's handshake
+            self.close()
+            self.refusal = f"TLS refused: {exc}"
         except OSError as exc:
             self.close()
             raise StepError(f"sending to MLLP {self.address[0]}:{self.address[1]} failed: {exc}") from exc
 
     def read(self, timeout: float) -> tuple[bytes | None, bool]:
         """(the next block's payload or None, whether the peer closed the connection)."""
+        if self.refusal and self._sock is None:
+            return None, True
         sock = self._connect()
+        if sock is None:
+            return None, True
         deadline = time.monotonic() + timeout
         while True:
             end = self._buffer.find(END_BLOCK)
@@ -86,7 +114,9 @@ class MllpConnection:
                 chunk = sock.recv(65536)
             except TimeoutError:
                 return None, False
-            except OSError:
+            except OSError as exc:  # a reset, or the TLS alert of a refused certificate (TLS 1.3)
+                if isinstance(exc, ssl.SSLError):
+                    self.refusal = f"TLS refused: {exc}"
                 chunk = b""
             if not chunk:
                 self.close()
@@ -99,10 +129,11 @@ class MllpConnection:
             return True
         self._sock.setblocking(False)  # with a timeout set, Python would wait for readability first
         try:
-            data = self._sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
+            data = self._sock.recv(65536)  # kept in the buffer (TLS sockets cannot MSG_PEEK)
+        except (BlockingIOError, ssl.SSLWantReadError):
             return False
         except OSError:
+            self.close()
             return True
         finally:
             if self._sock is not None:
@@ -110,7 +141,13 @@ class MllpConnection:
         if not data:
             self.close()
             return True
+        self._buffer += data
         return False
+
+    def take_refusal(self) -> str:
+        """The refused handshake's error, once (for the exchange's note)."""
+        refusal, self.refusal = self.refusal, ""
+        return refusal
 
     def close(self) -> None:
         if self._sock is not None:
@@ -120,13 +157,41 @@ class MllpConnection:
                 self._sock = None
 
 
-def _connection(ctx: Context, name: str) -> MllpConnection:
-    if ctx.target.mllp is None:
-        raise StepError(f"target {ctx.target.name} has no MLLP address")
-    conn = ctx.connections.get(name)
+def _connection(ctx: Context, name: str, cert: str) -> MllpConnection:
+    """The named connection presenting ``cert`` (a facility code, ``none`` or ``plain``; see the module)."""
+    target = ctx.target
+    if target.mllp is None:
+        raise StepError(f"target {target.name} has no MLLP address")
+    tls = target.mllp_tls
+    key = name if tls is None else f"{name}|{cert}"
+    conn = ctx.connections.get(key)
     if conn is None:
-        conn = ctx.connections[name] = MllpConnection(ctx.target.mllp, ctx.target.mllp_timeout)
+        context = None
+        if tls is not None and cert != "plain":
+            try:
+                context = tls.context(None if cert == "none" else cert)
+            except PkiError as exc:
+                raise StepError(f"no client certificate to present: {exc}") from exc
+        conn = ctx.connections[key] = MllpConnection(target.mllp, target.mllp_timeout, context)
     return conn
+
+
+def _cert(ctx: Context, choice: str | None, default: str) -> str:
+    """``cert:`` as a facility code, ``none`` or ``plain`` (``default``: a facility code)."""
+    if choice is None:
+        return default
+    if choice in ("none", "plain"):
+        return choice
+    return ctx.facility(choice).code
+
+
+def _note(conn: MllpConnection, reply: bytes | None, closed: bool) -> str:
+    if reply is not None:
+        return ""
+    refusal = conn.take_refusal()
+    if refusal:
+        return f"connection closed, no reply ({refusal})"
+    return "connection closed, no reply" if closed else "no reply in time"
 
 
 def _shown(text: str) -> str:
@@ -145,7 +210,7 @@ def _observe_reply(payload: bytes | None, closed: bool, control_id: str, elapsed
     return MllpObservation(message, codec, control_id, closed, elapsed, message.to_er7())
 
 
-def _exchange(ctx: Context, edits: _Hl7Edits, text: str, label: str, control_id: str) -> Outcome:
+def _exchange(ctx: Context, edits: _Hl7Edits, text: str, label: str, control_id: str, sender: str) -> Outcome:
     """Apply the step's raw edits, encode in its charset, send, read the reply."""
     text = apply_edits(
         text, {k: ctx.text(v) for k, v in edits.set.items()}, [ctx.text(a) for a in edits.append]
@@ -158,7 +223,7 @@ def _exchange(ctx: Context, edits: _Hl7Edits, text: str, label: str, control_id:
         raise StepError(f"the request cannot be sent as {edits.charset}: {exc}") from exc
     if "MSH-10" in edits.set:
         control_id = ctx.text(edits.set["MSH-10"])
-    conn = _connection(ctx, edits.connection)
+    conn = _connection(ctx, edits.connection, _cert(ctx, edits.cert, sender))
     started = time.perf_counter()
     conn.send(frame(payload))
     reply, closed = conn.read(ctx.target.mllp_timeout)
@@ -166,7 +231,7 @@ def _exchange(ctx: Context, edits: _Hl7Edits, text: str, label: str, control_id:
     if reply is not None:
         closed = conn.peer_closed()
     obs = _observe_reply(reply, closed, control_id, elapsed)
-    note = "" if reply is not None else ("connection closed, no reply" if closed else "no reply in time")
+    note = _note(conn, reply, closed)
     shown = _shown(obs.text) if obs.text else None
     return obs, [Exchange("mllp", label, _shown(text), shown, elapsed, note=note)]
 
@@ -230,7 +295,7 @@ def run_feed(ctx: Context, a: Feed) -> Outcome:
         merge = _cx(ctx.text(a.merge_from), a.authority, domain.namespace, domain.oid)
     header = _header(ctx, sender.code, a.charset, a.version)
     text = feed_message(header, a.event, pid3, _person(ctx, a), merge_from=merge)
-    return _exchange(ctx, a, text, f"ITI-8 ADT^{a.event} from {sender.code}", header.control_id)
+    return _exchange(ctx, a, text, f"ITI-8 ADT^{a.event} from {sender.code}", header.control_id, sender.code)
 
 
 # ------------------------------------------------------------------------------------------- ITI-9
@@ -256,7 +321,7 @@ def run_pix(ctx: Context, a: PixQuery) -> Outcome:
     tag = ctx.maybe(a.query_tag) or ctx.query_tag()
     header = _header(ctx, sender.code, a.charset)
     text = pix_message(header, tag, qpd3, [ctx.domain(d) for d in a.domains])
-    return _exchange(ctx, a, text, f"ITI-9 QBP^Q23 from {sender.code}", header.control_id)
+    return _exchange(ctx, a, text, f"ITI-9 QBP^Q23 from {sender.code}", header.control_id, sender.code)
 
 
 # ------------------------------------------------------------------------------------------- ITI-21
@@ -287,7 +352,7 @@ def run_pdq(ctx: Context, a: PdqQuery) -> Outcome:
     quantity = a.quantity if a.quantity is not None else state.quantity
     text = pdq_message(header, tag, state.fields, state.domains, quantity=quantity, pointer=pointer or None)
     label = f"ITI-21 QBP^Q22 from {sender.code}" + (" (continuation)" if pointer else "")
-    obs, exchanges = _exchange(ctx, a, text, label, header.control_id)
+    obs, exchanges = _exchange(ctx, a, text, label, header.control_id, sender.code)
     next_pointer = obs.reply.get("DSC", 1) if obs.reply is not None else ""
     ctx.pdq[tag] = replace(state, pointer=next_pointer, quantity=quantity)
     ctx.last_query_tag = tag
@@ -298,7 +363,7 @@ def run_cancel(ctx: Context, a: PdqCancel) -> Outcome:
     sender = ctx.facility(a.from_)
     header = _header(ctx, sender.code, a.charset)
     text = cancel_message(header, ctx.text(a.query_tag))
-    return _exchange(ctx, a, text, f"QCN^J01 from {sender.code}", header.control_id)
+    return _exchange(ctx, a, text, f"QCN^J01 from {sender.code}", header.control_id, sender.code)
 
 
 # ------------------------------------------------------------------------------------------- raw
@@ -307,6 +372,15 @@ def run_cancel(ctx: Context, a: PdqCancel) -> Outcome:
 def _hex(data: bytes, limit: int = 4096) -> str:
     shown = data[:limit].hex(" ")
     return shown if len(data) <= limit else f"{shown} … ({len(data):,} bytes in all)"
+
+
+def _raw_sender(ctx: Context, msh4: str) -> str:
+    """A raw step's default certificate: MSH-4's facility if the world has it, else the first facility's."""
+    if msh4 in ctx.world.by_code:
+        return msh4
+    if ctx.bindings.facilities:
+        return next(iter(ctx.bindings.facilities.values())).code
+    return "none"
 
 
 def run_raw(ctx: Context, a: MllpRaw) -> Outcome:
@@ -320,11 +394,14 @@ def run_raw(ctx: Context, a: MllpRaw) -> Outcome:
             raise StepError(f"the raw text cannot be encoded as {a.encoding}: {exc}") from exc
     data += b"X" * a.pad
     payload = frame(data) if a.frame else data
+    sender = ""
     try:
-        control_id = parse_header(data).control_id
+        header = parse_header(data)
+        control_id = header.control_id
+        sender = header.get("MSH", 4, comp=1)
     except HL7Error:
         control_id = ""
-    conn = _connection(ctx, a.connection)
+    conn = _connection(ctx, a.connection, _cert(ctx, a.cert, _raw_sender(ctx, sender)))
     started = time.perf_counter()
     conn.send(payload, eof=a.eof)
     reply, closed = conn.read(a.timeout_ms / 1000)
@@ -334,7 +411,7 @@ def run_raw(ctx: Context, a: MllpRaw) -> Outcome:
     elif reply is not None:
         closed = conn.peer_closed()
     obs = _observe_reply(reply, closed, control_id, elapsed)
-    note = "" if reply is not None else ("connection closed, no reply" if closed else "no reply in time")
+    note = _note(conn, reply, closed)
     exchange = Exchange(
         "mllp",
         "raw MLLP bytes",

@@ -2,8 +2,11 @@
 
 The same :func:`~.server.run_hub` as ``rhin hub`` (which people use), without going through the harness's
 CLI: the simulator never depends on the harness. Prints ``ready: {json}`` — ``{"pid", "mllp": [host, port],
-"http": [host, port], "admin_token_file"}`` — on stdout once both listeners are bound, serves until
-SIGTERM/SIGINT and exits 0; a bad world or data directory exits 2 with the reason on stderr.
+"http": [host, port], "admin_token_file", "data", "mllp_tls"}`` (``mllp_tls``: ``{"ca", "certs"}``, the CA
+file and the facilities' certificate folder, or null with ``--plain-mllp``) — on stdout once both listeners
+are bound, serves until SIGTERM/SIGINT and exits 0; a bad world or data directory exits 2 with the reason on
+stderr, and so does a hub whose password worker died. The audit key comes from ``--audit-key``, else
+``RHIN_AUDIT_KEY``, else ``DATA/audit.key`` (see :mod:`.audit`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import uvloop
 
 from ..ready import announce
 from .accounts import ScryptParams
-from .server import ADMIN_TOKEN_FILE, Addresses, HubError, run_hub
+from .audit import DEFAULT_CHECKPOINT_EVERY, AuditSettings
+from .server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,17 +35,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--gateways", type=Path, default=None, help="network file with a gateways section")
     parser.add_argument("--scrypt-cost", type=int, default=14, help="log2 of scrypt's N")
+    parser.add_argument(
+        "--audit-key", type=Path, default=None, help="audit key file (default DATA/audit.key)"
+    )
+    parser.add_argument("--audit-checkpoints", type=Path, default=None, help="default DATA/audit.checkpoints")
+    parser.add_argument("--audit-checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY)
+    parser.add_argument(
+        "--pki", type=Path, default=None, help="TLS files (default DATA/pki; made if missing)"
+    )
+    parser.add_argument(
+        "--plain-mllp", action="store_true", help="plain MLLP, MSH-4 trusted: only for hubs under test"
+    )
     args = parser.parse_args(argv)
     data = args.data if args.data is not None else args.world / "hub"
+    pki = (args.pki if args.pki is not None else data / PKI_DIR).resolve()
 
     def ready(addresses: Addresses) -> None:
         info = {
             "pid": os.getpid(),
             **{name: list(address) for name, address in addresses.items()},
             "admin_token_file": str((data / ADMIN_TOKEN_FILE).resolve()),
+            "data": str(data.resolve()),
+            "mllp_tls": None
+            if args.plain_mllp
+            else {"ca": str(pki / "ca.pem"), "certs": str(pki / "facilities")},
         }
         announce(info)
 
+    try:
+        settings = AuditSettings(args.audit_key, args.audit_checkpoints, args.audit_checkpoint_every)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         # uvloop: the same asyncio API on libuv, markedly cheaper per request (bench_network); a dependency.
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -55,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 http_port=args.http_port,
                 gateways_file=args.gateways,
                 scrypt=ScryptParams(n=2**args.scrypt_cost),
+                audit_settings=settings,
+                pki=pki,
+                plain_mllp=args.plain_mllp,
             )
         )
     except HubError as exc:

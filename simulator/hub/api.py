@@ -47,6 +47,7 @@ Choices where the sources leave room (each is tested):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -307,9 +308,17 @@ class AuditReply(BaseModel):
 
 
 class VerifyReply(BaseModel):
+    """:meth:`.audit.Verification.as_json`: the first 100 problems, their counts by issue, every issue
+    found, the head, and the checkpoints the verification checked the log against."""
+
     ok: bool
     problems: list[dict[str, Any]]
+    problem_count: int
+    problem_counts: dict[str, int]
+    issues: list[str]
     head: dict[str, Any]
+    records: int
+    checkpoints: dict[str, Any]
 
 
 class Health(BaseModel):
@@ -820,13 +829,11 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     @app.get("/audit/verify", tags=["audit"], dependencies=[Depends(require_operator)], responses={401: {}})
     async def verify() -> VerifyReply:
-        problems = hub.audit_log.verify()
-        seq, digest = hub.audit_log.head()
-        return VerifyReply(
-            ok=not problems,
-            problems=[{"seq": p.seq, "issue": p.issue} for p in problems],
-            head={"seq": seq, "hash": digest},
-        )
+        # The same code as `rhin audit verify` (offline): the keyed chain and the checkpoint file; an intact
+        # log's verified head is then anchored by a checkpoint (AuditLog.verification). A thread, so a long
+        # log does not stall the loop (writers wait for the store's lock as for any reader).
+        found = await asyncio.to_thread(hub.audit_log.verification, anchor=True)
+        return VerifyReply(**found.as_json())
 
     install_record_routes(app, hub, gateways)
     return app

@@ -1,11 +1,33 @@
-"""The hub's audit trail: an append-only, hash-chained log in SQLite.
+"""The hub's audit trail: an append-only, keyed hash chain in SQLite, anchored by signed checkpoints kept
+outside the database.
 
 Regional networks must be able to tell a patient who looked at their data, when, from where and why (and
 break-glass access is only acceptable because it is audited). The log is tamper-evident rather than
-tamper-proof: each record's hash covers its fields and the previous record's hash, so editing, deleting or
-reordering a row breaks the chain and :meth:`AuditLog.verify` names the first affected ``seq``. Deleting the
-*last* rows cannot be seen from the chain alone; callers that care keep :meth:`AuditLog.head` elsewhere
-and pass it to ``verify``.
+tamper-proof, against someone who holds the database file but not the key (threat model:
+``docs/security.md``):
+
+* **Keyed chain.** Each record's ``hash`` is HMAC-SHA256, under a secret the database does not hold, of its
+  fields and the previous record's hash. Editing, deleting or reordering a row breaks the chain, and so does
+  recomputing every later hash: without the key nobody can compute a valid one. The key comes from
+  ``RHIN_AUDIT_KEY`` (hex) or a key file (``audit.key``, mode 0600, created on first start; see
+  :func:`load_key`). Two keys are derived from it, one for records and one for checkpoints, so a record
+  hash can never pass for a checkpoint signature or the other way round; one secret is one thing to guard.
+* **Checkpoints.** The chain alone cannot show that its *last* rows were deleted. Every
+  :attr:`AuditSettings.every` records (and when the log is closed) the hub appends one line to a checkpoint
+  file outside the database (default ``audit.checkpoints`` beside it; in production on another host or an
+  append-only mount): ``{n, seq, hash, count, time, every, key_id, prev, mac}``, HMAC-signed and chained by
+  ``prev`` (the previous line's ``mac``), written with ``O_APPEND`` and fsync'd. The database remembers how
+  many checkpoints were written (``audit_meta``), so lines cut from the file's end show too.
+* **Verification** (:func:`verify_chain`, the one code behind :meth:`AuditLog.verify`, ``/audit/verify``
+  and ``rhin audit verify``) reports an edited row (``hash-mismatch``), a deleted one (``missing`` and
+  ``broken-link``), deleted last rows (``truncated``: a checkpoint names a record the log no longer has), a
+  chain rewritten under another key (``hash-mismatch`` from the first rewritten row; ``checkpoint-mismatch``
+  too if a checkpoint covers it), a forged, edited or deleted checkpoint line (``checkpoint-forged``,
+  ``checkpoint-missing``, ``checkpoint-broken-link``) and a log that has gone too long without one
+  (``checkpoint-overdue``). What stays undetectable: deleting records written after the last checkpoint
+  (fewer than ``2 × every``: a group of at most ``every`` records may end past the boundary) while the hub
+  was killed or is still running; cutting the database and the checkpoint file back together to an earlier
+  consistent state (both stores colluding, or one owner of both); anything done with the key.
 
 Durability as in :mod:`.index`: WAL, ``synchronous=FULL``, and an audited action is answered only after its
 record is committed. A commit (fsync) costs about as much as a whole PIX query, so the hub commits in groups:
@@ -13,18 +35,28 @@ record is committed. A commit (fsync) costs about as much as a whole PIX query, 
 records that concurrent asyncio tasks submit while the previous group is being committed into the next one.
 Each caller still waits for *its* commit, so group commit changes the cost, not the guarantee. There is
 deliberately no update or delete API.
+
+Existing data folders: a log written before the chain was keyed (no ``audit_meta``) is refused with a
+message saying what to do (keep it as evidence, start on a new data folder); re-signing old records with a
+new key would vouch for rows nobody can vouch for any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
+import logging
+import os
+import re
+import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _string
 from pathlib import Path
 from typing import Any, Final
@@ -33,18 +65,40 @@ from simulator.hub.sqlstore import SQLiteStore
 
 __all__ = [
     "ACCESS_ACTIONS",
+    "CHECKPOINT_FILE",
+    "DEFAULT_CHECKPOINT_EVERY",
     "GENESIS",
+    "KEY_ENV",
+    "KEY_FILE",
     "AccessRow",
     "AuditBatcher",
     "AuditEntry",
+    "AuditKey",
+    "AuditKeyError",
     "AuditLog",
     "AuditRecord",
+    "AuditSettings",
+    "Checkpoint",
     "Problem",
+    "Verification",
+    "load_key",
+    "verify_chain",
+    "verify_data",
 ]
 
 GENESIS: Final = "0" * 64
 # Actions that read a patient's data; access_report lists these (the patient's "who saw my data" view).
 ACCESS_ACTIONS: Final = frozenset({"view", "fetch", "query", "timeline", "emergency-view"})
+KEY_ENV: Final = "RHIN_AUDIT_KEY"
+"""Environment variable with the audit key (hex, at least 32 bytes); wins over the default key file."""
+KEY_FILE: Final = "audit.key"
+"""The key file's default name, in the data folder (in production: elsewhere, see docs/security.md)."""
+CHECKPOINT_FILE: Final = "audit.checkpoints"
+"""The checkpoint file's default name, beside the database."""
+DEFAULT_CHECKPOINT_EVERY: Final = 1000
+CHAIN: Final = "hmac-sha256-v1"
+"""What ``audit_meta.chain`` says for a keyed log; a log without it predates keying."""
+_KEY_BYTES: Final = 32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -62,6 +116,7 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_patient ON audit (patient, seq);
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = (
     "seq, time, actor_facility, actor_user, action, patient, target, outcome, reason, details,"
@@ -69,6 +124,112 @@ _COLUMNS = (
 )
 _INSERT: Final = f"INSERT INTO audit ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _HEAD: Final = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+
+log = logging.getLogger(__name__)
+
+
+class AuditKeyError(Exception):
+    """The audit log cannot be opened as it is: no usable key, the wrong key, or an unkeyed (old) log."""
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """The audit secret, as the two keys derived from it, and an ID that names it without revealing it."""
+
+    records: bytes
+    checkpoints: bytes
+    key_id: str
+    source: str  # for messages: "file /path" or "environment RHIN_AUDIT_KEY"
+
+    @classmethod
+    def from_secret(cls, secret: bytes, source: str = "given") -> AuditKey:
+        if len(secret) < _KEY_BYTES:
+            raise AuditKeyError(f"the audit key from {source} has {len(secret)} bytes; at least {_KEY_BYTES}")
+
+        def derive(label: str) -> bytes:
+            return hmac.new(secret, f"rhin audit {label}".encode(), hashlib.sha256).digest()
+
+        key_id = hmac.new(secret, b"rhin audit key id", hashlib.sha256).hexdigest()[:16]
+        return cls(derive("records v1"), derive("checkpoints v1"), key_id, source)
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"AuditKey(id={self.key_id}, from {self.source})"
+
+
+def _parse_hex(text: str, source: str) -> bytes:
+    text = text.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]+", text) or len(text) % 2:
+        raise AuditKeyError(f"the audit key from {source} is not hex (expected {2 * _KEY_BYTES} hex digits)")
+    return bytes.fromhex(text)
+
+
+def load_key(key_file: Path, *, create: bool = False, env: Mapping[str, str] | None = None) -> AuditKey:
+    """The audit key: ``RHIN_AUDIT_KEY`` if set (and ``key_file`` was not given explicitly, see
+    :class:`AuditSettings`), else ``key_file`` — created (random, mode 0600) when missing and ``create``.
+
+    A key file readable by group or others is refused, as ssh refuses such private keys: whoever can read
+    it can rewrite the log undetectably.
+    """
+    env = os.environ if env is None else env
+    if env.get(KEY_ENV):
+        return AuditKey.from_secret(
+            _parse_hex(env[KEY_ENV], f"environment {KEY_ENV}"), f"environment {KEY_ENV}"
+        )
+    return _key_from_file(key_file, create=create)
+
+
+def _key_from_file(path: Path, *, create: bool) -> AuditKey:
+    source = f"file {path}"
+    if not path.exists():
+        if not create:
+            raise AuditKeyError(
+                f"no audit key: {path} does not exist and {KEY_ENV} is not set (the log was written"
+                " with a key; give its file with --audit-key / --key, or set the variable)"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(os.urandom(_KEY_BYTES).hex() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise AuditKeyError(f"the audit key {path} is readable by others (mode {mode:o}); chmod 600 it")
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditKeyError(f"cannot read the audit key {path}: {exc}") from exc
+    return AuditKey.from_secret(_parse_hex(text, source), source)
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Where the key and the checkpoints are, and how often a checkpoint is written.
+
+    ``key_file`` given: that file is the key (``RHIN_AUDIT_KEY`` is ignored). Not given: the environment
+    variable if set, else ``audit.key`` beside the database (created on first start). ``checkpoints``
+    defaults to ``audit.checkpoints`` beside the database. ``key`` (tests, embedding programs) overrides both
+    key sources.
+    """
+
+    key_file: Path | None = None
+    checkpoints: Path | None = None
+    every: int = DEFAULT_CHECKPOINT_EVERY
+    key: AuditKey | None = None
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"a checkpoint every {self.every} records: it must be at least 1")
+
+    def resolve_key(self, folder: Path, *, create: bool) -> AuditKey:
+        if self.key is not None:
+            return self.key
+        if self.key_file is not None:
+            return _key_from_file(self.key_file, create=create)
+        return load_key(folder / KEY_FILE, create=create)
+
+    def checkpoint_path(self, folder: Path) -> Path:
+        return self.checkpoints if self.checkpoints is not None else folder / CHECKPOINT_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +268,9 @@ class AuditRecord:
     prev_hash: str
     hash: str
 
-    def expected_hash(self) -> str:
-        return _hash(
+    def expected_hash(self, key: AuditKey) -> str:
+        return _mac(
+            _record_hmac(key),
             self.seq,
             self.time,
             self.actor_facility,
@@ -125,8 +287,59 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """One finding of :func:`verify_chain`: the ``seq`` it concerns (0: the checkpoint file as a whole) and
+    a stable ``issue`` code; ``detail`` says more for people (not compared, so tests can name problems)."""
+
     seq: int
-    issue: str  # "hash-mismatch", "broken-link", "missing", "truncated"
+    issue: str  # hash-mismatch, broken-link, missing, truncated, checkpoint-… (see the module docstring)
+    detail: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One line of the checkpoint file: the chain's head (``seq``, ``hash``) and ``count`` at ``time``."""
+
+    n: int
+    seq: int
+    hash: str
+    count: int
+    time: str
+    every: int
+    key_id: str
+    prev: str
+    mac: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "seq": self.seq,
+            "hash": self.hash,
+            "count": self.count,
+            "time": self.time,
+            "every": self.every,
+            "key_id": self.key_id,
+            "prev": self.prev,
+        }
+
+    def expected_mac(self, key: AuditKey) -> str:
+        text = json.dumps(self.body(), sort_keys=True, separators=(",", ":"))
+        return hmac.new(key.checkpoints, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def line(self) -> str:
+        return json.dumps({**self.body(), "mac": self.mac}, sort_keys=True, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> Checkpoint:
+        """One line; ValueError if it is not a checkpoint."""
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or set(doc) != {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError("not a checkpoint line")
+        ints = ("n", "seq", "count", "every")
+        if not all(type(doc[k]) is int for k in ints) or not all(
+            isinstance(doc[k], str) for k in doc if k not in ints
+        ):
+            raise ValueError("a checkpoint field has the wrong type")
+        return cls(**doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +381,11 @@ def _canonical_details(details: Mapping[str, Any] | None) -> str:
     return _CANONICAL.encode(details if isinstance(details, dict) else dict(details))
 
 
-def _hash(*fields: object) -> str:
-    """SHA-256 over a JSON array of the fields: unambiguous (no separator games) and stable.
+def _fields_json(*fields: object) -> str:
+    """The fields as a JSON array: unambiguous (no separator games) and stable.
 
-    The array is written directly when every field is a str, an int or None (always, for records), with
-    exactly the text ``json.dumps(fields, ensure_ascii=False, separators=(",", ":"))`` gives.
+    Written directly when every field is a str, an int or None (always, for records), with exactly the
+    text ``json.dumps(fields, ensure_ascii=False, separators=(",", ":"))`` gives.
     """
     parts = []
     for value in fields:
@@ -183,18 +396,257 @@ def _hash(*fields: object) -> str:
         elif value is None:
             parts.append("null")
         else:
-            text = _COMPACT.encode(fields)
-            break
-    else:
-        text = "[" + ",".join(parts) + "]"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+            return _COMPACT.encode(fields)
+    return "[" + ",".join(parts) + "]"
+
+
+def _record_hmac(key: AuditKey) -> Any:
+    """An HMAC object keyed for records; :func:`_mac` copies it (cheaper than keying one per record)."""
+    return hmac.new(key.records, digestmod=hashlib.sha256)
+
+
+def _mac(keyed: Any, *fields: object) -> str:
+    """A record's hash: HMAC-SHA256 (under the records key) of its fields as a JSON array."""
+    mac = keyed.copy()
+    mac.update(_fields_json(*fields).encode("utf-8"))
+    return str(mac.hexdigest())
+
+
+@dataclass
+class Verification:
+    """What :func:`verify_chain` found: every problem, and what the log and its checkpoints hold."""
+
+    problems: list[Problem]
+    head: tuple[int, str]
+    records: int
+    checkpoints: list[Checkpoint]
+    checkpoint_file: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self, limit: int = 100) -> dict[str, Any]:
+        """For ``/audit/verify`` and ``rhin audit verify --json``: the first ``limit`` problems and counts."""
+        counts: dict[str, int] = {}
+        for p in self.problems:
+            counts[p.issue] = counts.get(p.issue, 0) + 1
+        last = self.checkpoints[-1] if self.checkpoints else None
+        return {
+            "ok": self.ok,
+            "problems": [
+                {"seq": p.seq, "issue": p.issue, **({"detail": p.detail} if p.detail else {})}
+                for p in self.problems[:limit]
+            ],
+            "problem_count": len(self.problems),
+            "problem_counts": counts,
+            "issues": sorted(counts),  # every kind found, however many problems were left out
+            "head": {"seq": self.head[0], "hash": self.head[1]},
+            "records": self.records,
+            "checkpoints": {
+                "count": len(self.checkpoints),
+                "file": self.checkpoint_file,
+                "last": None if last is None else {"n": last.n, "seq": last.seq, "time": last.time},
+            },
+        }
+
+
+def _read_checkpoints(path: Path) -> list[str] | None:
+    """The file's lines (None: no file)."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+
+
+def verify_chain(
+    records: Iterable[AuditRecord],
+    key: AuditKey,
+    checkpoint_lines: Sequence[str] | None,
+    *,
+    written: int | None = None,
+    every: int = DEFAULT_CHECKPOINT_EVERY,
+    expected_head: tuple[int, str] | None = None,
+) -> Verification:
+    """Recompute the chain under ``key`` and check it against the checkpoint file's lines (None: no file).
+
+    ``written``: how many checkpoints the database says were written (fewer lines: lines cut from the end).
+    ``every``: the interval to expect when no checkpoint says its own. ``expected_head``: a ``(seq, hash)``
+    the caller kept elsewhere (older API; a checkpoint does the same). Every problem is reported, in order:
+    records first, then checkpoints.
+    """
+    keyed = _record_hmac(key)
+    checkpoints, problems_cp = _checked_checkpoints(checkpoint_lines, key, written)
+    wanted = {cp.seq for cp in checkpoints}
+    at_seq: dict[int, tuple[str, int]] = {}  # checkpoint seq → (hash there, records up to it)
+    problems: list[Problem] = []
+    prev_hash, expected_seq, count = GENESIS, 1, 0
+    for rec in records:
+        count += 1
+        if rec.seq != expected_seq:
+            problems.extend(Problem(s, "missing") for s in range(expected_seq, rec.seq))
+        if rec.prev_hash != prev_hash:
+            problems.append(Problem(rec.seq, "broken-link"))
+        if (
+            _mac(
+                keyed,
+                rec.seq,
+                rec.time,
+                rec.actor_facility,
+                rec.actor_user,
+                rec.action,
+                rec.patient,
+                rec.target,
+                rec.outcome,
+                rec.reason,
+                rec.details,
+                rec.prev_hash,
+            )
+            != rec.hash
+        ):
+            problems.append(Problem(rec.seq, "hash-mismatch"))
+        if rec.seq in wanted:
+            at_seq[rec.seq] = (rec.hash, count)
+        prev_hash, expected_seq = rec.hash, rec.seq + 1
+    head = (expected_seq - 1, prev_hash)
+    if expected_head is not None and expected_head != head:
+        problems.append(Problem(expected_head[0], "truncated", "the log does not end at the head kept"))
+    beyond = [cp for cp in checkpoints if cp.seq > head[0]]
+    if beyond:
+        cp = beyond[-1]
+        problems.append(
+            Problem(
+                head[0] + 1,
+                "truncated",
+                f"checkpoint {cp.n} ({cp.time}) covers records up to {cp.seq}; the log ends at {head[0]}",
+            )
+        )
+    for cp in checkpoints:
+        if cp.seq > head[0]:
+            continue
+        found = at_seq.get(cp.seq)
+        if found is None or found[0] != cp.hash:
+            problems.append(
+                Problem(
+                    cp.seq, "checkpoint-mismatch", f"record {cp.seq} is not the one checkpoint {cp.n} signed"
+                )
+            )
+        elif found[1] != cp.count:
+            problems.append(
+                Problem(
+                    cp.seq, "count-mismatch", f"checkpoint {cp.n}: {cp.count} records, the log {found[1]}"
+                )
+            )
+    last_seq = checkpoints[-1].seq if checkpoints else 0
+    interval = checkpoints[-1].every if checkpoints else every
+    if head[0] - last_seq >= 2 * interval:
+        problems.append(
+            Problem(
+                last_seq + 1,
+                "checkpoint-overdue",
+                f"{head[0] - last_seq} records since the last checkpoint; one is written every {interval}",
+            )
+        )
+    return Verification(problems + problems_cp, head, count, checkpoints)
+
+
+def _checked_checkpoints(
+    lines: Sequence[str] | None, key: AuditKey, written: int | None
+) -> tuple[list[Checkpoint], list[Problem]]:
+    """The checkpoint lines that are genuine and in order, and the problems with the others."""
+    good: list[Checkpoint] = []
+    problems: list[Problem] = []
+    prev, expected_n = GENESIS, 1
+    for number, text in enumerate(lines or [], start=1):
+        if not text.strip():
+            continue
+        try:
+            cp = Checkpoint.parse(text)
+        except (ValueError, TypeError) as exc:
+            problems.append(Problem(0, "checkpoint-unreadable", f"line {number}: {exc}"))
+            continue
+        if cp.key_id != key.key_id or not hmac.compare_digest(cp.mac, cp.expected_mac(key)):
+            problems.append(
+                Problem(cp.seq, "checkpoint-forged", f"line {number}: the signature does not hold")
+            )
+            continue
+        if cp.n != expected_n:
+            problems.append(
+                Problem(
+                    cp.seq, "checkpoint-missing", f"line {number} is checkpoint {cp.n}; {expected_n} expected"
+                )
+            )
+        elif cp.prev != prev:
+            problems.append(Problem(cp.seq, "checkpoint-broken-link", f"line {number}"))
+        if good and cp.seq < good[-1].seq:
+            problems.append(Problem(cp.seq, "checkpoint-out-of-order", f"line {number}"))
+        good.append(cp)
+        prev, expected_n = cp.mac, cp.n + 1
+    if written is not None and written > len(good):
+        problems.append(
+            Problem(
+                0,
+                "checkpoint-missing",
+                f"the log says {written} checkpoints were written; the file holds {len(good)} genuine ones",
+            )
+        )
+    return good, problems
+
+
+def _meta(db: sqlite3.Connection) -> dict[str, str]:
+    return {str(k): str(v) for k, v in db.execute("SELECT name, value FROM audit_meta")}
 
 
 class AuditLog(SQLiteStore):
-    """An append-only audit log on one SQLite file."""
+    """An append-only, keyed audit log on one SQLite file, with its checkpoint file (:class:`AuditSettings`).
 
-    def __init__(self, path: Path | str) -> None:
+    Opening a new log creates its key file (unless the key comes from elsewhere) and records the key's ID;
+    opening an existing one with another key, or one written before keying, raises :class:`AuditKeyError`.
+    Only an instance that appended writes checkpoints (so a second, reading instance never does).
+    """
+
+    def __init__(self, path: Path | str, settings: AuditSettings | None = None) -> None:
         super().__init__(path, _SCHEMA)
+        self.settings = settings or AuditSettings()
+        self.every = self.settings.every
+        self.checkpoint_file = self.settings.checkpoint_path(self.path.parent)
+        try:
+            self.key = self._open_key()
+        except BaseException:
+            self._db.close()
+            raise
+        self._appended = False
+        self._staged_head: tuple[int, str] = (0, GENESIS)
+        self._every_noted = False
+        self._last_cp: Checkpoint | None = None
+        self._last_cp_read = False
+
+    def _open_key(self) -> AuditKey:
+        meta = _meta(self._db)
+        has_rows = self._db.execute("SELECT 1 FROM audit LIMIT 1").fetchone() is not None
+        if "chain" not in meta and has_rows:
+            raise AuditKeyError(
+                f"{self.path} holds an audit log written before the chain was keyed (rhin before issue 11):"
+                " it cannot be continued with a keyed chain. Keep it as evidence (check it with an older"
+                " rhin's /audit/verify) and start the hub on a new data folder"
+            )
+        key = self.settings.resolve_key(self.path.parent, create="chain" not in meta)
+        if "chain" not in meta:
+            with self._tx() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO audit_meta (name, value) VALUES (?, ?)",
+                    [("chain", CHAIN), ("key_id", key.key_id), ("checkpoints", "0")],
+                )
+        elif meta["chain"] != CHAIN:
+            raise AuditKeyError(f"{self.path}: unknown audit chain {meta['chain']!r} (a newer rhin?)")
+        elif meta.get("key_id") != key.key_id:
+            raise AuditKeyError(
+                f"{self.path} was written with audit key {meta.get('key_id')}; the key from {key.source} is"
+                f" {key.key_id}: give the log's own key"
+            )
+        return key
+
+    # ------------------------------------------------------------------------------------- writing
 
     def append(
         self,
@@ -247,6 +699,7 @@ class AuditLog(SQLiteStore):
             )
             for e in entries
         ]
+        keyed = _record_hmac(self.key)
         self._lock.acquire()
         try:
             db = self._db
@@ -256,20 +709,26 @@ class AuditLog(SQLiteStore):
                 seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
                 values = []
                 for row in rows:
-                    digest = _hash(seq, *row, prev)
+                    digest = _mac(keyed, seq, *row, prev)
                     values.append((seq, *row, prev, digest))
                     seq, prev = seq + 1, digest
                 db.executemany(_INSERT, values)
+                if not self._every_noted:  # the interval this writer keeps, for verifiers without one
+                    db.execute(
+                        "INSERT OR REPLACE INTO audit_meta (name, value) VALUES ('every', ?)",
+                        (str(self.every),),
+                    )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except BaseException:
             self._lock.release()
             raise
+        self._staged_head = (values[-1][0], values[-1][-1])
         return [AuditRecord(*v) for v in values]
 
     def _finish(self) -> None:
-        """Second half: COMMIT (rolled back if that fails) and unlock; from any thread."""
+        """Second half: COMMIT (rolled back if that fails), a checkpoint if one is due, unlock; any thread."""
         try:
             try:
                 self._db.execute("COMMIT")
@@ -277,8 +736,115 @@ class AuditLog(SQLiteStore):
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            self._appended = self._every_noted = True
+            seq, digest = self._staged_head
+            if seq - self._last_checkpoint_seq() >= self.every:
+                try:
+                    self._checkpoint(seq, digest)
+                except (OSError, sqlite3.Error) as exc:
+                    # The records are committed: their callers must hear so. The next commit tries again,
+                    # and verification reports the gap (checkpoint-overdue) if it lasts.
+                    log.error("audit checkpoint at seq %d not written: %s", seq, exc)
         finally:
             self._lock.release()
+
+    def _last_checkpoint_seq(self) -> int:
+        if not self._last_cp_read:
+            lines = _read_checkpoints(self.checkpoint_file) or []
+            found = None
+            for text in reversed(lines):
+                if text.strip():
+                    try:
+                        found = Checkpoint.parse(text)
+                    except (ValueError, TypeError):
+                        found = None
+                    break
+            self._last_cp, self._last_cp_read = found, True
+        return self._last_cp.seq if self._last_cp is not None else 0
+
+    def _checkpoint(self, seq: int, digest: str) -> Checkpoint:
+        """Append a signed checkpoint for head ``(seq, digest)`` to the file (fsync'd), then count it in the
+        database. Called with the lock held and no transaction open."""
+        self._last_checkpoint_seq()
+        last = self._last_cp
+        # count == seq while the log is intact (seq starts at 1, no gaps); the checkpoint states it anyway so
+        # a verifier need not trust that.
+        unsigned = Checkpoint(
+            n=(last.n + 1) if last else 1,
+            seq=seq,
+            hash=digest,
+            count=seq,
+            time=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            every=self.every,
+            key_id=self.key.key_id,
+            prev=last.mac if last else GENESIS,
+            mac="",
+        )
+        cp = Checkpoint(**{**unsigned.body(), "mac": unsigned.expected_mac(self.key)})
+        path = self.checkpoint_file
+        new = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, cp.line().encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:  # the file's name must survive a crash too
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self._db.execute("UPDATE audit_meta SET value = ? WHERE name = 'checkpoints'", (str(cp.n),))
+        self._last_cp = cp
+        return cp
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Write a checkpoint at the current head now, unless the last one is there already (None then)."""
+        with self._lock:
+            row = self._db.execute(_HEAD).fetchone()
+            if row is None or row[0] <= self._last_checkpoint_seq():
+                return None
+            return self._checkpoint(int(row[0]), str(row[1]))
+
+    def close(self) -> None:
+        """A final checkpoint (if this instance appended since the last one), then close."""
+        if self._appended:
+            try:
+                self.checkpoint()
+            finally:
+                super().close()
+        else:
+            super().close()
+
+    def consistent_with_checkpoints(self) -> str | None:
+        """A quick check before serving (the last checkpoint only): None if the log still holds the record
+        it signed, else what is wrong. Full verification is :meth:`verification`'s job."""
+        lines = [t for t in (_read_checkpoints(self.checkpoint_file) or []) if t.strip()]
+        written = int(_meta(self._db).get("checkpoints", "0"))
+        if len(lines) < written:
+            return (
+                f"the audit log says {written} checkpoints were written, {self.checkpoint_file} holds"
+                f" {len(lines)}"
+            )
+        if not lines:
+            return None
+        try:
+            cp = Checkpoint.parse(lines[-1])
+        except (ValueError, TypeError) as exc:
+            return f"the last line of {self.checkpoint_file} is not a checkpoint: {exc}"
+        if cp.key_id != self.key.key_id or not hmac.compare_digest(cp.mac, cp.expected_mac(self.key)):
+            return f"the last checkpoint in {self.checkpoint_file} is not signed with this log's key"
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM audit WHERE seq = ?", (cp.seq,)).fetchone()
+        if row is None:
+            return f"checkpoint {cp.n} covers records up to {cp.seq}; the log ends before (truncated)"
+        if row[0] != cp.hash:
+            return f"record {cp.seq} is not the one checkpoint {cp.n} signed (rewritten)"
+        return None
+
+    # ------------------------------------------------------------------------------------- reading
 
     def records(self, patient: str | None = None, since: dt.datetime | None = None) -> list[AuditRecord]:
         """Records in order, optionally for one patient and at or after ``since``."""
@@ -295,26 +861,39 @@ class AuditLog(SQLiteStore):
         return [AuditRecord(*row) for row in rows]
 
     def head(self) -> tuple[int, str]:
-        """The last ``(seq, hash)``, to keep outside the database as an anchor against truncation."""
+        """The last ``(seq, hash)``."""
         with self._lock:
             row = self._db.execute(_HEAD).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
 
+    def verification(
+        self, expected_head: tuple[int, str] | None = None, *, anchor: bool = False
+    ) -> Verification:
+        """The chain and the checkpoint file, checked (:func:`verify_chain`).
+
+        ``anchor`` (what ``/audit/verify`` asks): when the log verified intact and its verified head is past
+        the last checkpoint, write a checkpoint there, so what the operator saw intact stays pinned (it
+        shrinks the window in which the last records could go unnoticed); it is then in the answer's
+        checkpoints. Never after a failed verification: a checkpoint must not bless a tampered log.
+        """
+        with self._lock:
+            written = int(_meta(self._db).get("checkpoints", "0"))
+            lines = _read_checkpoints(self.checkpoint_file)
+        found = verify_chain(
+            self.records(), self.key, lines, written=written, every=self.every, expected_head=expected_head
+        )
+        found.checkpoint_file = str(self.checkpoint_file)
+        if anchor and found.ok and found.head[0] > 0:
+            with self._lock:
+                if found.head[0] > self._last_checkpoint_seq():
+                    written_now = self._checkpoint(*found.head)
+                    if written_now is not None:
+                        found.checkpoints.append(written_now)
+        return found
+
     def verify(self, expected_head: tuple[int, str] | None = None) -> list[Problem]:
-        """Recompute the chain; every problem found, by seq (empty list: the log is intact)."""
-        problems: list[Problem] = []
-        prev_hash, expected_seq = GENESIS, 1
-        for rec in self.records():
-            if rec.seq != expected_seq:
-                problems.extend(Problem(s, "missing") for s in range(expected_seq, rec.seq))
-            if rec.prev_hash != prev_hash:
-                problems.append(Problem(rec.seq, "broken-link"))
-            if rec.expected_hash() != rec.hash:
-                problems.append(Problem(rec.seq, "hash-mismatch"))
-            prev_hash, expected_seq = rec.hash, rec.seq + 1
-        if expected_head is not None and expected_head != (expected_seq - 1, prev_hash):
-            problems.append(Problem(expected_head[0], "truncated"))
-        return problems
+        """Every problem :meth:`verification` finds (empty list: the log is intact)."""
+        return self.verification(expected_head).problems
 
     def access_report(self, patient: str) -> list[AccessRow]:
         """Who read this patient's data (viewed, fetched, queried), when, from where and why, in order."""
@@ -325,13 +904,65 @@ class AuditLog(SQLiteStore):
         ]
 
 
+def verify_data(
+    audit_db: Path,
+    *,
+    key_file: Path | None = None,
+    checkpoints: Path | None = None,
+    every: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Verification:
+    """Offline verification (``rhin audit verify``) of the log in ``audit_db``, read-only: nothing is
+    created or written. The key as :class:`AuditSettings` finds it (``key_file`` given, else the
+    environment, else ``audit.key`` beside the database); checkpoints beside it unless given; ``every``: the
+    interval to expect before the first checkpoint (default: what the hub noted in the database).
+    Raises :class:`AuditKeyError` (no key, an unkeyed log, the wrong key) or ``OSError``/``sqlite3.Error``.
+    """
+    if not audit_db.is_file():
+        raise FileNotFoundError(f"no audit log at {audit_db}")
+    key = (
+        _key_from_file(key_file, create=False)
+        if key_file is not None
+        else load_key(audit_db.parent / KEY_FILE, create=False, env=env)
+    )
+    db = sqlite3.connect(f"file:{audit_db}?mode=ro", uri=True)
+    try:
+        try:
+            meta = _meta(db)
+        except sqlite3.OperationalError:
+            meta = {}
+        if meta.get("chain") != CHAIN:
+            raise AuditKeyError(
+                f"{audit_db} is not a keyed audit log (written before issue 11, or not rhin's)"
+            )
+        if meta.get("key_id") != key.key_id:
+            raise AuditKeyError(
+                f"{audit_db} was written with audit key {meta.get('key_id')}; the key from {key.source} is"
+                f" {key.key_id}"
+            )
+        rows = db.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
+        path = checkpoints if checkpoints is not None else audit_db.parent / CHECKPOINT_FILE
+        found = verify_chain(
+            (AuditRecord(*row) for row in rows),
+            key,
+            _read_checkpoints(path),
+            written=int(meta.get("checkpoints", "0")),
+            every=every or int(meta.get("every", DEFAULT_CHECKPOINT_EVERY)),
+        )
+    finally:
+        db.close()
+    found.checkpoint_file = str(path)
+    return found
+
+
 class AuditBatcher:
     """Group commit for one :class:`AuditLog` on one asyncio event loop.
 
     :meth:`record` queues an entry and returns its :class:`AuditRecord` once the transaction holding it has
     committed, so "answer only what is audited" holds for each caller. One writer task takes everything
-    queued, in call order, as one group: one transaction, one fsync. An idle hub commits at once; under
-    load a group also waits (at most :attr:`GROUP_WAIT`) for as many callers as came together lately.
+    queued, in call order, as one group (at most :attr:`AuditLog.every` records, so a checkpoint is never
+    more than twice that behind): one transaction, one fsync. An idle hub commits at once; under load a
+    group also waits (at most :attr:`GROUP_WAIT`) for as many callers as came together lately.
 
     Where the COMMIT (the fsync) runs is measured, not fixed. The group is always chained and inserted on
     the loop (quick CPU work), and a quick COMMIT runs there too: a thread hand-off costs more than it saves
@@ -439,7 +1070,10 @@ class AuditBatcher:
                     await self._wakeup.wait()
                     continue
                 await self._gather(loop)
-                batch, self._queue = self._queue, []
+                # At most `every` records a group, so a checkpoint is never more than 2 × every behind
+                # (what verification's checkpoint-overdue relies on).
+                cap = self.log.every
+                batch, self._queue = self._queue[:cap], self._queue[cap:]
                 self._grouped(len(batch), loop.time())
                 try:
                     records = self.log._stage([entry for entry, _ in batch])

@@ -12,12 +12,16 @@ import asyncio
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self
+
+from simulator.pki import facility_of
 
 from .hl7v2 import (
     ASCII,
@@ -39,6 +43,7 @@ from .hl7v2 import (
 
 __all__ = [
     "END_BLOCK",
+    "PEER",
     "START_BLOCK",
     "ConnectionClosedError",
     "EchoHandler",
@@ -48,6 +53,7 @@ __all__ = [
     "MLLPClient",
     "MLLPError",
     "MLLPServer",
+    "Peer",
     "ServerStats",
     "SyncMLLPClient",
     "frame",
@@ -62,6 +68,26 @@ Handler = Callable[[bytes], Awaitable[bytes | None]]
 Clock = Callable[[], datetime]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end of the connection a message came in on.
+
+    ``tls`` says whether the connection is MLLP over TLS; ``facility`` is the facility of its verified client
+    certificate (:func:`simulator.pki.facility_of`), None on plain MLLP, where nothing is authenticated.
+    """
+
+    address: str
+    tls: bool = False
+    facility: str | None = None
+
+
+PEER: ContextVar[Peer | None] = ContextVar("mllp_peer", default=None)
+"""The current message's connection, set by :class:`MLLPServer` in each connection's task: how a handler
+(``bytes -> bytes``, unaware of sockets) learns the authenticated sender without a wider signature."""
+RefusedHook = Callable[[str], Coroutine[Any, Any, None]]
+"""``refused(reason)``: called when a TLS handshake fails (no certificate, an untrusted one, plain bytes)."""
 
 
 class MLLPError(HL7Error):
@@ -93,6 +119,7 @@ class ServerStats:
     truncated: int = 0
     oversize: int = 0
     handler_errors: int = 0
+    tls_refused: int = 0
 
 
 class _Connection:
@@ -120,6 +147,25 @@ class _Connection:
         self.waiting, self.deadline = what, deadline
 
 
+def _observed(ctx: ssl.SSLContext, failed: Callable[[str], None]) -> ssl.SSLContext:
+    """``ctx`` whose TLS objects report a failed handshake (no client certificate, one from another CA,
+    plain MLLP bytes) to ``failed``: asyncio (and uvloop) drop such connections silently, before any
+    connection callback runs, so this is the one place a refusal can be seen. The reason is OpenSSL's."""
+
+    class Observed(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as exc:
+                failed(str(exc.reason or exc))
+                raise
+
+    ctx.sslobject_class = Observed
+    return ctx
+
+
 class MLLPServer:
     """An asyncio MLLP server calling ``handler`` once per message.
 
@@ -127,6 +173,12 @@ class MLLPServer:
     concurrently. Framing errors (bytes before 0x0B, a start byte inside a block), truncated blocks (EOF or
     ``idle_timeout`` mid-block) and blocks over ``max_message_bytes`` close that connection only. A handler
     exception is answered with AE + ERR 207 when the block's MSH can be read, else the connection closes.
+
+    ``tls`` (a server context requiring client certificates, :meth:`simulator.pki.Pki.server_context`) makes
+    it MLLP over TLS: a client without a certificate from the CA — or speaking plain MLLP — fails the
+    handshake (within ``handshake_timeout``) and is dropped; the failure is counted (``stats.tls_refused``),
+    logged and passed to ``refused``. The context is modified (its ``sslobject_class`` observes handshakes).
+    Each message's handler runs with :data:`PEER` set to its connection's :class:`Peer`.
     """
 
     def __init__(
@@ -141,8 +193,14 @@ class MLLPServer:
         control_ids: ControlIds | None = None,
         reuse_port: bool = False,
         backlog: int = 1024,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
+        refused: RefusedHook | None = None,
     ) -> None:
         self.handler = handler
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.refused = refused
         self.host = host
         self._port = port
         self.max_message_bytes = max_message_bytes
@@ -155,6 +213,7 @@ class MLLPServer:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._closing = False
+        self._refusals: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -165,6 +224,9 @@ class MLLPServer:
         if self._server is not None:
             raise RuntimeError("server already started")
         self._closing = False
+        tls = self.tls
+        if tls is not None:
+            tls = _observed(tls, self._handshake_failed)
         self._server = await asyncio.start_server(
             self._serve,
             self.host,
@@ -172,9 +234,12 @@ class MLLPServer:
             limit=self.max_message_bytes,
             reuse_port=self.reuse_port or None,
             backlog=self.backlog,
+            ssl=tls,
+            ssl_handshake_timeout=self.handshake_timeout if tls is not None else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        log.info("MLLP server listening on %s:%d", self.host, self._port)
+        kind = "MLLP over TLS (client certificates required)" if self.tls else "plain MLLP (no TLS)"
+        log.info("%s server listening on %s:%d", kind, self.host, self._port)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop listening; close idle connections now, busy ones once their reply is out (or after grace)."""
@@ -223,6 +288,7 @@ class MLLPServer:
         conn.timer = loop.call_at(loop.time() + self.idle_timeout, self._watch, conn)
         try:
             if not self._closing:
+                PEER.set(self._peer(conn, writer))
                 await self._loop(conn, reader, writer)
         except asyncio.CancelledError:
             if conn.expired:
@@ -239,6 +305,22 @@ class MLLPServer:
             writer.close()
             with suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    def _peer(self, conn: _Connection, writer: asyncio.StreamWriter) -> Peer:
+        """Who the connection is: on TLS (the handshake verified the certificate against the CA already)
+        the certificate's facility; on plain MLLP no one in particular."""
+        if self.tls is None:
+            return Peer(conn.peer)
+        return Peer(conn.peer, True, facility_of(writer.get_extra_info("peercert")))
+
+    def _handshake_failed(self, reason: str) -> None:
+        """A TLS handshake failed: count, log, and hand it to ``refused`` (the hub audits it)."""
+        self.stats.tls_refused += 1
+        log.warning("MLLP: TLS handshake refused: %s", reason)
+        if self.refused is not None:
+            task = asyncio.get_running_loop().create_task(self.refused(f"TLS handshake failed: {reason}"))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
 
     def _watch(self, conn: _Connection) -> None:
         """The connection's watchdog: cancel it once what it waits for is overdue, else look again later."""
@@ -425,13 +507,21 @@ class MLLPClient:
     """asyncio client on one persistent connection: ``async with MLLPClient(h, p) as c: await c.send(raw)``.
 
     :meth:`send` is one request/reply and is safe to call from several tasks (they queue). :meth:`write` and
-    :meth:`read` are there to pipeline. Timeouts raise :class:`TimeoutError`.
+    :meth:`read` are there to pipeline. Timeouts raise :class:`TimeoutError`. ``tls``: MLLP over TLS with
+    that client context (a facility's certificate, :class:`simulator.pki.ClientTls`); None is plain MLLP.
     """
 
     def __init__(
-        self, host: str, port: int, *, timeout: float | None = 30.0, max_message_bytes: int = 16 * 1_048_576
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float | None = 30.0,
+        max_message_bytes: int = 16 * 1_048_576,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls
         self.port = port
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
@@ -442,7 +532,11 @@ class MLLPClient:
     async def connect(self) -> None:
         async with asyncio.timeout(self.timeout):
             self._reader, self._writer = await asyncio.open_connection(
-                self.host, self.port, limit=self.max_message_bytes
+                self.host,
+                self.port,
+                limit=self.max_message_bytes,
+                ssl=self.tls,
+                server_hostname=self.host if self.tls is not None else None,
             )
 
     async def close(self) -> None:
@@ -493,14 +587,30 @@ class MLLPClient:
 
 
 class SyncMLLPClient:
-    """Blocking socket client (tests, Locust users): reads until 0x1C 0x0D however the reply is fragmented."""
+    """Blocking socket client (tests, Locust users): reads until 0x1C 0x0D however the reply is fragmented.
+
+    ``tls``: MLLP over TLS with that client context (the handshake happens here); None is plain MLLP.
+    """
 
     def __init__(
-        self, host: str, port: int, *, timeout: float | None = 10.0, max_message_bytes: int = 16 * 1_048_576
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float | None = 10.0,
+        max_message_bytes: int = 16 * 1_048_576,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        self._sock: socket.socket = sock
         self._buffer = bytearray()
 
     def send(self, payload: bytes) -> bytes:

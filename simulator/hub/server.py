@@ -7,10 +7,25 @@ and each API answer already follows its committed transaction, so a SIGKILL lose
 either; a clean stop just also finishes the replies in flight).
 
 Data directory (``--data``, default ``WORLD/hub``): ``hub.sqlite`` (identity index), ``accounts.sqlite``,
-``consents.sqlite``, ``audit.sqlite`` and ``admin.token`` (the hub operator's bearer token for the audit
-routes, created on first start with mode 0600 and kept across restarts). Both listeners run on one asyncio
-loop; store writes run in worker threads (SQLite releases the GIL while it fsyncs) and scrypt, which holds
-the GIL for ~40 ms, in a worker process, so a login never stalls the other requests.
+``consents.sqlite``, ``audit.sqlite``, ``admin.token`` (the hub operator's bearer token for the audit
+routes, created on first start with mode 0600 and kept across restarts), ``pki/`` (:mod:`simulator.pki`:
+the network CA, the hub's certificate and one client certificate per facility, created if missing), and by
+default the audit key (``audit.key``, 0600) and its checkpoints (``audit.checkpoints``): see :mod:`.audit`
+and docs/security.md for where they belong in production. The hub refuses to start on an audit log that no
+longer matches its last checkpoint (truncated or rewritten while the hub was down): appending to it would
+bury the evidence.
+
+MLLP is over TLS with mutual authentication by default (IHE ATNA secure node): a client needs a certificate
+from the network CA, and the facility it names must be MSH-4 of each message (:mod:`.pixpdq`). A failed
+handshake is audited as ``rejected-connection`` (outcome ``refused``, the reason OpenSSL gave). Plain MLLP
+(``plain_mllp=True``, ``--plain-mllp``) trusts MSH-4 as sent: only for hubs under test without TLS.
+
+Both listeners run on one asyncio loop; store writes run in worker threads (SQLite releases the GIL while it
+fsyncs) and scrypt, which holds the GIL for ~40 ms, in a worker process, so a login never stalls the other
+requests. That worker dies with the hub (``PR_SET_PDEATHSIG``, :mod:`simulator.lifeline`), and the hub
+stops, with a :class:`HubError` naming it, when the worker dies: a hub that can no longer check passwords
+should not look healthy (restarting it is the launcher's decision). multiprocessing's resource tracker, the
+other process the pool starts, exits by itself once the hub and the worker have both gone (its pipe closes).
 """
 
 from __future__ import annotations
@@ -33,9 +48,12 @@ from typing import Any
 
 import uvicorn
 
+from simulator.pki import PkiError, ensure_pki, world_facility_codes
+
+from ..lifeline import die_with_parent
 from .accounts import Accounts, ScryptParams, scrypt_hash
 from .api import create_app
-from .audit import AuditBatcher, AuditLog
+from .audit import AuditBatcher, AuditEntry, AuditKeyError, AuditLog, AuditSettings
 from .consents import ConsentStore
 from .facilities import Facilities
 from .index import Directory, PatientIndex
@@ -47,7 +65,9 @@ from .service import HubServices, jst_clock
 __all__ = [
     "ADMIN_TOKEN_FILE",
     "INDEX_FILE",
+    "PKI_DIR",
     "Addresses",
+    "AuditSettings",
     "HubError",
     "load_directory",
     "load_world",
@@ -58,6 +78,8 @@ INDEX_FILE = "hub.sqlite"
 """The identity index's file name inside the data directory."""
 ADMIN_TOKEN_FILE = "admin.token"
 """The hub operator's bearer token (audit routes), inside the data directory."""
+PKI_DIR = "pki"
+"""The network's PKI folder (:mod:`simulator.pki`), inside the data directory unless given."""
 
 Addresses = Mapping[str, tuple[str, int]]
 """Listener name (``mllp``, ``http``) → (host, bound port), as reported to the ``ready`` callback."""
@@ -141,6 +163,9 @@ async def run_hub(
     clock: Callable[[], dt.datetime] = jst_clock,
     stop: asyncio.Event | None = None,
     grace: float = 5.0,
+    audit_settings: AuditSettings | None = None,
+    pki: Path | None = None,
+    plain_mllp: bool = False,
 ) -> None:
     """Serve PIX/PDQ (MLLP) and the HTTP API for the world in ``world_dir`` until SIGINT/SIGTERM or ``stop``.
 
@@ -151,7 +176,10 @@ async def run_hub(
     each facility's gateway answers; without it the record routes label every source ``error``/no-gateway.
     ``clock`` (aware, JST) is the network's time for tokens, consent dates, grants and audit records; tests
     pass one they can move. Stopping closes the listeners, lets busy connections finish (up to ``grace``
-    seconds), flushes the audit and closes the stores.
+    seconds), flushes the audit (a last checkpoint) and closes the stores. ``audit_settings``: the audit
+    key, checkpoint file and interval (default: in ``data``). ``pki`` is the PKI folder (default
+    ``DATA/pki``, created or completed for the world's facilities); ``plain_mllp`` serves plain MLLP instead
+    of TLS. Raises :class:`HubError` if the password worker dies while serving (after stopping cleanly).
     """
     world = load_world(world_dir)
     try:
@@ -165,6 +193,13 @@ async def run_hub(
         admin_token = _admin_token(data)
     except OSError as exc:
         raise HubError(f"cannot use the data directory {data}: {exc}") from exc
+    tls = None
+    if not plain_mllp:
+        try:
+            folder = pki if pki is not None else data / PKI_DIR
+            tls = ensure_pki(folder, world_facility_codes(world), [host]).server_context()
+        except (OSError, ValueError, PkiError) as exc:
+            raise HubError(f"cannot set up the hub's TLS files: {exc}") from exc
     gateways: Gateways | None = None
     if gateways_file is not None:
         try:
@@ -175,7 +210,12 @@ async def run_hub(
         try:
             index = stack.enter_context(PatientIndex(data / INDEX_FILE, directory, clock=clock))
             hashing = stack.enter_context(
-                ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                ProcessPoolExecutor(
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=die_with_parent,
+                    initargs=(signal.SIGTERM, os.getpid()),
+                )
             )
             accounts = stack.enter_context(
                 Accounts(
@@ -185,9 +225,17 @@ async def run_hub(
                 )
             )
             consents = stack.enter_context(ConsentStore(data / "consents.sqlite"))
-            audit_log = stack.enter_context(AuditLog(data / "audit.sqlite"))
+            audit_log = stack.enter_context(AuditLog(data / "audit.sqlite", audit_settings))
+        except AuditKeyError as exc:
+            raise HubError(f"cannot open the audit log: {exc}") from exc
         except Exception as exc:  # sqlite3.Error, OSError: a corrupt or unwritable store
             raise HubError(f"cannot open the hub's stores in {data}: {exc}") from exc
+        tampered = audit_log.consistent_with_checkpoints()
+        if tampered is not None:
+            raise HubError(
+                f"the audit log in {data} does not match its checkpoints: {tampered}. Keep both files as"
+                f" evidence, see `rhin audit verify {data}`, and start on a restored copy"
+            )
         audit = AuditBatcher(audit_log)
         stack.push_async_callback(audit.close)
         if gateways is not None:
@@ -197,7 +245,18 @@ async def run_hub(
         stop = stop or asyncio.Event()
         installed = _install_stop_signals(loop, stop)
         stack.callback(lambda: [loop.remove_signal_handler(sig) for sig in installed])
-        mllp = MLLPServer(PixPdqHandler(index, audit=audit, clock=clock), host, mllp_port)
+        died: list[str] = []
+        watcher = loop.create_task(_watch_worker(hashing, stop, died), name="scrypt-worker-watch")
+        stack.callback(watcher.cancel)
+
+        async def refused(reason: str) -> None:
+            details = {"transport": "mllp-tls"}
+            await audit.record(
+                AuditEntry(clock(), "", "", "rejected-connection", "refused", "", "", reason, details)
+            )
+
+        handler = PixPdqHandler(index, audit=audit, clock=clock)
+        mllp = MLLPServer(handler, host, mllp_port, tls=tls, refused=refused)
         try:
             await mllp.start()
         except OSError as exc:
@@ -217,6 +276,55 @@ async def run_hub(
         if ready is not None:
             ready(addresses)
         await stop.wait()
+        if died:
+            raise HubError(died[0])
+
+
+async def _watch_worker(pool: ProcessPoolExecutor, stop: asyncio.Event, died: list[str]) -> None:
+    """Start the password worker now (from the loop's thread: PR_SET_PDEATHSIG follows the thread that
+    forks) and set ``stop``, with the reason in ``died``, when it exits while the hub serves.
+
+    Linux pidfds say when a process exits without racing the pool's own reaping; elsewhere, a poll.
+    """
+    pid = await asyncio.wrap_future(pool.submit(os.getpid))
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+    fd = -1
+    try:
+        fd = os.pidfd_open(pid)
+        loop.add_reader(fd, gone.set)
+    except (AttributeError, OSError, NotImplementedError):
+        if fd >= 0:
+            os.close(fd)
+            fd = -1
+    try:
+        if fd >= 0:
+            await gone.wait()
+        else:
+            while _alive(pid):
+                await asyncio.sleep(0.5)
+    finally:
+        if fd >= 0:
+            loop.remove_reader(fd)
+            os.close(fd)
+    if not stop.is_set():
+        died.append(f"the password-hashing worker (pid {pid}) died; the hub stopped (logins need it)")
+        log.error("%s", died[0])
+        stop.set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 class _EmbeddedServer(uvicorn.Server):

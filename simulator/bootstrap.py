@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from simulator.hub.facilities import CONSENT_ADMIN_KINDS
 from simulator.hub.hl7v2 import ISO2022_JP, UTF8, decode, escape
 from simulator.hub.mllp import MLLPClient
 from simulator.network import NetworkInfo
@@ -137,8 +138,13 @@ class _Api:
         await self.session.close()
 
 
+def _may_administer(facility: dict[str, Any]) -> bool:
+    return any(u["viewer_kind"] in CONSENT_ADMIN_KINDS for u in facility.get("users", ()))
+
+
 class _Sessions:
-    """One logged-in user per facility (the first physician, else the first user), on demand."""
+    """One logged-in user per facility (the first physician, else the first user of a kind that may
+    administer consent, else the first user), on demand."""
 
     def __init__(self, client: _Api, facilities: dict[str, dict[str, Any]]) -> None:
         self.client = client
@@ -150,7 +156,8 @@ class _Sessions:
         async with self._locks[facility]:
             if facility not in self._tokens:
                 users = self.facilities[facility]["users"]
-                user = next((u for u in users if u["viewer_kind"] == "physician"), users[0])
+                admin = next((u for u in users if u["viewer_kind"] in CONSENT_ADMIN_KINDS), users[0])
+                user = next((u for u in users if u["viewer_kind"] == "physician"), admin)
                 status, answer = await self.client.post(
                     "/auth/login",
                     {"facility": facility, "user_id": user["user_id"], "password": user["password"]},
@@ -317,11 +324,17 @@ async def _bootstrap(
             rid = regional.get(patient)
             if rid is None:
                 raise BootstrapError(f"patient {patient} has consent documents but no local ID")
-            attends = {r.facility for r in by_patient[patient]}
+            attends = sorted(
+                {r.facility for r in by_patient[patient]}, key=lambda c: (c not in disclosing, c)
+            )
             for _, _, taken_at, request in sorted(docs[patient], key=lambda d: (d[0], d[1])):
-                # The facility that took the paper registers it, if the hub lets it (disclosing, or linked
-                # to the patient); otherwise the facility that linked the patient does, as its agent.
-                clerk = taken_at if taken_at in attends or taken_at in disclosing else linker(patient)
+                # The facility that took the paper registers it: the hub takes papers only from a facility
+                # linked to the patient, by a user of a kind that may administer consent. Where the paper's
+                # facility has no such user, another of the patient's facilities does, as its agent.
+                clerk = next(
+                    (c for c in [taken_at, *attends] if c in attends and _may_administer(facilities[c])),
+                    taken_at,
+                )
                 headers = await sessions.headers(clerk)
                 status, answer = await client.post(
                     f"/patients/{rid}/{request['path']}", request["json"], headers

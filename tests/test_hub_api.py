@@ -264,9 +264,10 @@ def test_consent_register_add_withdraw_and_history(
     assert [a["facility"] for a in added.json()["current"]["additions"]] == [clinic["code"]]
     again = staff.post(f"/patients/{rid}/consents/additions", json={**add, "form_id": "CA-2"})
     assert again.status_code == 422  # already covered
-    # A facility not linked to the patient, and not disclosing, may not administer the consent.
+    # A facility not linked to the patient and outside its consent is not even told the patient exists.
     outsider = login(hub, care)
-    assert outsider.get(f"/patients/{rid}/consents").status_code == 403
+    hidden = outsider.get(f"/patients/{rid}/consents")
+    assert (hidden.status_code, hidden.json()["detail"]["reason"]) == (404, "unknown-patient")
     withdrawal = {"form_id": "CW-1", "base_form_id": "CF-1", "withdrawn_on": "2026-11-10"}
     withdrawn = staff.post(f"/patients/{rid}/consents/withdrawals", json=withdrawal)
     assert withdrawn.status_code == 201
@@ -395,7 +396,12 @@ def test_access_report_for_linked_facilities_only(
     rid, staff = linked_patient(hub, facilities)
     assert staff.get(f"/patients/{rid}/access-report").status_code == 200
     outsider = login(hub, viewing(facilities, "care"))
-    assert outsider.get(f"/patients/{rid}/access-report").status_code == 403
+    hidden = outsider.get(f"/patients/{rid}/access-report")  # unrelated: the patient is not even admitted
+    assert (hidden.status_code, hidden.json()["detail"]["reason"]) == (404, "unknown-patient")
+    form = {"form_id": "AR-1", "pattern": "all", "signed_on": "2026-11-01"}
+    assert staff.post(f"/patients/{rid}/consents", json=form).status_code == 201
+    refused = outsider.get(f"/patients/{rid}/access-report")  # within the consent now, still not linked
+    assert (refused.status_code, refused.json()["detail"]["reason"]) == (403, "not-linked")
 
 
 def test_hub_restart_keeps_accounts_links_consents_and_audit(

@@ -108,6 +108,40 @@ def _covers(pattern: str, listed: set[str], added: set[str], facility: str) -> b
     return facility in listed or (pattern == "per_facility" and facility in added)
 
 
+def known_to(world: Path, patient_index: int, viewer: str) -> bool:
+    """May the viewer's facility learn the patient exists (issue 11): it holds a local ID, or the consent in
+    force today covers it. (The world's patients hold no emergency grants.)"""
+    today = dt.date.today()
+    db = sqlite3.connect(f"file:{world / 'world.sqlite'}?mode=ro", uri=True)
+    try:
+        if db.execute(
+            "SELECT 1 FROM local_ids WHERE patient_index=? AND facility_code=?", (patient_index, viewer)
+        ).fetchone():
+            return True
+        form = db.execute(
+            "SELECT form_id, pattern, signed_on FROM consent_forms WHERE patient_index=?", (patient_index,)
+        ).fetchone()
+        listed = {
+            r[0]
+            for r in db.execute("SELECT facility_code FROM consent_facilities WHERE form_id=?", (form[0],))
+        }
+        added = {
+            r[0]
+            for r in db.execute(
+                "SELECT facility_code FROM consent_additions WHERE patient_index=? AND signed_on<=?",
+                (patient_index, today.isoformat()),
+            )
+        }
+        withdrawn = db.execute(
+            "SELECT 1 FROM consent_withdrawals WHERE patient_index=? AND withdrawn_on<=?",
+            (patient_index, today.isoformat()),
+        ).fetchone()
+    finally:
+        db.close()
+    active = not withdrawn and dt.date.fromisoformat(form[2]) <= today
+    return active and _covers(form[1], listed, added, viewer)
+
+
 def expected_entries(
     world: Path, doc: dict[str, Any], patient_index: int, viewer: str, user_kind: str
 ) -> set[tuple[str, str]]:
@@ -240,7 +274,7 @@ def test_timeline_matches_the_oracle(
     net, info = network
     facilities = {f["code"]: f for f in world_doc["facilities"]}
     rids = regional_ids(net.data)
-    checked = nonempty = 0
+    checked = nonempty = unrelated = 0
     for index, pid, codes in patients_with_data(mini_world, world_doc, 40):
         # Every facility the patient attends views (by kind of user), plus one they do not attend.
         outsider = next(c for c in facilities if c not in codes and facilities[c]["users"])
@@ -253,6 +287,11 @@ def test_timeline_matches_the_oracle(
             )
             with login(info, f, kind) as client:
                 reply = client.get(f"/patients/{rids[pid]}/timeline")
+            if not known_to(mini_world, index, viewer):  # not told the patient exists (issue 11)
+                assert (reply.status_code, reply.json()["detail"]["reason"]) == (404, "unknown-patient")
+                assert not expected_entries(mini_world, world_doc, index, viewer, kind)
+                unrelated += 1
+                continue
             assert reply.status_code == 200, reply.text
             body = reply.json()
             Timeline.model_validate(body)  # the hand-built JSON is the documented shape
@@ -263,6 +302,7 @@ def test_timeline_matches_the_oracle(
             nonempty += bool(want)
     assert checked >= 60
     assert nonempty >= 10  # the sample exercises real sharing, not only refusals
+    assert unrelated >= 1  # and outsiders the hub does not even admit the patient to
 
 
 def test_fetch_is_byte_identical(

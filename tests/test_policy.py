@@ -51,7 +51,9 @@ def histories(draw: st.DrawFn) -> PatientState:
         )
     )
     grants = tuple(
-        EmergencyGrant(code, "u0001", "意識障害で救急搬送", at(d, h), at(d, h) + dt.timedelta(hours=length))
+        EmergencyGrant(
+            code, "u0001", "意識障害で救急搬送", at(d, h), at(d, h) + dt.timedelta(hours=length), "C1"
+        )
         for code, d, h, length in windows
     )
     linked = frozenset(draw(st.sets(st.sampled_from(FACILITIES))))
@@ -152,7 +154,7 @@ def test_an_undisclosed_category_is_never_shown(state: PatientState, q: dict) ->
 def test_more_documents_never_take_access_away(state: PatientState, q: dict, code: str, day: int) -> None:  # type: ignore[type-arg]
     """Links, grants and 連携先追加 forms only ever add access."""
     before = decide(state, q)
-    grant = EmergencyGrant(code, "u0002", "救急", at(day), at(day) + dt.timedelta(hours=6))
+    grant = EmergencyGrant(code, "u0002", "救急", at(day), at(day) + dt.timedelta(hours=6), "C1")
     more = dataclasses.replace(
         state, linked_facilities=state.linked_facilities | {code}, grants=(*state.grants, grant)
     )

@@ -310,7 +310,7 @@ steps:
         that:
           status: 201
           "json:current.facilities": {set: ["${A.code}", "${V.code}"]}
-          "json:current.signed_on": "${world.reference_date}"
+          "json:current.signed_on": "${world.today}"
   - consent_register: {by: A, patient: p, form_id: "F${scenario.tag}", pattern: all}
     expect: [{id: CONSENT-duplicate-form, that: {status: 409}}]
   - consent_add: {by: A, patient: p, base_form_id: "F${scenario.tag}", facility: B, signed_on: "2026-10-01"}
@@ -347,7 +347,7 @@ steps:
   - consent_withdraw: {by: A, patient: p, base_form_id: "F${scenario.tag}"}
     expect:
       - id: CONSENT-withdrawn
-        that: {status: 201, "json:current.withdrawal.withdrawn_on": "${world.reference_date}"}
+        that: {status: 201, "json:current.withdrawal.withdrawn_on": "${world.today}"}
   - fetch: {session: viewer, patient: p, source: "${source}", entry: "${entry}"}
     expect: [{id: CONSENT-withdrawn-denies-fetch, that: {status: 403, "json:detail.reason": withdrawn}}]
   - emergency: {session: viewer, patient: p}

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -240,11 +241,16 @@ def test_rhin_audit_verify(folder: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- the hub
 
 
+_UNKNOWN = itertools.count()
+
+
 def make_records(hub: RunningHub, n: int) -> None:
-    """n audited failures (unknown users: no lockout, no account needed)."""
+    """n audited failures (unknown users, each a new ID: the hub throttles an unknown user ID's second
+    attempt like a real user's, so a reused ID would meet a 429)."""
     with hub.client() as c:
-        for i in range(n):
-            reply = c.post("/auth/login", json={"facility": "NOPE", "user_id": f"x{i}", "password": "p"})
+        for _ in range(n):
+            user = f"x{next(_UNKNOWN)}"
+            reply = c.post("/auth/login", json={"facility": "NOPE", "user_id": user, "password": "p"})
             assert reply.status_code == 401
 
 

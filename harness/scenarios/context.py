@@ -10,6 +10,7 @@ the same run sends the same requests whatever the thread count.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,9 @@ class Context:
             "reference_day": w.reference_date.strftime("%Y%m%d"),
             "profile": w.profile,
             "seed": str(w.seed),
+            # The network's today (JST, as the hub dates papers): for a paper that must be dated after
+            # others yet not in the future (e.g. a new consent after a withdrawal dated reference_date).
+            "today": dt.datetime.now(dt.timezone(dt.timedelta(hours=9))).date().isoformat(),
         }
         return values[attr]
 

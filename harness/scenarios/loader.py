@@ -240,9 +240,14 @@ def _step_problems(
     if session is not None and session not in sessions:
         yield (*base, "session"), f"no earlier login step opened session {session!r}"
     operator = kind == "access_report" and values.get("operator")
-    if kind in HTTP_KINDS - {"login", "audit_query", "audit_verify", "fault"} and not (
-        values.get("by") or session or operator
-    ):
+    if kind in HTTP_KINDS - {
+        "login",
+        "audit_query",
+        "audit_verify",
+        "fault",
+        "login_probe",
+        "http_raw",
+    } and not (values.get("by") or session or operator):
         yield base, "say who acts: `by: <facility>` or `session: <login name>`"
     if operator and (values.get("by") or session):
         yield base, "`operator: true` acts as the hub operator: no `by` or `session` with it"

@@ -353,7 +353,7 @@ class ConsentRegister(_OnPatient):
     form_id: Text | None = None
     pattern: ConsentPattern | None = None
     facilities: list[Text] = Field(default_factory=list)
-    signed_on: Text | None = None
+    signed_on: Text | None = Field(None, description="YYYY-MM-DD (default: today, ${world.today})")
     emergency_allowed: bool | None = None
     from_world: bool = False
 
@@ -372,7 +372,7 @@ class ConsentWithdraw(_OnPatient):
 
     form_id: Text | None = None
     base_form_id: Text
-    withdrawn_on: Text | None = None
+    withdrawn_on: Text | None = Field(None, description="YYYY-MM-DD (default: today, ${world.today})")
 
 
 class ConsentGet(_OnPatient):
@@ -466,6 +466,42 @@ class AuditTamper(Action):
     record: Literal["checkpointed", "latest"] = "checkpointed"
 
 
+class LoginProbe(Action):
+    """Wrong-password logins for ``users`` real users and as many unknown user IDs, interleaved: can a caller
+    tell who exists? Each ID is tried twice in a row (the second attempt meets any throttling). The reply is
+    JSON: ``known``/``unknown`` each ``{statuses, second_statuses, bodies, median_ms, times_ms}`` (first
+    attempts; ``bodies`` the distinct JSON ``detail`` values, IDs blanked), ``same_body`` and
+    ``median_ratio`` (known over unknown medians: a timing test whose tolerance the expectation states).
+    Real users are taken from ``facility`` (or every facility) skipping the first of each viewer kind, the
+    ones other steps log in as, and once the back-off is over each logs in with the right password and out
+    again (clean-up, no assertion), so that later runs find them unthrottled."""
+
+    facility: VarName | None = None
+    users: Annotated[int, Field(ge=1, le=200)] = 15
+    password: Text = "wrong-password-rhin"
+
+
+class HttpRaw(_Http):
+    """One raw HTTP/1.1 request over a plain socket (what a client library would refuse to send): bodies
+    of any size, chunked or with a false ``Content-Length``, non-ASCII bytes in the bearer token. Who acts
+    is optional (``by``/``session`` adds that session's token unless ``bearer_hex`` is given)."""
+
+    method: Literal["GET", "POST", "DELETE", "PUT"] = "POST"
+    path: Text
+    body: Text = ""
+    pad: Annotated[int, Field(ge=0, le=256 * 1_048_576)] = Field(
+        0, description="append this many filler bytes (`x`) to the body: oversize bodies"
+    )
+    chunked: bool = Field(False, description="send the body chunked (no Content-Length)")
+    content_length: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="declare this Content-Length whatever the body is"
+    )
+    bearer_hex: Text | None = Field(
+        None, description="send `Authorization: Bearer <these bytes>` (hex digits, or a ${...} giving them)"
+    )
+    timeout_ms: Annotated[int, Field(ge=1, le=600_000)] = 10_000
+
+
 class Fault(Action):
     """POST {shard admin}/faults/{code}: make a facility's gateway down, slow or failing (or up again)."""
 
@@ -499,6 +535,8 @@ ACTION_MODELS: Final[dict[str, type[Action]]] = {
     "audit_verify": AuditVerify,
     "fault": Fault,
     "audit_tamper": AuditTamper,
+    "login_probe": LoginProbe,
+    "http_raw": HttpRaw,
 }
 MLLP_KINDS: Final = frozenset({"feed", "pix_query", "pdq_query", "pdq_cancel", "mllp_raw"})
 LOCAL_KINDS: Final = frozenset({"world_file"})
@@ -581,6 +619,8 @@ class Step(Strict):
     audit_verify: AuditVerify | None = None
     fault: Fault | None = None
     audit_tamper: AuditTamper | None = None
+    login_probe: LoginProbe | None = None
+    http_raw: HttpRaw | None = None
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> Step:

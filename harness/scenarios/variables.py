@@ -10,7 +10,8 @@ Forms (``p`` a patient variable, ``A`` a facility variable, ``x`` a capture):
 * ``${A.code}``, ``namespace``, ``oid``, ``hd`` (``NS&OID&ISO``), ``name``, ``kind``, ``role``, ``user``.
 * ``${x}`` a value captured by an earlier step.
 * ``${world.reference_date}`` (YYYY-MM-DD), ``${world.reference_day}`` (YYYYMMDD), ``${world.profile}``,
-  ``${world.seed}``; ``${scenario.id}``, ``${scenario.tag}`` (8 hex digits, unique per scenario and run);
+  ``${world.seed}``, ``${world.today}`` (the run's date in JST, YYYY-MM-DD); ``${scenario.id}``,
+  ``${scenario.tag}`` (8 hex digits, unique per scenario and run);
   ``${regional.namespace}``, ``${regional.oid}``, ``${regional.hd}`` (the target's regional domain).
 * ``${param.NAME}`` a value the scenario declares under ``params`` (its default), unless the run or the
   target overrides it (``rhin run --param NAME=VALUE``).
@@ -63,7 +64,7 @@ PATIENT_ATTRS: Final = frozenset(
 FACILITY_ATTRS: Final = frozenset({"code", "namespace", "oid", "hd", "name", "kind", "role", "user"})
 PARAM_ROOT: Final = "param"
 BUILTIN_ROOTS: Final[Mapping[str, frozenset[str]]] = {
-    "world": frozenset({"reference_date", "reference_day", "profile", "seed"}),
+    "world": frozenset({"reference_date", "reference_day", "profile", "seed", "today"}),
     "scenario": frozenset({"id", "tag"}),
     "regional": frozenset({"namespace", "oid", "hd"}),
 }

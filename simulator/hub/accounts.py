@@ -6,6 +6,25 @@ neither passwords nor live sessions. Guessing is slowed per account: each failur
 wait longer (``retry_after`` doubles), and ``max_failures`` failures lock the account for ``lock_for`` —
 even the right password is refused meanwhile. A success resets the count.
 
+Not telling who exists (each choice is tested):
+
+* **Throttling is counted per (facility, user ID) whether or not that user exists** (table ``throttle``), so
+  an unknown user's second attempt gets the same 429 as a real user's, and per source address (at most
+  ``address_limit`` failures per ``address_window``, then 429 until the window ends: a spray of one
+  password over many user IDs). The address limit is generous (a hospital's users may share one NAT
+  address); the per-account throttle is what stops guessing one password.
+* **Exactly one scrypt per attempt that reaches the password check**: a stored user's hash; for an unknown
+  user a dummy hash at the same cost; for a user the world enrols but who never logged in (lazy enrolment,
+  see ``facilities.py``), the password is compared with the enrolment in constant time and hashed once, to
+  be stored if it was right or against the dummy salt if not. (Enrolling first and then checking took two
+  hashes: a real user's first failure was twice as slow as an unknown user's.)
+* **A lockout does not end sessions already open.** Failures prove nothing about a session opened with the
+  right password, and since anyone can lock any account (counting does not need the user to exist),
+  ending sessions on lockout would let an outsider log a doctor out mid-shift by typing five wrong
+  passwords. A stolen session ends by logout or expiry (``session_ttl``).
+* **Malformed tokens** (anything but the URL-safe Base64 this module issues, at most 128 characters: e.g.
+  a non-ASCII byte) are simply unknown: :meth:`Accounts.session` answers None, never an exception.
+
 Every attempt returns a :class:`Session` or a :class:`Refusal`, both carrying facility, user, outcome and
 reason, so the caller can write the audit record. Time is always passed in (``now``), never read here.
 """
@@ -15,15 +34,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from simulator.hub.sqlstore import SQLiteStore
 
-__all__ = ["Accounts", "LoginResult", "Refusal", "ScryptParams", "Session"]
+__all__ = ["Accounts", "Enrolled", "LoginResult", "Refusal", "ScryptParams", "Session", "plausible_token"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -38,6 +58,13 @@ CREATE TABLE IF NOT EXISTS users (
     next_try TEXT NOT NULL DEFAULT '',
     locked_until TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (facility, user_id)
+);
+CREATE TABLE IF NOT EXISTS throttle (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_try TEXT NOT NULL DEFAULT '',
+    locked_until TEXT NOT NULL DEFAULT '',
+    window_start TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY,
@@ -100,8 +127,28 @@ def scrypt_hash(password: str, salt: bytes, params: ScryptParams) -> bytes:
     return _scrypt(password, salt, params)
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+"""What :func:`secrets.token_urlsafe` issues (43 characters for 32 bytes); anything else is no token."""
+
+
+def plausible_token(token: str) -> bool:
+    """Could ``token`` be one this hub issued? (Malformed ones are refused before any lookup.)"""
+    return _TOKEN.fullmatch(token) is not None
+
+
 def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Enrolled(Protocol):
+    """A user as the world enrols them (:class:`~.facilities.Enrolment`): only hashed at first login."""
+
+    @property
+    def password(self) -> str: ...
+    @property
+    def staff_id(self) -> str: ...
+    @property
+    def viewer_kind(self) -> str: ...
 
 
 def _ts(t: dt.datetime) -> str:
@@ -121,6 +168,8 @@ class Accounts(SQLiteStore):
         max_failures: int = 5,
         lock_for: dt.timedelta = dt.timedelta(minutes=15),
         backoff: dt.timedelta = dt.timedelta(seconds=1),
+        address_limit: int = 1000,
+        address_window: dt.timedelta = dt.timedelta(minutes=15),
     ) -> None:
         self.params = params or ScryptParams()
         # hashlib.scrypt holds the GIL for its ~40 ms: a server passes a hasher that runs it in another
@@ -131,6 +180,8 @@ class Accounts(SQLiteStore):
         self.max_failures = max_failures
         self.lock_for = lock_for
         self.backoff = backoff
+        self.address_limit = address_limit
+        self.address_window = address_window
         super().__init__(path, _SCHEMA)
         # Spent on unknown users too, so timing does not reveal which user IDs exist.
         self._dummy_salt = secrets.token_bytes(16)
@@ -172,47 +223,115 @@ class Accounts(SQLiteStore):
     def _delay(self, failures: int) -> dt.timedelta:
         return self.backoff * (1 << max(failures - 1, 0))
 
-    def login(self, facility: str, user_id: str, password: str, now: dt.datetime) -> LoginResult:
-        """Check a password and open a session, or say why not (see the module docstring)."""
+    def _throttled(
+        self, db: Any, account: str, address: str, now: dt.datetime
+    ) -> tuple[Literal["retry-later", "locked"], dt.timedelta] | None:
+        """Why an attempt may not even be checked now (account locked or backing off, address over its
+        limit), or None. Reads only: the counts change after the check."""
+        row = db.execute("SELECT next_try, locked_until FROM throttle WHERE key=?", (account,)).fetchone()
+        if row is not None:
+            next_try, locked_until = row
+            if locked_until and now < (until := dt.datetime.fromisoformat(locked_until)):
+                return "locked", until - now
+            if not locked_until and next_try and now < (when := dt.datetime.fromisoformat(next_try)):
+                return "retry-later", when - now
+        if address:
+            row = db.execute("SELECT failures, window_start FROM throttle WHERE key=?", (address,)).fetchone()
+            if row is not None and row[1]:
+                ends = dt.datetime.fromisoformat(row[1]) + self.address_window
+                if now < ends and row[0] >= self.address_limit:
+                    return "retry-later", ends - now
+        return None
+
+    def _count_failure(
+        self, db: Any, account: str, address: str, now: dt.datetime
+    ) -> tuple[Literal["locked"] | None, dt.timedelta]:
+        """Count one failure for the account and the address; ("locked", lock_for) or (None, backoff)."""
+        row = db.execute("SELECT failures, locked_until FROM throttle WHERE key=?", (account,)).fetchone()
+        failures = 0 if row is None or row[1] else row[0]  # a lock that has run out: a fresh start
+        failures += 1
+        if failures >= self.max_failures:
+            outcome: tuple[Literal["locked"] | None, dt.timedelta] = ("locked", self.lock_for)
+            next_try, locked = "", _ts(now + self.lock_for)
+        else:
+            wait = self._delay(failures)
+            outcome = (None, wait)
+            next_try, locked = _ts(now + wait), ""
+        db.execute(
+            "INSERT INTO throttle (key, failures, next_try, locked_until) VALUES (?,?,?,?)"
+            " ON CONFLICT (key) DO UPDATE SET failures=excluded.failures, next_try=excluded.next_try,"
+            " locked_until=excluded.locked_until",
+            (account, failures, next_try, locked),
+        )
+        if address:
+            row = db.execute("SELECT failures, window_start FROM throttle WHERE key=?", (address,)).fetchone()
+            if row is None or not row[1] or now >= dt.datetime.fromisoformat(row[1]) + self.address_window:
+                count, start = 1, _ts(now)
+            else:
+                count, start = row[0] + 1, row[1]
+            db.execute(
+                "INSERT INTO throttle (key, failures, window_start) VALUES (?,?,?)"
+                " ON CONFLICT (key) DO UPDATE SET failures=excluded.failures,"
+                " window_start=excluded.window_start",
+                (address, count, start),
+            )
+        return outcome
+
+    def login(
+        self,
+        facility: str,
+        user_id: str,
+        password: str,
+        now: dt.datetime,
+        *,
+        address: str = "",
+        enrolment: Enrolled | None = None,
+    ) -> LoginResult:
+        """Check a password and open a session, or say why not (see the module docstring).
+
+        ``address`` is the client's (per-address throttling; "" for none); ``enrolment`` the world's
+        enrolment of this user, used (and hashed) only if the user has never logged in.
+        """
+        account = f"account\x1f{facility}\x1f{user_id}"
+        source = f"address\x1f{address}" if address else ""
         with self._lock:
+            throttled = self._throttled(self._db, account, source, now)
             row = self._db.execute(
-                "SELECT staff_id, viewer_kind, salt, pw_hash, n, r, p, failures, next_try, locked_until"
-                " FROM users WHERE facility=? AND user_id=?",
+                "SELECT staff_id, viewer_kind, salt, pw_hash, n, r, p FROM users"
+                " WHERE facility=? AND user_id=?",
                 (facility, user_id),
             ).fetchone()
-        if row is None:
+        if throttled is not None:
+            return Refusal(facility, user_id, throttled[0], throttled[1])
+        new_user: tuple[bytes, bytes] | None = None
+        if row is not None:
+            staff_id, kind, salt, digest, n, r, p = row
+            ok = hmac.compare_digest(self._hash(password, salt, ScryptParams(n, r, p)), digest)
+        elif enrolment is not None:
+            staff_id, kind = enrolment.staff_id, enrolment.viewer_kind
+            ok = hmac.compare_digest(password.encode("utf-8"), enrolment.password.encode("utf-8"))
+            salt = secrets.token_bytes(16) if ok else self._dummy_salt
+            digest = self._hash(password, salt, self.params)  # the one hash, right password or not
+            new_user = (salt, digest)
+        else:
             self._hash(password, self._dummy_salt, self.params)
-            return Refusal(facility, user_id, "unknown-user")
-        staff_id, kind, salt, digest, n, r, p, failures, next_try, locked_until = row
-        if locked_until:
-            until = dt.datetime.fromisoformat(locked_until)
-            if now < until:
-                return Refusal(facility, user_id, "locked", until - now)
-            failures, next_try = 0, ""  # the lock has run out: a fresh start
-        if next_try and now < (when := dt.datetime.fromisoformat(next_try)):
-            return Refusal(facility, user_id, "retry-later", when - now)
-        ok = hmac.compare_digest(self._hash(password, salt, ScryptParams(n, r, p)), digest)
+            ok = False
         with self._tx() as db:
             if not ok:
-                failures += 1
-                if failures >= self.max_failures:
-                    lock = now + self.lock_for
-                    db.execute(
-                        "UPDATE users SET failures=?, next_try='', locked_until=?"
-                        " WHERE facility=? AND user_id=?",
-                        (failures, _ts(lock), facility, user_id),
-                    )
-                    return Refusal(facility, user_id, "locked", self.lock_for)
-                wait = self._delay(failures)
+                locked, wait = self._count_failure(db, account, source, now)
+                if locked:
+                    return Refusal(facility, user_id, "locked", wait)
+                why: RefusalReason = "unknown-user" if row is None and enrolment is None else "bad-password"
+                return Refusal(facility, user_id, why, wait)
+            if new_user is not None:
+                pr = self.params
                 db.execute(
-                    "UPDATE users SET failures=?, next_try=?, locked_until='' WHERE facility=? AND user_id=?",
-                    (failures, _ts(now + wait), facility, user_id),
+                    "INSERT OR IGNORE INTO users"
+                    " (facility, user_id, staff_id, viewer_kind, salt, pw_hash, n, r, p)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (facility, user_id, staff_id, kind, *new_user, pr.n, pr.r, pr.p),
                 )
-                return Refusal(facility, user_id, "bad-password", wait)
-            db.execute(
-                "UPDATE users SET failures=0, next_try='', locked_until='' WHERE facility=? AND user_id=?",
-                (facility, user_id),
-            )
+            db.execute("DELETE FROM throttle WHERE key=?", (account,))
             token = secrets.token_urlsafe(32)
             expires = now + self.session_ttl
             db.execute(
@@ -222,7 +341,9 @@ class Accounts(SQLiteStore):
         return Session(token, facility, user_id, staff_id, kind, now, expires)
 
     def session(self, token: str, now: dt.datetime) -> Session | None:
-        """The live session for this token, or None (unknown, logged out or expired)."""
+        """The live session for this token, or None (unknown, malformed, logged out or expired)."""
+        if not plausible_token(token):
+            return None
         key = _token_hash(token)
         cached = self._sessions.get(key)
         if cached is None:

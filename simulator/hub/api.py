@@ -8,21 +8,39 @@ directory). Every state change and every refusal of one is audited before the an
 Choices where the sources leave room (each is tested):
 
 * **Login failures** answer 401 ``invalid-credentials`` for an unknown user and a wrong password alike (no
-  user enumeration); the audit record keeps the true reason. ``retry-later`` is 429 and ``locked`` 423,
-  both with ``Retry-After``.
+  user enumeration: same body, one scrypt either way, throttled alike — see :mod:`.accounts`); the audit
+  record keeps the true reason and the source address. ``retry-later`` is 429 and ``locked`` 423, both
+  with ``Retry-After``.
+* **Who may know a patient exists**: every route that names a regional ID answers a facility that is not
+  linked to the patient, not within the consent in force and holds no live grant under it exactly as for
+  an ID that does not exist (404 ``unknown-patient``); the audit record says ``not-related``.
 * **Linking** (ID-Link's 患者登録し両院のID番号を紐付け) is done by a user of a *disclosing* facility; it may
-  link its own local ID or another facility's. The local ID must have been fed (ITI-8) first: 404 otherwise.
+  link its own local ID or another facility's. Joining IDs to an *existing* regional ID takes a facility
+  already linked to that patient (else the 404 of an unknown ID), and unlinking another facility's ID a
+  facility linked to the same patient: a link is what opens a patient to a facility. The local ID must
+  have been fed (ITI-8) first: 404 otherwise.
   ``regional_id`` null issues a new regional ID (or returns the existing link: linking twice is idempotent);
   a local ID already linked elsewhere is 409.
-* **Consent documents** are registered by a user of a disclosing facility or of a facility linked to the
-  patient (the facility that took the paper, ``taken_at``, is the caller's). Facility lists must name
+* **Consent documents** (form, 連携先追加, 同意撤回) are registered only by a user of a facility where the
+  patient has a linked local ID — the facility that received the paper (``taken_at`` is the caller's) —
+  whose viewer kind may administer consent (:data:`.facilities.CONSENT_ADMIN_KINDS`: physicians, dentists,
+  pharmacists and clerks; 403 ``role-not-permitted`` otherwise). A facility within the consent but not
+  linked gets 403 ``not-linked``; any other facility the 404 of an unknown patient. Reading the history
+  needs the link too (any role). A new form dated on or before the latest withdrawal is 422
+  ``dated-on-or-before-withdrawal``. Every refusal is audited with its reason. Facility lists must name
   facilities of the network. A duplicate document ID is 409; a document that contradicts the registered
   ones (dates, wrong base form, pattern) is 422 with the store's reason.
 * **Dates**: a consent document dated after today (the hub's clock) is refused, 422 ``dated-in-the-future``:
   a paper cannot be signed tomorrow, and a mistyped year would otherwise become the current form and block a
   withdrawal dated today.
 * **Emergency access** is requested by the viewing facility's user for that facility, with a reason, for
-  1–1,440 minutes from now; refused (403) unless the patient's consent allows emergency use and is in force.
+  1–1,440 minutes from now; refused (403) unless the patient's consent allows emergency use and is in force
+  (404 instead, when the refused caller may not know the patient). The grant belongs to the form in force:
+  a withdrawal or a replacing form ends it for good (:mod:`.policy`).
+* **Request bodies** are limited before they are read (:class:`BodyLimit`, 413 ``body-too-large``): the
+  hub takes no document uploads (records stay behind the gateways), so one limit serves every route.
+* **Refusals before any route logic** — 401 for a missing, malformed or unknown token, 413, 400 — are
+  audited through :class:`.service.RefusalAudit` (aggregated in a flood).
 * **Access report** (who saw a patient's data): the hub operator, or a user of a facility linked to the
   patient. Reading it is itself audited.
 """
@@ -32,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -40,6 +59,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synthetic.consent import ConsentState
 from synthetic.model import ConsentAddition, ConsentForm, ConsentWithdrawal
@@ -49,6 +69,7 @@ from .audit import AuditRecord
 from .consents import (
     AlreadyWithdrawnError,
     ConsentError,
+    DatedBeforeWithdrawalError,
     DuplicateDocumentError,
     EmergencyNotAllowedError,
     UnknownPatientError,
@@ -57,10 +78,74 @@ from .deps import Credentials, User, is_operator, require_operator, session_for
 from .hl7v2 import JST
 from .index import REGIONAL_NAMESPACE, IdentityError, LinkConflictError
 from .index import UnknownPatientError as UnknownRecordError
+from .policy import may_know
 from .records import Gateways, install_record_routes
-from .service import HubServices, Refused
+from .service import HubServices, RefusalAudit, Refused, unknown_patient
 
-__all__ = ["create_app"]
+__all__ = ["DEFAULT_BODY_LIMIT", "BodyLimit", "create_app"]
+
+DEFAULT_BODY_LIMIT = 256 * 1024
+"""Bytes a request body may have. The largest legitimate one is a consent form naming every facility of a
+full world (2,000 codes of ≤ 16 characters: under 50 KiB as JSON); a quarter of a MiB leaves room and
+still keeps a flood of bodies from costing the hub memory."""
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive`` when a body grows past the limit; an HTTPException, so that FastAPI's body
+    parsing lets it through (it turns other exceptions into a 400) and the app's handler answers 413."""
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 for a body over ``limit`` bytes, before it is read.
+
+    A declared ``Content-Length`` over the limit is answered at once without reading a byte; a chunked or
+    lying body is counted as it arrives and refused as soon as it passes the limit. ``refused`` is awaited
+    for every 413 answered here (the audit).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = DEFAULT_BODY_LIMIT, refused: Any = None) -> None:
+        self.app = app
+        self.limit = limit
+        self.refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            status, reason = (413, "body-too-large") if declared.isdigit() else (400, "bad-content-length")
+            if self.refused is not None:
+                await self.refused(scope, status, reason)
+            body = json.dumps(
+                {"detail": {"reason": reason, "message": f"request bodies are limited to {self.limit} bytes"}}
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge(413, f"request bodies are limited to {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
 
 ID = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._\-]*$")]
 FacilityCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z]+$")]
@@ -300,9 +385,29 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         "audit and the record timeline and fetch. Errors are {detail: {reason, message}}.",
     )
     app.state.hub = hub
+    refusals = RefusalAudit(hub.record)
+    app.state.refusals = refusals
+
+    async def body_refused(scope: Scope, status: int, reason: str) -> None:
+        client = scope.get("client")
+        address = str(client[0]) if client else ""
+        target = f"{scope.get('method', '')} {scope.get('path', '')}"[:300]
+        await refusals.note(("", ""), f"http-{status}", reason, address, target)
+
+    app.add_middleware(BodyLimit, limit=DEFAULT_BODY_LIMIT, refused=body_refused)
+
+    async def note_refusal(request: Request, status: int, reason: str) -> None:
+        """401/400/413 refusals that no route audits itself (login audits its own)."""
+        if request.url.path == "/auth/login" and status == 401:
+            return
+        address = request.client.host if request.client else ""
+        target = f"{request.method} {request.url.path}"[:300]
+        await refusals.note(("", ""), f"http-{status}", reason, address, target)
 
     @app.exception_handler(Refused)
-    async def _refused(_: Request, exc: Refused) -> JSONResponse:
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        if exc.status == 401:  # a missing or bad token: no route got to audit it (400s from routes do)
+            await note_refusal(request, exc.status, exc.audit_reason)
         return _refused_json(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -313,6 +418,8 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         ]
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             await _audit_refused_write(hub, request, errors)
+        else:
+            await note_refusal(request, 422, "invalid-request")
         return JSONResponse(
             {
                 "detail": {"reason": "invalid-request", "message": "request does not match the schema"},
@@ -322,8 +429,12 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reason = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large", 400: "bad-request"}.get(
+            exc.status_code, "http-error"
+        )
+        if exc.status_code in (400, 413):
+            await note_refusal(request, exc.status_code, reason)
         return JSONResponse(
             {"detail": {"reason": reason, "message": str(exc.detail)}}, exc.status_code, headers=exc.headers
         )
@@ -343,22 +454,25 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             429: {"description": "retry later"},
         },
     )
-    async def login(body: LoginRequest) -> LoginReply:
+    async def login(body: LoginRequest, request: Request) -> LoginReply:
         now = hub.now()
+        address = request.client.host if request.client else ""
+        # A user the world enrols but who never logged in is hashed and stored by this login, if right
+        # (see facilities.py); the enrolment is passed in so that it costs one hash, like any attempt.
         enrolment = hub.facilities.enrolment(body.facility, body.user_id)
-        if enrolment is not None:
-            # First login of a user the world enrols: hash and store (see facilities.py).
-            await run_in_threadpool(
-                hub.accounts.add_user,
-                body.facility,
-                body.user_id,
-                enrolment.password,
-                enrolment.staff_id,
-                enrolment.viewer_kind,
+        result = await run_in_threadpool(
+            lambda: hub.accounts.login(
+                body.facility, body.user_id, body.password, now, address=address, enrolment=enrolment
             )
-        result = await run_in_threadpool(hub.accounts.login, body.facility, body.user_id, body.password, now)
+        )
         if isinstance(result, Refusal):
-            await hub.record((body.facility, body.user_id), "login", "failure", reason=result.reason)
+            await hub.record(
+                (body.facility, body.user_id),
+                "login",
+                "failure",
+                reason=result.reason,
+                details={"address": address},
+            )
             wait = str(max(1, int(result.retry_after.total_seconds() + 0.999))) if result.retry_after else "1"
             if result.reason == "locked":
                 raise Refused(423, "locked", "account locked after repeated failures", {"Retry-After": wait})
@@ -387,7 +501,11 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     @app.get("/patients/{regional_id}", tags=["patients"])
     async def patient(regional_id: PathID, user: User) -> PatientReply:
-        hub.require_patient(regional_id)
+        try:
+            hub.require_known_to(user.facility, regional_id)
+        except Refused as exc:
+            await hub.record(user, "patient-lookup", "failure", patient=regional_id, reason=exc.audit_reason)
+            raise
         ids = []
         for namespace, local_id in hub.index.identifiers(REGIONAL_NAMESPACE, regional_id)[1:]:
             domain = hub.index.directory.get(namespace)
@@ -409,6 +527,14 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         target = ",".join(f"{r.facility}|{r.local_id}" for r in refs)
         try:
             _require_discloser(user, "link patient IDs")
+            if (
+                body.regional_id is not None
+                and hub.index.known(REGIONAL_NAMESPACE, body.regional_id)
+                and user.facility not in hub.linked_facilities(body.regional_id)
+            ):
+                # Joining IDs to an existing patient takes a link to that patient already: otherwise a
+                # facility could link a record of its own to anyone and gain a linked facility's access.
+                raise unknown_patient(body.regional_id, "not-linked")
             pairs: list[tuple[str, str]] = []
             created: list[bool] = []
             for ref in refs:
@@ -428,7 +554,12 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
                 raise Refused(404, "unknown-patient", str(exc)) from exc
         except Refused as exc:
             await hub.record(
-                user, "link", "failure", target=target, reason=exc.reason, patient=body.regional_id or ""
+                user,
+                "link",
+                "failure",
+                target=target,
+                reason=exc.audit_reason,
+                patient=body.regional_id or "",
             )
             raise
         await hub.record(
@@ -452,9 +583,17 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
             _require_discloser(user, "unlink patient IDs")
             info = hub.facility(facility)
             record = hub.index.get(info.namespace, local_id)
+            if (
+                facility != user.facility
+                and record is not None
+                and record.regional_id
+                and user.facility not in hub.linked_facilities(record.regional_id)
+            ):
+                # Another facility's ID, of a patient the caller has no link to: not the caller's to undo.
+                raise Refused(403, "not-linked", "unlink your own IDs, or those of a patient you have linked")
             done = await run_in_threadpool(hub.index.unlink, info.namespace, local_id)
         except (Refused, IdentityError) as exc:
-            reason = exc.reason if isinstance(exc, Refused) else "unknown-domain"
+            reason = exc.audit_reason if isinstance(exc, Refused) else "unknown-domain"
             await hub.record(user, "unlink", "failure", target=target, reason=reason)
             raise
         patient_id = record.regional_id if record and record.regional_id else ""
@@ -463,13 +602,20 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     # ----------------------------------------------------------------------------------- consent
 
-    def _may_administer(user: Session, regional_id: str) -> None:
-        hub.require_patient(regional_id)
-        if hub.facility(user.facility).disclosing:
-            return
-        if user.facility not in hub.linked_facilities(regional_id):
+    def _may_administer(user: Session, regional_id: str, *, write: bool = True) -> None:
+        """Consent papers: the caller's facility must hold a linked local ID of the patient (it received the
+        paper), and for a write the caller's viewer kind must be one that may administer consent."""
+        state = hub.require_known_to(user.facility, regional_id)  # 404 for an unrelated facility
+        if user.facility not in state.linked_facilities:
             raise Refused(
-                403, "not-linked", "only a disclosing facility or one linked to the patient may do this"
+                403,
+                "not-linked",
+                "only a facility where the patient has a linked local ID (the one that received the paper)",
+            )
+        if write and user.viewer_kind not in hub.facilities.consent_admins:
+            allowed = ", ".join(sorted(hub.facilities.consent_admins))
+            raise Refused(
+                403, "role-not-permitted", f"a {user.viewer_kind} may not administer consent (only {allowed})"
             )
 
     def _known_facilities(codes: list[str]) -> None:
@@ -494,10 +640,14 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
                 raise Refused(409, "already-withdrawn", f"form {exc} is already withdrawn") from exc
             except UnknownPatientError as exc:
                 raise Refused(404, "no-consent", f"no consent form registered for {exc}") from exc
+            except DatedBeforeWithdrawalError as exc:
+                raise Refused(422, "dated-on-or-before-withdrawal", str(exc)) from exc
             except ConsentError as exc:
                 raise Refused(422, type(exc).__name__, str(exc)) from exc
         except Refused as exc:
-            await hub.record(user, action, "failure", patient=regional_id, target=form_id, reason=exc.reason)
+            await hub.record(
+                user, action, "failure", patient=regional_id, target=form_id, reason=exc.audit_reason
+            )
             raise
         await hub.record(user, action, "success", patient=regional_id, target=form_id)
         return state
@@ -566,7 +716,11 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
 
     @app.get("/patients/{regional_id}/consents", tags=["consent"], responses={403: {}, 404: {}})
     async def consent_history(regional_id: PathID, user: User) -> ConsentHistory:
-        _may_administer(user, regional_id)
+        try:
+            _may_administer(user, regional_id, write=False)
+        except Refused as exc:
+            await hub.record(user, "consent-read", "failure", patient=regional_id, reason=exc.audit_reason)
+            raise
         docs = hub.consents.history(regional_id)
         await hub.record(user, "consent-read", "success", patient=regional_id)
         return ConsentHistory(
@@ -584,7 +738,8 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         start = hub.local_now().replace(microsecond=0)
         end = start + dt.timedelta(minutes=body.minutes)
         try:
-            hub.require_patient(regional_id)
+            state, _ = hub.patient(regional_id, start.date())
+            known = may_know(state, user.facility, start)
             try:
                 grant = await run_in_threadpool(
                     hub.consents.grant_emergency,
@@ -596,8 +751,12 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
                     end,
                 )
             except UnknownPatientError as exc:
+                if not known:
+                    raise unknown_patient(regional_id, "no-consent") from exc
                 raise Refused(403, "no-consent", f"no consent form registered for {exc}") from exc
             except EmergencyNotAllowedError as exc:
+                if not known:
+                    raise unknown_patient(regional_id, "emergency-not-allowed") from exc
                 raise Refused(403, "emergency-not-allowed", str(exc)) from exc
         except Refused as exc:
             await hub.record(
@@ -605,7 +764,7 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
                 "emergency-grant",
                 "failure",
                 patient=regional_id,
-                reason=exc.reason,
+                reason=exc.audit_reason,
                 details={"stated_reason": body.reason},
             )
             raise
@@ -636,10 +795,17 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         else:
             user = session_for(hub, creds)
             who = (user.facility, user.user_id)
-            hub.require_patient(regional_id)
-            if user.facility not in hub.linked_facilities(regional_id):
-                await hub.record(user, "access-report", "failure", patient=regional_id, reason="not-linked")
-                raise Refused(403, "not-linked", "only the hub operator or a facility linked to the patient")
+            try:
+                state = hub.require_known_to(user.facility, regional_id)
+                if user.facility not in state.linked_facilities:
+                    raise Refused(
+                        403, "not-linked", "only the hub operator or a facility linked to the patient"
+                    )
+            except Refused as exc:
+                await hub.record(
+                    user, "access-report", "failure", patient=regional_id, reason=exc.audit_reason
+                )
+                raise
         hub.require_patient(regional_id)
         rows = hub.audit_log.access_report(regional_id)
         await hub.record(who, "access-report", "success", patient=regional_id)

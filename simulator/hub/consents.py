@@ -8,7 +8,9 @@ Decisions where practice leaves room (each refusal raises a :class:`ConsentError
 
 * **A new form supersedes** the patient's current one (re-enrolment, a changed pattern or list). From its
   signing date on it alone counts; earlier dates still see the form that was current then. Its signing
-  date must not be before the current form's (no back-dated replacements).
+  date must not be before the current form's (no back-dated replacements), and must be *after* the latest
+  withdrawal (:class:`DatedBeforeWithdrawalError`): a consent after a withdrawal is a new paper signed after
+  it, and one dated on or before would bring back access the withdrawal ended.
 * **Additions only to ``per_facility`` forms.** ``covers`` ignores additions for the other patterns, so an
   addition would be silently ineffective: an ``allow_list`` patient signs a new form instead.
   An addition must be dated on or after its form, the form must not be withdrawn, and the facility must not
@@ -16,7 +18,9 @@ Decisions where practice leaves room (each refusal raises a :class:`ConsentError
 * **Withdrawal** needs a known patient with a form that is not already withdrawn, dated on or after the
   form's signing; it is effective from its date (and ends emergency access too, per ``may_view``).
 * **Emergency grants** need a non-empty reason, ``start < end``, and a form allowing emergency use that is
-  signed and not withdrawn at ``start``; otherwise :class:`EmergencyNotAllowedError`.
+  signed and not withdrawn at ``start``; otherwise :class:`EmergencyNotAllowedError`. Each grant records the
+  form it was given under (``form_id``): :func:`.policy.may_view` honours it only while that form is the
+  one in force and not withdrawn.
 * **Links** (regional patient ↔ facility that linked its local ID) are independent of consent: linking is
   the PIX side; ``may_view`` requires both.
 """
@@ -41,6 +45,7 @@ __all__ = [
     "AlreadyWithdrawnError",
     "ConsentError",
     "ConsentStore",
+    "DatedBeforeWithdrawalError",
     "Document",
     "DuplicateDocumentError",
     "EmergencyNotAllowedError",
@@ -65,7 +70,8 @@ CREATE TABLE IF NOT EXISTS grants (
     user_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     start TEXT NOT NULL,
-    end TEXT NOT NULL
+    end TEXT NOT NULL,
+    form_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS grants_patient ON grants (patient);
 CREATE TABLE IF NOT EXISTS links (
@@ -93,6 +99,10 @@ class DuplicateDocumentError(ConsentError):
 
 class InvalidDocumentError(ConsentError):
     """The document contradicts what is registered (dates, base form, already covered...)."""
+
+
+class DatedBeforeWithdrawalError(InvalidDocumentError):
+    """A new form dated on or before the patient's latest withdrawal (it would undo the withdrawal)."""
 
 
 class NotPerFacilityError(ConsentError):
@@ -140,6 +150,9 @@ class ConsentStore(SQLiteStore):
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(grants)")}
+        if "form_id" not in columns:  # a store from before grants were bound to their form
+            self._db.execute("ALTER TABLE grants ADD COLUMN form_id TEXT NOT NULL DEFAULT ''")
 
     # -------------------------------------------------------------------------------------- reading
 
@@ -192,9 +205,11 @@ class ConsentStore(SQLiteStore):
                 r[0] for r in self._db.execute("SELECT facility FROM links WHERE patient=?", (patient,))
             )
             grants = tuple(
-                EmergencyGrant(f, u, reason, dt.datetime.fromisoformat(s), dt.datetime.fromisoformat(e))
-                for f, u, reason, s, e in self._db.execute(
-                    "SELECT viewer_facility, user_id, reason, start, end FROM grants"
+                EmergencyGrant(
+                    f, u, reason, dt.datetime.fromisoformat(s), dt.datetime.fromisoformat(e), form_id
+                )
+                for f, u, reason, s, e, form_id in self._db.execute(
+                    "SELECT viewer_facility, user_id, reason, start, end, form_id FROM grants"
                     " WHERE patient=? ORDER BY seq",
                     (patient,),
                 )
@@ -230,6 +245,18 @@ class ConsentStore(SQLiteStore):
             if current is not None and form.signed_on < current.form.signed_on:
                 raise InvalidDocumentError(
                     f"{form.form_id}: signed {form.signed_on}, before the current form {current.form.form_id}"
+                )
+            latest = max(
+                (
+                    d.document.withdrawn_on
+                    for d in self._documents(db, patient)
+                    if isinstance(d.document, ConsentWithdrawal)
+                ),
+                default=None,
+            )
+            if latest is not None and form.signed_on <= latest:
+                raise DatedBeforeWithdrawalError(
+                    f"{form.form_id}: signed {form.signed_on}, on or before the withdrawal of {latest}"
                 )
             self._insert(db, patient, "form", form)
         return ConsentState(form)
@@ -293,11 +320,24 @@ class ConsentStore(SQLiteStore):
                 raise EmergencyNotAllowedError(
                     f"{patient}: consent does not allow emergency viewing at {start}"
                 )
-            grant = EmergencyGrant(viewer_facility, user_id, reason.strip(), start, end)
+            current = self._consent(self._documents(db, patient), None)
+            if current is None or current.form.form_id != consent.form.form_id:
+                # A form signed after ``start`` already replaces this one: a grant under it would be void.
+                raise EmergencyNotAllowedError(f"{patient}: a later consent form replaces the one in force")
+            form_id = consent.form.form_id
+            grant = EmergencyGrant(viewer_facility, user_id, reason.strip(), start, end, form_id)
             db.execute(
-                "INSERT INTO grants (patient, viewer_facility, user_id, reason, start, end)"
-                " VALUES (?,?,?,?,?,?)",
-                (patient, viewer_facility, user_id, grant.reason, start.isoformat(), end.isoformat()),
+                "INSERT INTO grants (patient, viewer_facility, user_id, reason, start, end, form_id)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (
+                    patient,
+                    viewer_facility,
+                    user_id,
+                    grant.reason,
+                    start.isoformat(),
+                    end.isoformat(),
+                    form_id,
+                ),
             )
         return grant
 

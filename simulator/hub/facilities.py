@@ -20,7 +20,14 @@ from typing import Any
 
 from .policy import ALL, AccessRules
 
-__all__ = ["Enrolment", "Facilities", "FacilityInfo"]
+__all__ = ["CONSENT_ADMIN_KINDS", "Enrolment", "Facilities", "FacilityInfo"]
+
+CONSENT_ADMIN_KINDS = frozenset({"physician", "dentist", "pharmacist", "clerk"})
+"""Viewer kinds whose users may register, add to and withdraw a patient's consent papers (at a facility where
+the patient has a local ID). The profile says nothing about it, so the hub chooses: the staff who explain
+the form and receive the paper — doctors and dentists in consultation, clerks (医療事務) at reception, and
+pharmacists (a pharmacy has no clerk, and the world has pharmacies take 連携先追加 papers); not nurses or
+care workers. A world.json may override it with ``consent_administration: {viewer_kinds: [...]}``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +60,12 @@ class Facilities:
         facilities: Mapping[str, FacilityInfo],
         users: Mapping[tuple[str, str], Enrolment],
         rules: AccessRules,
+        consent_admins: frozenset[str] = CONSENT_ADMIN_KINDS,
     ) -> None:
         self._by_code = dict(facilities)
         self._users = dict(users)
         self.rules = rules
+        self.consent_admins = consent_admins
 
     @classmethod
     def from_world(cls, world: Mapping[str, Any]) -> Facilities:
@@ -84,7 +93,8 @@ class Facilities:
             {kind: ALL if v == "all" else frozenset(v) for kind, v in raw_rules["facilities"].items()},
             {kind: frozenset(v) for kind, v in raw_rules.get("users", {}).items()},
         )
-        return cls(by_code, users, rules)
+        admins = world.get("consent_administration", {}).get("viewer_kinds")
+        return cls(by_code, users, rules, CONSENT_ADMIN_KINDS if admins is None else frozenset(admins))
 
     def __iter__(self) -> Iterator[FacilityInfo]:
         return iter(self._by_code.values())

@@ -21,8 +21,16 @@ The rules, in the order they are checked (the first that fails gives the reason)
    viewing follows linking).
    For ``purpose="emergency"`` (break-glass): ``emergency-not-consented`` unless the consent form allows
    emergency viewing, and ``no-emergency-grant`` unless a grant for this viewing facility is active at
-   ``now`` (start ≤ now < end). The viewer need not be in the consent or linked: that is the point of it,
-   and every grant is audited by the hub.
+   ``now`` (start ≤ now < end) *and was given under the form in force now*. The viewer need not be in the
+   consent or linked: that is the point of it, and every grant is audited by the hub.
+
+A grant belongs to the form it was given under (``EmergencyGrant.form_id``): a withdrawal of that form, or a
+new form replacing it, ends the grant for good — it never revives under a later form, whatever that form
+says about emergencies or the grant's facility. A grant with no form (``""``) opens nothing.
+
+:func:`may_know` is the weaker question the hub asks before it even admits that a patient exists (patient
+lookups, timelines, fetches, consent papers): only facilities linked to the patient, within the consent in
+force, or holding a live grant under it may; everyone else is told "unknown patient".
 
 Times are naive datetimes on the network's clock (JST); consent dates compare with ``now.date()``.
 """
@@ -51,9 +59,19 @@ class EmergencyGrant:
     reason: str
     start: dt.datetime
     end: dt.datetime
+    form_id: str = ""  # the consent form it was given under; "" (no form) never opens anything
 
     def active(self, now: dt.datetime) -> bool:
         return self.start <= now < self.end
+
+    def opens(self, facility: str, consent: ConsentState, now: dt.datetime) -> bool:
+        """Does this grant let ``facility`` view at ``now`` under ``consent`` (the form in force then)?"""
+        return (
+            bool(self.form_id)
+            and self.form_id == consent.form.form_id
+            and self.viewer_facility == facility
+            and self.active(now)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +159,7 @@ def may_view(
     if purpose == "emergency":
         if not consent.form.emergency_allowed:
             return _deny("emergency-not-consented")
-        if not any(g.viewer_facility == viewer.facility and g.active(now) for g in patient.grants):
+        if not any(g.opens(viewer.facility, consent, now) for g in patient.grants):
             return _deny("no-emergency-grant")
         return OK
     if not consent.covers(viewer.facility, today):
@@ -149,3 +167,20 @@ def may_view(
     if viewer.facility not in patient.linked_facilities:
         return _deny("not-linked")
     return OK
+
+
+def may_know(patient: PatientState, facility: str, now: dt.datetime) -> bool:
+    """May a user of ``facility`` learn that this (known) patient exists at ``now``?
+
+    Yes for a facility linked to the patient (it holds a local ID), one within the consent in force (it may
+    view), or one holding a grant under that consent (break-glass). No otherwise, so an unrelated facility
+    walking regional IDs gets the same answer as for an ID that does not exist.
+    """
+    if facility in patient.linked_facilities:
+        return True
+    consent = patient.consent
+    if consent is None or not consent.active(now.date()):
+        return False
+    if consent.covers(facility, now.date()):
+        return True
+    return consent.form.emergency_allowed and any(g.opens(facility, consent, now) for g in patient.grants)

@@ -14,6 +14,10 @@ local patient ID (:func:`simulator.gateway.entries.parse_entry_id`), so the deci
 time without trusting a client: consent may have been withdrawn since the timeline. The bytes are streamed
 from the gateway unchanged.
 
+Neither admits that a patient exists to a facility that may not know it (:func:`.policy.may_know`: not
+linked, outside the consent in force, no live grant under it): it gets the 404 of an unknown regional ID,
+audited as ``not-related``, rather than a timeline whose source list would say where the patient is seen.
+
 Both are audited before the answer is sent: ``timeline`` (or ``emergency-view``) with the sources, their
 statuses and the entry IDs returned; ``fetch`` with the entry; refusals with their reason.
 """
@@ -41,8 +45,8 @@ from simulator.gateway.errors import EntryIdError
 from .accounts import Session
 from .deps import User
 from .facilities import FacilityInfo
-from .policy import ALL, Decision, PatientState, Purpose, Viewer, may_view
-from .service import HubServices, Refused
+from .policy import ALL, Decision, PatientState, Purpose, Viewer, may_know, may_view
+from .service import HubServices, Refused, unknown_patient
 
 __all__ = ["GatewayAddress", "Gateways", "install_record_routes"]
 
@@ -299,6 +303,10 @@ def install_record_routes(
         wanted = _parse_categories(categories)
         now = hub.local_now()
         state, local_ids = hub.patient(regional_id, now.date())  # 404 for an unknown patient
+        action = "emergency-view" if purpose == "emergency" else "timeline"
+        if not may_know(state, user.facility, now):
+            await hub.record(user, action, "failure", patient=regional_id, reason="not-related")
+            raise unknown_patient(regional_id, "not-related")
         viewer = viewer_of(user)
         plans: list[_Plan] = []
         for code, local_id in sorted(local_ids.items()):
@@ -405,6 +413,8 @@ def install_record_routes(
                 raise Refused(400, "bad-entry-id", str(exc)) from exc
             now = hub.local_now()
             state, local_ids = hub.patient(regional_id, now.date())  # 404 for an unknown patient
+            if not may_know(state, user.facility, now):
+                raise unknown_patient(regional_id, "not-related")
             info = hub.facility(source)
             local_id = local_ids.get(source)
             if local_id is None or ref.patient != local_id:
@@ -425,7 +435,9 @@ def install_record_routes(
                 status = 404 if reply.status == 404 else 502
                 raise Refused(status, f"gateway-{reply.status}", f"{source} answered {reply.status}")
         except Refused as exc:
-            await hub.record(user, action, "failure", patient=regional_id, target=target, reason=exc.reason)
+            await hub.record(
+                user, action, "failure", patient=regional_id, target=target, reason=exc.audit_reason
+            )
             raise
         await hub.record(
             user,

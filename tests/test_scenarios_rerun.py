@@ -159,7 +159,16 @@ def test_read_only_scenarios_never_get_a_reserved_or_changed_patient_whatever_th
             continue
         mine = _world_patients(found)
         if sc.changes_world:
-            assert mine == reference[sc.id]  # pinned: the same patients on every run
+            kept = {b.patient.index for v, b in found.patients.items() if v not in sc.consumes_world}
+            assert kept <= reference[sc.id]  # pinned: the same patients on every run
+            for var in sc.consumes_world:  # unless an earlier run used the pin up (a withdrawal)
+                index = found.patients[var].patient.index
+                if index not in reference[sc.id]:
+                    assert reference[sc.id] & changed_now, sc.id
+                    assert index not in pool, sc.id
+                    assert index not in changed_now, sc.id
+                else:
+                    assert index not in changed_now, sc.id
         else:
             assert not mine & pool, sc.id
             assert not mine & changed_now, sc.id
@@ -170,6 +179,41 @@ def test_read_only_scenarios_never_get_a_reserved_or_changed_patient_whatever_th
         for p in (x.patient.index for x in b.patients.values())
     ]
     assert len(used) == len(set(used))  # still disjoint within the run
+
+
+def test_a_withdrawn_world_patient_is_used_once_per_long_lived_hub(
+    world: WorldIndex,
+    catalogue: list[LoadedScenario],
+    default: list[Any],
+    reference_plan: tuple[frozenset[int], dict[str, set[int]]],
+) -> None:
+    """A 同意撤回 on a world patient cannot be set up again that day (a later form must be dated after
+    it): once a run used the pin, the next takes another patient no run changed, outside the pool."""
+    pool, reference = reference_plan
+    consuming = [s for s in default if s.consumes_world]
+    assert {s.id for s in consuming} >= {
+        "consent-withdrawal-before-timeline",
+        "consent-withdrawal-between-timeline-and-fetch",
+    }
+    changed: set[int] = set()
+    seen: dict[str, list[int]] = {s.id: [] for s in consuming}
+    for run in range(4):
+        allocator = Allocator(world, f"run-{run}", changed=changed)
+        out = allocator.allocate_all(default, [s.scenario for s in catalogue])
+        for sc in default:
+            found = out[sc.id]
+            assert isinstance(found, Bindings), f"run {run}: {sc.id}: {found}"
+            if sc.changes_world:
+                changed |= _world_patients(found)  # as the state file records them
+        for sc in consuming:
+            found = out[sc.id]
+            assert isinstance(found, Bindings)
+            (var,) = sc.consumes_world
+            seen[sc.id].append(found.patients[var].patient.index)
+    for sid, patients in seen.items():
+        assert patients[0] in reference[sid]  # the first run on the hub takes the pin
+        assert len(set(patients)) == len(patients), sid  # never the same withdrawn patient twice
+        assert not set(patients[1:]) & pool, sid
 
 
 def test_every_salt_allocates_the_whole_default_run(

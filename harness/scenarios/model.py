@@ -549,6 +549,8 @@ STATE_KINDS: Final = frozenset(
 )
 """Steps that change what the hub holds about a patient (identity, links, consent, emergency grants);
 ``mllp_raw`` because its bytes may be a feed. See :attr:`Scenario.changes_world`."""
+WITHDRAWAL_KINDS: Final = frozenset({"consent_withdraw"})
+"""Steps whose effect on a world patient cannot be set up again that day (:attr:`Scenario.consumes_world`)."""
 
 
 def _one_action_schema(schema: dict[str, Any]) -> None:
@@ -840,6 +842,18 @@ class Scenario(Strict):
         harmless = {v for v, p in self.given.patients.items() if p.fresh}
         harmless |= set(self.given.facilities) | set(BUILTIN_ROOTS) | {PARAM_ROOT}
         return any(step.kind in STATE_KINDS and not _names(step.action) <= harmless for step in self.steps)
+
+    @property
+    def consumes_world(self) -> frozenset[str]:
+        """The world patients (variables) whose consent the scenario withdraws: a 同意撤回 is history for
+        good — every later form must be dated after it (no date after today is accepted) — so such a patient
+        can never again be brought to the state the scenario sets up on the same hub that day. On a
+        long-lived target these variables take a patient no earlier run changed (see
+        :mod:`harness.scenarios.world`), instead of the same pinned one every run."""
+        world = {v for v, p in self.given.patients.items() if not p.fresh}
+        return frozenset(
+            var for step in self.steps if step.kind in WITHDRAWAL_KINDS for var in _names(step.action) & world
+        )
 
     @property
     def needs_exclusive(self) -> bool:

@@ -17,7 +17,12 @@ patients a plan of *every* scenario there is, under the fixed :data:`PLAN_SALT`,
 on every run whatever the salt or the selection; together they are the reserved pool. Any other scenario
 takes world patients outside the pool and outside ``changed`` (the patients a target's state file says
 earlier runs changed, :mod:`harness.scenarios.history`), so it always meets them as the world has them;
-when none is left it gets a :class:`ReservedError`. Fresh variables take any patient. The plan also rescues
+when none is left it gets a :class:`ReservedError`. A patient whose consent a scenario withdraws
+(:attr:`~harness.scenarios.model.Scenario.consumes_world`) cannot be set up again the same way on the same
+hub (every later form must be dated after the withdrawal), so once an earlier run has used its pin, that
+variable takes a world patient outside the pool that no earlier run changed — one more each run, recorded
+in the state file like every changed patient, until none is left (a :class:`ReservedError` then says so).
+Fresh variables take any patient. The plan also rescues
 a salt whose order starves a scarce scenario: the selection is allocated again with the plan's (disjoint)
 choices tried first. Chosen over "changing scenarios take only fresh patients": several must change a
 world patient with real data behind its gateways (withdrawal, disclosure, viewer kinds).
@@ -376,6 +381,9 @@ class Allocator:
             if isinstance(found, Bindings) and everything[sid].changes_world
         }
         self.pool = frozenset(p.index for chosen in pins.values() for p in chosen.values())
+        for sid, chosen in pins.items():  # a consumed pin an earlier run used up: another patient this time
+            used = everything[sid].consumes_world
+            pins[sid] = {v: p for v, p in chosen.items() if v not in used or p.index not in self.changed}
         rules = _Rules(pins, self.pool, self.changed, planned=True)
         out = self._greedy(scenarios, rules)
         starved = [s.id for s in scenarios if isinstance(out[s.id], SelectionError)]
@@ -417,9 +425,11 @@ class Allocator:
         pinned = rules.pins.get(scenario.id, {})
         if var in pinned:
             return [pinned[var]]
+        barred = rules.pool | rules.changed
+        if var in scenario.consumes_world and rules.planned and scenario.id in rules.pins:
+            return [p for p in self.feasible(scenario, var) if p.index not in barred]  # its pin was used up
         if scenario.changes_world and rules.planned:
             return []  # the plan found it nothing: its error says why
-        barred = rules.pool | rules.changed
         return [p for p in self.feasible(scenario, var) if p.index not in barred]
 
     def allocate(self, scenario: Scenario) -> Bindings:

@@ -25,9 +25,8 @@ from simulator.hub.audit import (
     AuditEntry,
     AuditLog,
     AuditRecord,
-    _canonical_details,
-    _fields_json,
 )
+from simulator.hub.auditchain import canonical_details, fields_json
 from simulator.hub.hl7v2 import JST
 
 T0 = dt.datetime(2026, 4, 1, 9, 0, tzinfo=JST)
@@ -307,7 +306,7 @@ def test_the_written_json_is_exactly_the_encoders(fields: list[object], details:
     """The MAC'd text and the stored details must not depend on which path wrote the JSON: old records
     verify."""
     expected = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    assert _fields_json(*fields) == expected
-    assert _canonical_details(details) == json.dumps(
+    assert fields_json(*fields) == expected
+    assert canonical_details(details) == json.dumps(
         details, ensure_ascii=False, sort_keys=True, separators=(",", ":")
     )

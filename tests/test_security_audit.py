@@ -33,6 +33,7 @@ import pytest
 from typer.testing import CliRunner
 
 import simulator.hub.audit as audit_module
+import simulator.hub.auditchain as chain_module
 from harness.cli import app
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.scenarios.steps_audit import copy_audit, tamper
@@ -280,7 +281,7 @@ def test_the_hub_checkpoints_and_refuses_a_log_cut_behind_its_back(mini_world: P
 
 
 def _unkeyed_mac(keyed: Any, *fields: object) -> str:
-    return hashlib.sha256(audit_module._fields_json(*fields).encode("utf-8")).hexdigest()
+    return hashlib.sha256(chain_module.fields_json(*fields).encode("utf-8")).hexdigest()
 
 
 def _no_hash_check(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -294,10 +295,12 @@ def _no_hash_check(original: Callable[..., Any]) -> Callable[..., Any]:
 
 MUTANTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     # The chain as it was before issue 11: anyone holding the database can recompute it.
-    "unkeyed-chain": lambda mp: mp.setattr(audit_module, "_mac", _unkeyed_mac),
+    "unkeyed-chain": lambda mp: [
+        mp.setattr(module, "record_mac", _unkeyed_mac) for module in (audit_module, chain_module)
+    ],
     # Verification that never reads the checkpoint file (the chain alone).
     "checkpoints-ignored": lambda mp: mp.setattr(
-        audit_module, "_checked_checkpoints", lambda lines, key, written: ([], [])
+        chain_module, "_checked_checkpoints", lambda lines, key, written: ([], [])
     ),
     # Verification that checks the links and the order but does not recompute hashes.
     "no-hash-check": lambda mp: mp.setattr(

@@ -36,10 +36,12 @@ from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, r
 from harness.targets import ReferenceOptions, Target, reference_target
 from simulator.hub.accounts import Accounts, ScryptParams, Session, plausible_token, scrypt_hash
 from simulator.hub.api import DEFAULT_BODY_LIMIT, BodyLimit
+from simulator.hub.audit import AuditLog
 from simulator.hub.consents import ConsentStore, DatedBeforeWithdrawalError
 from simulator.hub.policy import may_know
 from simulator.hub.service import RefusalAudit
 from synthetic.model import ConsentForm, ConsentWithdrawal
+from tests.hubrun import running_hub
 from tests.test_scenarios_engine import MUTANTS, MutatingProxy
 from tests.test_scenarios_suites import (
     EMERGENCY,
@@ -506,6 +508,27 @@ def test_refusals_are_audited_once_per_window_then_summarised() -> None:
         ("http-401", "invalid-token"),
     ]
     assert records[2][2]["count"] == 49
+
+
+def test_a_stopping_hub_summarises_the_refusals_it_was_still_counting(
+    mini_world: Path, tmp_path: Path
+) -> None:
+    """A flood cut short by a shutdown is still counted: the open window's summary is written at stop,
+    with the network's time (not the wall clock) as its ``since``."""
+    data = tmp_path / "hub"
+    with running_hub(mini_world, data) as hub, hub.client("not-a-session") as client:
+        for _ in range(5):
+            assert client.get("/patients/R1").status_code == 401
+        clock_then = hub.clock().isoformat()
+    with AuditLog(data / "audit.sqlite") as log:
+        records = [r for r in log.records() if r.action in ("http-401", "refusals-summary")]
+    assert [(r.action, r.reason) for r in records] == [
+        ("http-401", "invalid-token"),
+        ("refusals-summary", "invalid-token"),
+    ]
+    details = json.loads(records[1].details)
+    assert details["count"] == 4
+    assert details["since"] == clock_then
 
 
 def test_the_body_limit_refuses_before_reading() -> None:

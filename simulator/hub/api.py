@@ -385,7 +385,7 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         "audit and the record timeline and fetch. Errors are {detail: {reason, message}}.",
     )
     app.state.hub = hub
-    refusals = RefusalAudit(hub.record)
+    refusals = RefusalAudit(hub.record, clock=hub.clock)
     app.state.refusals = refusals
 
     async def body_refused(scope: Scope, status: int, reason: str) -> None:

@@ -265,11 +265,15 @@ async def run_hub(
         addresses: dict[str, tuple[str, int]] = {"mllp": (mllp.host, mllp.port)}
         if http_port is not None:
             try:
-                http = await _start_http(create_app(services, gateways), host, http_port)
+                app = create_app(services, gateways)
+                http = await _start_http(app, host, http_port)
             except OSError as exc:
                 raise HubError(
                     f"cannot listen for HTTP on {host}:{http_port}: {exc.strerror or exc}"
                 ) from exc
+            # LIFO: HTTP stops taking requests, then the refusals still being counted are summarised,
+            # then (pushed earlier) the audit is flushed and closed.
+            stack.push_async_callback(app.state.refusals.flush)
             stack.push_async_callback(_stop_http, http, grace)
             addresses["http"] = (host, http[2])
         log.info("hub: %d domains, %d records in %s", len(list(directory)), index.count(), data)

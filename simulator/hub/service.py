@@ -75,8 +75,11 @@ class RefusalAudit:
     and nothing goes uncounted (except a window still open when the hub stops: :meth:`flush`).
     """
 
-    def __init__(self, record: Any, window: float = 10.0) -> None:
+    def __init__(
+        self, record: Any, window: float = 10.0, clock: Callable[[], dt.datetime] = jst_clock
+    ) -> None:
         self._record = record
+        self._clock = clock  # the network's time, for the summaries' "since"
         self.window = window
         self._open: dict[tuple[str, str, str], list[Any]] = {}  # key → [opened (monotonic), count, first]
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,7 +95,7 @@ class RefusalAudit:
             return
         if entry is not None:  # its window is over but its timer has not run yet
             self._expire(key, entry)
-        entry = [now, 0, dt.datetime.now(JST).isoformat()]
+        entry = [now, 0, self._clock().isoformat()]
         self._open[key] = entry
         details = {"address": address}
         await self._record(who, action, "failure", target=target, reason=reason, details=details)

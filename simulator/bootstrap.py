@@ -138,8 +138,14 @@ class _Api:
         await self.session.close()
 
 
+def _administrators(facility: dict[str, Any]) -> frozenset[str]:
+    """The viewer kinds that may register consent papers at ``facility`` (the hub's rule)."""
+    return CONSENT_ADMIN_KINDS.get(str(facility.get("kind", "")), frozenset())
+
+
 def _may_administer(facility: dict[str, Any]) -> bool:
-    return any(u["viewer_kind"] in CONSENT_ADMIN_KINDS for u in facility.get("users", ()))
+    admins = _administrators(facility)
+    return any(u["viewer_kind"] in admins for u in facility.get("users", ()))
 
 
 class _Sessions:
@@ -156,7 +162,8 @@ class _Sessions:
         async with self._locks[facility]:
             if facility not in self._tokens:
                 users = self.facilities[facility]["users"]
-                admin = next((u for u in users if u["viewer_kind"] in CONSENT_ADMIN_KINDS), users[0])
+                admins = _administrators(self.facilities[facility])
+                admin = next((u for u in users if u["viewer_kind"] in admins), users[0])
                 user = next((u for u in users if u["viewer_kind"] == "physician"), admin)
                 status, answer = await self.client.post(
                     "/auth/login",

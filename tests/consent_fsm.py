@@ -45,7 +45,14 @@ from synthetic.model import ConsentAddition, ConsentForm, ConsentWithdrawal
 
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=JST)
 TODAY = NOW.date()
-FACILITIES = {"FA": "hospital", "FB": "clinic", "FC": "clinic", "FP": "pharmacy", "FN": "hospital"}
+FACILITIES = {
+    "FA": "hospital",
+    "FB": "clinic",
+    "FC": "clinic",
+    "FP": "pharmacy",
+    "FN": "hospital",
+    "FK": "care",  # its nurses may take papers, a hospital's may not
+}
 DISCLOSING = ("FA", "FB")
 KINDS = ("physician", "nurse", "clerk", "pharmacist", "care_worker")
 CATEGORIES = ("patient_basics", "lab_results", "dispensing_results")
@@ -163,7 +170,7 @@ class Model:
         )
 
     def may_administer(self, facility: str, kind: str) -> bool:
-        return facility in self.linked and kind in CONSENT_ADMIN_KINDS
+        return facility in self.linked and kind in CONSENT_ADMIN_KINDS[FACILITIES[facility]]
 
 
 dates = st.integers(-40, 0).map(lambda d: TODAY + dt.timedelta(days=d))
@@ -249,11 +256,12 @@ class ConsentAdministration(RuleBasedStateMachine):
 
     @rule(which=st.integers(0, 1), data=st.data(), pattern=st.sampled_from(PATTERNS), emergency=st.booleans())
     def renew(self, which: int, data: st.DataObject, pattern: str, emergency: bool) -> None:
-        """A paper the hub must take (a linked facility's physician, dated today), so that sequences reach
+        """A paper the hub must take (a linked facility's first permitted kind, dated today), so that sequences reach
         forms replacing forms that grants were given under."""
         m = self.models[which]
         facility = data.draw(st.sampled_from(sorted(m.linked)))
-        self.register(which, facility, "physician", pattern, {"FA", "FB"}, TODAY, emergency)
+        admin = next(k for k in KINDS if k in CONSENT_ADMIN_KINDS[FACILITIES[facility]])
+        self.register(which, facility, admin, pattern, {"FA", "FB"}, TODAY, emergency)
         assert m.forms
         assert m.forms[-1].signed_on == TODAY or any(w.withdrawn_on >= TODAY for w in m.withdrawals)
 

@@ -23,8 +23,9 @@ Choices where the sources leave room (each is tested):
   a local ID already linked elsewhere is 409.
 * **Consent documents** (form, 連携先追加, 同意撤回) are registered only by a user of a facility where the
   patient has a linked local ID — the facility that received the paper (``taken_at`` is the caller's) —
-  whose viewer kind may administer consent (:data:`.facilities.CONSENT_ADMIN_KINDS`: physicians, dentists,
-  pharmacists and clerks; 403 ``role-not-permitted`` otherwise). A facility within the consent but not
+  whose viewer kind may administer consent at that kind of facility (:data:`.facilities.CONSENT_ADMIN_KINDS`:
+  physicians and clerks at hospitals and clinics, dentists, pharmacists, and physicians and nurses at care
+  facilities; 403 ``role-not-permitted`` otherwise). A facility within the consent but not
   linked gets 403 ``not-linked``; any other facility the 404 of an unknown patient. Reading the history
   needs the link too (any role). A new form dated on or before the latest withdrawal is 422
   ``dated-on-or-before-withdrawal``. Every refusal is audited with its reason. Facility lists must name
@@ -612,10 +613,13 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
                 "not-linked",
                 "only a facility where the patient has a linked local ID (the one that received the paper)",
             )
-        if write and user.viewer_kind not in hub.facilities.consent_admins:
-            allowed = ", ".join(sorted(hub.facilities.consent_admins))
+        admins = hub.facilities.consent_administrators(user.facility)
+        if write and user.viewer_kind not in admins:
+            allowed = ", ".join(sorted(admins)) or "nobody"
             raise Refused(
-                403, "role-not-permitted", f"a {user.viewer_kind} may not administer consent (only {allowed})"
+                403,
+                "role-not-permitted",
+                f"a {user.viewer_kind} may not administer consent here (only {allowed})",
             )
 
     def _known_facilities(codes: list[str]) -> None:

@@ -22,12 +22,24 @@ from .policy import ALL, AccessRules
 
 __all__ = ["CONSENT_ADMIN_KINDS", "Enrolment", "Facilities", "FacilityInfo"]
 
-CONSENT_ADMIN_KINDS = frozenset({"physician", "dentist", "pharmacist", "clerk"})
-"""Viewer kinds whose users may register, add to and withdraw a patient's consent papers (at a facility where
-the patient has a local ID). The profile says nothing about it, so the hub chooses: the staff who explain
-the form and receive the paper — doctors and dentists in consultation, clerks (医療事務) at reception, and
-pharmacists (a pharmacy has no clerk, and the world has pharmacies take 連携先追加 papers); not nurses or
-care workers. A world.json may override it with ``consent_administration: {viewer_kinds: [...]}``."""
+CONSENT_ADMIN_KINDS: Mapping[str, frozenset[str]] = {
+    "hospital": frozenset({"physician", "clerk"}),
+    "clinic": frozenset({"physician", "clerk"}),
+    "dental": frozenset({"dentist", "clerk"}),
+    "pharmacy": frozenset({"pharmacist"}),
+    "care": frozenset({"physician", "nurse"}),
+    "other": frozenset({"physician", "nurse"}),
+}
+"""Facility kind → the viewer kinds whose users may register, add to and withdraw a patient's consent
+papers (at a facility where the patient has a local ID). The profile says nothing about it, so the hub
+chooses: the staff who explain the form and receive the paper there — at hospitals and clinics the doctors
+in consultation and the clerks (医療事務) at reception, at dental clinics the dentists, at pharmacies the
+pharmacists, and at care facilities and community support centres (no doctor or clerk at a home-nursing
+station or a 特養) their licensed staff, physicians and nurses. Never care workers, and never a hospital's
+or clinic's nurses (the paper is the doctor's or the reception's). The world has papers taken at every one
+of these kinds (連携先追加 at pharmacies, 特養 and home-nursing stations), so each kind needs someone. A
+world.json may override it with ``consent_administration: {viewer_kinds: {KIND: [...], ...}}``; a kind it
+leaves out has nobody."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +72,7 @@ class Facilities:
         facilities: Mapping[str, FacilityInfo],
         users: Mapping[tuple[str, str], Enrolment],
         rules: AccessRules,
-        consent_admins: frozenset[str] = CONSENT_ADMIN_KINDS,
+        consent_admins: Mapping[str, frozenset[str]] = CONSENT_ADMIN_KINDS,
     ) -> None:
         self._by_code = dict(facilities)
         self._users = dict(users)
@@ -94,7 +106,8 @@ class Facilities:
             {kind: frozenset(v) for kind, v in raw_rules.get("users", {}).items()},
         )
         admins = world.get("consent_administration", {}).get("viewer_kinds")
-        return cls(by_code, users, rules, CONSENT_ADMIN_KINDS if admins is None else frozenset(admins))
+        chosen = CONSENT_ADMIN_KINDS if admins is None else {k: frozenset(v) for k, v in dict(admins).items()}
+        return cls(by_code, users, rules, chosen)
 
     def __iter__(self) -> Iterator[FacilityInfo]:
         return iter(self._by_code.values())
@@ -104,6 +117,11 @@ class Facilities:
 
     def get(self, code: str) -> FacilityInfo | None:
         return self._by_code.get(code)
+
+    def consent_administrators(self, facility: str) -> frozenset[str]:
+        """The viewer kinds that may administer consent papers at ``facility`` (empty if unknown)."""
+        info = self._by_code.get(facility)
+        return self.consent_admins.get(info.kind, frozenset()) if info is not None else frozenset()
 
     def enrolment(self, facility: str, user_id: str) -> Enrolment | None:
         return self._users.get((facility, user_id))

@@ -16,11 +16,12 @@ MLLP, for speed), then the hub is restarted on the same data twice — ``--plain
 
 Absolute rates depend on the machine; the ratios are the numbers to track. No assertions.
 
-Measured on the shared 2-core machine (8 clients, two rounds, other jobs running — absolute rates drifted
-6× between rounds): per query on a persistent connection TLS/plain 1.06× and 1.12× (no measurable cost;
-p50 4.8 → 4.5 ms and 0.88 → 0.73 ms); per new connection (handshake + one query) TLS/plain 0.43× and 0.07×,
-403 and 248 TLS connections/s, the handshake itself ≈ 12 and 30 ms. Facilities keep their MLLP connections
-open, so the handshake is paid once per connection, not per message.
+Measured on the 2-core machine, quiet (8 clients, two rounds, `.venv/bin/python benchmarks/bench_tls.py`):
+per query on a persistent connection TLS/plain 0.93× and 0.87× (10,629 → 9,859 and 11,240 → 9,821 PIX
+queries/s; p50 0.70 → 0.78 ms); per new connection (handshake + one query) TLS/plain 0.15× and 0.13×
+(712 and 696 TLS connections/s), the handshake itself ≈ 9.5 and 9.9 ms. An earlier run beside other jobs
+(rates drifting 6× between rounds) saw no measurable per-query cost and 12–30 ms handshakes. Facilities keep
+their MLLP connections open, so the handshake is paid once per connection, not per message.
 """
 
 from __future__ import annotations

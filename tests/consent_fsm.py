@@ -256,8 +256,8 @@ class ConsentAdministration(RuleBasedStateMachine):
 
     @rule(which=st.integers(0, 1), data=st.data(), pattern=st.sampled_from(PATTERNS), emergency=st.booleans())
     def renew(self, which: int, data: st.DataObject, pattern: str, emergency: bool) -> None:
-        """A paper the hub must take (a linked facility's first permitted kind, dated today), so that sequences reach
-        forms replacing forms that grants were given under."""
+        """A paper the hub must take (by a linked facility's first permitted kind, dated today), so that
+        sequences reach forms replacing forms that grants were given under."""
         m = self.models[which]
         facility = data.draw(st.sampled_from(sorted(m.linked)))
         admin = next(k for k in KINDS if k in CONSENT_ADMIN_KINDS[FACILITIES[facility]])

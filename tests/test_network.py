@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,38 +109,65 @@ def _covers(pattern: str, listed: set[str], added: set[str], facility: str) -> b
     return facility in listed or (pattern == "per_facility" and facility in added)
 
 
+@dataclass(frozen=True)
+class WorldConsent:
+    """A world patient's consent as world.sqlite has it on ``today``, read from scratch (the oracle's own
+    reading, not the hub's code)."""
+
+    pattern: str
+    signed_on: dt.date
+    listed: set[str]
+    added: set[str]
+    withdrawn: bool
+    local: dict[str, str]  # facility → local ID
+
+    @classmethod
+    def read(cls, world: Path, patient_index: int, today: dt.date) -> WorldConsent:
+        db = sqlite3.connect(f"file:{world / 'world.sqlite'}?mode=ro", uri=True)
+        try:
+            form = db.execute(
+                "SELECT form_id, pattern, signed_on FROM consent_forms WHERE patient_index=?",
+                (patient_index,),
+            ).fetchone()
+            listed = {
+                r[0]
+                for r in db.execute(
+                    "SELECT facility_code FROM consent_facilities WHERE form_id=?", (form[0],)
+                )
+            }
+            added = {
+                r[0]
+                for r in db.execute(
+                    "SELECT facility_code FROM consent_additions WHERE patient_index=? AND signed_on<=?",
+                    (patient_index, today.isoformat()),
+                )
+            }
+            withdrawn = db.execute(
+                "SELECT 1 FROM consent_withdrawals WHERE patient_index=? AND withdrawn_on<=?",
+                (patient_index, today.isoformat()),
+            ).fetchone()
+            local = dict(
+                db.execute(
+                    "SELECT facility_code, local_id FROM local_ids WHERE patient_index=?", (patient_index,)
+                )
+            )
+        finally:
+            db.close()
+        return cls(form[1], dt.date.fromisoformat(form[2]), listed, added, bool(withdrawn), local)
+
+    def active(self, today: dt.date) -> bool:
+        return not self.withdrawn and self.signed_on <= today
+
+    def covers(self, facility: str) -> bool:
+        return _covers(self.pattern, self.listed, self.added, facility)
+
+
 def known_to(world: Path, patient_index: int, viewer: str) -> bool:
     """May the viewer's facility learn the patient exists (issue 11): it holds a local ID, or the consent in
     force today covers it. (The world's patients hold no emergency grants.)"""
     today = dt.date.today()
-    db = sqlite3.connect(f"file:{world / 'world.sqlite'}?mode=ro", uri=True)
-    try:
-        if db.execute(
-            "SELECT 1 FROM local_ids WHERE patient_index=? AND facility_code=?", (patient_index, viewer)
-        ).fetchone():
-            return True
-        form = db.execute(
-            "SELECT form_id, pattern, signed_on FROM consent_forms WHERE patient_index=?", (patient_index,)
-        ).fetchone()
-        listed = {
-            r[0]
-            for r in db.execute("SELECT facility_code FROM consent_facilities WHERE form_id=?", (form[0],))
-        }
-        added = {
-            r[0]
-            for r in db.execute(
-                "SELECT facility_code FROM consent_additions WHERE patient_index=? AND signed_on<=?",
-                (patient_index, today.isoformat()),
-            )
-        }
-        withdrawn = db.execute(
-            "SELECT 1 FROM consent_withdrawals WHERE patient_index=? AND withdrawn_on<=?",
-            (patient_index, today.isoformat()),
-        ).fetchone()
-    finally:
-        db.close()
-    active = not withdrawn and dt.date.fromisoformat(form[2]) <= today
-    return active and _covers(form[1], listed, added, viewer)
+    consent = WorldConsent.read(world, patient_index, today)
+    return viewer in consent.local or (consent.active(today) and consent.covers(viewer))
 
 
 def expected_entries(
@@ -148,36 +176,9 @@ def expected_entries(
     """(source facility, path relative to the world dir) of every file the viewer may see, from scratch."""
     facilities = {f["code"]: f for f in doc["facilities"]}
     today = dt.date.today()
-    db = sqlite3.connect(f"file:{world / 'world.sqlite'}?mode=ro", uri=True)
-    try:
-        form = db.execute(
-            "SELECT form_id, pattern, signed_on FROM consent_forms WHERE patient_index=?", (patient_index,)
-        ).fetchone()
-        listed = {
-            r[0]
-            for r in db.execute("SELECT facility_code FROM consent_facilities WHERE form_id=?", (form[0],))
-        }
-        added = {
-            r[0]
-            for r in db.execute(
-                "SELECT facility_code FROM consent_additions WHERE patient_index=? AND signed_on<=?",
-                (patient_index, today.isoformat()),
-            )
-        }
-        withdrawn = db.execute(
-            "SELECT 1 FROM consent_withdrawals WHERE patient_index=? AND withdrawn_on<=?",
-            (patient_index, today.isoformat()),
-        ).fetchone()
-        local = dict(
-            db.execute(
-                "SELECT facility_code, local_id FROM local_ids WHERE patient_index=?", (patient_index,)
-            )
-        )
-    finally:
-        db.close()
-    if withdrawn or dt.date.fromisoformat(form[2]) > today or viewer not in local:
-        return set()
-    if not _covers(form[1], listed, added, viewer):
+    consent = WorldConsent.read(world, patient_index, today)
+    local = consent.local
+    if not consent.active(today) or viewer not in local or not consent.covers(viewer):
         return set()
     rules = doc["viewer_rules"]
     kind_rule = rules["facilities"][facilities[viewer]["kind"]]
@@ -185,7 +186,7 @@ def expected_entries(
     out: set[tuple[str, str]] = set()
     for source, local_id in local.items():
         f = facilities[source]
-        if f["network_role"] != "disclosing" or not _covers(form[1], listed, added, source):
+        if f["network_role"] != "disclosing" or not consent.covers(source):
             continue
 
         def visible(category: str, f: dict[str, Any] = f) -> bool:

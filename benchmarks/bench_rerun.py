@@ -30,12 +30,18 @@ sys.path.insert(0, str(REPO))
 
 from harness.scenarios.runner import RunOptions, execute  # noqa: E402
 from harness.targets import ReferenceOptions, ensure_world, launch_reference  # noqa: E402
+from simulator.pki import ClientTls  # noqa: E402
 
 
-def _target(folder: Path, mllp: tuple[str, int], http: str, token: str, ids: Path) -> Path:
+def _target(
+    folder: Path, mllp: tuple[str, int], http: str, token: str, ids: Path, tls: ClientTls | None
+) -> Path:
+    """The network as a vendor's target file would describe it (its TLS material, else plain MLLP)."""
     path = folder / "vendor.yaml"
+    transport = f', tls: {{ca: "{tls.ca_file}", certs: "{tls.certs}"}}' if tls else ""
+    plain = "" if tls else "plain_mllp: true\n"
     path.write_text(
-        f"schema_version: 1\nname: vendor-hub\nmllp: {{host: {mllp[0]}, port: {mllp[1]}}}\n"
+        f"schema_version: 1\nname: vendor-hub\nmllp: {{host: {mllp[0]}, port: {mllp[1]}{transport}}}\n{plain}"
         f'http: {{base_url: "{http}"}}\nadmin_token_file: {token}\nregional_ids: {ids}\nlocal_files: true\n',
         encoding="utf-8",
     )
@@ -60,7 +66,12 @@ def main() -> int:
             assert endpoints.network
             token = str(endpoints.network.hub["admin_token_file"])
             target = _target(
-                work, endpoints.mllp, endpoints.http, token, work / "net" / "hub" / "bootstrap.json"
+                work,
+                endpoints.mllp,
+                endpoints.http,
+                token,
+                work / "net" / "hub" / "bootstrap.json",
+                endpoints.mllp_tls,
             )
             for n, (name, suites, jobs) in enumerate(plan, 1):
                 notes: list[str] = []

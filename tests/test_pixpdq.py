@@ -363,6 +363,27 @@ def test_pdq_continuation_and_cancel(hub: SyncMLLPClient) -> None:
     assert err(stale) == ("DSC^1^1", "204")
 
 
+def test_a_continuation_is_the_asking_facilitys_own(hub: SyncMLLPClient) -> None:
+    """Pointers are sequential and query tags often predictable: another facility presenting both gets an
+    unknown pointer (and cannot cancel the query), and the pointer still works for the one who asked."""
+    for n in range(4):
+        feed(hub, "A04", f"F{n}", cx(f"{n:03d}", A))
+    first = exchange(hub, pdq("P1", "@PID.5.1.1^山田", tag="TAG", quantity="2^RD"))
+    pointer = first.get("DSC", 1)
+    assert pointer
+    other = pdq("P2", "@PID.5.1.1^山田", tag="TAG", quantity="2^RD", dsc=pointer).replace(
+        f"|{C}|", f"|{B}|", 1
+    )
+    stolen = exchange(hub, other)
+    assert (stolen.get("MSA", 1), err(stolen)) == ("AE", ("DSC^1^1", "204"))
+    assert stolen.segments("PID") == []
+    cancel = msh(B, "QCN^J01^QCN_J01", "C1") + "QID|TAG|IHE PDQ Query\r"
+    assert exchange(hub, cancel).get("MSA", 1) == "AA"
+    own = exchange(hub, pdq("P3", "@PID.5.1.1^山田", tag="TAG", quantity="2^RD", dsc=pointer))
+    assert own.get("MSA", 1) == "AA"
+    assert [p.get(3, comp=1) for p in own.segments("PID")] == ["002", "003"]
+
+
 def test_server_survives_malformed_messages(index: PatientIndex) -> None:
     with serving(index) as server, SyncMLLPClient(server.host, server.port) as client:
         broken = exchange(client, msh(A, "ADT^A01", "M1").replace("|2.5|", "||") + "PID|1\r")

@@ -8,6 +8,8 @@ door on 127.0.0.1 in front of the weak hub (threads and blocking sockets: it mus
 * ``any-certificate``: terminates TLS with the hub's certificate but asks for no client certificate;
 * ``plain-allowed``: client certificates required on TLS, but plain MLLP accepted too;
 * ``no-repetition-bound``: client certificates required, the weak hub without its repetition bound;
+* ``shared-continuations``: client certificates required, the weak hub finding a PDQ continuation by its
+  pointer and tag alone (whoever presents them gets the next page, or cancels it);
 * ``other-ca``: trusts another CA, so every facility is refused (the controls must fail).
 
 Every assertion of the suite passes on the reference hub and fails under the mutant with its hole. The
@@ -53,7 +55,7 @@ def world(mini_world: Path) -> WorldIndex:
 @pytest.fixture(scope="module")
 def suite() -> list[LoadedScenario]:
     found = [s for s in discover(REPO / "scenarios", [SECURITY]) if s.path.name.startswith("mllp-")]
-    assert len(found) >= 4
+    assert len(found) >= 5
     return found
 
 
@@ -175,6 +177,9 @@ MUTANT_OF = {
     "SEC-mllp-tls-feed-accepted": "other-ca",
     "SEC-mllp-own-certificate-served": "other-ca",
     "SEC-mllp-few-repetitions-accepted": "other-ca",
+    "SEC-mllp-continuation-setup": "other-ca",
+    "SEC-mllp-continuation-not-others": "shared-continuations",
+    "SEC-mllp-continuation-kept-for-owner": "shared-continuations",
 }
 """Each assertion of the suite, and the mutant with the hole it is there to find."""
 
@@ -200,6 +205,7 @@ def test_the_mllp_security_suite_passes_and_each_hole_fails_it(
         "any-certificate": Front(weak.mllp, _server_context(pki, require=False)),
         "plain-allowed": Front(weak.mllp, _server_context(pki, require=True), accept_plain=True),
         "no-repetition-bound": Front(weak.mllp, _server_context(pki, require=True)),
+        "shared-continuations": Front(weak.mllp, _server_context(pki, require=True)),
         "other-ca": Front(weak.mllp, _server_context(pki, require=True, trust=other.ca_file)),
     }
     failed: dict[str, set[str]] = {}
@@ -207,6 +213,10 @@ def test_the_mllp_security_suite_passes_and_each_hole_fails_it(
         with ExitStack() as stack:
             if name == "no-repetition-bound":
                 stack.enter_context(monkeypatch.context()).setattr(pixpdq, "MAX_REPETITIONS", 10**9)
+            if name == "shared-continuations":  # pending pages found by pointer and tag alone
+                stack.enter_context(monkeypatch.context()).setattr(
+                    pixpdq, "_owned", lambda pending, tag, sender: pending.tag == tag
+                )
             address = stack.enter_context(front.running())
             result = run(suite, replace(target, mllp=address, salt=f"sec-{name}"), world, jobs=4)
         for a in result.assertions():

@@ -151,6 +151,13 @@ class _Pending:
     tag: str
     hits: tuple[_Hit, ...]
     total: int
+    sender: str  # the asking facility's domain (namespace): only it may continue or cancel the query
+
+
+def _owned(pending: _Pending, tag: str, sender: str) -> bool:
+    """Is ``pending`` the continuation of ``sender``'s query ``tag``? Pointers are sequential (guessable) and
+    tags often predictable, so a continuation or a cancel is only ever the asking facility's."""
+    return pending.tag == tag and pending.sender == sender
 
 
 def _is_kana(text: str) -> bool:
@@ -290,10 +297,10 @@ class PixPdqHandler(HL7Handler):
             elif kind == "QBP" and event == "Q22":
                 note.action = "query"
                 # A PDQ may match thousands of records (~30 µs each): off the loop, so it stalls no one.
-                reply = await asyncio.to_thread(self._pdq, message, note)
+                reply = await asyncio.to_thread(self._pdq, message, note, facility.namespace)
             elif kind == "QCN" and event == "J01":
                 note.action = "cancel"
-                reply = self._cancel(message, note)
+                reply = self._cancel(message, note, facility.namespace)
             elif kind in ("QBP", "QCN"):
                 raise _refuse(
                     ErrorCode.UNSUPPORTED_EVENT_CODE,
@@ -552,7 +559,9 @@ class PixPdqHandler(HL7Handler):
             hits.append(_Hit(record, tuple(ids)))
         return hits
 
-    def _pdq(self, message: Message, note: _Note) -> Message:
+    def _pdq(self, message: Message, note: _Note, sender: str) -> Message:
+        """ITI-21. A continuation is the asking facility's own: a pointer (sequential, so guessable) and a
+        query tag presented by another facility is an unknown pointer, and stays pending for its owner."""
         qpd = message.segment("QPD")
         pointer = message.get("DSC", 1)
         if qpd is not None:
@@ -564,8 +573,12 @@ class PixPdqHandler(HL7Handler):
                 raise _refuse(ErrorCode.SEGMENT_SEQUENCE_ERROR, ErrorLocation("QPD"), "QPD is missing")
             if pointer:
                 with self._pending_lock:
-                    pending = self._pending.pop(pointer, None)
-                if pending is None or pending.tag != qpd.get(2):
+                    pending = self._pending.get(pointer)
+                    if pending is not None and _owned(pending, qpd.get(2), sender):
+                        del self._pending[pointer]
+                    else:
+                        pending = None
+                if pending is None:
                     loc = ErrorLocation("DSC", field=1)
                     raise _refuse(_UNKNOWN, loc, f"unknown or expired continuation pointer {pointer!r}")
                 hits, total = list(pending.hits), pending.total
@@ -592,7 +605,7 @@ class PixPdqHandler(HL7Handler):
             assert qpd is not None
             next_pointer = self._pointers.next()
             with self._pending_lock:
-                self._pending[next_pointer] = _Pending(qpd.get(2), tuple(rest), total)
+                self._pending[next_pointer] = _Pending(qpd.get(2), tuple(rest), total, sender)
                 while len(self._pending) > self.max_continuations:
                     self._pending.popitem(last=False)
             reply.add("DSC", [next_pointer, "I"])
@@ -617,11 +630,12 @@ class PixPdqHandler(HL7Handler):
             13: Repeated(*demo.phones) if demo.phones else None,
         }
 
-    def _cancel(self, message: Message, note: _Note) -> Message:
-        """QCN^J01: forget the continuations of QID-1's query tag; AA even if none was pending."""
+    def _cancel(self, message: Message, note: _Note, sender: str) -> Message:
+        """QCN^J01: forget the sender's continuations of QID-1's query tag (another facility's query with
+        the same tag is not its to cancel); AA even if none was pending."""
         tag = message.get("QID", 1)
         note.details["tag"] = tag
         with self._pending_lock:
-            for pointer in [p for p, pending in self._pending.items() if pending.tag == tag]:
+            for pointer in [p for p, q in self._pending.items() if _owned(q, tag, sender)]:
                 del self._pending[pointer]
         return self.ack(message, "AA", now=note.now)

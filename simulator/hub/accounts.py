@@ -54,11 +54,10 @@ CREATE TABLE IF NOT EXISTS users (
     salt BLOB NOT NULL,
     pw_hash BLOB NOT NULL,
     n INTEGER NOT NULL, r INTEGER NOT NULL, p INTEGER NOT NULL,
-    failures INTEGER NOT NULL DEFAULT 0,
-    next_try TEXT NOT NULL DEFAULT '',
-    locked_until TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (facility, user_id)
 );
+-- Failures by key: "account\x1f<facility>\x1f<user ID>" (known or not) and "address\x1f<address>".
+-- (Stores made before it also keep unused failures/next_try/locked_until columns in users.)
 CREATE TABLE IF NOT EXISTS throttle (
     key TEXT PRIMARY KEY,
     failures INTEGER NOT NULL DEFAULT 0,

@@ -241,17 +241,14 @@ class ConsentStore(SQLiteStore):
                 f"{form.form_id}: pattern {form.pattern!r} needs at least one facility"
             )
         with self._tx() as db:
-            current = self._consent(self._documents(db, patient), None)
+            docs = self._documents(db, patient)
+            current = self._consent(docs, None)
             if current is not None and form.signed_on < current.form.signed_on:
                 raise InvalidDocumentError(
                     f"{form.form_id}: signed {form.signed_on}, before the current form {current.form.form_id}"
                 )
             latest = max(
-                (
-                    d.document.withdrawn_on
-                    for d in self._documents(db, patient)
-                    if isinstance(d.document, ConsentWithdrawal)
-                ),
+                (d.document.withdrawn_on for d in docs if isinstance(d.document, ConsentWithdrawal)),
                 default=None,
             )
             if latest is not None and form.signed_on <= latest:
@@ -313,14 +310,15 @@ class ConsentStore(SQLiteStore):
         if not start < end:
             raise EmergencyNotAllowedError("the grant must end after it starts")
         with self._tx() as db:
-            consent = self._consent(self._documents(db, patient), start.date())
+            docs = self._documents(db, patient)
+            consent = self._consent(docs, start.date())
             if consent is None:
                 raise UnknownPatientError(patient)
             if not consent.form.emergency_allowed or not consent.active(start.date()):
                 raise EmergencyNotAllowedError(
                     f"{patient}: consent does not allow emergency viewing at {start}"
                 )
-            current = self._consent(self._documents(db, patient), None)
+            current = self._consent(docs, None)
             if current is None or current.form.form_id != consent.form.form_id:
                 # A form signed after ``start`` already replaces this one: a grant under it would be void.
                 raise EmergencyNotAllowedError(f"{patient}: a later consent form replaces the one in force")

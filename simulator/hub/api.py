@@ -389,14 +389,6 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
     refusals = RefusalAudit(hub.record, clock=hub.clock)
     app.state.refusals = refusals
 
-    async def body_refused(scope: Scope, status: int, reason: str) -> None:
-        client = scope.get("client")
-        address = str(client[0]) if client else ""
-        target = f"{scope.get('method', '')} {scope.get('path', '')}"[:300]
-        await refusals.note(("", ""), f"http-{status}", reason, address, target)
-
-    app.add_middleware(BodyLimit, limit=DEFAULT_BODY_LIMIT, refused=body_refused)
-
     async def note_refusal(request: Request, status: int, reason: str) -> None:
         """401/400/413 refusals that no route audits itself (login audits its own)."""
         if request.url.path == "/auth/login" and status == 401:
@@ -404,6 +396,11 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         address = request.client.host if request.client else ""
         target = f"{request.method} {request.url.path}"[:300]
         await refusals.note(("", ""), f"http-{status}", reason, address, target)
+
+    async def body_refused(scope: Scope, status: int, reason: str) -> None:
+        await note_refusal(Request(scope), status, reason)
+
+    app.add_middleware(BodyLimit, limit=DEFAULT_BODY_LIMIT, refused=body_refused)
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused) -> JSONResponse:
@@ -796,6 +793,7 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
         who: tuple[str, str]
         if is_operator(hub, creds):
             who = ("hub", "operator")
+            hub.require_patient(regional_id)
         else:
             user = session_for(hub, creds)
             who = (user.facility, user.user_id)
@@ -810,7 +808,6 @@ def create_app(hub: HubServices, gateways: Gateways | None = None) -> FastAPI:
                     user, "access-report", "failure", patient=regional_id, reason=exc.audit_reason
                 )
                 raise
-        hub.require_patient(regional_id)
         rows = hub.audit_log.access_report(regional_id)
         await hub.record(who, "access-report", "success", patient=regional_id)
         return AccessReport(

@@ -8,7 +8,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ app.add_typer(world_app, name="world")
 console = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -77,7 +77,6 @@ def generate(
         prof = load_profile(profile)
     except SyntheticError as exc:
         _fail(str(exc))
-        return
     if patients is not None:
         prof = prof.with_patients(patients)
     if out.exists() and any(out.iterdir()):
@@ -114,7 +113,6 @@ def generate(
             )
         except SyntheticError as exc:
             _fail(str(exc))
-            return
     elapsed = time.perf_counter() - started
     console.print(
         f"wrote {out} ({prof.registered_patients:,} patients, profile {prof.name}, seed {seed}) "
@@ -218,7 +216,6 @@ def stats(
         data = world_stats(world)
     except SyntheticError as exc:
         _fail(str(exc))
-        return
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
@@ -361,7 +358,7 @@ def hub(
         _fail(str(exc))
 
 
-# --- audit (helper: sec-audit) ---
+# --- audit ---
 
 audit_app = typer.Typer(help="The hub's audit log, offline.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -397,7 +394,6 @@ def audit_verify(
         found = verify_data(db, key_file=key, checkpoints=checkpoints, every=every)
     except (AuditKeyError, OSError, sqlite3.Error) as exc:
         _fail(f"cannot verify {db}: {exc}")
-        return
     report = found.as_json(limit=show)
     if as_json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
@@ -480,7 +476,6 @@ def up(
             info = net.start()
         except NetworkError as exc:
             _fail(str(exc))
-            return
         gateways = len(info.gateways)
         console.print(
             f"network up in {time.monotonic() - started:.1f} s: hub {info.base_url}, {gateways} gateways"
@@ -509,7 +504,6 @@ def up(
                 stats = bootstrap(net.world, info, net.data, progress=progress)
             except (BootstrapError, OSError) as exc:
                 _fail(f"bootstrap failed: {exc}")
-                return
         took = time.monotonic() - started
         serving = True  # before `ready:` is out: a SIGINT right after it must stop cleanly, not abandon
         print(
@@ -557,7 +551,6 @@ def fault(
         shard = load_network_file(network).shard_of(code)
     except NetworkError as exc:
         _fail(str(exc))
-        return
     body = {"mode": mode, **({"ms": ms} if mode == "slow" else {})}
     try:
         reply = httpx.post(
@@ -568,13 +561,12 @@ def fault(
         )
     except httpx.HTTPError as exc:
         _fail(f"the gateway shard of {code} does not answer: {exc}")
-        return
     if reply.status_code >= 300:
         _fail(f"the shard refused: {reply.status_code} {reply.text}")
     print(f"{code}: {mode}{f' {ms} ms' if mode == 'slow' else ''}")
 
 
-# --- scenarios (helper) ---
+# --- scenarios ---
 # `rhin scenarios schema|check|list` and `rhin run`. Imports are inside the commands: only they need the
 # engine, httpx and matplotlib.
 
@@ -637,7 +629,6 @@ def scenarios_list(
         chosen = select(discover(_scenario_root(root)), suites=suite or [], tags=tag or [], keyword=keyword)
     except ScenarioError as exc:
         _fail(str(exc))
-        return
     table = Table(
         title=f"{len(chosen)} scenarios, {sum(s.scenario.assertion_count for s in chosen)} assertions"
     )
@@ -745,7 +736,6 @@ def run_scenarios(
         except ScenarioError as exc:
             bar.stop()
             _fail(str(exc))
-            return
     summary = result.summary()
     out = Console()
     for a in (a for a in result.assertions() if a.status in ("failed", "error")):
@@ -772,7 +762,7 @@ def _run_colours(counts: dict[str, int]) -> list[tuple[str, int, str]]:
     return [(status, n, colours[status]) for status, n in counts.items()]
 
 
-# --- end scenarios (helper) ---
+# --- end scenarios ---
 
 
 def main() -> None:

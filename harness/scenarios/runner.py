@@ -71,20 +71,22 @@ class RunOptions:
         return bool(self.paths or self.suites or self.tags or self.keyword)
 
 
-def selected(options: RunOptions) -> list[LoadedScenario]:
-    """The scenarios the options select (every file is validated, selected or not)."""
-    found = discover(options.scenarios_root, options.paths)
+def selected(options: RunOptions, found: list[LoadedScenario] | None = None) -> list[LoadedScenario]:
+    """The scenarios the options select (every file is validated, selected or not); ``found``: what
+    :func:`~.loader.discover` already read for these options, if the caller has it."""
+    found = discover(options.scenarios_root, options.paths) if found is None else found
     chosen = select(found, suites=options.suites, tags=options.tags, keyword=options.keyword)
     return chosen if options.chooses else [s for s in chosen if s.scenario.default]
 
 
-def _catalogue(options: RunOptions, chosen: Sequence[LoadedScenario]) -> list[LoadedScenario]:
-    """Every scenario under the scenarios root (the reserved pool is planned over them); the selection's
-    own when the root cannot be read whole (its broken files are reported when they are selected)."""
+def _catalogue(options: RunOptions) -> list[LoadedScenario] | None:
+    """Every scenario under the scenarios root (the reserved pool is planned over them); None when the root
+    cannot be read whole (then the selection is its own catalogue, and its broken files are reported when
+    they are selected)."""
     try:
-        return discover(options.scenarios_root) if options.scenarios_root.is_dir() else list(chosen)
+        return discover(options.scenarios_root) if options.scenarios_root.is_dir() else None
     except FormatError:
-        return list(chosen)
+        return None
 
 
 def _need_world(options: RunOptions) -> None:
@@ -202,13 +204,14 @@ def execute(
 ) -> tuple[RunResult, dict[str, Path]]:
     """Run what ``options`` select; returns the results and the report files written. ``on_note`` hears
     what is known of earlier runs on an external target, before anything runs."""
-    scenarios = selected(options)
+    catalogue = _catalogue(options)  # read once: with no paths given, it is what the selection picks from
+    scenarios = selected(options, None if options.paths else catalogue)
     if not scenarios:
         raise ScenarioError("no scenario matches the selection (--suite, --tag, -k)")
     _check_params(scenarios, options.params)
     _need_world(options)
     world = WorldIndex(options.world_dir)
-    catalogue = _catalogue(options, scenarios)
+    catalogue = catalogue if catalogue is not None else scenarios
     with _target(options, world, scenarios) as (target, networks):
         history = None
         if target.state_file is not None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from simulator.hub.facilities import CONSENT_ADMIN_KINDS
+from simulator.hub.facilities import Facilities
 from simulator.hub.hl7v2 import ISO2022_JP, UTF8, decode, escape
 from simulator.hub.mllp import MLLPClient
 from simulator.network import NetworkInfo
@@ -138,31 +138,28 @@ class _Api:
         await self.session.close()
 
 
-def _administrators(facility: dict[str, Any]) -> frozenset[str]:
-    """The viewer kinds that may register consent papers at ``facility`` (the hub's rule)."""
-    return CONSENT_ADMIN_KINDS.get(str(facility.get("kind", "")), frozenset())
-
-
-def _may_administer(facility: dict[str, Any]) -> bool:
-    admins = _administrators(facility)
-    return any(u["viewer_kind"] in admins for u in facility.get("users", ()))
-
-
 class _Sessions:
     """One logged-in user per facility (the first physician, else the first user of a kind that may
-    administer consent, else the first user), on demand."""
+    administer consent there, else the first user), on demand. Which kinds may is the hub's own rule
+    (:meth:`simulator.hub.facilities.Facilities.consent_administrators`, with the world's override)."""
 
-    def __init__(self, client: _Api, facilities: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, client: _Api, facilities: dict[str, dict[str, Any]], rules: Facilities) -> None:
         self.client = client
         self.facilities = facilities
+        self.rules = rules
         self._tokens: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def may_administer(self, facility: str) -> bool:
+        """Has ``facility`` a user who may register consent papers there?"""
+        admins = self.rules.consent_administrators(facility)
+        return any(u["viewer_kind"] in admins for u in self.facilities[facility].get("users", ()))
 
     async def headers(self, facility: str) -> dict[str, str]:
         async with self._locks[facility]:
             if facility not in self._tokens:
                 users = self.facilities[facility]["users"]
-                admins = _administrators(self.facilities[facility])
+                admins = self.rules.consent_administrators(facility)
                 admin = next((u for u in users if u["viewer_kind"] in admins), users[0])
                 user = next((u for u in users if u["viewer_kind"] == "physician"), admin)
                 status, answer = await self.client.post(
@@ -269,7 +266,7 @@ async def _bootstrap(
     regional: dict[int, str] = {}
     client = _Api(info.base_url, concurrency)
     try:
-        sessions = _Sessions(client, facilities)
+        sessions = _Sessions(client, facilities, Facilities.from_world(world))
 
         def linker(patient: int) -> str:
             form = forms.get(patient)
@@ -339,7 +336,7 @@ async def _bootstrap(
                 # linked to the patient, by a user of a kind that may administer consent. Where the paper's
                 # facility has no such user, another of the patient's facilities does, as its agent.
                 clerk = next(
-                    (c for c in [taken_at, *attends] if c in attends and _may_administer(facilities[c])),
+                    (c for c in [taken_at, *attends] if c in attends and sessions.may_administer(c)),
                     taken_at,
                 )
                 headers = await sessions.headers(clerk)

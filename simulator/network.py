@@ -47,7 +47,7 @@ from simulator import ready as ready_line
 from simulator.gateway.faults import ADMIN_TOKEN_ENV
 from simulator.gateway.shard import partition
 from simulator.lifeline import die_with_parent
-from simulator.pki import ClientTls, PkiError, ensure_pki
+from simulator.pki import ClientTls, PkiError, ensure_pki, world_facility_codes
 
 __all__ = ["Network", "NetworkError", "NetworkInfo", "load_network_file"]
 
@@ -56,10 +56,6 @@ READY_TIMEOUT = 60.0
 
 class NetworkError(Exception):
     """The network could not start (or a part of it died): the message says which part and why."""
-
-
-def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
-    die_with_parent(signal.SIGTERM, parent)
 
 
 @dataclass
@@ -222,7 +218,8 @@ class Network:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 text=True,
-                preexec_fn=partial(_die_with_parent, os.getpid())
+                # runs in the child between fork and exec
+                preexec_fn=partial(die_with_parent, signal.SIGTERM, os.getpid())
                 if sys.platform.startswith("linux")
                 else None,
                 process_group=0,  # its own group, with its own children: stop() can end them all
@@ -258,7 +255,7 @@ class Network:
             }
             self._write(document)  # the hub reads its gateways section
             try:
-                ensure_pki(self.data / "pki", [str(f["code"]) for f in world["facilities"]], [self.host])
+                ensure_pki(self.data / "pki", world_facility_codes(world), [self.host])
             except (OSError, PkiError) as exc:
                 raise NetworkError(
                     f"cannot make the network's TLS files in {self.data / 'pki'}: {exc}"

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from synthetic.clock import JST
 from synthetic.rng import stable_int
 
 DocumentKind = Literal["discharge_summary", "referral_letter", "progress_note", "nursing_note"]
@@ -57,7 +58,6 @@ DOCTOR_ID_ARC = "1.2.392.100495.20.3.41.1"
 PREFECTURE_OID = "1.2.392.100495.20.3.21"
 POINT_TABLE_OID = "1.2.392.100495.20.3.22"
 INSTITUTION_OID = "1.2.392.100495.20.3.23"
-JST = dt.timezone(dt.timedelta(hours=9))
 
 
 @dataclass(frozen=True, slots=True)

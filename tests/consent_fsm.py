@@ -36,10 +36,10 @@ from simulator.hub.api import create_app
 from simulator.hub.audit import AuditBatcher, AuditLog
 from simulator.hub.consents import ConsentStore
 from simulator.hub.facilities import CONSENT_ADMIN_KINDS, Facilities
-from simulator.hub.hl7v2 import JST
 from simulator.hub.index import Demographics, Directory, PatientIndex, PersonName
 from simulator.hub.policy import EmergencyGrant, PatientState, Viewer, may_view
 from simulator.hub.service import HubServices, Refused
+from synthetic.clock import JST
 from synthetic.consent import ConsentState
 from synthetic.model import ConsentAddition, ConsentForm, ConsentWithdrawal
 

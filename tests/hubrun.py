@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from simulator.hub.accounts import ScryptParams
-from simulator.hub.hl7v2 import JST
 from simulator.hub.server import ADMIN_TOKEN_FILE, PKI_DIR, run_hub
 from simulator.pki import ClientTls
+from synthetic.clock import JST
 
 FAST_SCRYPT = ScryptParams(n=2**4, r=1, p=1)  # tests only: hashing is still real, just cheap
 

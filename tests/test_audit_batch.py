@@ -27,7 +27,7 @@ from simulator.hub.audit import (
     AuditRecord,
 )
 from simulator.hub.auditchain import canonical_details, fields_json
-from simulator.hub.hl7v2 import JST
+from synthetic.clock import JST
 
 T0 = dt.datetime(2026, 4, 1, 9, 0, tzinfo=JST)
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from simulator.hub.audit import AuditBatcher, AuditLog, AuditRecord
-from simulator.hub.hl7v2 import ISO2022_JP, JST, UTF8, ErrorLocation, Message, decode
+from simulator.hub.hl7v2 import ISO2022_JP, UTF8, ErrorLocation, Message, decode
 from simulator.hub.index import (
     REGIONAL_NAMESPACE,
     REGIONAL_OID,
@@ -40,6 +40,7 @@ from simulator.hub.index import (
 from simulator.hub.mllp import ConnectionClosedError, MLLPServer, SyncMLLPClient
 from simulator.hub.pixpdq import PixPdqHandler
 from synthetic import load_profile, write_world
+from synthetic.clock import JST
 
 NOW = datetime(2025, 4, 1, 9, 30, 0, tzinfo=JST)
 REPO = Path(__file__).resolve().parents[1]

@@ -62,6 +62,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from synthetic.clock import JST
 from synthetic.consent import ConsentState
 from synthetic.model import ConsentAddition, ConsentForm, ConsentWithdrawal
 
@@ -76,7 +77,6 @@ from .consents import (
     UnknownPatientError,
 )
 from .deps import Credentials, User, is_operator, require_operator, session_for
-from .hl7v2 import JST
 from .index import REGIONAL_NAMESPACE, IdentityError, LinkConflictError
 from .index import UnknownPatientError as UnknownRecordError
 from .policy import may_know

@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from enum import IntEnum
 from functools import cached_property, lru_cache
 from typing import Final
@@ -25,7 +25,6 @@ __all__ = [
     "ASCII",
     "DEFAULT_DELIMITERS",
     "ISO2022_JP",
-    "JST",
     "UTF8",
     "CharsetError",
     "ControlIds",
@@ -50,7 +49,6 @@ __all__ = [
     "decode",
     "encode",
     "escape",
-    "jst_now",
     "parse",
     "parse_header",
     "unescape",
@@ -59,13 +57,7 @@ __all__ = [
 ASCII: Final = "ascii"
 UTF8: Final = "utf-8"
 ISO2022_JP: Final = "iso2022_jp"
-JST: Final = timezone(timedelta(hours=9), "JST")
 ACK_CODES: Final = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
-
-
-def jst_now() -> datetime:
-    """The default clock for MSH-7: Japanese senders expect local time with its offset, not UTC."""
-    return datetime.now(JST)
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from simulator.hub.sqlstore import SQLiteStore
-
-from .hl7v2 import JST
+from synthetic.clock import jst_now
 
 __all__ = [
     "REGIONAL_NAMESPACE",
@@ -262,7 +261,7 @@ class PatientIndex(SQLiteStore):
         self, path: Path | str, directory: Directory, *, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.directory = directory
-        self._clock = clock or (lambda: datetime.now(JST))
+        self._clock = clock or jst_now
         super().__init__(path, _SCHEMA)
 
     def _now(self) -> str:

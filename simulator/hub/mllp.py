@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from simulator.pki import facility_of
+from synthetic.clock import jst_now
 
 from .hl7v2 import (
     ASCII,
@@ -37,7 +38,6 @@ from .hl7v2 import (
     charset_of,
     decode,
     encode,
-    jst_now,
     parse_header,
 )
 

@@ -69,6 +69,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
+from synthetic.clock import jst_now
+
 from .audit import AuditBatcher, AuditEntry
 from .hl7v2 import (
     ControlIds,
@@ -84,7 +86,6 @@ from .hl7v2 import (
     Segment,
     codec_for,
     escape,
-    jst_now,
 )
 from .index import (
     REGIONAL_NAMESPACE,

@@ -49,6 +49,7 @@ from typing import Any
 import uvicorn
 
 from simulator.pki import PkiError, ensure_pki, world_facility_codes
+from synthetic.clock import jst_now
 
 from ..lifeline import die_with_parent
 from .accounts import Accounts, ScryptParams, scrypt_hash
@@ -60,7 +61,7 @@ from .index import Directory, PatientIndex
 from .mllp import MLLPServer
 from .pixpdq import PixPdqHandler
 from .records import Gateways
-from .service import HubServices, jst_clock
+from .service import HubServices
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
@@ -160,7 +161,7 @@ async def run_hub(
     http_port: int | None = 0,
     gateways_file: Path | None = None,
     scrypt: ScryptParams | None = None,
-    clock: Callable[[], dt.datetime] = jst_clock,
+    clock: Callable[[], dt.datetime] = jst_now,
     stop: asyncio.Event | None = None,
     grace: float = 5.0,
     audit_settings: AuditSettings | None = None,

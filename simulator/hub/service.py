@@ -24,20 +24,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from synthetic.clock import JST, jst_now
+
 from .accounts import Accounts, Session
 from .audit import AuditBatcher, AuditEntry, AuditLog, AuditRecord
 from .consents import ConsentStore
 from .facilities import Facilities, FacilityInfo
-from .hl7v2 import JST
 from .index import REGIONAL_NAMESPACE, PatientIndex, UnknownPatientError
 from .policy import PatientState, may_know
 
-__all__ = ["HubServices", "RefusalAudit", "Refused", "jst_clock"]
-
-
-def jst_clock() -> dt.datetime:
-    """The live network's clock: wall time in JST (the network's zone), aware."""
-    return dt.datetime.now(JST)
+__all__ = ["HubServices", "RefusalAudit", "Refused"]
 
 
 class Refused(Exception):  # noqa: N818 - an answer, not a fault
@@ -75,9 +71,7 @@ class RefusalAudit:
     and nothing goes uncounted (except a window still open when the hub stops: :meth:`flush`).
     """
 
-    def __init__(
-        self, record: Any, window: float = 10.0, clock: Callable[[], dt.datetime] = jst_clock
-    ) -> None:
+    def __init__(self, record: Any, window: float = 10.0, clock: Callable[[], dt.datetime] = jst_now) -> None:
         self._record = record
         self._clock = clock  # the network's time, for the summaries' "since"
         self.window = window
@@ -141,7 +135,7 @@ class HubServices:
     audit_log: AuditLog
     audit: AuditBatcher
     admin_token: str
-    clock: Callable[[], dt.datetime] = jst_clock
+    clock: Callable[[], dt.datetime] = jst_now
 
     def now(self) -> dt.datetime:
         """Aware JST now (audit records, tokens)."""

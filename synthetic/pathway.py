@@ -87,27 +87,32 @@ class Action(Strict):
 
     @model_validator(mode="after")
     def _one_verb(self) -> Self:
-        verbs = [
-            name
-            for name in (
-                "labs",
-                "radiology",
-                "endoscopy",
-                "physiology",
-                "prescription",
-                "injection",
-                "document",
-                "diet",
-                "allergy",
-                "ward_transfer",
-                "doctor_change",
-                "outing",
-            )
-            if getattr(self, name) is not None
-        ]
+        verbs = [name for name in VERBS if getattr(self, name) is not None]
         if len(verbs) != 1:
             raise ValueError(f"an action needs exactly one verb, got {verbs or 'none'}")
         return self
+
+    @property
+    def verb(self) -> str:
+        """The one verb that is set (the validator guarantees there is exactly one)."""
+        return next(name for name in VERBS if getattr(self, name) is not None)
+
+
+#: The fields of :class:`Action` that say what it does; ``synthetic.care.actions.ACTIONS`` has one each.
+VERBS = (
+    "labs",
+    "radiology",
+    "endoscopy",
+    "physiology",
+    "prescription",
+    "injection",
+    "document",
+    "diet",
+    "allergy",
+    "ward_transfer",
+    "doctor_change",
+    "outing",
+)
 
 
 class Recurring(Strict):

@@ -138,3 +138,16 @@ states:
     data, lines = load_yaml(text, "t.yaml")
     with pytest.raises(ProfileError, match=r"t\.yaml:7: states\.a: .*sum to 0\.5"):
         validate(pathways.Pathway, data, lines, "t.yaml")
+
+
+def test_every_action_verb_has_one_care_function() -> None:
+    """The care engine dispatches on Action.verb: a verb without a function would be a KeyError mid-world."""
+    from synthetic.care.actions import ACTIONS
+
+    assert set(ACTIONS) == set(pathways.VERBS)
+    assert pathways.Action(diet="常食").verb == "diet"
+    assert pathways.Action(p=0.5, labs=["cbc"]).verb == "labs"
+    with pytest.raises(ValueError, match="exactly one verb"):
+        pathways.Action(diet="常食", outing=True)
+    with pytest.raises(ValueError, match="exactly one verb"):
+        pathways.Action(p=0.5)

@@ -110,11 +110,6 @@ class LinkModel:
         return self.outage or self.rtt_ms_median > 0 or self.loss > 0 or not math.isinf(self.bandwidth_mbps)
 
     @property
-    def mu(self) -> float:
-        """Lognormal location: ln(median RTT in seconds)."""
-        return math.log(self.rtt_ms_median / 1000.0) if self.rtt_ms_median > 0 else -math.inf
-
-    @property
     def sigma(self) -> float:
         """Lognormal shape fitted to the p95 (0 when median and p95 are equal)."""
         if self.rtt_ms_median <= 0:

@@ -29,9 +29,6 @@ class Geography:
     def municipality(self, rng: random.Random, area: str | None = None) -> str:
         return (self.by_area[area] if area else self.by_population).pick(rng)
 
-    def area_population(self, area: str) -> int:
-        return sum(m.population for m in self.municipalities.values() if m.medical_area == area)
-
     def address(self, rng: random.Random, jis_code: str) -> Address:
         row = rng.choice(self.postcodes_by_municipality[jis_code])
         if row.town.endswith(("丁目", "町", "通り")) or rng.random() < 0.55:

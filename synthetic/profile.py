@@ -22,7 +22,6 @@ FacilityKind = Literal["hospital", "clinic", "dental", "pharmacy", "care", "othe
 FACILITY_KINDS: tuple[FacilityKind, ...] = ("hospital", "clinic", "dental", "pharmacy", "care", "other")
 LinkType = Literal["IP-VPN", "Internet VPN", "Internet"]
 ConsentPattern = Literal["all", "all_except", "allow_list", "per_facility"]
-CONSENT_PATTERNS: tuple[ConsentPattern, ...] = ("all", "all_except", "allow_list", "per_facility")
 MedicalArea = Literal["南加賀", "石川中央", "能登中部", "能登北部"]
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]

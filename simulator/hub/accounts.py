@@ -371,10 +371,3 @@ class Accounts(SQLiteStore):
         with self._tx() as db:
             self._sessions.pop(key, None)
             return db.execute("DELETE FROM sessions WHERE token_hash=?", (key,)).rowcount == 1
-
-    def purge_expired(self, now: dt.datetime) -> int:
-        """Drop sessions that have expired (housekeeping; expired ones are refused anyway)."""
-        with self._tx() as db:
-            for key in [k for k, v in self._sessions.items() if v.expires <= now]:
-                del self._sessions[key]
-            return db.execute("DELETE FROM sessions WHERE expires <= ?", (_ts(now),)).rowcount

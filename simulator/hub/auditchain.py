@@ -195,9 +195,6 @@ class AuditRecord:
             self.prev_hash,
         )
 
-    def expected_hash(self, key: AuditKey) -> str:
-        return record_mac(record_hmac(key), *self.hashed_fields())
-
 
 @dataclass(frozen=True, slots=True)
 class Problem:

@@ -141,10 +141,6 @@ def _decode(kind: str, body: str) -> AnyDocument:
     return ConsentWithdrawal(**data)
 
 
-def _signed(doc: AnyDocument) -> dt.date:
-    return doc.withdrawn_on if isinstance(doc, ConsentWithdrawal) else doc.signed_on
-
-
 class ConsentStore(SQLiteStore):
     """Consent documents, grants and links on one SQLite file; each operation is one transaction."""
 

@@ -70,7 +70,6 @@ __all__ = [
     "Addresses",
     "AuditSettings",
     "HubError",
-    "load_directory",
     "load_world",
     "run_hub",
 ]
@@ -115,17 +114,6 @@ def load_world(world_dir: Path) -> dict[str, Any]:
             f"{world_json} has no viewer_rules: it was written by an older rhin; generate it again"
         )
     return world
-
-
-def load_directory(world_dir: Path) -> Directory:
-    """The assigning authorities of ``world_dir/world.json`` (see :func:`load_world`)."""
-    world = load_world(world_dir)
-    try:
-        return Directory.from_world(world)
-    except (KeyError, TypeError) as exc:
-        raise HubError(
-            f"{world_dir / 'world.json'}: a facility lacks its assigning authority ({exc})"
-        ) from exc
 
 
 def _admin_token(data: Path) -> str:

@@ -228,12 +228,6 @@ def expected_ids(world_dir: Path, facility: dict[str, Any], pid: str, history: b
 
 # -- fixtures -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def shard(mini_world: Path) -> Iterator[RunningShard]:
-    with running_shard(mini_world, links=False) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def codes(shard: RunningShard) -> list[str]:
     return sorted(shard.info["gateways"])
 

@@ -11,7 +11,6 @@ import os
 import socket
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,6 @@ from tests.test_gateway import (
 )
 
 SLOW_MS = 400
-
-
-@pytest.fixture(scope="module")
-def shard(mini_world: Path) -> Iterator[RunningShard]:
-    with running_shard(mini_world, links=False) as running:
-        yield running
 
 
 def refused(shard: RunningShard, code: str) -> bool:

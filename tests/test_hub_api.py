@@ -20,28 +20,19 @@ import pytest
 from simulator.hub.audit import AuditLog
 from simulator.hub.hl7v2 import UTF8, decode
 from simulator.hub.mllp import SyncMLLPClient
-from synthetic import load_profile, write_world
 
 from .hubrun import RunningHub, running_hub
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("hubapi") / "world"
-    out.mkdir()
-    write_world(load_profile("mini"), 7, out, storage=None)
-    return out
-
-
-@pytest.fixture(scope="module")
-def facilities(world: Path) -> dict[str, dict[str, Any]]:
-    doc = json.loads((world / "world.json").read_text(encoding="utf-8"))
+def facilities(bare_world: Path) -> dict[str, dict[str, Any]]:
+    doc = json.loads((bare_world / "world.json").read_text(encoding="utf-8"))
     return {f["code"]: f for f in doc["facilities"]}
 
 
 @pytest.fixture
-def hub(world: Path, tmp_path: Path) -> Iterator[RunningHub]:
-    with running_hub(world, tmp_path / "data") as running:
+def hub(bare_world: Path, tmp_path: Path) -> Iterator[RunningHub]:
+    with running_hub(bare_world, tmp_path / "data") as running:
         yield running
 
 
@@ -405,16 +396,16 @@ def test_access_report_for_linked_facilities_only(
 
 
 def test_hub_restart_keeps_accounts_links_consents_and_audit(
-    world: Path, tmp_path: Path, facilities: dict[str, dict[str, Any]]
+    bare_world: Path, tmp_path: Path, facilities: dict[str, dict[str, Any]]
 ) -> None:
     data = tmp_path / "data"
-    with running_hub(world, data) as hub:
+    with running_hub(bare_world, data) as hub:
         rid, staff = linked_patient(hub, facilities)
         form = {"form_id": "K-1", "pattern": "all", "signed_on": "2026-11-01"}
         assert staff.post(f"/patients/{rid}/consents", json=form).status_code == 201
         token = hub.admin_token
         count = len(audit(hub))
-    with running_hub(world, data) as hub:
+    with running_hub(bare_world, data) as hub:
         assert hub.admin_token == token
         staff = login(hub, disclosing(facilities))
         assert staff.get(f"/patients/{rid}/consents").json()["current"]["form_id"] == "K-1"

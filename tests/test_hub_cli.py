@@ -26,7 +26,6 @@ from simulator.hub.hl7v2 import UTF8, Message, decode
 from simulator.hub.index import Directory
 from simulator.hub.mllp import ConnectionClosedError, SyncMLLPClient
 from simulator.pki import ClientTls
-from synthetic import load_profile, write_world
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 15.0  # seconds for any one step; the whole file takes a few
@@ -85,14 +84,6 @@ def running(*args: str) -> Iterator[Hub]:
         proc.wait(WAIT)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("hubcli") / "world"
-    out.mkdir()
-    write_world(load_profile("mini"), 7, out, storage=None)
-    return out
-
-
 def _port(address: str) -> int:
     return int(address.rpartition(":")[2])
 
@@ -126,12 +117,14 @@ def pdq(control: str, sender: str) -> str:
     )
 
 
-def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path) -> None:
-    directory = Directory.load(world / "world.json")
+def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path: Path) -> None:
+    directory = Directory.load(bare_world / "world.json")
     sender = next(d.facility for d in directory if d.facility)
     assert sender is not None
     data = tmp_path / "data"
-    with running("--world", str(world), "--data", str(data), "--mllp-port", "0", "--http-port", "0") as hub:
+    with running(
+        "--world", str(bare_world), "--data", str(data), "--mllp-port", "0", "--http-port", "0"
+    ) as hub:
         addresses = hub.addresses()
         assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
         assert Path(addresses["admin-token"]) == data / "admin.token"
@@ -157,7 +150,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
         assert hub.proc.wait(WAIT) == 0
     assert (data / "hub.sqlite").is_file()
 
-    with running("--world", str(world), "--data", str(data), "--plain-mllp") as hub:
+    with running("--world", str(bare_world), "--data", str(data), "--plain-mllp") as hub:
         addresses = hub.addresses()
         assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
         assert addresses["mllp-tls"] == "none (plain MLLP)"
@@ -169,10 +162,10 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
         assert hub.proc.wait(WAIT) == 0
 
 
-def test_default_data_dir_is_inside_the_world(world: Path, tmp_path: Path) -> None:
+def test_default_data_dir_is_inside_the_world(bare_world: Path, tmp_path: Path) -> None:
     copy = tmp_path / "world"
     copy.mkdir()
-    shutil.copy(world / "world.json", copy / "world.json")
+    shutil.copy(bare_world / "world.json", copy / "world.json")
     with running("--world", str(copy)) as hub:
         assert "mllp" in hub.addresses()
         hub.proc.send_signal(signal.SIGTERM)

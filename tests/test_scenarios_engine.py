@@ -52,11 +52,6 @@ CHEAP = ReferenceOptions(scrypt_cost=4, shards=1)  # real hashing and a real gat
 
 
 @pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
-@pytest.fixture(scope="module")
 def hub(world: WorldIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     with reference_target(world, tmp_path_factory.mktemp("hub"), options=CHEAP) as target:
         yield target

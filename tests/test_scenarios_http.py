@@ -234,11 +234,6 @@ def fake_app(hub: FakeHub) -> FastAPI:
     return app
 
 
-@pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
 @pytest.fixture
 def fake(world: WorldIndex) -> Iterator[tuple[FakeHub, Target]]:
     users = {(u.facility, u.user_id): (u.password, u.viewer_kind) for f in world.facilities for u in f.users}

@@ -42,11 +42,6 @@ LAT = {"timeline_count": "5", "timeline_p50_ms": "5000", "timeline_p95_ms": "500
 
 
 @pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
-@pytest.fixture(scope="module")
 def catalogue() -> list[LoadedScenario]:
     return discover(ROOT)
 

@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.scenarios.steps_local import world_path
-from harness.targets import ReferenceOptions, Target, reference_target
+from harness.targets import Target
 from simulator.gateway.entries import document_ref_of_names, hl7_ref
 from tests.test_scenarios_engine import MUTANTS, MutatingProxy
 
@@ -413,18 +413,6 @@ FAULT_BREAKAGES: dict[str, Breakage] = {
 
 
 # ------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
-@pytest.fixture(scope="module")
-def hub(world: WorldIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    options = ReferenceOptions(scrypt_cost=4, shards=2)
-    with reference_target(world, tmp_path_factory.mktemp("suites"), options=options) as target:
-        yield target
 
 
 def _default(suite: str) -> list[LoadedScenario]:

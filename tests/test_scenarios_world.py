@@ -16,11 +16,6 @@ from harness.scenarios import Allocator, SelectionError, WorldIndex, parse_scena
 from synthetic import sharing_patients
 
 
-@pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
 @pytest.fixture
 def sql(mini_world: Path) -> Iterator[sqlite3.Connection]:
     con = sqlite3.connect(f"file:{mini_world / 'world.sqlite'}?mode=ro", uri=True)

@@ -312,11 +312,6 @@ MUTANTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 
 
 @pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
-@pytest.fixture(scope="module")
 def scenarios() -> list[LoadedScenario]:
     found = discover(REPO / "scenarios", [REPO / "scenarios" / "security"])
     return [s for s in found if s.id.startswith("security-audit-")]

@@ -22,7 +22,6 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
-from harness.targets import ReferenceOptions, Target, reference_target
+from harness.targets import Target
 from simulator.hub.accounts import Accounts, ScryptParams, Session, plausible_token, scrypt_hash
 from simulator.hub.api import DEFAULT_BODY_LIMIT, BodyLimit
 from simulator.hub.audit import AuditLog
@@ -282,13 +281,6 @@ BREAKAGES: dict[str, Breakage] = {
 @pytest.fixture(scope="module")
 def world(mini_world: Path) -> WorldIndex:
     return WorldIndex(mini_world)
-
-
-@pytest.fixture(scope="module")
-def hub(world: WorldIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    options = ReferenceOptions(scrypt_cost=4, shards=2)
-    with reference_target(world, tmp_path_factory.mktemp("security"), options=options) as target:
-        yield target
 
 
 def _suite() -> list[LoadedScenario]:

@@ -2,7 +2,7 @@
 
 Standardized storage: ``<root>/<pid[0:3]>/<pid[3:6]>/<pid>/<care date|->/<data type>/<file>`` with the
 seven-field name ``<pid>_<care date|->_<data type>_<order no>_<timestamp>_<department|->_<flag>``
-(shared/spec/ssmix2.md §1.1, §1.4). Order numbers are 15 characters, zero-padded, ``999999999999999``
+(docs/ssmix2.md §1.1, §1.4). Order numbers are 15 characters, zero-padded, ``999999999999999``
 where there is no order; the timestamp is 17 digits ``YYYYMMDDHHMMSSFFF``; the flag is 1 (current),
 2 (superseded) or 0 (deleted).
 

@@ -23,9 +23,7 @@ from typing import Any, Final
 from harness.hubclient import HttpOutcome, HubClient, HubClientError, set_fault
 from harness.targets import AdapterRequest
 
-from .context import Context
-from .errors import StepError
-from .model import (
+from .actions import (
     AccessReport,
     AuditQuery,
     AuditVerify,
@@ -46,11 +44,14 @@ from .model import (
     Unlink,
     _Http,
 )
+from .context import Context
+from .errors import StepError
 from .results import Exchange
+from .runners import runs
 from .steps_local import world_path
 from .subjects import MISSING, HttpObservation
 
-__all__ = ["RUNNERS"]
+__all__ = ["reset_faults"]
 
 Outcome = tuple[HttpObservation, list[Exchange]]
 _SHOWN_BYTES: Final = 8000
@@ -172,6 +173,7 @@ def _form_id(ctx: Context, value: str | None, suffix: str) -> str:
 # ------------------------------------------------------------------------------------------- auth
 
 
+@runs(Login)
 def run_login(ctx: Context, a: Login) -> Outcome:
     facility = ctx.facility(a.facility)
     user_id = ctx.maybe(a.user)
@@ -193,6 +195,7 @@ def run_login(ctx: Context, a: Login) -> Outcome:
     return _observe(f"login {facility.code}/{user_id}", out)
 
 
+@runs(Logout)
 def run_logout(ctx: Context, a: Logout) -> Outcome:
     client, extra = _session(ctx, a)
     return _observe(
@@ -203,6 +206,7 @@ def run_logout(ctx: Context, a: Logout) -> Outcome:
 # ------------------------------------------------------------------------------------------- patients, links
 
 
+@runs(PatientGet)
 def run_patient_get(ctx: Context, a: PatientGet) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -212,6 +216,7 @@ def run_patient_get(ctx: Context, a: PatientGet) -> Outcome:
     return _observe(f"GET patient {rid}", out, extra)
 
 
+@runs(Link)
 def run_link(ctx: Context, a: Link) -> Outcome:
     client, extra = _session(ctx, a)
     binding = ctx.patient(a.patient)
@@ -231,6 +236,7 @@ def run_link(ctx: Context, a: Link) -> Outcome:
     return _observe(f"link {facility.code}/{local_id}", out, extra)
 
 
+@runs(Unlink)
 def run_unlink(ctx: Context, a: Unlink) -> Outcome:
     client, extra = _session(ctx, a)
     facility = ctx.facility(a.facility or a.by or "")
@@ -243,6 +249,7 @@ def run_unlink(ctx: Context, a: Unlink) -> Outcome:
 # ------------------------------------------------------------------------------------------- consent
 
 
+@runs(ConsentRegister)
 def run_consent_register(ctx: Context, a: ConsentRegister) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -290,6 +297,7 @@ def _paper(
     return _observe(f"{label} {body['form_id']}", out, extra)
 
 
+@runs(ConsentAdd)
 def run_consent_add(ctx: Context, a: ConsentAdd) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -304,6 +312,7 @@ def run_consent_add(ctx: Context, a: ConsentAdd) -> Outcome:
     )
 
 
+@runs(ConsentWithdraw)
 def run_consent_withdraw(ctx: Context, a: ConsentWithdraw) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -317,6 +326,7 @@ def run_consent_withdraw(ctx: Context, a: ConsentWithdraw) -> Outcome:
     )
 
 
+@runs(ConsentGet)
 def run_consent_get(ctx: Context, a: ConsentGet) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -326,6 +336,7 @@ def run_consent_get(ctx: Context, a: ConsentGet) -> Outcome:
     return _observe(f"GET consents {rid}", out, extra)
 
 
+@runs(Emergency)
 def run_emergency(ctx: Context, a: Emergency) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -338,6 +349,7 @@ def run_emergency(ctx: Context, a: Emergency) -> Outcome:
 # ------------------------------------------------------------------------------------------- records
 
 
+@runs(Timeline)
 def run_timeline(ctx: Context, a: Timeline) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -359,6 +371,7 @@ def run_timeline(ctx: Context, a: Timeline) -> Outcome:
     return _observe(f"timeline {rid}", _adapted(ctx, "timeline", client, request, default), extra)
 
 
+@runs(Fetch)
 def run_fetch(ctx: Context, a: Fetch) -> Outcome:
     client, extra = _session(ctx, a)
     rid = ctx.regional_id(a.patient, a.regional_id)
@@ -385,6 +398,7 @@ def run_fetch(ctx: Context, a: Fetch) -> Outcome:
     return obs, exchanges
 
 
+@runs(AccessReport)
 def run_access_report(ctx: Context, a: AccessReport) -> Outcome:
     rid = ctx.regional_id(a.patient, a.regional_id)
     request = AdapterRequest("access_report", rid, params={"operator": "true"} if a.operator else {})
@@ -414,6 +428,7 @@ def _admin(ctx: Context) -> str:
     return ctx.target.admin_token
 
 
+@runs(AuditQuery)
 def run_audit_query(ctx: Context, a: AuditQuery) -> Outcome:
     token = _admin(ctx)
     patient = ctx.regional_id(a.patient, a.regional_id) if (a.patient or a.regional_id) else None
@@ -436,6 +451,7 @@ def run_audit_query(ctx: Context, a: AuditQuery) -> Outcome:
         client.close()
 
 
+@runs(AuditVerify)
 def run_audit_verify(ctx: Context, a: AuditVerify) -> Outcome:
     token = _admin(ctx)
     client = _client(ctx)
@@ -448,6 +464,7 @@ def run_audit_verify(ctx: Context, a: AuditVerify) -> Outcome:
         client.close()
 
 
+@runs(Fault)
 def run_fault(ctx: Context, a: Fault) -> Outcome:
     network = ctx.target.network
     if network is None:
@@ -527,6 +544,7 @@ def _reset_users(ctx: Context, client: HubClient, users: list[tuple[str, str]], 
     return Exchange("http", "login probe clean-up", "right passwords", note, 0.0)
 
 
+@runs(LoginProbe)
 def run_login_probe(ctx: Context, a: LoginProbe) -> Outcome:
     """See :class:`~.model.LoginProbe`. Attempts alternate known/unknown, and which of a pair goes first,
     so drift and order effects hit both alike."""
@@ -623,6 +641,7 @@ def _raw_request(ctx: Context, a: HttpRaw, token: str | None) -> tuple[bytes, by
     return b"\r\n".join(head), b"".join(chunks), (time.perf_counter() - started) * 1000
 
 
+@runs(HttpRaw)
 def run_http_raw(ctx: Context, a: HttpRaw) -> Outcome:
     """See :class:`~.model.HttpRaw`; a response that cannot be parsed is status 0."""
     extra: list[Exchange] = []
@@ -657,25 +676,3 @@ def run_http_raw(ctx: Context, a: HttpRaw) -> Outcome:
     content_type = headers.get("content-type", "")
     response = f"HTTP {status} {content_type}\n{_show_body(rest, content_type)}"
     return obs, [*extra, Exchange("http", f"raw {a.method} {ctx.text(a.path)}", shown, response, elapsed)]
-
-
-RUNNERS: Final[dict[str, Callable[[Context, Any], Outcome]]] = {
-    "login": run_login,
-    "logout": run_logout,
-    "patient_get": run_patient_get,
-    "link": run_link,
-    "unlink": run_unlink,
-    "consent_register": run_consent_register,
-    "consent_add": run_consent_add,
-    "consent_withdraw": run_consent_withdraw,
-    "consent_get": run_consent_get,
-    "emergency": run_emergency,
-    "timeline": run_timeline,
-    "fetch": run_fetch,
-    "access_report": run_access_report,
-    "audit_query": run_audit_query,
-    "audit_verify": run_audit_verify,
-    "fault": run_fault,
-    "login_probe": run_login_probe,
-    "http_raw": run_http_raw,
-}

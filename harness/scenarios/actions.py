@@ -4,7 +4,7 @@ in error messages, so a new kind goes at the end."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -201,6 +201,9 @@ class Wait(Action):
 
 class _Http(Action):
     """Who acts: ``session`` (from a login step) or ``by`` (a facility: its user logs in automatically)."""
+
+    actor_required: ClassVar[bool] = True
+    """The loader asks for ``by`` or ``session`` (not ``http_raw``'s: it may test unauthenticated calls)."""
 
     by: VarName | None = None
     session: VarName | None = None
@@ -405,6 +408,8 @@ class HttpRaw(_Http):
     """One raw HTTP/1.1 request over a plain socket (what a client library would refuse to send): bodies
     of any size, chunked or with a false ``Content-Length``, non-ASCII bytes in the bearer token. Who acts
     is optional (``by``/``session`` adds that session's token unless ``bearer_hex`` is given)."""
+
+    actor_required: ClassVar[bool] = False
 
     method: Literal["GET", "POST", "DELETE", "PUT"] = "POST"
     path: Text

@@ -34,11 +34,13 @@ import harness.scenarios.steps_audit as steps_audit
 import harness.scenarios.steps_http as steps_http
 import harness.scenarios.steps_local as steps_local
 import harness.scenarios.steps_mllp as steps_mllp
+import harness.scenarios.steps_probes as steps_probes
 
 from .context import Context
 from .errors import ScenarioError, SelectionError, StepError
+from .evaluation import evaluate, kept
 from .loader import LoadedScenario
-from .model import DATA_FOLDER_KINDS, LOCAL_KINDS, Expectation, Step
+from .model import DATA_FOLDER_KINDS, LOCAL_KINDS, Step
 from .results import (
     AssertionResult,
     CheckResult,
@@ -50,7 +52,7 @@ from .results import (
     StepStatus,
 )
 from .runners import check_complete, runner_for
-from .subjects import Latency, Observation, check, observe, parse_subject, render
+from .subjects import Latency, Observation, observe, parse_subject, render
 from .variables import substitute
 from .world import Allocator, Bindings, ReservedError, WorldIndex, describe
 
@@ -66,6 +68,7 @@ STEP_MODULES: Final = (
     steps_http,
     steps_local,
     steps_mllp,
+    steps_probes,
 )
 check_complete()
 
@@ -74,53 +77,7 @@ Networks = Callable[[bool], AbstractContextManager["Target"]]
 OnResult = Callable[[ScenarioResult], None]
 
 
-# ------------------------------------------------------------------------------------------- expectations
-
-
-def _describe(ops: Mapping[str, Any]) -> str:
-    words = {"equals": "=", "not": "≠", "one_of": "one of", "set": "same set as", "len": "length"}
-    words |= {"le": "≤", "lt": "<", "ge": "≥", "gt": ">"}
-    return " and ".join(f"{words.get(op, op)} {render(value)}" for op, value in ops.items())
-
-
-def _resolved(value: Any, ctx: Context) -> Any:
-    if isinstance(value, str):
-        return substitute(value, ctx.resolve)
-    if isinstance(value, list):
-        return [_resolved(v, ctx) for v in value]
-    return value
-
-
-def _evaluate(
-    e: Expectation, observations: Sequence[Observation], latency: Latency | None, ctx: Context
-) -> tuple[Status, str, list[CheckResult], set[int]]:
-    """Status, message and checks of one expectation, and the repetitions (0-based) that failed it."""
-    checks = []
-    failing: set[int] = set()
-    n = len(observations)
-    for subject_text, matcher in e.that.items():
-        written = matcher.operators()
-        ops = {op: _resolved(v, ctx) for op, v in written.items()}
-        subject = parse_subject(substitute(subject_text, ctx.resolve))
-        if subject.kind == "latency" or n == 1:
-            actual = observe(subject, observations[-1], latency)
-            failed = check(ops, actual, strict_erl=ctx.target.strict_erl)
-            shown = render(actual)
-        else:  # every repetition must satisfy it; the first that does not is shown
-            failed, shown = [], ""
-            for i, obs in enumerate(observations):
-                actual = observe(subject, obs)
-                if check(ops, actual, strict_erl=ctx.target.strict_erl):
-                    failed = ["repetition"]
-                    failing.add(i)
-                    if not shown:
-                        shown = f"{render(actual)} (repetition {i + 1} of {n})"
-            shown = shown or render(observe(subject, observations[-1]))
-        checks.append(CheckResult(subject_text, _describe(ops), shown, not failed, _describe(written)))
-    bad = [c.subject for c in checks if not c.passed]
-    if not bad:
-        return "passed", "", checks, failing
-    return "failed", f"{len(bad)} of {len(checks)} checks failed: {', '.join(bad)}", checks, failing
+# ------------------------------------------------------------------------------------------- one step
 
 
 def _perform(ctx: Context, step: Step) -> tuple[list[Observation], list[list[Exchange]], Latency | None]:
@@ -159,34 +116,6 @@ def _count(ctx: Context, value: int | str) -> int:
     if not 1 <= count <= 100_000:
         raise StepError(f"repeat count {value} is {count}: 1 to 100000")
     return count
-
-
-def _kept(runs: list[list[Exchange]], failing: set[int]) -> list[Exchange]:
-    """A repeated step's evidence: the first, the last and failing repetitions in full, the others as
-    timings only (a latency run would otherwise fill the report with identical exchanges)."""
-    if len(runs) == 1:
-        return runs[0]
-    keep = {0, len(runs) - 1, *sorted(failing)[:3]}
-    out = []
-    for i, exchanges in enumerate(runs):
-        for x in exchanges:
-            if i in keep:
-                out.append(x)
-            else:
-                note = "timing only: evidence is kept for the first, the last and failing repetitions"
-                out.append(
-                    Exchange(
-                        x.protocol,
-                        x.label,
-                        "",
-                        None,
-                        x.elapsed_ms,
-                        note=note,
-                        operation=x.operation,
-                        timed=x.timed,
-                    )
-                )
-    return out
 
 
 def _needs_local_files(step: Step) -> bool:
@@ -335,12 +264,12 @@ def _record(
     failing: set[int] = set()
     for e in step.expect:
         try:
-            status, message, checks, bad = _evaluate(e, observations, latency, ctx)
+            status, message, checks, bad = evaluate(e, observations, latency, ctx)
         except StepError as exc:
             status, message, checks, bad = "error", f"expectation could not be evaluated: {exc}", [], set()
         evaluated.append((status, message, checks))
         failing |= bad
-    exchanges = _kept(runs, failing)
+    exchanges = kept(runs, failing)
     name = step.name or step.kind
     record = StepRecord(n + 1, name, step.kind, "ok", elapsed, exchanges=exchanges)
     if step.repeat is not None and latency is not None:
@@ -444,6 +373,44 @@ def run(
     started = dt.datetime.now(dt.UTC).astimezone()
     ordered = sorted(scenarios, key=lambda s: (s.suite, s.id))
     values = {**target.params, **(params or {})}
+    plans = _plan(ordered, catalogue, target, world, changed, on_plan, own=networks is not None)
+    results: dict[str, ScenarioResult] = {}
+
+    def done(r: ScenarioResult) -> None:
+        results[r.id] = r
+        if on_result is not None:
+            on_result(r)
+
+    _execute(plans, target, world, values, jobs, networks, done)
+    finished = dt.datetime.now(dt.UTC).astimezone()
+    return RunResult(
+        started=started.isoformat(timespec="seconds"),
+        finished=finished.isoformat(timespec="seconds"),
+        target=target.describe(),
+        world={
+            "dir": str(world.dir),
+            "profile": world.profile,
+            "seed": world.seed,
+            "reference_date": world.reference_date.isoformat(),
+            "registered_patients": world.registered,
+        },
+        options=dict(options or {}) | {"jobs": jobs, "params": dict(values)},
+        scenarios=[results[loaded.id] for loaded, _, _ in plans],
+    )
+
+
+def _plan(
+    ordered: Sequence[LoadedScenario],
+    catalogue: Sequence[LoadedScenario],
+    target: Target,
+    world: WorldIndex,
+    changed: Collection[str],
+    on_plan: Callable[[Mapping[str, list[str]]], None] | None,
+    *,
+    own: bool,
+) -> list[Plan]:
+    """Each scenario with its patients, or why it cannot run (``own``: hubs of their own can be had);
+    every patient is allocated before anything runs, so a parallel run equals a serial one."""
     problems = {s.id: _world_problem(s, world, target) for s in ordered}
     runnable = [s.scenario for s in ordered if not problems[s.id]]
     every = [s.scenario for s in catalogue if not _world_problem(s, world, target)]
@@ -475,15 +442,23 @@ def run(
                 problem = f"given: {found}"
             else:
                 bindings = found
-        if not problem and loaded.scenario.world.own and networks is None:
+        if not problem and loaded.scenario.world.own and not own:
             problem = f"skipped: needs a hub of its own, which target {target.name} cannot provide"
         plans.append((loaded, bindings, problem))
-    results: dict[str, ScenarioResult] = {}
+    return plans
 
-    def done(r: ScenarioResult) -> None:
-        results[r.id] = r
-        if on_result is not None:
-            on_result(r)
+
+def _execute(
+    plans: Sequence[Plan],
+    target: Target,
+    world: WorldIndex,
+    values: Mapping[str, str],
+    jobs: int,
+    networks: Networks | None,
+    done: OnResult,
+) -> None:
+    """Run the plans: the main target's, then ``world.links`` ones on a network with link models on, then
+    ``world.own`` ones each on a network of its own; ``done`` gets each result as it comes."""
 
     def batch(group: Sequence[Plan], on: Target) -> None:
         """Shared scenarios in parallel, then the exclusive ones one at a time."""
@@ -517,18 +492,3 @@ def run(
         loaded, bindings, problem = plan
         with networks(loaded.scenario.world.links) as own:
             done(run_scenario(loaded, own, world, bindings, problem, values))
-    finished = dt.datetime.now(dt.UTC).astimezone()
-    return RunResult(
-        started=started.isoformat(timespec="seconds"),
-        finished=finished.isoformat(timespec="seconds"),
-        target=target.describe(),
-        world={
-            "dir": str(world.dir),
-            "profile": world.profile,
-            "seed": world.seed,
-            "reference_date": world.reference_date.isoformat(),
-            "registered_patients": world.registered,
-        },
-        options=dict(options or {}) | {"jobs": jobs, "params": dict(values)},
-        scenarios=[results[loaded.id] for loaded, _, _ in plans],
-    )

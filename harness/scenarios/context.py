@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .bindings import Bindings, PatientBinding
 from .errors import StepError
 from .variables import PARAM_ROOT, Reference, substitute
-from .world import Bindings, PatientBinding, WorldFacility, WorldIndex
+from .worldindex import WorldFacility, WorldIndex
 
 if TYPE_CHECKING:
     from harness.hubclient import HubClient

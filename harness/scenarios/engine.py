@@ -36,6 +36,7 @@ import harness.scenarios.steps_local as steps_local
 import harness.scenarios.steps_mllp as steps_mllp
 import harness.scenarios.steps_probes as steps_probes
 
+from .bindings import describe
 from .context import Context
 from .errors import ScenarioError, SelectionError, StepError
 from .evaluation import evaluate, kept
@@ -54,7 +55,7 @@ from .results import (
 from .runners import check_complete, runner_for
 from .subjects import Latency, Observation, observe, parse_subject, render
 from .variables import substitute
-from .world import Allocator, Bindings, ReservedError, WorldIndex, describe
+from .world import Allocator, Bindings, ReservedError, WorldIndex
 
 if TYPE_CHECKING:
     from harness.targets import Target

@@ -8,9 +8,10 @@ which steps change the hub's state (re-runs, :mod:`.world`); and the runner tabl
 each kind's runner registers with ``@runs(Model)`` (:mod:`.runners`). The order of registration is the
 order of the action keys in the schema and in error messages.
 
-Adding a kind is one declaration and one runner, nothing else::
+Adding a kind is one declaration and one runner (and, for a new step module, its line in the engine's
+``STEP_MODULES``); nothing lists the kinds again::
 
-    # actions.py (the models of every kind; the registry is sealed once model.py builds ``Step``)
+    # actions.py, or a module model.py imports before it builds ``Step`` (then the registry is sealed)
     @step_kind("pix_query_v3", Family.HTTP)
     class PixQueryV3(Action):
         \"\"\"ITI-45 PIXV3 query (PRPA_IN201309UV02) from ``from`` for ``patient``'s ID at ``at``.\"\"\"
@@ -18,7 +19,7 @@ Adding a kind is one declaration and one runner, nothing else::
         from_: VarName = Field(alias="from")
         patient: VarName
 
-    # steps_v3.py (a step module: engine.py imports it so that its runners register)
+    # steps_v3.py (a step module: engine.STEP_MODULES imports it, which registers its runners)
     @runs(PixQueryV3)
     def run_pix_v3(ctx: Context, a: PixQueryV3) -> tuple[HttpObservation, list[Exchange]]: ...
 
@@ -93,7 +94,7 @@ def step_kind(
         if _sealed:
             raise RuntimeError(
                 f"step kind {name!r} declared after {_sealed[0]} built the Step model: declare it in "
-                "harness/scenarios/actions.py (or a module imported there)"
+                "harness/scenarios/actions.py (or a module model.py imports before it builds Step)"
             )
         kind = StepKind(name, model, family, changes_state, withdraws)
         KINDS[name] = kind

@@ -1,6 +1,20 @@
-"""Scenario suites: the YAML format (:mod:`.model`), loading with file:line:key errors (:mod:`.loader`),
-``given`` resolved against a world (:mod:`.world`), and the engine that runs steps against a target
-(:mod:`.engine`) into results (:mod:`.results`)."""
+"""Scenario suites: the YAML format, loading with file:line:key errors, ``given`` resolved against a world,
+and the engine that runs steps against a target into results.
+
+Where things are:
+
+- the format (:mod:`.model`, which builds ``Step`` and ``Scenario`` and re-exports the rest): shared field
+  types (:mod:`.fields`), expectations (:mod:`.expectations`), the action of each step kind
+  (:mod:`.actions`, declared with :mod:`.kinds`: read its docstring to add a kind), ``given`` and ``world``
+  (:mod:`.given`); ``${...}`` variables (:mod:`.variables`) and subjects such as ``MSA-1`` (:mod:`.subjects`);
+- loading and selection (:mod:`.loader`); the world and allocation of its patients (:mod:`.worldindex`,
+  :mod:`.world`), and what runs on a long-lived target left (:mod:`.history`);
+- running: :mod:`.engine` (a run, a scenario, a step), :mod:`.evaluation` (expectations), :mod:`.context`
+  (one scenario's state), :mod:`.runners` (the runner of each kind), and the step modules that register
+  them: :mod:`.steps_mllp` (HL7 v2 built by :mod:`.hl7build`), :mod:`.steps_http` and :mod:`.steps_probes`
+  (through :mod:`.hubcalls`), :mod:`.steps_local`, :mod:`.steps_audit`;
+- results (:mod:`.results`), and the ``rhin run`` driver with its reports (:mod:`.runner`).
+"""
 
 from harness.scenarios.engine import run, run_scenario
 from harness.scenarios.errors import FormatError, ScenarioError, SelectionError, StepError, TargetError

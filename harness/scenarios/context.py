@@ -13,20 +13,28 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .bindings import Bindings, PatientBinding
 from .errors import StepError
 from .variables import PARAM_ROOT, Reference, substitute
-from .world import Bindings, PatientBinding, WorldFacility, WorldIndex
+from .worldindex import WorldFacility, WorldIndex
 
 if TYPE_CHECKING:
     from harness.hubclient import HubClient
     from harness.targets import Target
 
     from .loader import LoadedScenario
-    from .steps_mllp import MllpConnection
 
-__all__ = ["Context", "PdqState"]
+__all__ = ["Connection", "Context", "PdqState"]
+
+
+class Connection(Protocol):
+    """A connection a scenario keeps open between steps. The context only closes it when the scenario ends;
+    the step module that opens one knows its type (:mod:`.steps_mllp`'s). A protocol, so that this module
+    need not import the step modules, which import it."""
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -49,7 +57,7 @@ class Context:
     world: WorldIndex
     captures: dict[str, str | None] = field(default_factory=dict)
     step: int = 0
-    connections: dict[str, MllpConnection] = field(default_factory=dict)
+    connections: dict[str, Connection] = field(default_factory=dict)
     sessions: dict[str, HubClient] = field(default_factory=dict)
     pdq: dict[str, PdqState] = field(default_factory=dict)
     last_query_tag: str | None = None

@@ -30,104 +30,60 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final
 
+import harness.scenarios.steps_audit as steps_audit
+import harness.scenarios.steps_http as steps_http
+import harness.scenarios.steps_local as steps_local
+import harness.scenarios.steps_mllp as steps_mllp
+import harness.scenarios.steps_probes as steps_probes
+
+from .bindings import describe
 from .context import Context
 from .errors import ScenarioError, SelectionError, StepError
+from .evaluation import evaluate, kept
 from .loader import LoadedScenario
-from .model import DATA_FOLDER_KINDS, LOCAL_KINDS, Expectation, Step
-from .results import AssertionResult, CheckResult, Exchange, RunResult, ScenarioResult, StepRecord
-from .steps_audit import run_audit_tamper
-from .steps_http import RUNNERS as HTTP_RUNNERS
-from .steps_http import reset_faults
-from .steps_local import run_world_file
-from .steps_mllp import run_cancel, run_feed, run_pdq, run_pix, run_raw
-from .subjects import Latency, MllpObservation, Observation, check, observe, parse_subject, render
+from .model import DATA_FOLDER_KINDS, LOCAL_KINDS, Step
+from .results import (
+    AssertionResult,
+    CheckResult,
+    Exchange,
+    RunResult,
+    ScenarioResult,
+    Status,
+    StepRecord,
+    StepStatus,
+)
+from .runners import check_complete, runner_for
+from .subjects import Latency, Observation, observe, parse_subject, render
 from .variables import substitute
-from .world import Allocator, Bindings, ReservedError, WorldIndex, describe
+from .world import Allocator, Bindings, ReservedError, WorldIndex
 
 if TYPE_CHECKING:
     from harness.targets import Target
 
-__all__ = ["RUNNERS", "run", "run_scenario"]
+__all__ = ["STEP_MODULES", "run", "run_scenario"]
 
 
-def _wait(ctx: Context, a: Any) -> tuple[Observation, list[Exchange]]:
-    started = time.perf_counter()
-    time.sleep(a.ms / 1000)
-    elapsed = (time.perf_counter() - started) * 1000
-    return MllpObservation(None, None, "", False, elapsed), [
-        Exchange("note", f"wait {a.ms} ms", "", None, elapsed)
-    ]
-
-
-RUNNERS: Final[Mapping[str, Callable[[Context, Any], tuple[Any, list[Exchange]]]]] = {
-    "feed": run_feed,
-    "pix_query": run_pix,
-    "pdq_query": run_pdq,
-    "pdq_cancel": run_cancel,
-    "mllp_raw": run_raw,
-    "wait": _wait,
-    "world_file": run_world_file,
-    "audit_tamper": run_audit_tamper,
-    **HTTP_RUNNERS,
-}
+# Importing the step modules registers their kinds' runners (@runs, see runners.py): a new one goes here.
+STEP_MODULES: Final = (
+    steps_audit,
+    steps_http,
+    steps_local,
+    steps_mllp,
+    steps_probes,
+)
+check_complete()
 
 Networks = Callable[[bool], AbstractContextManager["Target"]]
 """``networks(links)``: a new reference network (link models on or off) as a target, stopped on exit."""
 OnResult = Callable[[ScenarioResult], None]
 
 
-# ------------------------------------------------------------------------------------------- expectations
-
-
-def _describe(ops: Mapping[str, Any]) -> str:
-    words = {"equals": "=", "not": "≠", "one_of": "one of", "set": "same set as", "len": "length"}
-    words |= {"le": "≤", "lt": "<", "ge": "≥", "gt": ">"}
-    return " and ".join(f"{words.get(op, op)} {render(value)}" for op, value in ops.items())
-
-
-def _resolved(value: Any, ctx: Context) -> Any:
-    if isinstance(value, str):
-        return substitute(value, ctx.resolve)
-    if isinstance(value, list):
-        return [_resolved(v, ctx) for v in value]
-    return value
-
-
-def _evaluate(
-    e: Expectation, observations: Sequence[Observation], latency: Latency | None, ctx: Context
-) -> tuple[str, str, list[CheckResult], set[int]]:
-    """Status, message and checks of one expectation, and the repetitions (0-based) that failed it."""
-    checks = []
-    failing: set[int] = set()
-    n = len(observations)
-    for subject_text, matcher in e.that.items():
-        written = matcher.operators()
-        ops = {op: _resolved(v, ctx) for op, v in written.items()}
-        subject = parse_subject(substitute(subject_text, ctx.resolve))
-        if subject.kind == "latency" or n == 1:
-            actual = observe(subject, observations[-1], latency)
-            failed = check(ops, actual, strict_erl=ctx.target.strict_erl)
-            shown = render(actual)
-        else:  # every repetition must satisfy it; the first that does not is shown
-            failed, shown = [], ""
-            for i, obs in enumerate(observations):
-                actual = observe(subject, obs)
-                if check(ops, actual, strict_erl=ctx.target.strict_erl):
-                    failed = ["repetition"]
-                    failing.add(i)
-                    if not shown:
-                        shown = f"{render(actual)} (repetition {i + 1} of {n})"
-            shown = shown or render(observe(subject, observations[-1]))
-        checks.append(CheckResult(subject_text, _describe(ops), shown, not failed, _describe(written)))
-    bad = [c.subject for c in checks if not c.passed]
-    if not bad:
-        return "passed", "", checks, failing
-    return "failed", f"{len(bad)} of {len(checks)} checks failed: {', '.join(bad)}", checks, failing
+# ------------------------------------------------------------------------------------------- one step
 
 
 def _perform(ctx: Context, step: Step) -> tuple[list[Observation], list[list[Exchange]], Latency | None]:
     """Run the step once, or warm-up + count times; the observations and each run's exchanges."""
-    runner = RUNNERS[step.kind]
+    runner = runner_for(step.kind)
     if step.repeat is None:
         obs, exchanges = runner(ctx, step.action)
         return [obs], [exchanges], None
@@ -163,34 +119,6 @@ def _count(ctx: Context, value: int | str) -> int:
     return count
 
 
-def _kept(runs: list[list[Exchange]], failing: set[int]) -> list[Exchange]:
-    """A repeated step's evidence: the first, the last and failing repetitions in full, the others as
-    timings only (a latency run would otherwise fill the report with identical exchanges)."""
-    if len(runs) == 1:
-        return runs[0]
-    keep = {0, len(runs) - 1, *sorted(failing)[:3]}
-    out = []
-    for i, exchanges in enumerate(runs):
-        for x in exchanges:
-            if i in keep:
-                out.append(x)
-            else:
-                note = "timing only: evidence is kept for the first, the last and failing repetitions"
-                out.append(
-                    Exchange(
-                        x.protocol,
-                        x.label,
-                        "",
-                        None,
-                        x.elapsed_ms,
-                        note=note,
-                        operation=x.operation,
-                        timed=x.timed,
-                    )
-                )
-    return out
-
-
 def _needs_local_files(step: Step) -> bool:
     action = step.action
     return step.kind in LOCAL_KINDS or (step.kind == "fetch" and bool(getattr(action, "world_file", False)))
@@ -198,14 +126,17 @@ def _needs_local_files(step: Step) -> bool:
 
 # ------------------------------------------------------------------------------------------- one scenario
 
+Stop = tuple[Status, str]
+"""Why the rest of a scenario does not run: the status its later assertions get, and the message."""
+
 
 def _assertions(
-    loaded: LoadedScenario, n: int, step: Step, status: str, message: str, evidence: list[Exchange]
+    loaded: LoadedScenario, n: int, step: Step, status: Status, message: str, evidence: list[Exchange]
 ) -> Iterator[AssertionResult]:
     for e_index, e in enumerate(step.expect):
         yield AssertionResult(
             assertion_id=e.id,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             suite=loaded.suite,
             scenario=loaded.id,
             step=n + 1,
@@ -216,6 +147,34 @@ def _assertions(
             location=loaded.where("steps", n, "expect", e_index),
             evidence=list(evidence),
         )
+
+
+def _not_run(
+    result: ScenarioResult,
+    loaded: LoadedScenario,
+    n: int,
+    record: StepStatus,
+    stop: Stop,
+    error: str = "",
+    begun: float | None = None,
+) -> None:
+    """Record step ``n`` as not carried out (``record``: the step's status) and each of its expectations
+    with ``stop``'s status and message: the one place a skipped, failed or unreached step is written."""
+    step = loaded.scenario.steps[n]
+    elapsed = 0.0 if begun is None else _ms(begun)
+    result.steps.append(StepRecord(n + 1, step.name or step.kind, step.kind, record, elapsed, error))
+    result.assertions.extend(_assertions(loaded, n, step, *stop, []))
+
+
+def _skip_reason(step: Step, target: Target) -> str:
+    """Why ``target`` cannot run ``step`` at all (so it is skipped, not failed), or ""."""
+    if step.kind in DATA_FOLDER_KINDS and target.kind != "reference":
+        return "acts on the hub's data folder; only the reference target's is on this machine"
+    if step.kind not in target.supports and step.kind not in LOCAL_KINDS:
+        return f"target {target.name} does not support {step.kind} steps"
+    if _needs_local_files(step) and not target.local_files:
+        return f"needs the world's files on this machine; target {target.name} does not declare local_files"
+    return ""
 
 
 def run_scenario(
@@ -232,11 +191,10 @@ def run_scenario(
     result = ScenarioResult(loaded.suite, sc.id, sc.title, str(loaded.path), list(sc.tags), list(sc.remarks))
     started = time.perf_counter()
     if bindings is None or problem:
-        status = "skipped" if problem.startswith("skipped: ") else "error"
         result.error = problem.removeprefix("skipped: ")
-        for n, step in enumerate(sc.steps):
-            result.steps.append(StepRecord(n + 1, step.name or step.kind, step.kind, "not-run"))
-            result.assertions.extend(_assertions(loaded, n, step, status, result.error, []))
+        stop: Stop = ("skipped" if problem.startswith("skipped: ") else "error", result.error)
+        for n in range(len(sc.steps)):
+            _not_run(result, loaded, n, "not-run", stop)
         return result
     for b in bindings.patients.values():
         b.rid = (
@@ -244,104 +202,102 @@ def run_scenario(
         )
     result.given = describe(bindings)
     ctx = Context(loaded, bindings, target, world, params=dict(params or {}))
-    stopped: tuple[str, str] | None = None  # (status, why) once a step could not run
+    stopped: Stop | None = None  # once a step could not run, the later ones do not either
     try:
-        for n, step in enumerate(sc.steps):
+        for n in range(len(sc.steps)):
             ctx.step = n + 1
-            name = step.name or step.kind
             if stopped is not None:
-                result.steps.append(StepRecord(n + 1, name, step.kind, "not-run", error=stopped[1]))
-                result.assertions.extend(_assertions(loaded, n, step, stopped[0], stopped[1], []))
-                continue
-            why = ""
-            if step.kind in DATA_FOLDER_KINDS and target.kind != "reference":
-                why = "acts on the hub's data folder; only the reference target's is on this machine"
-            elif step.kind not in target.supports and step.kind not in LOCAL_KINDS:
-                why = f"target {target.name} does not support {step.kind} steps"
-            elif _needs_local_files(step) and not target.local_files:
-                why = (
-                    f"needs the world's files on this machine; target {target.name} does not declare "
-                    "local_files"
-                )
-            if why:
-                result.steps.append(StepRecord(n + 1, name, step.kind, "skipped", error=why))
-                result.assertions.extend(_assertions(loaded, n, step, "skipped", why, []))
-                stopped = ("skipped", f"not run: step {n + 1} was skipped ({why})")
-                continue
-            begun = time.perf_counter()
-            try:
-                observations, runs, latency = _perform(ctx, step)
-            except (StepError, ScenarioError) as exc:
-                why = f"step {n + 1} ({step.kind}) could not run: {exc}"
-                result.steps.append(StepRecord(n + 1, name, step.kind, "error", _ms(begun), str(exc)))
-                result.assertions.extend(_assertions(loaded, n, step, "error", why, []))
-                stopped = ("error", f"not run: {why}")
-                continue
-            except Exception as exc:  # a bug must not take the other scenarios down
-                why = f"step {n + 1} ({step.kind}) crashed: {type(exc).__name__}: {exc}"
-                result.steps.append(StepRecord(n + 1, name, step.kind, "error", _ms(begun), why))
-                result.assertions.extend(_assertions(loaded, n, step, "error", why, []))
-                stopped = ("error", f"not run: {why}")
-                continue
-            elapsed = _ms(begun)
-            evaluated = []
-            failing: set[int] = set()
-            for e in step.expect:
-                try:
-                    status, message, checks, bad = _evaluate(e, observations, latency, ctx)
-                except StepError as exc:
-                    status, message, checks, bad = (
-                        "error",
-                        f"expectation could not be evaluated: {exc}",
-                        [],
-                        set(),
-                    )
-                evaluated.append((status, message, checks))
-                failing |= bad
-            exchanges = _kept(runs, failing)
-            record = StepRecord(n + 1, name, step.kind, "ok", elapsed, exchanges=exchanges)
-            if step.repeat is not None and latency is not None:
-                record.repeat = {
-                    "count": len(latency.values),
-                    "warmup": step.repeat.warmup,
-                    "latencies_ms": list(latency.values),
-                }
-            result.steps.append(record)
-            for e_index, (e, (status, message, checks)) in enumerate(
-                zip(step.expect, evaluated, strict=True)
-            ):
-                result.assertions.append(
-                    AssertionResult(
-                        assertion_id=e.id,
-                        status=status,  # type: ignore[arg-type]
-                        suite=loaded.suite,
-                        scenario=loaded.id,
-                        step=n + 1,
-                        step_name=name,
-                        kind=step.kind,
-                        title=e.title or "",
-                        message=message,
-                        location=loaded.where("steps", n, "expect", e_index),
-                        duration_ms=round(elapsed, 3),
-                        checks=checks,
-                        evidence=list(exchanges),
-                    )
-                )
-            for var, subject in step.capture.items():
-                try:
-                    value = observe(
-                        parse_subject(substitute(subject, ctx.resolve)), observations[-1], latency
-                    )
-                except StepError:
-                    value = None
-                ctx.captures[var] = None if value is None or _absent(value) else render(value)
-            for effect in ctx.after_step:
-                effect()
-            ctx.after_step.clear()
+                _not_run(result, loaded, n, "not-run", stopped, error=stopped[1])
+            else:
+                stopped = _run_step(ctx, result, n)
     finally:
         _close(ctx)
         result.duration_ms = _ms(started)
     return result
+
+
+def _run_step(ctx: Context, result: ScenarioResult, n: int) -> Stop | None:
+    """Run step ``n`` and record it; what stops the scenario's later steps if it could not run."""
+    loaded = ctx.loaded
+    step = loaded.scenario.steps[n]
+    why = _skip_reason(step, ctx.target)
+    if why:
+        _not_run(result, loaded, n, "skipped", ("skipped", why), error=why)
+        return "skipped", f"not run: step {n + 1} was skipped ({why})"
+    begun = time.perf_counter()
+    try:
+        observations, runs, latency = _perform(ctx, step)
+    except (StepError, ScenarioError) as exc:
+        why = f"step {n + 1} ({step.kind}) could not run: {exc}"
+        _not_run(result, loaded, n, "error", ("error", why), error=str(exc), begun=begun)
+        return "error", f"not run: {why}"
+    except Exception as exc:  # a bug must not take the other scenarios down
+        why = f"step {n + 1} ({step.kind}) crashed: {type(exc).__name__}: {exc}"
+        _not_run(result, loaded, n, "error", ("error", why), error=why, begun=begun)
+        return "error", f"not run: {why}"
+    elapsed = _ms(begun)
+    _record(ctx, result, n, observations, runs, latency, elapsed)
+    for var, subject in step.capture.items():
+        try:
+            value = observe(parse_subject(substitute(subject, ctx.resolve)), observations[-1], latency)
+        except StepError:
+            value = None
+        ctx.captures[var] = None if value is None or _absent(value) else render(value)
+    for effect in ctx.after_step:
+        effect()
+    ctx.after_step.clear()
+    return None
+
+
+def _record(
+    ctx: Context,
+    result: ScenarioResult,
+    n: int,
+    observations: list[Observation],
+    runs: list[list[Exchange]],
+    latency: Latency | None,
+    elapsed: float,
+) -> None:
+    """Evaluate a step's expectations on what it observed; record the step and its assertions."""
+    loaded = ctx.loaded
+    step = loaded.scenario.steps[n]
+    evaluated: list[tuple[Status, str, list[CheckResult]]] = []
+    failing: set[int] = set()
+    for e in step.expect:
+        try:
+            status, message, checks, bad = evaluate(e, observations, latency, ctx)
+        except StepError as exc:
+            status, message, checks, bad = "error", f"expectation could not be evaluated: {exc}", [], set()
+        evaluated.append((status, message, checks))
+        failing |= bad
+    exchanges = kept(runs, failing)
+    name = step.name or step.kind
+    record = StepRecord(n + 1, name, step.kind, "ok", elapsed, exchanges=exchanges)
+    if step.repeat is not None and latency is not None:
+        record.repeat = {
+            "count": len(latency.values),
+            "warmup": step.repeat.warmup,
+            "latencies_ms": list(latency.values),
+        }
+    result.steps.append(record)
+    for e_index, (e, (status, message, checks)) in enumerate(zip(step.expect, evaluated, strict=True)):
+        result.assertions.append(
+            AssertionResult(
+                assertion_id=e.id,
+                status=status,
+                suite=loaded.suite,
+                scenario=loaded.id,
+                step=n + 1,
+                step_name=name,
+                kind=step.kind,
+                title=e.title or "",
+                message=message,
+                location=loaded.where("steps", n, "expect", e_index),
+                duration_ms=round(elapsed, 3),
+                checks=checks,
+                evidence=list(exchanges),
+            )
+        )
 
 
 def _absent(value: Any) -> bool:
@@ -353,7 +309,7 @@ def _ms(since: float) -> float:
 
 
 def _close(ctx: Context) -> None:
-    reset_faults(ctx)
+    steps_http.reset_faults(ctx)
     for conn in ctx.connections.values():
         conn.close()
     for session in ctx.sessions.values():
@@ -418,6 +374,44 @@ def run(
     started = dt.datetime.now(dt.UTC).astimezone()
     ordered = sorted(scenarios, key=lambda s: (s.suite, s.id))
     values = {**target.params, **(params or {})}
+    plans = _plan(ordered, catalogue, target, world, changed, on_plan, own=networks is not None)
+    results: dict[str, ScenarioResult] = {}
+
+    def done(r: ScenarioResult) -> None:
+        results[r.id] = r
+        if on_result is not None:
+            on_result(r)
+
+    _execute(plans, target, world, values, jobs, networks, done)
+    finished = dt.datetime.now(dt.UTC).astimezone()
+    return RunResult(
+        started=started.isoformat(timespec="seconds"),
+        finished=finished.isoformat(timespec="seconds"),
+        target=target.describe(),
+        world={
+            "dir": str(world.dir),
+            "profile": world.profile,
+            "seed": world.seed,
+            "reference_date": world.reference_date.isoformat(),
+            "registered_patients": world.registered,
+        },
+        options=dict(options or {}) | {"jobs": jobs, "params": dict(values)},
+        scenarios=[results[loaded.id] for loaded, _, _ in plans],
+    )
+
+
+def _plan(
+    ordered: Sequence[LoadedScenario],
+    catalogue: Sequence[LoadedScenario],
+    target: Target,
+    world: WorldIndex,
+    changed: Collection[str],
+    on_plan: Callable[[Mapping[str, list[str]]], None] | None,
+    *,
+    own: bool,
+) -> list[Plan]:
+    """Each scenario with its patients, or why it cannot run (``own``: hubs of their own can be had);
+    every patient is allocated before anything runs, so a parallel run equals a serial one."""
     problems = {s.id: _world_problem(s, world, target) for s in ordered}
     runnable = [s.scenario for s in ordered if not problems[s.id]]
     every = [s.scenario for s in catalogue if not _world_problem(s, world, target)]
@@ -449,15 +443,23 @@ def run(
                 problem = f"given: {found}"
             else:
                 bindings = found
-        if not problem and loaded.scenario.world.own and networks is None:
+        if not problem and loaded.scenario.world.own and not own:
             problem = f"skipped: needs a hub of its own, which target {target.name} cannot provide"
         plans.append((loaded, bindings, problem))
-    results: dict[str, ScenarioResult] = {}
+    return plans
 
-    def done(r: ScenarioResult) -> None:
-        results[r.id] = r
-        if on_result is not None:
-            on_result(r)
+
+def _execute(
+    plans: Sequence[Plan],
+    target: Target,
+    world: WorldIndex,
+    values: Mapping[str, str],
+    jobs: int,
+    networks: Networks | None,
+    done: OnResult,
+) -> None:
+    """Run the plans: the main target's, then ``world.links`` ones on a network with link models on, then
+    ``world.own`` ones each on a network of its own; ``done`` gets each result as it comes."""
 
     def batch(group: Sequence[Plan], on: Target) -> None:
         """Shared scenarios in parallel, then the exclusive ones one at a time."""
@@ -491,18 +493,3 @@ def run(
         loaded, bindings, problem = plan
         with networks(loaded.scenario.world.links) as own:
             done(run_scenario(loaded, own, world, bindings, problem, values))
-    finished = dt.datetime.now(dt.UTC).astimezone()
-    return RunResult(
-        started=started.isoformat(timespec="seconds"),
-        finished=finished.isoformat(timespec="seconds"),
-        target=target.describe(),
-        world={
-            "dir": str(world.dir),
-            "profile": world.profile,
-            "seed": world.seed,
-            "reference_date": world.reference_date.isoformat(),
-            "registered_patients": world.registered,
-        },
-        options=dict(options or {}) | {"jobs": jobs, "params": dict(values)},
-        scenarios=[results[loaded.id] for loaded, _, _ in plans],
-    )

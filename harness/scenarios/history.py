@@ -35,9 +35,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from .bindings import EPOCHS, fresh_epoch
 from .errors import ScenarioError, TargetError
 from .results import RunResult
-from .world import EPOCHS, WorldIndex, fresh_epoch
+from .world import WorldIndex
 
 __all__ = ["FORMAT", "TargetHistory", "default_state_file"]
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from synthetic.errors import ProfileError
 from synthetic.yamlio import LineMap, line_for, load_yaml
 
+from .actions import _Http
 from .errors import FormatError
 from .model import DATA_FOLDER_KINDS, HTTP_KINDS, LOCAL_KINDS, MLLP_KINDS, Scenario, Step
 from .subjects import HL7_ONLY, HTTP_ONLY, parse_subject
@@ -214,6 +215,21 @@ def _step_problems(
     sessions: set[str],
     params: frozenset[str],
 ) -> Iterator[tuple[Loc, str]]:
+    """Step ``n``'s undeclared names, missing actors and subjects its kind cannot assert (``sessions``
+    gains the session a login step opens)."""
+    yield from _action_problems(n, step, patients, facilities, captures, sessions, params)
+    yield from _expectation_problems(n, step, patients, facilities, captures, params)
+
+
+def _action_problems(
+    n: int,
+    step: Step,
+    patients: set[str],
+    facilities: set[str],
+    captures: set[str],
+    sessions: set[str],
+    params: frozenset[str],
+) -> Iterator[tuple[Loc, str]]:
     kind, action = step.kind, step.action
     base: Loc = ("steps", n, kind)
     values = action.model_dump(by_alias=True)
@@ -240,14 +256,7 @@ def _step_problems(
     if session is not None and session not in sessions:
         yield (*base, "session"), f"no earlier login step opened session {session!r}"
     operator = kind == "access_report" and values.get("operator")
-    if kind in HTTP_KINDS - {
-        "login",
-        "audit_query",
-        "audit_verify",
-        "fault",
-        "login_probe",
-        "http_raw",
-    } and not (values.get("by") or session or operator):
+    if isinstance(action, _Http) and action.actor_required and not (values.get("by") or session or operator):
         yield base, "say who acts: `by: <facility>` or `session: <login name>`"
     if operator and (values.get("by") or session):
         yield base, "`operator: true` acts as the hub operator: no `by` or `session` with it"
@@ -262,6 +271,17 @@ def _step_problems(
             if problem:
                 yield loc, problem
 
+
+def _expectation_problems(
+    n: int,
+    step: Step,
+    patients: set[str],
+    facilities: set[str],
+    captures: set[str],
+    params: frozenset[str],
+) -> Iterator[tuple[Loc, str]]:
+    kind = step.kind
+
     def reference_problems(text: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
         for ref in references(text):
             problem = (
@@ -275,7 +295,7 @@ def _step_problems(
     allowed = _subject_kinds(kind)
     for e, expectation in enumerate(step.expect):
         for subject, matcher in expectation.that.items():
-            loc = ("steps", n, "expect", e, "that", subject)
+            loc: Loc = ("steps", n, "expect", e, "that", subject)
             if parse_subject(subject).kind not in allowed:
                 yield loc, f"{subject!r} does not apply to a {kind} step"
             yield from reference_problems(subject, loc)
@@ -288,9 +308,9 @@ def _step_problems(
             yield loc, f"{subject!r} does not apply to a {kind} step"
         yield from reference_problems(subject, loc)
     if step.repeat is not None and isinstance(step.repeat.count, str):
-        yield from reference_problems(step.repeat.count, (*base[:2], "repeat", "count"))
+        yield from reference_problems(step.repeat.count, ("steps", n, "repeat", "count"))
     if kind == "world_file" and step.repeat is not None:
-        yield (*base[:2], "repeat"), "a world_file step reads a file on this machine: nothing to repeat"
+        yield ("steps", n, "repeat"), "a world_file step reads a file on this machine: nothing to repeat"
 
 
 def _subject_kinds(kind: str) -> set[str]:

@@ -24,10 +24,12 @@ __all__ = [
     "ScenarioResult",
     "Status",
     "StepRecord",
+    "StepStatus",
     "percentile",
 ]
 
 Status = Literal["passed", "failed", "error", "skipped"]
+StepStatus = Literal["ok", "error", "skipped", "not-run"]
 REPORT_FORMAT: Final = "rhin-run-report"
 STATUSES: Final[tuple[Status, ...]] = ("passed", "failed", "error", "skipped")
 
@@ -99,7 +101,7 @@ class StepRecord:
     index: int
     name: str
     kind: str
-    status: Literal["ok", "error", "skipped", "not-run"]
+    status: StepStatus
     elapsed_ms: float = 0.0
     error: str = ""
     exchanges: list[Exchange] = field(default_factory=list)

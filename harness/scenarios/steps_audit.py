@@ -21,10 +21,11 @@ from typing import Any
 
 from simulator.hub.audit import CHECKPOINT_FILE, KEY_FILE, AuditKeyError, verify_data
 
+from .actions import AuditTamper
 from .context import Context
 from .errors import StepError
-from .model import AuditTamper
 from .results import Exchange
+from .runners import runs
 from .subjects import HttpObservation
 
 __all__ = ["copy_audit", "run_audit_tamper", "tamper"]
@@ -131,6 +132,7 @@ def tamper(folder: Path, kind: str, rows: int = 1, record: str = "checkpointed")
         db.close()
 
 
+@runs(AuditTamper)
 def run_audit_tamper(ctx: Context, a: AuditTamper) -> tuple[HttpObservation, list[Exchange]]:
     started = time.perf_counter()
     data = data_folder(ctx)

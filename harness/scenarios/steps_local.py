@@ -28,12 +28,13 @@ from simulator.gateway.entries import (
 )
 from simulator.gateway.errors import EntryIdError
 
+from .actions import Wait, WorldFile
 from .context import Context
-from .model import WorldFile
 from .results import Exchange
-from .subjects import HttpObservation
+from .runners import runs
+from .subjects import HttpObservation, MllpObservation
 
-__all__ = ["WorldEntry", "find_world_file", "run_world_file", "world_path"]
+__all__ = ["WorldEntry", "find_world_file", "run_wait", "run_world_file", "world_path"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def find_world_file(
     return None
 
 
+@runs(WorldFile)
 def run_world_file(ctx: Context, a: WorldFile) -> tuple[HttpObservation, list[Exchange]]:
     started = time.perf_counter()
     binding = ctx.patient(a.patient)
@@ -169,3 +171,14 @@ def run_world_file(ctx: Context, a: WorldFile) -> tuple[HttpObservation, list[Ex
     request += f", data type {a.data_type}" if a.data_type else ""
     obs = HttpObservation(status, {"content-type": "application/json"}, text.encode(), elapsed, body)
     return obs, [Exchange("note", f"world file {facility.code} {a.category}", request, text, elapsed)]
+
+
+@runs(Wait)
+def run_wait(ctx: Context, a: Wait) -> tuple[MllpObservation, list[Exchange]]:
+    """Sleep ``ms``; the observation is an empty MLLP one (nothing was exchanged), timed."""
+    started = time.perf_counter()
+    time.sleep(a.ms / 1000)
+    elapsed = (time.perf_counter() - started) * 1000
+    return MllpObservation(None, None, "", False, elapsed), [
+        Exchange("note", f"wait {a.ms} ms", "", None, elapsed)
+    ]

@@ -24,6 +24,7 @@ from simulator.hub.hl7v2 import HL7Error, decode, encode, parse_header
 from simulator.hub.mllp import END_BLOCK, START_BLOCK, frame
 from simulator.pki import PkiError
 
+from .actions import Feed, MllpRaw, PdqCancel, PdqQuery, PixQuery, _Hl7Edits
 from .context import Context, PdqState
 from .errors import StepError
 from .hl7build import (
@@ -36,8 +37,8 @@ from .hl7build import (
     pdq_message,
     pix_message,
 )
-from .model import Feed, MllpRaw, PdqCancel, PdqQuery, PixQuery, _Hl7Edits
 from .results import Exchange
+from .runners import runs
 from .subjects import MllpObservation
 
 __all__ = ["MllpConnection", "run_cancel", "run_feed", "run_pdq", "run_pix", "run_raw"]
@@ -165,7 +166,7 @@ def _connection(ctx: Context, name: str, cert: str) -> MllpConnection:
     tls = target.mllp_tls
     key = name if tls is None else f"{name}|{cert}"
     conn = ctx.connections.get(key)
-    if conn is None:
+    if not isinstance(conn, MllpConnection):  # none yet (only this module opens connections)
         context = None
         if tls is not None and cert != "plain":
             try:
@@ -284,6 +285,7 @@ def _person(ctx: Context, a: Feed) -> Person:
     return person
 
 
+@runs(Feed)
 def run_feed(ctx: Context, a: Feed) -> Outcome:
     sender = ctx.facility(a.from_)
     domain = ctx.facility(a.domain or a.from_)
@@ -301,6 +303,7 @@ def run_feed(ctx: Context, a: Feed) -> Outcome:
 # ------------------------------------------------------------------------------------------- ITI-9
 
 
+@runs(PixQuery)
 def run_pix(ctx: Context, a: PixQuery) -> Outcome:
     sender = ctx.facility(a.from_)
     qpd3 = ""
@@ -327,6 +330,7 @@ def run_pix(ctx: Context, a: PixQuery) -> Outcome:
 # ------------------------------------------------------------------------------------------- ITI-21
 
 
+@runs(PdqQuery)
 def run_pdq(ctx: Context, a: PdqQuery) -> Outcome:
     sender = ctx.facility(a.from_)
     tag = ctx.maybe(a.query_tag) or (ctx.last_query_tag if a.continue_ else None) or ctx.query_tag()
@@ -359,6 +363,7 @@ def run_pdq(ctx: Context, a: PdqQuery) -> Outcome:
     return obs, exchanges
 
 
+@runs(PdqCancel)
 def run_cancel(ctx: Context, a: PdqCancel) -> Outcome:
     sender = ctx.facility(a.from_)
     header = _header(ctx, sender.code, a.charset)
@@ -383,6 +388,7 @@ def _raw_sender(ctx: Context, msh4: str) -> str:
     return "none"
 
 
+@runs(MllpRaw)
 def run_raw(ctx: Context, a: MllpRaw) -> Outcome:
     codec = "latin-1" if a.hex is not None else {"iso-2022-jp": "iso2022_jp"}.get(a.encoding, a.encoding)
     if a.hex is not None:

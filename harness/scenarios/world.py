@@ -1,4 +1,4 @@
-"""The world as scenarios see it, and ``given`` resolved against it: deterministic, disjoint allocation.
+"""``given`` resolved against the world (:mod:`.worldindex` reads it; its types are re-exported here).
 
 Allocation. Candidates for each patient variable are ordered by a hash of (run salt, scenario ID, variable,
 patient index), and the first candidate not yet reserved in this run is taken: no two scenarios of a run
@@ -27,29 +27,21 @@ a salt whose order starves a scarce scenario: the selection is allocated again w
 choices tried first. Chosen over "changing scenarios take only fresh patients": several must change a
 world patient with real data behind its gateways (withdrawal, disclosure, viewer kinds).
 
-Fresh identities (``fresh: true``): the world patient's names with local IDs ``ZZ`` + 8 base-36 characters
-(hash of run salt, patient and facility; no facility format produces them) and a birth date of
-``1000-01-01`` + (salt hash mod 400) × 366 days + the patient index in days — unique in the run and far from
-any world birth date — so PDQ hit counts on them do not depend on what the hub already holds.
+Fresh identities (``fresh: true``): :mod:`.bindings`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from synthetic.consent import ConsentState
-from synthetic.errors import SyntheticError
-from synthetic.stats import load_consents, sharing_patients
-from synthetic.store import open_db, read_world_json
 
+from .bindings import Bindings, PatientBinding, fresh_epoch, scenario_tag, stable_hash
 from .errors import SelectionError
 from .model import FacilitySelector, PatientSelector, Scenario
+from .worldindex import WorldFacility, WorldIndex, WorldPatient, WorldUser
 
 __all__ = [
     "Allocator",
@@ -69,237 +61,6 @@ _CHECKED = 500  # at most this many predicate matches: also check the facilities
 PLAN_SALT: Final = "rhin-plan"
 """Orders the plan that pins world patients to the scenarios changing them: fixed, so the reserved pool
 is the same on every run."""
-
-
-@dataclass(frozen=True)
-class WorldUser:
-    facility: str
-    user_id: str
-    password: str
-    viewer_kind: str
-
-
-@dataclass(frozen=True)
-class WorldFacility:
-    code: str
-    kind: str
-    role: str
-    network_role: str
-    name: str
-    link_type: str
-    namespace: str
-    oid: str
-    disclosure: frozenset[str]
-    users: tuple[WorldUser, ...]
-
-    @property
-    def disclosing(self) -> bool:
-        return self.network_role == "disclosing"
-
-    @property
-    def hd(self) -> str:
-        return f"{self.namespace}&{self.oid}&ISO"
-
-
-@dataclass(frozen=True)
-class WorldPatient:
-    index: int
-    patient_id: str
-    regional_id: str
-    family_name: str
-    given_name: str
-    family_kana: str
-    given_kana: str
-    family_romaji: str
-    given_romaji: str
-    family_name_variant: str
-    sex: str
-    birth_date: str  # ISO YYYY-MM-DD
-    death_time: str | None
-    postcode: str
-    address: str
-    phone: str
-    pathway: str
-    sharing_target: bool
-    local_ids: Mapping[str, str]  # facility code → local ID
-
-
-class WorldIndex:
-    """world.json + world.sqlite, read once per run (patients, local IDs, consents; not the events)."""
-
-    def __init__(self, world_dir: Path) -> None:
-        try:
-            meta = read_world_json(world_dir)
-            db = open_db(world_dir)
-        except SyntheticError as exc:
-            raise SelectionError(str(exc)) from exc
-        self.dir = world_dir
-        self.profile: str = meta["profile"]
-        self.seed: int = int(meta["seed"])
-        self.reference_date = dt.date.fromisoformat(meta["reference_date"])
-        self.facilities = tuple(_facility(f) for f in meta["facilities"])
-        self.by_code = {f.code: f for f in self.facilities}
-        try:
-            self.patients = tuple(_patients(db))
-            self.consents: dict[int, ConsentState] = load_consents(db)
-        finally:
-            db.close()
-        self._sharing: set[int] | None = None
-        self._held: dict[int, dict[str, frozenset[str]]] | None = None
-        self.feasible: dict[tuple[str, str], list[WorldPatient]] = {}  # Allocator.feasible's, by (given, var)
-
-    @property
-    def registered(self) -> int:
-        return len(self.patients)
-
-    def held(self, patient_index: int) -> Mapping[str, frozenset[str]]:
-        """Facility → item categories it holds data of the patient in (world events with full detail that
-        were not cancelled; ``images`` where an imaging study was performed). Read on first use."""
-        if self._held is None:
-            found: dict[int, dict[str, set[str]]] = {}
-            db = open_db(self.dir)
-            try:
-                rows = db.execute(
-                    "SELECT patient_index, facility_code, category, max(instr(payload, '\"study_uid\"') > 0)"
-                    " FROM events WHERE detail = 'full' AND status != 'cancelled'"
-                    " GROUP BY patient_index, facility_code, category"
-                )
-                for index, code, category, imaging in rows:
-                    held = found.setdefault(index, {}).setdefault(code, set())
-                    held.add(category)
-                    if imaging:
-                        held.add("images")
-            finally:
-                db.close()
-            self._held = {i: {code: frozenset(c) for code, c in by.items()} for i, by in found.items()}
-        return self._held.get(patient_index, {})
-
-    def sharing(self) -> set[int]:
-        """Patients sharing on the reference date (synthetic's own definition, computed on first use)."""
-        if self._sharing is None:
-            self._sharing = sharing_patients(self.dir, self.reference_date)
-        return self._sharing
-
-    def users(self) -> dict[str, tuple[WorldUser, ...]]:
-        return {f.code: f.users for f in self.facilities}
-
-
-def _facility(f: Mapping[str, Any]) -> WorldFacility:
-    code = str(f["code"])
-    authority = f["assigning_authority"]
-    users = tuple(
-        WorldUser(code, str(u["user_id"]), str(u["password"]), str(u.get("viewer_kind", "")))
-        for u in f.get("users", ())
-    )
-    return WorldFacility(
-        code=code,
-        kind=str(f.get("kind", "")),
-        role=str(f.get("role", "")),
-        network_role=str(f.get("network_role", "viewing")),
-        name=str(f.get("name", "")),
-        link_type=str(f.get("link_type", "")),
-        namespace=str(authority["namespace"]),
-        oid=str(authority["oid"]),
-        disclosure=frozenset(f.get("disclosure") or ()),
-        users=users,
-    )
-
-
-def _patients(db: sqlite3.Connection) -> Iterator[WorldPatient]:
-    local: dict[int, dict[str, str]] = {}
-    for r in db.execute("SELECT patient_index, facility_code, local_id FROM local_ids ORDER BY 1, 2"):
-        local.setdefault(r[0], {})[r[1]] = r[2]
-    for r in db.execute("SELECT * FROM patients ORDER BY patient_index"):
-        yield WorldPatient(
-            index=r["patient_index"],
-            patient_id=r["patient_id"],
-            regional_id=r["regional_id"],
-            family_name=r["family_name"],
-            given_name=r["given_name"],
-            family_kana=r["family_kana"],
-            given_kana=r["given_kana"],
-            family_romaji=r["family_romaji"],
-            given_romaji=r["given_romaji"],
-            family_name_variant=r["family_name_variant"],
-            sex=r["sex"],
-            birth_date=r["birth_date"],
-            death_time=r["death_time"],
-            postcode=r["postcode"],
-            address=r["address"],
-            phone=r["phone"],
-            pathway=r["pathway"],
-            sharing_target=bool(r["sharing_target"]),
-            local_ids=local.get(r["patient_index"], {}),
-        )
-
-
-# ------------------------------------------------------------------------------------------- bindings
-
-
-def _hash(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-EPOCHS: Final = 400
-
-
-def fresh_epoch(salt: str) -> int:
-    """Which of :data:`EPOCHS` birth-date epochs a salt's fresh identities use: two runs on one hub with the
-    same epoch would give a world patient used fresh by both the same names and birth date (PDQ would find
-    both), so a target's state file keeps a new run off earlier epochs (:mod:`harness.scenarios.history`)."""
-    return _hash("epoch", salt) % EPOCHS
-
-
-def scenario_tag(scenario_id: str, salt: str = "") -> str:
-    """8 hex digits naming a scenario in a run: control IDs, query tags and form IDs derive from it."""
-    return hashlib.sha256(f"{salt}|{scenario_id}".encode()).hexdigest()[:8]
-
-
-def _base36(number: int, width: int) -> str:
-    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    out = []
-    for _ in range(width):
-        number, rest = divmod(number, 36)
-        out.append(digits[rest])
-    return "".join(reversed(out))
-
-
-@dataclass
-class PatientBinding:
-    """A selected patient as the scenario uses it; ``rid`` is filled by a link step (or a capture)."""
-
-    var: str
-    patient: WorldPatient
-    fresh: bool
-    salt: str
-    rid: str | None = None
-
-    def local_id(self, facility_code: str) -> str:
-        """The world's local ID at that facility, unless fresh or there is none: then a synthetic one."""
-        if not self.fresh and facility_code in self.patient.local_ids:
-            return self.patient.local_ids[facility_code]
-        return "ZZ" + _base36(_hash("local", self.salt, self.patient.index, facility_code), 8)
-
-    @property
-    def birth_date(self) -> str:
-        """YYYYMMDD (HL7 DT)."""
-        return self.birth_date_iso.replace("-", "")
-
-    @property
-    def birth_date_iso(self) -> str:
-        if not self.fresh:
-            return self.patient.birth_date
-        epoch = dt.date(1000, 1, 1) + dt.timedelta(days=fresh_epoch(self.salt) * 366)
-        return (epoch + dt.timedelta(days=self.patient.index)).isoformat()
-
-
-@dataclass
-class Bindings:
-    """A scenario's resolved ``given``."""
-
-    tag: str
-    patients: dict[str, PatientBinding] = field(default_factory=dict)
-    facilities: dict[str, WorldFacility] = field(default_factory=dict)
 
 
 class ReservedError(SelectionError):
@@ -450,7 +211,7 @@ class Allocator:
             candidates.sort(
                 key=lambda p: (
                     first is None or p.index != first.index,
-                    _hash(self.salt, scenario.id, var, p.index),
+                    stable_hash(self.salt, scenario.id, var, p.index),
                 )
             )
             for candidate in candidates[:_ATTEMPTS]:
@@ -619,7 +380,7 @@ class Allocator:
             found = [f for f in self.world.facilities if self._facility_ok(selectors[var], f, patients)]
             if not found:
                 return None
-            options[var] = sorted(found, key=lambda f: _hash(self.salt, scenario_id, var, f.code))
+            options[var] = sorted(found, key=lambda f: stable_hash(self.salt, scenario_id, var, f.code))
         order.sort(key=lambda v: len(options[v]))  # most constrained first
         picked: dict[str, WorldFacility] = {}
 
@@ -647,22 +408,3 @@ def _consent_refs(s: FacilitySelector) -> Iterable[tuple[str, bool]]:
         yield var, True
     for var in s.outside_consent_of or ():
         yield var, False
-
-
-def describe(bindings: Bindings) -> dict[str, Any]:
-    """What a scenario was given, for reports."""
-    return {
-        "patients": {
-            var: {
-                "index": b.patient.index,
-                "patient_id": b.patient.patient_id,
-                "pathway": b.patient.pathway,
-                "fresh": b.fresh,
-                "rid": b.rid,
-            }
-            for var, b in bindings.patients.items()
-        },
-        "facilities": {
-            var: {"code": f.code, "kind": f.kind, "name": f.name} for var, f in bindings.facilities.items()
-        },
-    }

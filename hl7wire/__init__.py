@@ -33,7 +33,7 @@ subcomponents are 1-based; repetitions are 0-based list indexes (``rep=0`` is th
 from .ack import ACK_CODES, ControlIds, ack, basic_checks
 from .aio import MLLPClient
 from .build import Component, Field, Raw, Repeated, Value, components, encode_field, segment
-from .charset import ASCII, ISO2022_JP, UTF8, charset_of, codec_for, encode
+from .charset import ASCII, ISO2022_JP, MSH18, UTF8, charset_of, codec_for, encode
 from .client import BlockingClient
 from .delimiters import DEFAULT_DELIMITERS, Delimiters, escape, unescape
 from .errors import (
@@ -66,6 +66,7 @@ __all__ = [
     "DEFAULT_DELIMITERS",
     "END_BLOCK",
     "ISO2022_JP",
+    "MSH18",
     "START_BLOCK",
     "UTF8",
     "BlockingClient",

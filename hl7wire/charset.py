@@ -7,6 +7,7 @@ split as bytes, since JIS kanji bytes include ``| ^ ~ \\ &``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -16,6 +17,7 @@ from .errors import ParseError, UnencodableError, UnknownCharsetError
 __all__ = [
     "ASCII",
     "ISO2022_JP",
+    "MSH18",
     "UTF8",
     "charset_of",
     "codec_for",
@@ -27,6 +29,9 @@ __all__ = [
 ASCII: Final = "ascii"
 UTF8: Final = "utf-8"
 ISO2022_JP: Final = "iso2022_jp"
+MSH18: Final[Mapping[str, str]] = {ISO2022_JP: "~ISO IR87", UTF8: "UNICODE UTF-8", ASCII: ""}
+"""Codec → the MSH-18 Japanese senders write for it, as encoded ER7 (``~ISO IR87``: an empty first
+repetition, then ISO IR87, the JAHIS form); :func:`codec_for` reads each back to its codec."""
 
 
 def msh_delimiters(line: str) -> Delimiters:

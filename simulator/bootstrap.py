@@ -35,7 +35,18 @@ from typing import Any, Final
 
 import aiohttp
 
-from hl7wire import ISO2022_JP, UTF8, Field, Message, MLLPClient, Raw, Repeated, UnencodableError, decode
+from hl7wire import (
+    ISO2022_JP,
+    MSH18,
+    UTF8,
+    Field,
+    Message,
+    MLLPClient,
+    Raw,
+    Repeated,
+    UnencodableError,
+    decode,
+)
 from simulator.hub.facilities import Facilities
 from simulator.network import NetworkInfo
 from synthetic.clock import jst_now
@@ -95,8 +106,8 @@ def _registrations(db: sqlite3.Connection) -> list[_Registration]:
 
 # MSH-18 (and what follows it, as written since the bootstrap's first version) per codec, JIS first.
 _CHARSETS: Final[tuple[tuple[str, dict[int, Field]], ...]] = (
-    (ISO2022_JP, {18: Raw("~ISO IR87"), 19: "ISO 2022-1994"}),
-    (UTF8, {18: "UNICODE UTF-8"}),
+    (ISO2022_JP, {18: Raw(MSH18[ISO2022_JP]), 19: "ISO 2022-1994"}),
+    (UTF8, {18: Raw(MSH18[UTF8])}),
 )
 
 

@@ -13,8 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hl7wire import (
+    ASCII,
     END_BLOCK,
     ISO2022_JP,
+    MSH18,
     START_BLOCK,
     UTF8,
     ControlIds,
@@ -107,6 +109,14 @@ def test_other_delimiters_and_line_endings() -> None:
 def test_unparseable_text(text: str) -> None:
     with pytest.raises(ParseError):
         parse(text)
+
+
+def test_each_codec_has_the_msh18_that_reads_back_to_it() -> None:
+    assert {codec_for(declared): codec for codec, declared in MSH18.items()} == {
+        ASCII: ASCII,
+        UTF8: UTF8,
+        ISO2022_JP: ISO2022_JP,
+    }
 
 
 @given(st.text())

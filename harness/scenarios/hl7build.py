@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from hl7wire import ASCII, ISO2022_JP, UTF8, Field, Message, Raw, Repeated, escape
+from hl7wire import ASCII, ISO2022_JP, MSH18, UTF8, Field, Message, Raw, Repeated, escape
 
 __all__ = [
     "CHARSETS",
@@ -27,9 +27,9 @@ __all__ = [
 ]
 
 CHARSETS: Final[Mapping[str, tuple[str, str]]] = {
-    "utf-8": (UTF8, "UNICODE UTF-8"),
-    "iso-2022-jp": (ISO2022_JP, "~ISO IR87"),
-    "ascii": (ASCII, ""),
+    "utf-8": (UTF8, MSH18[UTF8]),
+    "iso-2022-jp": (ISO2022_JP, MSH18[ISO2022_JP]),
+    "ascii": (ASCII, MSH18[ASCII]),
 }
 """Step charset → (Python codec, MSH-18), as hub-protocols.md §0 says Japanese senders declare them."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from .build import Field, Repeated, trimmed
+from .build import Field, Repeated, trim, trimmed
 from .delimiters import escape
 from .errors import ErrorCode, ErrorDetail, ErrorLocation
 from .model import Message, Segment
@@ -132,7 +132,7 @@ def ack(
         msh.field(18) if charset is None else charset,
     ]
     msa = ["MSA", escape(code, d), msh.field(10), escape(text, d)]
-    reply = Message(d, [Segment(trimmed(header, 3), d), Segment(trimmed(msa, 1), d)])
+    reply = Message(d, [Segment(trim(header, 3), d), Segment(trim(msa, 1), d)])
     legacy = _legacy_version(msh.get(12, comp=1))
     for error in errors:
         reply.add("ERR", _err_fields(error, legacy))

@@ -23,6 +23,7 @@ __all__ = [
     "encode_field",
     "segment",
     "segment_fields",
+    "trim",
     "trimmed",
 ]
 
@@ -60,12 +61,19 @@ Field = Value | Raw | Repeated | None
 """What :meth:`hl7wire.Message.add` takes per field; strings are escaped, :class:`Raw` is not."""
 
 
-def trimmed(parts: Iterable[str], keep: int = 0) -> list[str]:
-    """``parts`` without trailing empty strings, but never shorter than ``keep`` items."""
-    items = list(parts)
+def trim(items: list[str], keep: int = 0) -> list[str]:
+    """Drop ``items``' trailing empty strings in place, never below ``keep`` items; returns ``items``.
+
+    In place because every reply's MSH and MSA go through it (:func:`hl7wire.ack`): no copy per reply.
+    """
     while len(items) > keep and not items[-1]:
         items.pop()
     return items
+
+
+def trimmed(parts: Iterable[str], keep: int = 0) -> list[str]:
+    """``parts`` as a new list without trailing empty strings, but never shorter than ``keep`` items."""
+    return trim(list(parts), keep)
 
 
 def _join_trimmed(sep: str, parts: Iterable[str]) -> str:
@@ -103,8 +111,8 @@ def segment_fields(name: str, encoded: Iterable[str], d: Delimiters = DEFAULT_DE
     fields = [name, *encoded]
     if name == "MSH":
         fields[1:3] = [d.field, d.encoding_characters]
-        return trimmed(fields, 3)
-    return trimmed(fields, 1)
+        return trim(fields, 3)
+    return trim(fields, 1)
 
 
 def components(*parts: object) -> str:

@@ -32,6 +32,7 @@ class BlockingClient:
     (connecting at all: ``OSError``). Failures raise :class:`~hl7wire.ConnectionClosedError`
     (the peer closed or reset, ``__cause__`` saying how, e.g. an ``ssl.SSLError`` when a TLS 1.3 server
     refuses the certificate after the handshake), :class:`~hl7wire.FramingError` or :class:`TimeoutError`.
+    One caller at a time (a thread, a greenlet, a Locust user): replies are matched to requests by order.
     """
 
     def __init__(

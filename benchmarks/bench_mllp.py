@@ -9,7 +9,9 @@ target/echo; the ratios are the numbers to track, absolute rates depend on the m
                                               [--target HOST:PORT [--no-echo]] [--driver-procs 1]
 
 Prints messages/s, p50/p99/max latency, replies that were not AA for the right control id, and the echo
-server's CPU per message. No assertions.
+server's CPU per message; first, in process and without sockets, what :mod:`hl7wire` costs per message
+(decode by MSH-18, basic checks, AA, encode: the echo server's work), to compare across changes of the wire
+library (before/after figures go in the commit message). No assertions.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import signal
 import subprocess
 import sys
 import time
+import timeit
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from simulator.hub.mllp import EchoHandler, MLLPClient, MLLPServer
+from hl7wire import ControlIds, MLLPClient, ack, basic_checks, decode
+from simulator.hub.mllp import EchoHandler, MLLPServer
 
 MESSAGES = {
     "q23": (
@@ -138,6 +143,21 @@ def load(host: str, port: int, args: argparse.Namespace) -> Result:
     return total
 
 
+def wire_cost(kind: str, number: int = 20_000, repeat: int = 5) -> float:
+    """µs per message of the echo server's HL7 work, in process (best of ``repeat``: the least disturbed)."""
+    before, after = template(kind)
+    raw = before + b"C1" + after
+    ids = ControlIds("B")
+    now = datetime.now(timezone(timedelta(hours=9)))
+
+    def one() -> bytes:
+        message, codec = decode(raw)
+        assert not basic_checks(message)
+        return ack(message, "AA", control_id=ids.next(), now=now).encode(codec)
+
+    return min(timeit.repeat(one, number=number, repeat=repeat)) / number * 1e6
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -197,6 +217,9 @@ def main() -> int:
         f"{args.clients} clients × {args.seconds:g} s (+{args.warmup:g} s warm-up), message {args.message}, "
         f"{args.driver_procs} driver process(es), {os.cpu_count()} CPUs",
         flush=True,
+    )
+    print(
+        f"wire     {wire_cost(args.message):6.2f} µs/msg in process (decode, checks, AA, encode)", flush=True
     )
     echo: Result | None = None
     if not args.no_echo:

@@ -66,9 +66,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from bench_mllp import Result, _answered, cpu_seconds, report, serve_until_stopped  # noqa: E402
 
+from hl7wire import MLLPClient  # noqa: E402
 from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog  # noqa: E402
 from simulator.hub.index import Directory, PatientIndex  # noqa: E402
-from simulator.hub.mllp import EchoHandler, Handler, MLLPClient, MLLPServer  # noqa: E402
+from simulator.hub.mllp import EchoHandler, Handler, MLLPServer  # noqa: E402
 from simulator.hub.pixpdq import PixPdqHandler  # noqa: E402
 from synthetic import load_profile, write_world  # noqa: E402
 from synthetic.clock import jst_now  # noqa: E402

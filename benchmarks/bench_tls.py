@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from bench_mllp import Result, _answered, report  # noqa: E402
 from bench_pix import Record, feed, hub_process, q23, read_records  # noqa: E402
 
-from simulator.hub.mllp import MLLPClient  # noqa: E402
+from hl7wire import MLLPClient  # noqa: E402
 from simulator.pki import ClientTls  # noqa: E402
 from synthetic import load_profile, write_world  # noqa: E402
 

@@ -31,14 +31,25 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
+from hl7wire import (
+    ISO2022_JP,
+    MSH18,
+    UTF8,
+    Field,
+    Message,
+    MLLPClient,
+    Raw,
+    Repeated,
+    UnencodableError,
+    decode,
+)
 from simulator.hub.facilities import Facilities
-from simulator.hub.hl7v2 import ISO2022_JP, UTF8, decode, escape
-from simulator.hub.mllp import MLLPClient
 from simulator.network import NetworkInfo
+from synthetic.clock import jst_now
 
 __all__ = ["MARKER", "BootstrapError", "BootstrapStats", "bootstrap"]
 
@@ -93,23 +104,38 @@ def _registrations(db: sqlite3.Connection) -> list[_Registration]:
     return [_Registration(*r) for r in rows]
 
 
+# MSH-18 (and what follows it, as written since the bootstrap's first version) per codec, JIS first.
+_CHARSETS: Final[tuple[tuple[str, dict[int, Field]], ...]] = (
+    (ISO2022_JP, {18: Raw(MSH18[ISO2022_JP]), 19: "ISO 2022-1994"}),
+    (UTF8, {18: Raw(MSH18[UTF8])}),
+)
+
+
 def a04(reg: _Registration, namespace: str, control: str, now: dt.datetime) -> bytes:
     """ITI-8 A04 for one registration, in ISO-2022-JP (MSH-18 ``~ISO IR87``) or else UTF-8."""
     stamp = now.strftime("%Y%m%d%H%M%S") + "+0900"
-    birth = reg.birth_date.replace("-", "")[:8]
-    pid = (
-        f"PID|1||{escape(reg.local_id)}^^^{namespace}^PI||"
-        f"{escape(reg.family)}^{escape(reg.given)}^^^^^L^I~{escape(reg.family_kana)}^{escape(reg.given_kana)}^^^^^L^P"
-        f"||{birth}|{reg.sex}|||{escape(reg.address)}^^^^{reg.postcode}^JPN^H"
+    names = Repeated(
+        [reg.family, reg.given, "", "", "", "", "L", "I"],
+        [reg.family_kana, reg.given_kana, "", "", "", "", "L", "P"],
     )
-    for codec, charset in ((ISO2022_JP, "~ISO IR87|ISO 2022-1994"), (UTF8, "UNICODE UTF-8|")):
-        text = (
-            f"MSH|^~\\&|RHIN_BOOT|{reg.facility}|RHIN_HUB|RHIN|{stamp}||ADT^A04^ADT_A01|{control}|P|2.5"
-            f"||||||{charset}\rEVN|A04|{stamp}\r{pid}\r"
-        )
+    pid: dict[int, Field] = {
+        1: "1",
+        3: [reg.local_id, "", "", namespace, "PI"],
+        5: names,
+        7: reg.birth_date.replace("-", "")[:8],
+        8: reg.sex,
+        11: [reg.address, "", "", "", reg.postcode, "JPN", "H"],
+    }
+    for codec, charset in _CHARSETS:
+        msh: dict[int, Field] = {3: "RHIN_BOOT", 4: reg.facility, 5: "RHIN_HUB", 6: "RHIN", 7: stamp}
+        msh |= {9: ["ADT", "A04", "ADT_A01"], 10: control, 11: "P", 12: "2.5", **charset}
+        message = Message()
+        message.add("MSH", msh)
+        message.add("EVN", ["A04", stamp])
+        message.add("PID", pid)
         try:
-            return text.encode(codec)
-        except UnicodeEncodeError:
+            return message.encode(codec)
+        except UnencodableError:
             continue
     raise BootstrapError(f"{reg.facility}/{reg.local_id}: the name cannot be encoded")  # pragma: no cover
 
@@ -180,7 +206,7 @@ async def _feed(
     progress: Progress,
 ) -> int:
     host, port = info.mllp
-    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=9)))
+    now = jst_now()
     done = 0
     # Over TLS a connection speaks for the one facility of its certificate: one queue per facility, each
     # facility's registrations in order, and ``connections`` workers at a time taking whole facilities.
@@ -223,16 +249,35 @@ async def _pooled(items: Iterable[Any], work: Callable[[Any], Any], concurrency:
     await asyncio.gather(*(one(i) for i in items))
 
 
-async def _bootstrap(
-    world_dir: Path, info: NetworkInfo, progress: Progress, connections: int, concurrency: int
-) -> tuple[BootstrapStats, dict[str, str]]:
+@dataclass
+class _World:
+    """What the bootstrap reads from a world: its facilities, every registration and the consent papers."""
+
+    json: dict[str, Any]
+    facilities: dict[str, dict[str, Any]]
+    namespaces: dict[str, str]
+    disclosing: list[str]
+    regs: list[_Registration]
+    forms: dict[
+        int, tuple[Any, ...]
+    ]  # patient index → (form_id, patient, pattern, signed_on, taken_at, emergency)
+    form_facilities: dict[str, list[str]]
+    additions: list[tuple[Any, ...]]
+    withdrawals: list[tuple[Any, ...]]
+    by_patient: dict[int, list[_Registration]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        grouped: dict[int, list[_Registration]] = defaultdict(list)
+        for reg in self.regs:
+            grouped[reg.patient_index].append(reg)
+        self.by_patient = dict(grouped)
+
+
+def _read_world(world_dir: Path) -> _World:
     world = json.loads((world_dir / "world.json").read_text(encoding="utf-8"))
     facilities = {str(f["code"]): f for f in world["facilities"]}
-    namespaces = {code: f["assigning_authority"]["namespace"] for code, f in facilities.items()}
-    disclosing = [code for code, f in facilities.items() if f.get("network_role") == "disclosing"]
     db = sqlite3.connect(f"file:{world_dir / 'world.sqlite'}?mode=ro", uri=True)
     try:
-        regs = _registrations(db)
         forms = {
             r[1]: r
             for r in db.execute(
@@ -245,119 +290,151 @@ async def _bootstrap(
             "SELECT form_id, facility_code FROM consent_facilities ORDER BY form_id, facility_code"
         ):
             form_facilities[form_id].append(code)
-        additions = db.execute(
-            "SELECT form_id, patient_index, base_form_id, facility_code, signed_on, taken_at"
-            " FROM consent_additions"
-        ).fetchall()
-        withdrawals = db.execute(
-            "SELECT form_id, patient_index, base_form_id, withdrawn_on, taken_at FROM consent_withdrawals"
-        ).fetchall()
+        return _World(
+            json=world,
+            facilities=facilities,
+            namespaces={code: f["assigning_authority"]["namespace"] for code, f in facilities.items()},
+            disclosing=[code for code, f in facilities.items() if f.get("network_role") == "disclosing"],
+            regs=_registrations(db),
+            forms=forms,
+            form_facilities=form_facilities,
+            additions=db.execute(
+                "SELECT form_id, patient_index, base_form_id, facility_code, signed_on, taken_at"
+                " FROM consent_additions"
+            ).fetchall(),
+            withdrawals=db.execute(
+                "SELECT form_id, patient_index, base_form_id, withdrawn_on, taken_at FROM consent_withdrawals"
+            ).fetchall(),
+        )
     finally:
         db.close()
-    stats = BootstrapStats(patients=len({r.patient_index for r in regs}))
 
-    started = time.monotonic()
-    stats.feeds = await _feed(info, regs, namespaces, connections, progress)
-    stats.seconds["feed"] = round(time.monotonic() - started, 3)
 
-    by_patient: dict[int, list[_Registration]] = defaultdict(list)
-    for reg in regs:
-        by_patient[reg.patient_index].append(reg)
+async def _link(
+    w: _World, client: _Api, sessions: _Sessions, stats: BootstrapStats, progress: Progress, concurrency: int
+) -> dict[int, str]:
+    """Phase 2: each patient's local IDs linked to one regional ID; patient index → that regional ID."""
     regional: dict[int, str] = {}
+
+    def linker(patient: int) -> str:
+        form = w.forms.get(patient)
+        mine = [r.facility for r in w.by_patient[patient]]
+        if form is not None and form[4] in w.disclosing:
+            return str(form[4])
+        return next((c for c in mine if c in w.disclosing), w.disclosing[0])
+
+    async def link(patient: int) -> None:
+        headers = await sessions.headers(linker(patient))
+        first, *rest = w.by_patient[patient]
+        # One operation links all of the patient's IDs (患者登録し両院のID番号を紐付け).
+        body = {
+            "facility": first.facility,
+            "local_id": first.local_id,
+            "others": [{"facility": r.facility, "local_id": r.local_id} for r in rest],
+        }
+        status, answer = await client.post("/links", body, headers)
+        if status != 200:
+            raise BootstrapError(f"link {first.facility}/{first.local_id}: {status} {answer}")
+        stats.links += 1 + len(rest)
+        stats.links_new += bool(answer["created"]) + sum(bool(o["created"]) for o in answer["others"])
+        regional[patient] = answer["regional_id"]
+        if len(regional) % 100 == 0 or len(regional) == len(w.by_patient):
+            progress("link", len(regional), len(w.by_patient))
+
+    await _pooled(sorted(w.by_patient), link, concurrency)
+    return regional
+
+
+_Document = tuple[str, str, str, dict[str, Any]]
+"""(date, order within a day, facility that took the paper, request): one consent paper to register."""
+
+
+def _consent_documents(w: _World) -> dict[int, list[_Document]]:
+    """Each patient's consent papers (form, 連携先追加, 同意撤回) as requests to the hub."""
+    docs: dict[int, list[_Document]] = defaultdict(list)
+    for form_id, patient, pattern, signed_on, taken_at, emergency in w.forms.values():
+        body = {
+            "form_id": form_id,
+            "pattern": pattern,
+            "facilities": w.form_facilities.get(form_id, []),
+            "signed_on": signed_on,
+            "emergency_allowed": bool(emergency),
+        }
+        docs[patient].append((signed_on, "0", taken_at, {"path": "consents", "json": body}))
+    for form_id, patient, base, code, signed_on, taken_at in w.additions:
+        body = {"form_id": form_id, "base_form_id": base, "facility": code, "signed_on": signed_on}
+        docs[patient].append((signed_on, "1", taken_at, {"path": "consents/additions", "json": body}))
+    for form_id, patient, base, withdrawn_on, taken_at in w.withdrawals:
+        body = {"form_id": form_id, "base_form_id": base, "withdrawn_on": withdrawn_on}
+        docs[patient].append((withdrawn_on, "2", taken_at, {"path": "consents/withdrawals", "json": body}))
+    return docs
+
+
+async def _consent(
+    w: _World,
+    client: _Api,
+    sessions: _Sessions,
+    regional: dict[int, str],
+    stats: BootstrapStats,
+    progress: Progress,
+    concurrency: int,
+) -> None:
+    """Phase 3: each patient's consent documents in date order (patients in parallel: independent)."""
+    docs = _consent_documents(w)
+    total = sum(len(v) for v in docs.values())
+    done = 0
+
+    async def register(patient: int) -> None:
+        nonlocal done
+        rid = regional.get(patient)
+        if rid is None:
+            raise BootstrapError(f"patient {patient} has consent documents but no local ID")
+        attends = sorted(
+            {r.facility for r in w.by_patient[patient]}, key=lambda c: (c not in w.disclosing, c)
+        )
+        for _, _, taken_at, request in sorted(docs[patient], key=lambda d: (d[0], d[1])):
+            # The facility that took the paper registers it: the hub takes papers only from a facility
+            # linked to the patient, by a user of a kind that may administer consent. Where the paper's
+            # facility has no such user, another of the patient's facilities does, as its agent.
+            clerk = next(
+                (c for c in [taken_at, *attends] if c in attends and sessions.may_administer(c)),
+                taken_at,
+            )
+            headers = await sessions.headers(clerk)
+            status, answer = await client.post(f"/patients/{rid}/{request['path']}", request["json"], headers)
+            if status == 409 and answer["detail"]["reason"] == "duplicate-document":
+                stats.consent_already += 1
+            elif status != 201:
+                raise BootstrapError(f"consent {request['json']['form_id']} of {rid}: {status} {answer}")
+            stats.consent_documents += 1
+            done += 1
+            if done % 100 == 0 or done == total:
+                progress("consent", done, total)
+
+    await _pooled(sorted(docs), register, concurrency)
+
+
+async def _bootstrap(
+    world_dir: Path, info: NetworkInfo, progress: Progress, connections: int, concurrency: int
+) -> tuple[BootstrapStats, dict[str, str]]:
+    """The three phases in order, each timed; (stats, world patient ID → regional ID)."""
+    w = _read_world(world_dir)
+    stats = BootstrapStats(patients=len(w.by_patient))
+    started = time.monotonic()
+    stats.feeds = await _feed(info, w.regs, w.namespaces, connections, progress)
+    stats.seconds["feed"] = round(time.monotonic() - started, 3)
     client = _Api(info.base_url, concurrency)
     try:
-        sessions = _Sessions(client, facilities, Facilities.from_world(world))
-
-        def linker(patient: int) -> str:
-            form = forms.get(patient)
-            mine = [r.facility for r in by_patient[patient]]
-            if form is not None and form[4] in disclosing:
-                return str(form[4])
-            return next((c for c in mine if c in disclosing), disclosing[0])
-
-        linked = 0
-
-        async def link(patient: int) -> None:
-            nonlocal linked
-            headers = await sessions.headers(linker(patient))
-            first, *rest = by_patient[patient]
-            # One operation links all of the patient's IDs (患者登録し両院のID番号を紐付け).
-            body = {
-                "facility": first.facility,
-                "local_id": first.local_id,
-                "others": [{"facility": r.facility, "local_id": r.local_id} for r in rest],
-            }
-            status, answer = await client.post("/links", body, headers)
-            if status != 200:
-                raise BootstrapError(f"link {first.facility}/{first.local_id}: {status} {answer}")
-            stats.links += 1 + len(rest)
-            stats.links_new += bool(answer["created"]) + sum(bool(o["created"]) for o in answer["others"])
-            regional[patient] = answer["regional_id"]
-            linked += 1
-            if linked % 100 == 0 or linked == len(by_patient):
-                progress("link", linked, len(by_patient))
-
+        sessions = _Sessions(client, w.facilities, Facilities.from_world(w.json))
         started = time.monotonic()
-        await _pooled(sorted(by_patient), link, concurrency)
+        regional = await _link(w, client, sessions, stats, progress, concurrency)
         stats.seconds["link"] = round(time.monotonic() - started, 3)
-
-        # Consent documents, each patient's in date order (patients in parallel: they are independent).
-        docs: dict[int, list[tuple[str, str, str, dict[str, Any]]]] = defaultdict(list)
-        for form_id, patient, pattern, signed_on, taken_at, emergency in forms.values():
-            body = {
-                "form_id": form_id,
-                "pattern": pattern,
-                "facilities": form_facilities.get(form_id, []),
-                "signed_on": signed_on,
-                "emergency_allowed": bool(emergency),
-            }
-            docs[patient].append((signed_on, "0", taken_at, {"path": "consents", "json": body}))
-        for form_id, patient, base, code, signed_on, taken_at in additions:
-            body = {"form_id": form_id, "base_form_id": base, "facility": code, "signed_on": signed_on}
-            docs[patient].append((signed_on, "1", taken_at, {"path": "consents/additions", "json": body}))
-        for form_id, patient, base, withdrawn_on, taken_at in withdrawals:
-            body = {"form_id": form_id, "base_form_id": base, "withdrawn_on": withdrawn_on}
-            docs[patient].append(
-                (withdrawn_on, "2", taken_at, {"path": "consents/withdrawals", "json": body})
-            )
-        total = sum(len(v) for v in docs.values())
-        done = 0
-
-        async def register(patient: int) -> None:
-            nonlocal done
-            rid = regional.get(patient)
-            if rid is None:
-                raise BootstrapError(f"patient {patient} has consent documents but no local ID")
-            attends = sorted(
-                {r.facility for r in by_patient[patient]}, key=lambda c: (c not in disclosing, c)
-            )
-            for _, _, taken_at, request in sorted(docs[patient], key=lambda d: (d[0], d[1])):
-                # The facility that took the paper registers it: the hub takes papers only from a facility
-                # linked to the patient, by a user of a kind that may administer consent. Where the paper's
-                # facility has no such user, another of the patient's facilities does, as its agent.
-                clerk = next(
-                    (c for c in [taken_at, *attends] if c in attends and sessions.may_administer(c)),
-                    taken_at,
-                )
-                headers = await sessions.headers(clerk)
-                status, answer = await client.post(
-                    f"/patients/{rid}/{request['path']}", request["json"], headers
-                )
-                if status == 409 and answer["detail"]["reason"] == "duplicate-document":
-                    stats.consent_already += 1
-                elif status != 201:
-                    raise BootstrapError(f"consent {request['json']['form_id']} of {rid}: {status} {answer}")
-                stats.consent_documents += 1
-                done += 1
-                if done % 100 == 0 or done == total:
-                    progress("consent", done, total)
-
         started = time.monotonic()
-        await _pooled(sorted(docs), register, concurrency)
+        await _consent(w, client, sessions, regional, stats, progress, concurrency)
         stats.seconds["consent"] = round(time.monotonic() - started, 3)
     finally:
         await client.close()
-    patients = {r.patient_index: r.patient_id for r in regs}
+    patients = {r.patient_index: r.patient_id for r in w.regs}
     return stats, {patients[p]: rid for p, rid in sorted(regional.items())}
 
 

@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hl7wire import UTF8, BlockingClient, decode
 from simulator.hub.audit import AuditLog
-from simulator.hub.hl7v2 import UTF8, decode
-from simulator.hub.mllp import SyncMLLPClient
 
 from .hubrun import RunningHub, running_hub
 
@@ -61,7 +60,7 @@ def feed(hub: RunningHub, facility: dict[str, Any], local_id: str, control: str)
         "EVN|A04|20261101093000\r"
         f"PID|1||{local_id}^^^{ns}^PI||北陸^花子^^^^^L^I~ホクリク^ハナコ^^^^^L^P||19600101|F\r"
     )
-    with SyncMLLPClient(*hub.mllp, timeout=10, tls=hub.mllp_tls(facility["code"])) as client:
+    with BlockingClient(*hub.mllp, timeout=10, tls=hub.mllp_tls(facility["code"])) as client:
         reply, _ = decode(client.send(text.encode(UTF8)))
     assert reply.get("MSA", 1) == "AA", reply
 

@@ -22,9 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulator.hub.hl7v2 import UTF8, Message, decode
+from hl7wire import UTF8, BlockingClient, ConnectionClosedError, Message, decode
 from simulator.hub.index import Directory
-from simulator.hub.mllp import ConnectionClosedError, SyncMLLPClient
 from simulator.pki import ClientTls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +87,7 @@ def _port(address: str) -> int:
     return int(address.rpartition(":")[2])
 
 
-def exchange(client: SyncMLLPClient, text: str) -> Message:
+def exchange(client: BlockingClient, text: str) -> Message:
     reply, _ = decode(client.send(text.encode(UTF8)))
     assert reply.get("MSA", 2) == text.split("\r", 1)[0].split("|")[9]
     return reply
@@ -138,13 +137,13 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path:
         host, port = addresses["mllp"].rpartition(":")[0], _port(addresses["mllp"])
         assert host == "127.0.0.1"
         assert port > 0
-        with SyncMLLPClient(host, port, timeout=WAIT, tls=tls.context(sender)) as client:
+        with BlockingClient(host, port, timeout=WAIT, tls=tls.context(sender)) as client:
             ack = exchange(client, a04("F1", sender, "HUB0001"))
             assert ack.get("MSA", 1) == "AA", ack
             reply = exchange(client, pdq("Q1", sender))
             assert (reply.get("MSA", 1), reply.get("QAK", 2)) == ("AA", "OK"), reply
             assert [p.get(3, comp=1) for p in reply.segments("PID")] == ["HUB0001"]
-        with SyncMLLPClient(host, port, timeout=WAIT) as plain, pytest.raises(ConnectionClosedError):
+        with BlockingClient(host, port, timeout=WAIT) as plain, pytest.raises(ConnectionClosedError):
             exchange(plain, pdq("Q1", sender))  # plain MLLP to a TLS hub: the handshake fails, closed
         hub.proc.send_signal(signal.SIGTERM)
         assert hub.proc.wait(WAIT) == 0
@@ -154,7 +153,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path:
         addresses = hub.addresses()
         assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
         assert addresses["mllp-tls"] == "none (plain MLLP)"
-        with SyncMLLPClient("127.0.0.1", _port(addresses["mllp"]), timeout=WAIT) as client:
+        with BlockingClient("127.0.0.1", _port(addresses["mllp"]), timeout=WAIT) as client:
             reply = exchange(client, pdq("Q2", sender))
             assert (reply.get("MSA", 1), reply.get("QAK", 2)) == ("AA", "OK"), reply
             assert [p.get(3, comp=1) for p in reply.segments("PID")] == ["HUB0001"]

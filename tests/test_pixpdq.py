@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from hl7wire import ISO2022_JP, UTF8, BlockingClient, ConnectionClosedError, ErrorLocation, Message, decode
 from simulator.hub.audit import AuditBatcher, AuditLog, AuditRecord
-from simulator.hub.hl7v2 import ISO2022_JP, UTF8, ErrorLocation, Message, decode
 from simulator.hub.index import (
     REGIONAL_NAMESPACE,
     REGIONAL_OID,
@@ -37,7 +37,7 @@ from simulator.hub.index import (
     UnknownPatientError,
     normalize_kana,
 )
-from simulator.hub.mllp import ConnectionClosedError, MLLPServer, SyncMLLPClient
+from simulator.hub.mllp import MLLPServer
 from simulator.hub.pixpdq import PixPdqHandler
 from synthetic import load_profile, write_world
 from synthetic.clock import JST
@@ -129,7 +129,7 @@ def pdq(
     return text + (f"DSC|{dsc}|I\r" if dsc else "")
 
 
-def exchange(client: SyncMLLPClient, text: str, codec: str = UTF8) -> Message:
+def exchange(client: BlockingClient, text: str, codec: str = UTF8) -> Message:
     """Send one message; check the reply is correlated and in the request's charset."""
     reply, reply_codec = decode(client.send(text.encode(codec)))
     request_id = text.split("\r", 1)[0].split("|")[9]
@@ -171,12 +171,12 @@ def index(tmp_path: Path) -> Iterator[PatientIndex]:
 
 
 @pytest.fixture
-def hub(index: PatientIndex) -> Iterator[SyncMLLPClient]:
-    with serving(index) as server, SyncMLLPClient(server.host, server.port) as client:
+def hub(index: PatientIndex) -> Iterator[BlockingClient]:
+    with serving(index) as server, BlockingClient(server.host, server.port) as client:
         yield client
 
 
-def feed(client: SyncMLLPClient, event: str, control: str, pid3: str, **kw: Any) -> Message:
+def feed(client: BlockingClient, event: str, control: str, pid3: str, **kw: Any) -> Message:
     reply = exchange(client, adt(event, control, pid3, **kw), kw.get("codec", UTF8))
     assert reply.get("MSA", 1) == "AA", reply
     return reply
@@ -185,7 +185,7 @@ def feed(client: SyncMLLPClient, event: str, control: str, pid3: str, **kw: Any)
 # ------------------------------------------------------------------------------------------- ITI-8 / ITI-9
 
 
-def test_feed_then_pix_query_returns_all_linked_ids(hub: SyncMLLPClient, index: PatientIndex) -> None:
+def test_feed_then_pix_query_returns_all_linked_ids(hub: BlockingClient, index: PatientIndex) -> None:
     feed(hub, "A04", "F1", cx("00012345", A))
     ack = feed(hub, "A01", "F2", cx("B-77", B), sender=B, version="2.3.1")
     assert ack.get("MSH", 12) == "2.3.1"
@@ -208,7 +208,7 @@ def test_feed_then_pix_query_returns_all_linked_ids(hub: SyncMLLPClient, index: 
     assert len(by_regional.segments("PID")[0].repetitions(3)) == 2
 
 
-def test_pix_known_id_nothing_in_wanted_domain_is_aa_nf(hub: SyncMLLPClient, index: PatientIndex) -> None:
+def test_pix_known_id_nothing_in_wanted_domain_is_aa_nf(hub: BlockingClient, index: PatientIndex) -> None:
     feed(hub, "A04", "F1", cx("1", A))
     index.link(ns(A), "1")
     reply = exchange(hub, pix("Q1", cx("1", A), f"^^^{hd(B)}"))
@@ -226,7 +226,7 @@ def test_pix_known_id_nothing_in_wanted_domain_is_aa_nf(hub: SyncMLLPClient, ind
         (cx("1", A), "^^^X~^^^Y", "QPD^1^4^1~QPD^1^4^2"),  # every failing repetition, as ipf err-2
     ],
 )
-def test_pix_errors(hub: SyncMLLPClient, pid3: str, domains: str, location: str) -> None:
+def test_pix_errors(hub: BlockingClient, pid3: str, domains: str, location: str) -> None:
     feed(hub, "A04", "F1", cx("1", A))
     reply = exchange(hub, pix("Q1", pid3, domains))
     assert (reply.get("MSA", 1), reply.get("QAK", 1), reply.get("QAK", 2)) == ("AE", "TQ1", "AE")
@@ -245,7 +245,7 @@ def test_pix_errors(hub: SyncMLLPClient, pid3: str, domains: str, location: str)
     ],
 )
 def test_feed_outside_the_senders_domain_is_refused(
-    hub: SyncMLLPClient, index: PatientIndex, pid3: str, why: str
+    hub: BlockingClient, index: PatientIndex, pid3: str, why: str
 ) -> None:
     reply = exchange(hub, adt("A01", "F9", pid3))
     assert reply.get("MSA", 1) == "AE"
@@ -254,12 +254,12 @@ def test_feed_outside_the_senders_domain_is_refused(
     assert index.count() == 0
 
 
-def test_feed_without_authority_is_given_the_senders_domain(hub: SyncMLLPClient, index: PatientIndex) -> None:
+def test_feed_without_authority_is_given_the_senders_domain(hub: BlockingClient, index: PatientIndex) -> None:
     feed(hub, "A04", "F1", "777", version="2.3.1")
     assert index.get(ns(A), "777") is not None
 
 
-def test_unknown_sending_facility_is_rejected(hub: SyncMLLPClient, index: PatientIndex) -> None:
+def test_unknown_sending_facility_is_rejected(hub: BlockingClient, index: PatientIndex) -> None:
     reply = exchange(hub, adt("A01", "F1", cx("1", A), sender="NIST_SENDER^^"))
     assert reply.get("MSA", 1) == "AR"
     assert err(reply) == ("MSH^1^4", "103")
@@ -268,7 +268,7 @@ def test_unknown_sending_facility_is_rejected(hub: SyncMLLPClient, index: Patien
     feed(hub, "A04", "F2", cx("1", A), sender=ns(A))
 
 
-def test_update_replaces_demographics(hub: SyncMLLPClient) -> None:
+def test_update_replaces_demographics(hub: BlockingClient) -> None:
     feed(hub, "A04", "F1", cx("1", A))
     feed(hub, "A08", "F2", cx("1", A), names="佐藤^花子^^^^^L^I~サトウ^ハナコ^^^^^L^P", sex="F")
     assert exchange(hub, pdq("P1", "@PID.5.1.1^山田")).get("QAK", 2) == "NF"
@@ -277,7 +277,7 @@ def test_update_replaces_demographics(hub: SyncMLLPClient) -> None:
     assert found.get("PID", 5, comp=1) == "佐藤"
 
 
-def test_merge_moves_links_and_retires_the_merged_id(hub: SyncMLLPClient, index: PatientIndex) -> None:
+def test_merge_moves_links_and_retires_the_merged_id(hub: BlockingClient, index: PatientIndex) -> None:
     feed(hub, "A04", "F1", cx("OLD", A))
     feed(hub, "A04", "F2", cx("B1", B), sender=B)
     rid = index.link(ns(A), "OLD")
@@ -298,7 +298,7 @@ def test_merge_moves_links_and_retires_the_merged_id(hub: SyncMLLPClient, index:
 
 
 @pytest.mark.parametrize("codec", [ISO2022_JP, UTF8])
-def test_japanese_names_in_both_charsets(hub: SyncMLLPClient, codec: str) -> None:
+def test_japanese_names_in_both_charsets(hub: BlockingClient, codec: str) -> None:
     # 五 ^, 京 ~, 嵐 and 子 include delimiter bytes in JIS: only decoding before splitting keeps them whole.
     names = "五十嵐^京子^^^^^L^I~イガラシ^キョウコ^^^^^L^P"
     feed(hub, "A04", "F1", cx("1", A), names=names, sex="F", codec=codec)
@@ -310,21 +310,21 @@ def test_japanese_names_in_both_charsets(hub: SyncMLLPClient, codec: str) -> Non
     assert reply.segments("QPD")[0].field(3) == "@PID.5.1.1^五十嵐~@PID.5.2^京子"
 
 
-def test_half_width_kana_fed_in_utf8_reaches_a_jis_viewer(hub: SyncMLLPClient) -> None:
+def test_half_width_kana_fed_in_utf8_reaches_a_jis_viewer(hub: BlockingClient) -> None:
     feed(hub, "A04", "F1", cx("1", A), names="ﾔﾏﾀﾞ^ﾀﾛｳ^^^^^L^P")
     reply = exchange(hub, pdq("P1", "@PID.5.1.1^ヤマダ", codec=ISO2022_JP), ISO2022_JP)
     assert reply.segments("PID")[0].field(5) == "ヤマダ^タロウ^^^^^L^P"
 
 
 @pytest.mark.parametrize("family", ["やまだ", "ﾔﾏﾀﾞ", "ヤマダ", "山田", "ヤマ*", "やま*"])
-def test_pdq_kana_normalisation(hub: SyncMLLPClient, family: str) -> None:
+def test_pdq_kana_normalisation(hub: BlockingClient, family: str) -> None:
     feed(hub, "A04", "F1", cx("1", A))
     reply = exchange(hub, pdq("P1", f"@PID.5.1.1^{family}~@PID.5.2^たろう"))
     assert reply.get("QAK", 2) == "OK", reply
     assert reply.get("PID", 3, comp=1) == "1"
 
 
-def test_pdq_criteria_no_match_and_domains(hub: SyncMLLPClient, index: PatientIndex) -> None:
+def test_pdq_criteria_no_match_and_domains(hub: BlockingClient, index: PatientIndex) -> None:
     feed(hub, "A04", "F1", cx("1", A))
     feed(hub, "A04", "F2", cx("B1", B), sender=B, postcode="9218000")
     index.link(ns(B), "B1", index.link(ns(A), "1"))
@@ -343,7 +343,7 @@ def test_pdq_criteria_no_match_and_domains(hub: SyncMLLPClient, index: PatientIn
     assert (bad.get("MSA", 1), bad.get("QAK", 2), err(bad)) == ("AE", "AE", ("QPD^1^8^1", "204"))
 
 
-def test_pdq_continuation_and_cancel(hub: SyncMLLPClient) -> None:
+def test_pdq_continuation_and_cancel(hub: BlockingClient) -> None:
     for n in range(5):
         feed(hub, "A04", f"F{n}", cx(f"{n:03d}", A))
     first = exchange(hub, pdq("P1", "@PID.5.1.1^山田", tag="TAG", quantity="2^RD"))
@@ -364,7 +364,7 @@ def test_pdq_continuation_and_cancel(hub: SyncMLLPClient) -> None:
     assert err(stale) == ("DSC^1^1", "204")
 
 
-def test_a_continuation_is_the_asking_facilitys_own(hub: SyncMLLPClient) -> None:
+def test_a_continuation_is_the_asking_facilitys_own(hub: BlockingClient) -> None:
     """Pointers are sequential and query tags often predictable: another facility presenting both gets an
     unknown pointer (and cannot cancel the query), and the pointer still works for the one who asked."""
     for n in range(4):
@@ -386,7 +386,7 @@ def test_a_continuation_is_the_asking_facilitys_own(hub: SyncMLLPClient) -> None
 
 
 def test_server_survives_malformed_messages(index: PatientIndex) -> None:
-    with serving(index) as server, SyncMLLPClient(server.host, server.port) as client:
+    with serving(index) as server, BlockingClient(server.host, server.port) as client:
         broken = exchange(client, msh(A, "ADT^A01", "M1").replace("|2.5|", "||") + "PID|1\r")
         assert broken.get("MSA", 1) == "AR"
         no_qpd = exchange(client, msh(C, "QBP^Q23^QBP_Q21", "M2") + "RCP|I\r")
@@ -398,7 +398,7 @@ def test_server_survives_malformed_messages(index: PatientIndex) -> None:
         feed(client, "A04", "M4", cx("2", A))
         with pytest.raises(ConnectionClosedError):  # no MSH at all: nothing to correlate, so it hangs up
             client.send(b"PID|1||x\r")
-        with SyncMLLPClient(server.host, server.port) as again:
+        with BlockingClient(server.host, server.port) as again:
             feed(again, "A04", "M5", cx("3", A))
     assert index.count() == 2
 
@@ -452,7 +452,7 @@ def test_directory_from_the_mini_world(world_json: dict[str, Any], tmp_path: Pat
         assert idx.identifiers(first, "00000001") == [(first, "00000001")]
 
 
-def test_v231_feed_error_carries_err1(hub: SyncMLLPClient) -> None:
+def test_v231_feed_error_carries_err1(hub: BlockingClient) -> None:
     reply = exchange(hub, adt("A01", "F1", cx("1", B), version="2.3.1"))
     assert reply.get("MSH", 12) == "2.3.1"
     assert reply.get("MSA", 1) == "AE"
@@ -472,10 +472,10 @@ def audit_log(tmp_path: Path) -> Iterator[AuditLog]:
 
 
 @pytest.fixture
-def audited(index: PatientIndex, audit_log: AuditLog) -> Iterator[SyncMLLPClient]:
+def audited(index: PatientIndex, audit_log: AuditLog) -> Iterator[BlockingClient]:
     with (
         serving(index, AuditBatcher(audit_log)) as server,
-        SyncMLLPClient(server.host, server.port) as client,
+        BlockingClient(server.host, server.port) as client,
     ):
         yield client
 
@@ -497,7 +497,7 @@ def details(record: AuditRecord) -> dict[str, Any]:
 
 
 def test_audit_of_feeds_refusals_and_rejected_senders(
-    audited: SyncMLLPClient, index: PatientIndex, audit_log: AuditLog
+    audited: BlockingClient, index: PatientIndex, audit_log: AuditLog
 ) -> None:
     feed(audited, "A04", "F1", cx("1", A))
     rid = index.link(ns(A), "1")
@@ -523,7 +523,7 @@ def test_audit_of_feeds_refusals_and_rejected_senders(
     assert audit_log.access_report(rid) == []  # feeds are not reads of the patient's data
 
 
-def test_audit_of_pix_queries(audited: SyncMLLPClient, index: PatientIndex, audit_log: AuditLog) -> None:
+def test_audit_of_pix_queries(audited: BlockingClient, index: PatientIndex, audit_log: AuditLog) -> None:
     feed(audited, "A04", "F1", cx("00012345", A))
     feed(audited, "A04", "F2", cx("B-77", B), sender=B)
     rid = index.link(ns(A), "00012345")
@@ -551,7 +551,7 @@ def test_audit_of_pix_queries(audited: SyncMLLPClient, index: PatientIndex, audi
 
 
 def test_audit_of_pdq_lists_the_query_under_every_person_returned(
-    audited: SyncMLLPClient, index: PatientIndex, audit_log: AuditLog
+    audited: BlockingClient, index: PatientIndex, audit_log: AuditLog
 ) -> None:
     feed(audited, "A04", "F1", cx("1", A))
     feed(audited, "A04", "F2", cx("B1", B), sender=B)
@@ -627,7 +627,7 @@ def test_reply_waits_for_its_audit_commit(
     monkeypatch.setattr(audit_log, "_finish", slow_finish)
     with (
         serving(index, AuditBatcher(audit_log)) as server,
-        SyncMLLPClient(server.host, server.port) as client,
+        BlockingClient(server.host, server.port) as client,
     ):
         started = time.monotonic()
         feed(client, "A04", "F1", cx("1", A))
@@ -644,7 +644,7 @@ def test_a_failed_audit_is_never_answered_aa(
         audit_log._lock.release()
         raise sqlite3.OperationalError("disk I/O error")
 
-    with serving(index, AuditBatcher(audit_log)) as server, SyncMLLPClient(server.host, server.port) as c:
+    with serving(index, AuditBatcher(audit_log)) as server, BlockingClient(server.host, server.port) as c:
         feed(c, "A04", "F1", cx("1", A))
         monkeypatch.setattr(audit_log, "_finish", failing_finish)
         reply = exchange(c, pix("Q1", cx("1", A)))
@@ -695,12 +695,12 @@ def test_acknowledged_feeds_survive_sigkill(tmp_path: Path) -> None:
     world, db = tmp_path / "world.json", tmp_path / "hub.sqlite"
     world.write_text(json.dumps(WORLD, ensure_ascii=False), encoding="utf-8")
     count = 60
-    with hub_process(world, db) as (proc, port), SyncMLLPClient("127.0.0.1", port) as client:
+    with hub_process(world, db) as (proc, port), BlockingClient("127.0.0.1", port) as client:
         for n in range(count):
             feed(client, "A04", f"D{n}", cx(f"{n:05d}", A), codec=ISO2022_JP)
         os.kill(proc.pid, signal.SIGKILL)  # right after the last ACK
         proc.wait(10)
-    with hub_process(world, db) as (_, port), SyncMLLPClient("127.0.0.1", port) as client:
+    with hub_process(world, db) as (_, port), BlockingClient("127.0.0.1", port) as client:
         reply = exchange(client, pdq("P1", "@PID.5.1.1^山田~@PID.5.2^太郎", quantity="100^RD"))
         assert reply.get("QAK", 4) == str(count)
         ids = {p.get(3, comp=1) for p in reply.segments("PID")}

@@ -42,8 +42,7 @@ from harness.scenarios.errors import TargetError
 from harness.scenarios.hl7build import Header, Person, feed_message, pdq_message, pix_message
 from harness.scenarios.runner import RunOptions, execute, selected
 from harness.targets import ReferenceOptions, Target, load_target, reference_target
-from simulator.hub.hl7v2 import ISO2022_JP, UTF8, HL7Error, decode, encode
-from simulator.hub.mllp import END_BLOCK, frame
+from hl7wire import END_BLOCK, ISO2022_JP, UTF8, HL7Error, decode, encode, frame
 from simulator.pki import ClientTls, Pki, facility_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,9 +36,9 @@ from cryptography.x509.oid import NameOID
 from harness.report.html import html_report
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.targets import Target
+from hl7wire import BlockingClient, ConnectionClosedError, Message, MLLPClient, decode
 from simulator.hub import pixpdq
-from simulator.hub.hl7v2 import Message, decode
-from simulator.hub.mllp import PEER, ConnectionClosedError, HL7Handler, MLLPClient, MLLPServer, SyncMLLPClient
+from simulator.hub.mllp import PEER, HL7Handler, MLLPServer
 from simulator.pki import ClientTls, Pki, ensure_pki
 
 from .hubrun import RunningHub, running_hub
@@ -241,7 +241,7 @@ def test_refusals_are_audited_with_their_reason(
     reference, _ = hubs
     a, c = (f.code for f in world.facilities[:2])
     query = _msh(a, "QBP^Q23^QBP_Q21", "SECAUD1") + f"QPD|IHE PIX Query|SA1|X1^^^JP{a}\rRCP|I\r"
-    with SyncMLLPClient(*reference.mllp, timeout=10, tls=reference.mllp_tls(c)) as client:
+    with BlockingClient(*reference.mllp, timeout=10, tls=reference.mllp_tls(c)) as client:
         reply = client.send(query.encode())
     assert b"MSA|AR|SECAUD1" in reply, reply
     assert b"|103^" in reply, reply
@@ -250,10 +250,10 @@ def test_refusals_are_audited_with_their_reason(
     for tls in (reference.mllp_tls(None), ClientTls(reference.tls.ca_file, stranger.facilities).context(a)):
         with (
             pytest.raises((ConnectionClosedError, ssl.SSLError, ConnectionResetError)),
-            SyncMLLPClient(*reference.mllp, timeout=10, tls=tls) as client,
+            BlockingClient(*reference.mllp, timeout=10, tls=tls) as client,
         ):
             client.send(query.encode())
-    with SyncMLLPClient(*reference.mllp, timeout=10) as plain, pytest.raises(ConnectionClosedError):
+    with BlockingClient(*reference.mllp, timeout=10) as plain, pytest.raises(ConnectionClosedError):
         plain.send(query.encode())
     headers = {"Authorization": f"Bearer {reference.admin_token}"}
     with httpx.Client(base_url=reference.base_url, headers=headers, timeout=10) as api:

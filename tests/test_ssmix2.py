@@ -18,9 +18,10 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message, parse_segment
 
+from hl7wire import unescape
 from synthetic.ssmix2.layout import DATA_TYPES, FileName, order_number
 from synthetic.ssmix2.reader import SYMLINK, Message, StorageReader
-from synthetic.ssmix2.text import esc, to_jis, unescape
+from synthetic.ssmix2.text import esc, to_jis
 from tests import ssmix2_cases as cases
 
 GOLDEN = Path(__file__).parent / "golden" / "ssmix2"

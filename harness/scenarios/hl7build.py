@@ -1,9 +1,10 @@
 """HL7 v2 requests the MLLP steps send: ITI-8 ADT feeds, ITI-9 QBP^Q23, ITI-21 QBP^Q22 and QCN^J01.
 
-Built as ER7 text and encoded only at the end (the charset is the step's; ISO-2022-JP bytes are never
-assembled by hand). Data values are escaped; the step's ``set``/``append``/``drop`` edits are raw ER7 applied
-last, which is how scenarios make malformed or unusual variants. Names follow JAHIS: PID-5 kanji with
-representation ``I`` and kana with ``P``; an ASCII message carries the romaji name (``A``) instead.
+Built with :class:`hl7wire.Message` (the one builder) as ER7 text and encoded only at the end (the charset
+is the step's; ISO-2022-JP bytes are never assembled by hand). Data values are escaped; the step's
+``set``/``append``/``drop`` edits are raw ER7 applied last, which is how scenarios make malformed or unusual
+variants. Names follow JAHIS: PID-5 kanji with representation ``I`` and kana with ``P``; an ASCII message
+carries the romaji name (``A``) instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from simulator.hub.hl7v2 import ASCII, ISO2022_JP, UTF8, escape
+from hl7wire import ASCII, ISO2022_JP, MSH18, UTF8, Field, Message, Raw, Repeated, escape
 
 __all__ = [
     "CHARSETS",
@@ -26,9 +27,9 @@ __all__ = [
 ]
 
 CHARSETS: Final[Mapping[str, tuple[str, str]]] = {
-    "utf-8": (UTF8, "UNICODE UTF-8"),
-    "iso-2022-jp": (ISO2022_JP, "~ISO IR87"),
-    "ascii": (ASCII, ""),
+    "utf-8": (UTF8, MSH18[UTF8]),
+    "iso-2022-jp": (ISO2022_JP, MSH18[ISO2022_JP]),
+    "ascii": (ASCII, MSH18[ASCII]),
 }
 """Step charset → (Python codec, MSH-18), as hub-protocols.md §0 says Japanese senders declare them."""
 
@@ -73,64 +74,57 @@ class Person:
     phone: str
 
 
-def _msh(h: Header, message_type: str) -> str:
-    msh18 = CHARSETS[h.charset][1]
-    fields = [
+def _message(h: Header, message_type: Sequence[str]) -> Message:
+    """A message holding the MSH every request carries (MSH-18 as the step's charset declares it)."""
+    msg = Message()
+    msg.add(
         "MSH",
-        "^~\\&",
-        h.sending_application,
-        h.sender,
-        h.receiving_application,
-        h.receiving_facility,
-        h.timestamp,
-        "",
-        message_type,
-        h.control_id,
-        "P",
-        h.version,
-        "",
-        "",
-        "",
-        "",
-        "",
-        msh18,
-    ]
-    while fields and not fields[-1]:
-        fields.pop()
-    return "|".join(fields) + "\r"
+        {
+            3: h.sending_application,
+            4: h.sender,
+            5: h.receiving_application,
+            6: h.receiving_facility,
+            7: h.timestamp,
+            9: message_type,
+            10: h.control_id,
+            11: "P",
+            12: h.version,
+            18: Raw(CHARSETS[h.charset][1]),
+        },
+    )
+    return msg
 
 
-def _names(p: Person, charset: str) -> str:
+def _names(p: Person, charset: str) -> Field:
     if charset == "ascii":
-        return f"{escape(p.family_romaji.upper())}^{escape(p.given_romaji.upper())}^^^^^L^A"
-    kanji = f"{escape(p.family_name)}^{escape(p.given_name)}^^^^^L^I"
-    kana = f"{escape(p.family_kana)}^{escape(p.given_kana)}^^^^^L^P"
-    return f"{kanji}~{kana}"
+        return [p.family_romaji.upper(), p.given_romaji.upper(), "", "", "", "", "L", "A"]
+    kanji = [p.family_name, p.given_name, "", "", "", "", "L", "I"]
+    kana = [p.family_kana, p.given_kana, "", "", "", "", "L", "P"]
+    return Repeated(kanji, kana)
 
 
 def feed_message(h: Header, event: str, pid3: str, person: Person, *, merge_from: str | None = None) -> str:
     """ADT^<event> (A01, A04, A05, A08, A40 …): MSH, EVN, PID, [MRG], [PV1]; ``pid3`` and ``merge_from`` are
     raw CX values."""
-    structure = _STRUCTURES.get(event, f"ADT_{event}")
-    text = _msh(h, f"ADT^{event}^{structure}")
-    text += f"EVN|{event}|{h.timestamp}\r"
-    address = "" if h.charset == "ascii" else escape(person.address)
-    xad = f"{address}^^^^{escape(person.postcode)}^JPN^H" if address or person.postcode else ""
-    pid = ["PID", "1", "", pid3, "", _names(person, h.charset), "", person.birth_date, person.sex]
-    pid += ["", "", xad, "", escape(person.phone)]
-    text += "|".join(pid).rstrip("|") + "\r"
+    msg = _message(h, ["ADT", event, _STRUCTURES.get(event, f"ADT_{event}")])
+    msg.add("EVN", [event, h.timestamp])
+    address = "" if h.charset == "ascii" else person.address
+    xad = [address, "", "", "", person.postcode, "JPN", "H"] if address or person.postcode else None
+    pid: dict[int, Field] = {1: "1", 3: Raw(pid3), 5: _names(person, h.charset), 7: person.birth_date}
+    msg.add("PID", {**pid, 8: person.sex, 11: xad, 13: person.phone})
     if merge_from is not None:
-        text += f"MRG|{merge_from}\r"
+        msg.add("MRG", [Raw(merge_from)])
     if event in _PATIENT_CLASS:
-        text += f"PV1|1|{_PATIENT_CLASS[event]}\r"
-    return text
+        msg.add("PV1", ["1", _PATIENT_CLASS[event]])
+    return msg.to_er7()
 
 
 def pix_message(h: Header, tag: str, qpd3: str, domains: Sequence[str]) -> str:
     """QBP^Q23^QBP_Q21: QPD-1 ``IHE PIX Query``, QPD-3 the person identifier, QPD-4 what domains returned."""
-    text = _msh(h, "QBP^Q23^QBP_Q21")
-    text += "|".join(["QPD", "IHE PIX Query", tag, qpd3, "~".join(domains)]).rstrip("|") + "\r"
-    return text + "RCP|I\r"
+    msg = _message(h, ["QBP", "Q23", "QBP_Q21"])
+    msg.add("QPD", ["IHE PIX Query", tag, Raw(qpd3), Raw("~".join(domains))])
+    msg.add("RCP", ["I"])
+    return msg.to_er7()
 
 
 def pdq_message(
@@ -143,21 +137,23 @@ def pdq_message(
     pointer: str | None = None,
 ) -> str:
     """QBP^Q22^QBP_Q21: QPD-3 ``@PID.x^value`` repetitions, QPD-8 domains, RCP-2 ``n^RD``, [DSC pointer]."""
-    text = _msh(h, "QBP^Q22^QBP_Q21")
+    msg = _message(h, ["QBP", "Q22", "QBP_Q21"])
+    # Each QIP keeps its value component even when empty (``@PID.5.1^``): what a sender asks is kept as asked.
     qip = "~".join(
         f"{name if name.startswith('@') else '@' + name}^{escape(value)}" for name, value in fields.items()
     )
-    qpd = ["QPD", "IHE PDQ Query", tag, qip, "", "", "", "", "~".join(domains)]
-    text += "|".join(qpd).rstrip("|") + "\r"
-    text += f"RCP|I|{quantity}^RD\r" if quantity else "RCP|I\r"
+    msg.add("QPD", {1: "IHE PDQ Query", 2: tag, 3: Raw(qip), 8: Raw("~".join(domains))})
+    msg.add("RCP", ["I", [str(quantity), "RD"] if quantity else None])
     if pointer:
-        text += f"DSC|{pointer}|I\r"
-    return text
+        msg.add("DSC", [pointer, "I"])
+    return msg.to_er7()
 
 
 def cancel_message(h: Header, tag: str) -> str:
     """QCN^J01^QCN_J01 cancelling the continuation of query ``tag``."""
-    return _msh(h, "QCN^J01^QCN_J01") + f"QID|{tag}|IHE PDQ Query\r"
+    msg = _message(h, ["QCN", "J01", "QCN_J01"])
+    msg.add("QID", [tag, "IHE PDQ Query"])
+    return msg.to_er7()
 
 
 def apply_edits(

@@ -14,14 +14,22 @@ is closed and no reply came, with the TLS error in the exchange's note.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from dataclasses import replace
 from typing import Final
 
-from simulator.hub.hl7v2 import HL7Error, decode, encode, parse_header
-from simulator.hub.mllp import END_BLOCK, START_BLOCK, frame
+from hl7wire import (
+    BlockingClient,
+    ConnectionClosedError,
+    FramingError,
+    HandshakeError,
+    HL7Error,
+    decode,
+    encode,
+    frame,
+    parse_header,
+)
 from simulator.pki import PkiError
 
 from .actions import Feed, MllpRaw, PdqCancel, PdqQuery, PixQuery, _Hl7Edits
@@ -48,101 +56,75 @@ Outcome = tuple[MllpObservation, list[Exchange]]
 
 
 class MllpConnection:
-    """A blocking MLLP connection that can also send raw bytes and tell a close from a silence."""
+    """A scenario's named MLLP connection over :class:`hl7wire.BlockingClient`, opened on first use (and
+    again after the peer closed it). It sends bytes exactly as a step gives them and tells a close from a
+    silence: a harness observes what a hub does, so a missing reply or a refused handshake is not an error
+    here but an observation (a reply without its start byte is kept as the reply, for the same reason)."""
 
     def __init__(self, address: tuple[str, int], timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self.address = address
         self.timeout = timeout
         self.tls = tls
         self.refusal = ""  # the TLS error of the last refused handshake, until read() reports it
-        self._sock: socket.socket | None = None
-        self._buffer = bytearray()
+        self._client: BlockingClient | None = None
 
-    def _connect(self) -> socket.socket | None:
-        """The open socket; None when the TLS handshake was refused (``refusal`` says how)."""
-        if self._sock is None:
+    def _connect(self) -> BlockingClient | None:
+        """The open client; None when the TLS handshake was refused (``refusal`` says how)."""
+        if self._client is None:
             host, port = self.address
             try:
-                sock = socket.create_connection(self.address, timeout=self.timeout)
+                self._client = BlockingClient(
+                    host, port, timeout=self.timeout, max_message_bytes=_MAX_REPLY, tls=self.tls
+                )
+            except HandshakeError as exc:
+                self.refusal = f"TLS handshake refused: {exc.__cause__}"
+                return None
             except OSError as exc:
                 raise StepError(f"cannot connect to MLLP {host}:{port}: {exc}") from exc
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls is not None:
-                try:
-                    sock = self.tls.wrap_socket(sock, server_hostname=host)
-                except (ssl.SSLError, OSError) as exc:
-                    sock.close()
-                    self.refusal = f"TLS handshake refused: {exc}"
-                    return None
-            self._sock = sock
-            self._buffer.clear()
-        return self._sock
+        return self._client
 
     def send(self, data: bytes, *, eof: bool = False) -> None:
-        sock = self._connect()
-        if sock is None:
+        client = self._connect()
+        if client is None:
             return  # refused: read() observes the close
         try:
-            sock.sendall(data)
+            client.write_raw(data)
             if eof:
-                sock.shutdown(socket.SHUT_WR)
-        except ssl.SSLError as exc:  # TLS 1.3: a refused certificate shows after the client's handshake
+                client.shutdown_write()
+        except (ConnectionClosedError, OSError) as exc:
             self.close()
-            self.refusal = f"TLS refused: {exc}"
-        except OSError as exc:
-            self.close()
-            raise StepError(f"sending to MLLP {self.address[0]}:{self.address[1]} failed: {exc}") from exc
+            cause = exc.__cause__ if isinstance(exc, ConnectionClosedError) else exc
+            if isinstance(cause, ssl.SSLError):  # TLS 1.3: a refused certificate shows after the handshake
+                self.refusal = f"TLS refused: {cause}"
+                return
+            raise StepError(f"sending to MLLP {self.address[0]}:{self.address[1]} failed: {cause}") from exc
 
     def read(self, timeout: float) -> tuple[bytes | None, bool]:
         """(the next block's payload or None, whether the peer closed the connection)."""
-        if self.refusal and self._sock is None:
+        if self.refusal and self._client is None:
             return None, True
-        sock = self._connect()
-        if sock is None:
+        client = self._connect()
+        if client is None:
             return None, True
-        deadline = time.monotonic() + timeout
-        while True:
-            end = self._buffer.find(END_BLOCK)
-            if end >= 0:
-                block = bytes(self._buffer[:end])
-                del self._buffer[: end + len(END_BLOCK)]
-                return (block[1:] if block.startswith(START_BLOCK) else block), False
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or len(self._buffer) > _MAX_REPLY:
-                return None, False
-            sock.settimeout(remaining)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                return None, False
-            except OSError as exc:  # a reset, or the TLS alert of a refused certificate (TLS 1.3)
-                if isinstance(exc, ssl.SSLError):
-                    self.refusal = f"TLS refused: {exc}"
-                chunk = b""
-            if not chunk:
-                self.close()
-                return None, True
-            self._buffer += chunk
+        try:
+            return client.read(timeout), False
+        except TimeoutError:
+            return None, False
+        except FramingError as exc:  # no start byte: still what the hub answered; oversize: no reply
+            return exc.block, False
+        except ConnectionClosedError as exc:  # a close, a reset, or the TLS alert of a refused certificate
+            if isinstance(exc.__cause__, ssl.SSLError):
+                self.refusal = f"TLS refused: {exc.__cause__}"
+            self.close()
+            return None, True
 
     def peer_closed(self) -> bool:
         """Has the peer closed (EOF waiting) — checked without blocking, after a reply was read."""
-        if self._sock is None:
+        if self._client is None:
             return True
-        self._sock.setblocking(False)  # with a timeout set, Python would wait for readability first
-        try:
-            data = self._sock.recv(65536)  # kept in the buffer (TLS sockets cannot MSG_PEEK)
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return False
-        except OSError:
+        if self._client.peer_closed():
             self.close()
             return True
-        finally:
-            if self._sock is not None:
-                self._sock.settimeout(self.timeout)
-        if not data:
-            self.close()
-            return True
-        self._buffer += data
         return False
 
     def take_refusal(self) -> str:
@@ -151,11 +133,11 @@ class MllpConnection:
         return refusal
 
     def close(self) -> None:
-        if self._sock is not None:
+        if self._client is not None:
             try:
-                self._sock.close()
+                self._client.close()
             finally:
-                self._sock = None
+                self._client = None
 
 
 def _connection(ctx: Context, name: str, cert: str) -> MllpConnection:

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from simulator.hub.hl7v2 import Message, Segment
+from hl7wire import Message, Segment
 
 __all__ = [
     "HL7_ONLY",

@@ -1,4 +1,6 @@
-"""MLLP (0x0B payload 0x1C 0x0D) over asyncio: the hub's server, an asyncio client and a blocking client.
+"""The hub's MLLP server (asyncio) and the adapter from raw blocks to HL7 applications.
+
+Framing, the message model and the clients are :mod:`hl7wire`'s; this module is what makes them a server.
 
 The server owns framing and robustness: persistent connections, one reply per message in order, concurrent
 connections, and bad input that only ever closes the offending connection. What a message means is the
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import suppress
@@ -19,13 +20,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
-from simulator.pki import facility_of
-from synthetic.clock import jst_now
-
-from .hl7v2 import (
+from hl7wire import (
     ASCII,
+    END_BLOCK,
+    START_BLOCK,
     CharsetError,
     ControlIds,
     ErrorCode,
@@ -38,30 +38,22 @@ from .hl7v2 import (
     charset_of,
     decode,
     encode,
+    frame,
     parse_header,
 )
+from simulator.pki import facility_of
+from synthetic.clock import jst_now
 
 __all__ = [
-    "END_BLOCK",
     "PEER",
-    "START_BLOCK",
-    "ConnectionClosedError",
     "EchoHandler",
-    "FramingError",
     "HL7Handler",
     "Handler",
-    "MLLPClient",
-    "MLLPError",
     "MLLPServer",
     "Peer",
     "ServerStats",
-    "SyncMLLPClient",
-    "frame",
     "serve_echo",
 ]
-
-START_BLOCK: Final = b"\x0b"
-END_BLOCK: Final = b"\x1c\x0d"
 
 Handler = Callable[[bytes], Awaitable[bytes | None]]
 """The server's handler: raw payload in, encoded reply payload out (None: no reply)."""
@@ -88,23 +80,6 @@ PEER: ContextVar[Peer | None] = ContextVar("mllp_peer", default=None)
 (``bytes -> bytes``, unaware of sockets) learns the authenticated sender without a wider signature."""
 RefusedHook = Callable[[str], Coroutine[Any, Any, None]]
 """``refused(reason)``: called when a TLS handshake fails (no certificate, an untrusted one, plain bytes)."""
-
-
-class MLLPError(HL7Error):
-    """A transport-level failure seen by a client."""
-
-
-class FramingError(MLLPError):
-    """The peer sent bytes that are not an MLLP block."""
-
-
-class ConnectionClosedError(MLLPError):
-    """The peer closed the connection before a whole reply arrived."""
-
-
-def frame(payload: bytes) -> bytes:
-    """Wrap a payload in MLLP start/end bytes."""
-    return START_BLOCK + payload + END_BLOCK
 
 
 @dataclass
@@ -389,7 +364,7 @@ class MLLPServer:
             if not keep_open:
                 return
             if reply is not None:
-                writer.write(START_BLOCK + reply + END_BLOCK)
+                writer.write(frame(reply))
                 conn.wait("drain", loop.time() + self.idle_timeout)
                 await writer.drain()
                 conn.wait("", math.inf)
@@ -498,152 +473,3 @@ async def serve_echo(host: str = "127.0.0.1", port: int = 0, **server_options: A
     server = MLLPServer(EchoHandler(), host, port, **server_options)
     await server.start()
     return server
-
-
-# ------------------------------------------------------------------------------------------- clients
-
-
-class MLLPClient:
-    """asyncio client on one persistent connection: ``async with MLLPClient(h, p) as c: await c.send(raw)``.
-
-    :meth:`send` is one request/reply and is safe to call from several tasks (they queue). :meth:`write` and
-    :meth:`read` are there to pipeline. Timeouts raise :class:`TimeoutError`. ``tls``: MLLP over TLS with
-    that client context (a facility's certificate, :class:`simulator.pki.ClientTls`); None is plain MLLP.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        timeout: float | None = 30.0,
-        max_message_bytes: int = 16 * 1_048_576,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.host = host
-        self.tls = tls
-        self.port = port
-        self.timeout = timeout
-        self.max_message_bytes = max_message_bytes
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._lock = asyncio.Lock()
-
-    async def connect(self) -> None:
-        async with asyncio.timeout(self.timeout):
-            self._reader, self._writer = await asyncio.open_connection(
-                self.host,
-                self.port,
-                limit=self.max_message_bytes,
-                ssl=self.tls,
-                server_hostname=self.host if self.tls is not None else None,
-            )
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with suppress(Exception):
-                await self._writer.wait_closed()
-            self._reader = self._writer = None
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def send(self, payload: bytes) -> bytes:
-        """Send one message and return its reply payload (without framing)."""
-        async with self._lock:
-            await self.write(payload)
-            return await self.read()
-
-    async def write(self, payload: bytes) -> None:
-        if self._writer is None:
-            raise MLLPError("not connected")
-        self._writer.write(START_BLOCK + payload + END_BLOCK)
-        async with asyncio.timeout(self.timeout):
-            await self._writer.drain()
-
-    async def read(self) -> bytes:
-        """The next reply payload. Raises :class:`ConnectionClosedError` or :class:`FramingError`."""
-        if self._reader is None:
-            raise MLLPError("not connected")
-        try:
-            async with asyncio.timeout(self.timeout):
-                block = await self._reader.readuntil(END_BLOCK)
-        except asyncio.IncompleteReadError as exc:
-            raise ConnectionClosedError(
-                f"connection closed after {len(exc.partial)} bytes of a reply"
-            ) from exc
-        except asyncio.LimitOverrunError as exc:
-            raise FramingError(f"reply larger than {self.max_message_bytes} bytes") from exc
-        if not block.startswith(START_BLOCK):
-            raise FramingError(f"reply does not start with 0x0B: {block[:20]!r}")
-        return block[1 : -len(END_BLOCK)]
-
-
-class SyncMLLPClient:
-    """Blocking socket client (tests, Locust users): reads until 0x1C 0x0D however the reply is fragmented.
-
-    ``tls``: MLLP over TLS with that client context (the handshake happens here); None is plain MLLP.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        timeout: float | None = 10.0,
-        max_message_bytes: int = 16 * 1_048_576,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.max_message_bytes = max_message_bytes
-        sock = socket.create_connection((host, port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls is not None:
-            try:
-                sock = tls.wrap_socket(sock, server_hostname=host)
-            except BaseException:
-                sock.close()
-                raise
-        self._sock: socket.socket = sock
-        self._buffer = bytearray()
-
-    def send(self, payload: bytes) -> bytes:
-        self.write(payload)
-        return self.read()
-
-    def write(self, payload: bytes) -> None:
-        self._sock.sendall(START_BLOCK + payload + END_BLOCK)
-
-    def read(self) -> bytes:
-        """The next reply payload; raises ConnectionClosedError, FramingError or TimeoutError."""
-        while True:
-            end = self._buffer.find(END_BLOCK)
-            if end >= 0:
-                block = bytes(self._buffer[:end])
-                del self._buffer[: end + len(END_BLOCK)]
-                if not block.startswith(START_BLOCK):
-                    raise FramingError(f"reply does not start with 0x0B: {block[:20]!r}")
-                return block[1:]
-            if len(self._buffer) > self.max_message_bytes:
-                raise FramingError(f"reply larger than {self.max_message_bytes} bytes")
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionClosedError(f"connection closed after {len(self._buffer)} bytes of a reply")
-            self._buffer += chunk
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -69,10 +69,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
-from synthetic.clock import jst_now
-
-from .audit import AuditBatcher, AuditEntry
-from .hl7v2 import (
+from hl7wire import (
     ControlIds,
     Delimiters,
     ErrorCode,
@@ -87,6 +84,9 @@ from .hl7v2 import (
     codec_for,
     escape,
 )
+from synthetic.clock import jst_now
+
+from .audit import AuditBatcher, AuditEntry
 from .index import (
     REGIONAL_NAMESPACE,
     Demographics,

@@ -7,7 +7,7 @@ storage for the gateways.
 
 from synthetic.ssmix2.layout import DATA_TYPES, EXTENDED, IMAGES, NO_ORDER, STORAGE, FileName
 from synthetic.ssmix2.reader import DocumentEntry, Entry, Message, Problem, StorageReader
-from synthetic.ssmix2.text import esc, to_jis, unescape
+from synthetic.ssmix2.text import esc, to_jis
 from synthetic.ssmix2.writer import Options, StorageWriter, WriteStats
 
 __all__ = [
@@ -27,5 +27,4 @@ __all__ = [
     "WriteStats",
     "esc",
     "to_jis",
-    "unescape",
 ]

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from hl7wire import components, segment
 from synthetic import tables
 from synthetic.model import Event, Facility, Patient, Staff
 from synthetic.ssmix2.layout import NO_DATE, NO_DEPARTMENT, NO_ORDER, order_number
-from synthetic.ssmix2.text import components, esc, segment
+from synthetic.ssmix2.text import esc
 
 PROFILE_ID = "SS-MIX2_1.20^SS-MIX2^1.2.392.200250.2.1.100.1.2.120^ISO"
 ECG_CODES = {

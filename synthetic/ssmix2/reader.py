@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from hl7wire import unescape
 from synthetic.ssmix2.layout import NO_DATE, FileName, patient_dir
-from synthetic.ssmix2.text import unescape
 
 
 @dataclass(frozen=True, slots=True)

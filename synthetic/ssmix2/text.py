@@ -1,4 +1,4 @@
-"""Text for SS-MIX2 files: normalisation to JIS X 0208 and HL7 v2 escaping.
+"""Text for SS-MIX2 files: normalisation to JIS X 0208 (HL7 escaping itself is :mod:`hl7wire`'s).
 
 SS-MIX2 storage is ISO-2022-JP: ASCII plus JIS X 0208 only. Text from outside that set is normalised by
 one documented rule, applied in this order (following NHO practice, shared/spec/ssmix2.md §3.1):
@@ -8,9 +8,8 @@ one documented rule, applied in this order (following NHO practice, shared/spec/
 3. CP932-only symbols → their JIS forms or ASCII spellings (①→(1), Ⅱ→II, ㎎→mg, ～→〜, －→−, ∥→‖, ￢→¬ …);
 4. anything still outside JIS X 0208 → ``■`` (the 外字 convention), so nothing is silently dropped.
 
-HL7 escaping replaces the delimiters inside data with ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``; it runs on decoded
-text, never on
-JIS bytes (whose second bytes can equal ``|`` or ``^``).
+:func:`esc` is what the message builders call per data value: this normalisation, then :func:`hl7wire.escape`
+(on decoded text, never on JIS bytes, whose second bytes can equal ``|`` or ``^``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+
+from hl7wire import escape
 
 VARIANT_KANJI = {"髙": "高", "﨑": "崎", "𠮷": "吉", "濵": "浜", "德": "徳", "栁": "柳", "桒": "桑"}
 CP932_SYMBOLS = {
@@ -61,8 +62,6 @@ CP932_SYMBOLS.update(
 )
 GAIJI = "■"
 _HALF_WIDTH_KANA = re.compile("[\uff61-\uff9f]+")
-_ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"})
-_UNESCAPES = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
 
 
 def _encodable(ch: str) -> bool:
@@ -95,35 +94,4 @@ def to_jis(text: str) -> str:
 @lru_cache(maxsize=65536)
 def esc(value: str) -> str:
     """One data value, JIS-normalised and HL7-escaped (cached: names and places repeat a lot)."""
-    return to_jis(value).translate(_ESCAPES)
-
-
-def unescape(value: str) -> str:
-    """Undo HL7 escaping of one data value (the reader's inverse of :func:`esc`)."""
-    if "\\" not in value:
-        return value
-    out, i = [], 0
-    while i < len(value):
-        if value[i] == "\\" and i + 2 < len(value) and value[i + 2] == "\\" and value[i + 1] in _UNESCAPES:
-            out.append(_UNESCAPES[value[i + 1]])
-            i += 3
-        else:
-            out.append(value[i])
-            i += 1
-    return "".join(out)
-
-
-def components(*parts: object) -> str:
-    """Components joined by ``^`` with trailing empties dropped (values are already escaped)."""
-    values = ["" if p is None else str(p) for p in parts]
-    while values and values[-1] == "":
-        values.pop()
-    return "^".join(values)
-
-
-def segment(name: str, *fields: object) -> str:
-    """A segment: ``name|f1|f2…`` with trailing empty fields dropped (fields are already escaped)."""
-    values = ["" if f is None else str(f) for f in fields]
-    while values and values[-1] == "":
-        values.pop()
-    return "|".join([name, *values])
+    return escape(to_jis(value))

@@ -567,6 +567,28 @@ def test_top_level_answers_are_replies_and_bodies_requests() -> None:
                     assert shape["$ref"].endswith("Reply"), (method, path, shape)
 
 
+def test_one_more_router_joins_after_the_standard_ones() -> None:
+    """``create_app(routers=...)``: the hook for another concern (e.g. a SOAP endpoint) — its routes are
+    served after every standard one and change none of them."""
+    from unittest.mock import MagicMock
+
+    from fastapi import APIRouter
+
+    from simulator.hub.api import create_app
+
+    extra = APIRouter(tags=["extra"])
+
+    @extra.post("/extra/echo")
+    async def echo() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    spec = create_app(MagicMock(), routers=[extra]).openapi()
+    assert list(spec["paths"])[-1] == "/extra/echo"
+    got = openapi_contract(spec)
+    want = json.loads(GOLDEN_OPENAPI.read_text(encoding="utf-8"))
+    assert {k: v for k, v in got.items() if k != "POST /extra/echo"} == want
+
+
 if __name__ == "__main__":
     from unittest.mock import MagicMock
 

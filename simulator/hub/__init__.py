@@ -4,7 +4,8 @@ Wire: :mod:`~simulator.hub.hl7v2`, :mod:`~simulator.hub.mllp`. Identity: :mod:`~
 PIX Manager / PDQ Supplier :mod:`~simulator.hub.pixpdq`. Decision: :mod:`~simulator.hub.policy` (pure).
 Stores: :mod:`~simulator.hub.accounts`, :mod:`~simulator.hub.consents`, :mod:`~simulator.hub.audit`. HTTP:
 :mod:`~simulator.hub.api` (the app) and :mod:`~simulator.hub.routes` (one router per concern), with
-:mod:`~simulator.hub.records` (timeline and fetch through gateways), over :mod:`~simulator.hub.service`. Process: :mod:`~simulator.hub.server` (``rhin hub``, ``-m simulator.hub``).
+:mod:`~simulator.hub.records` (timeline and fetch through gateways), over :mod:`~simulator.hub.service`.
+Process: :mod:`~simulator.hub.server` (``rhin hub``, ``-m simulator.hub``).
 """
 
 from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog

@@ -56,7 +56,7 @@ def test_the_console_script_and_python_m_are_the_same_app() -> None:
     assert all(command in shown.stdout for command in commands), shown.stdout
 
 
-class Shard:
+class RecordingShard:
     """A real shard admin API (the gateway's own) on a loopback port, recording the faults it was sent."""
 
     def __init__(self) -> None:
@@ -77,7 +77,7 @@ class Shard:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> Shard:
+    def __enter__(self) -> RecordingShard:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -105,12 +105,12 @@ def network_file(tmp_path: Path, admin_url: str, token: str = TOKEN) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shard() -> Iterator[Shard]:
-    with Shard() as running:
+def shard() -> Iterator[RecordingShard]:
+    with RecordingShard() as running:
         yield running
 
 
-def test_fault_reaches_the_shard(shard: Shard, tmp_path: Path) -> None:
+def test_fault_reaches_the_shard(shard: RecordingShard, tmp_path: Path) -> None:
     net = network_file(tmp_path, shard.url)
     base = ["fault", "--network", str(net), "gateway", "1710000001"]
     slow = runner.invoke(app, [*base, "slow", "2500"])
@@ -128,7 +128,7 @@ def test_fault_reaches_the_shard(shard: Shard, tmp_path: Path) -> None:
     ]
 
 
-def test_fault_refusals_are_exit_2_with_the_reason(shard: Shard, tmp_path: Path) -> None:
+def test_fault_refusals_are_exit_2_with_the_reason(shard: RecordingShard, tmp_path: Path) -> None:
     wrong_token = network_file(tmp_path, shard.url, token="not-the-token")
     refused = runner.invoke(app, ["fault", "--network", str(wrong_token), "gateway", "1710000001", "down"])
     assert refused.exit_code == 2

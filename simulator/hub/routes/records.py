@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import aiohttp
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +23,7 @@ from simulator.gateway.entries import EntryRef, parse_entry_id
 from simulator.gateway.errors import EntryIdError
 
 from ..accounts import Session
-from ..deps import Hub, User
+from ..deps import Hub, HubGateways, User
 from ..policy import Purpose, may_know
 from ..records import (
     DEFAULT_TIMEOUT_MS,
@@ -81,21 +81,12 @@ class TimelineReply(BaseModel):
     sources: list[SourceView]
 
 
-def gateways_of(request: Request) -> Gateways:
-    """The app's gateways (``app.state.gateways``, set by :func:`..api.create_app`)."""
-    gateways: Gateways = request.app.state.gateways
-    return gateways
-
-
-Gw = Annotated[Gateways, Depends(gateways_of)]
-
-
 @router.get("/patients/{regional_id}/timeline", response_model=TimelineReply, responses={404: {}, 422: {}})
 async def timeline(
     regional_id: PathID,
     user: User,
     hub: Hub,
-    gateways: Gw,
+    gateways: HubGateways,
     purpose: Purpose = "care",
     categories: Annotated[str | None, Query(max_length=1000)] = None,
     from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{8}$")] = None,
@@ -207,7 +198,7 @@ async def fetch(
     entry_id: Annotated[str, PathParam(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9._~\-]+$")],
     user: User,
     hub: Hub,
-    gateways: Gw,
+    gateways: HubGateways,
     purpose: Purpose = "care",
     timeout_ms: Timeout = DEFAULT_TIMEOUT_MS,
 ) -> StreamingResponse:

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,17 +47,24 @@ from .scenarios.loader import validate_model
 from .scenarios.model import ACTION_MODELS, HTTP_KINDS, MLLP_KINDS
 from .scenarios.world import WorldIndex, WorldUser
 
+if TYPE_CHECKING:  # the live network and its bootstrap are imported only when a network starts
+    from simulator.bootstrap import BootstrapStats
+    from simulator.bootstrap import Progress as BootstrapProgress
+    from simulator.network import Network as LiveNetwork
+
 __all__ = [
     "ALL_KINDS",
     "AdapterRequest",
     "Endpoints",
-    "Network",
+    "NetworkFile",
     "ReferenceOptions",
     "Target",
     "TargetFile",
+    "bootstrap_reference",
     "endpoints_from_network",
     "ensure_world",
     "launch_reference",
+    "live_reference",
     "load_target",
     "reference_target",
 ]
@@ -87,7 +94,7 @@ class _Gateway(_Loose):
     shard: int | None = None
 
 
-class Network(_Loose):
+class NetworkFile(_Loose):
     """The live network's address file (``WORLD/network.json``), as far as faults and addresses need it."""
 
     hub: dict[str, Any] = Field(default_factory=dict)
@@ -95,7 +102,7 @@ class Network(_Loose):
     shards: list[_Shard] = Field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path) -> Network:
+    def load(cls, path: Path) -> NetworkFile:
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, ValidationError) as exc:
@@ -148,7 +155,7 @@ class Target:
     http: str | None
     users: Mapping[str, tuple[WorldUser, ...]]
     admin_token: str | None = None
-    network: Network | None = None
+    network: NetworkFile | None = None
     supports: frozenset[str] = ALL_KINDS
     adapter: ModuleType | None = None
     regional_namespace: str = REGIONAL_NAMESPACE
@@ -308,7 +315,7 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         users.setdefault(u.facility, []).insert(
             0, WorldUser(u.facility, u.user_id, u.password, u.viewer_kind)
         )
-    network = Network.load(base / spec.network) if spec.network else None
+    network = NetworkFile.load(base / spec.network) if spec.network else None
     token = spec.admin_token
     if spec.admin_token_file:
         token = _read_token(base / spec.admin_token_file)
@@ -353,7 +360,7 @@ def load_target(path: Path, world: WorldIndex) -> Target:
     )
 
 
-def _mllp_tls(spec: TargetFile, base: Path, network: Network | None, path: Path) -> ClientTls | None:
+def _mllp_tls(spec: TargetFile, base: Path, network: NetworkFile | None, path: Path) -> ClientTls | None:
     """The target's MLLP TLS material: ``mllp.tls``, else the network file's; None only if ``plain_mllp``."""
     if spec.plain_mllp:
         if spec.mllp is not None and spec.mllp.tls is not None:
@@ -416,7 +423,7 @@ class Endpoints:
     mllp: tuple[str, int] | None
     http: str | None
     admin_token: str | None = None
-    network: Network | None = None
+    network: NetworkFile | None = None
     regional_ids: Mapping[str, str] | None = None
     links: bool = False
     mllp_tls: ClientTls | None = None
@@ -425,7 +432,7 @@ class Endpoints:
 def endpoints_from_network(path: Path, regional_ids: Mapping[str, str] | None = None) -> Endpoints:
     """What a running live network (its ``network.json``) tells clients: the hub's addresses and operator
     token, the gateways and each shard's fault API."""
-    network = Network.load(path)
+    network = NetworkFile.load(path)
     links = bool(json.loads(path.read_text(encoding="utf-8")).get("links", False))
     return Endpoints(
         network.hub_mllp(),
@@ -452,11 +459,61 @@ def ensure_world(world_dir: Path, profile: str = "mini", seed: int = 42) -> Path
 
 @dataclass(frozen=True)
 class ReferenceOptions:
-    """How the reference network starts: link models, gateway processes, the hub's password hashing."""
+    """How the reference network starts: link models, gateway processes, the hub's password hashing, and
+    external gateways standing in for some facilities' (``overrides``: ``rhin up --overrides``)."""
 
     links: bool = False
     shards: int | None = None  # None: one per core
     scrypt_cost: int = DEFAULT_SCRYPT_COST
+    overrides: Path | None = None
+
+
+@contextlib.contextmanager
+def live_reference(
+    world_dir: Path,
+    data_dir: Path,
+    options: ReferenceOptions = ReferenceOptions(),
+    *,
+    hub_data: Path | None = None,
+    network_file: Path | None = None,
+) -> Iterator[LiveNetwork]:
+    """The one launcher of the live network for ``world_dir`` (``rhin up``, :func:`launch_reference`):
+    started, not yet bootstrapped (:func:`bootstrap_reference`), its hub's stores in ``hub_data`` (default
+    ``data_dir/hub``, with every process's log in ``logs/``) and its network file at ``network_file``
+    (default ``data_dir/network.json``); every process stopped afterwards — also when starting fails or
+    the caller is interrupted."""
+    from simulator.network import Network as LiveNetwork
+    from simulator.network import NetworkError
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    net = LiveNetwork(
+        world_dir,
+        data=hub_data if hub_data is not None else data_dir / "hub",
+        network_file=network_file if network_file is not None else data_dir / "network.json",
+        links=options.links,
+        shards=options.shards,
+        overrides=options.overrides,
+        scrypt_cost=options.scrypt_cost,
+    )
+    try:
+        try:
+            net.start()
+        except NetworkError as exc:
+            raise TargetError(f"the reference network did not start: {exc}") from exc
+        yield net
+    finally:
+        net.stop()
+
+
+def bootstrap_reference(net: LiveNetwork, progress: BootstrapProgress | None = None) -> BootstrapStats:
+    """Bootstrap a started network through the hub's own interfaces (skipped when its data says done)."""
+    from simulator.bootstrap import BootstrapError, bootstrap
+
+    assert net.info is not None, "bootstrap_reference needs a started network (live_reference)"
+    try:
+        return bootstrap(net.world, net.info, net.data, progress=progress)
+    except (BootstrapError, OSError, ValueError) as exc:
+        raise TargetError(f"bootstrapping the reference network failed: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -466,9 +523,7 @@ def launch_reference(
     """Start the live network for ``world_dir`` with its state under ``data_dir`` (the hub's stores in
     ``hub/``, the network file, every process's log in ``hub/logs/``), bootstrap it, yield its endpoints;
     stop every process afterwards — also when starting or bootstrapping fails, or a process died."""
-    from simulator.bootstrap import BootstrapError, bootstrap, regional_ids
-    from simulator.network import Network as LiveNetwork
-    from simulator.network import NetworkError
+    from simulator.bootstrap import regional_ids
 
     try:
         with_storage = json.loads((world_dir / "world.json").read_text(encoding="utf-8")).get("storage", True)
@@ -479,31 +534,12 @@ def launch_reference(
             f"{world_dir} was generated with --no-storage: the reference network's gateways would have "
             "nothing to serve (generate it with its storage)"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    net = LiveNetwork(
-        world_dir,
-        data=data_dir / "hub",
-        network_file=data_dir / "network.json",
-        links=options.links,
-        shards=options.shards,
-        scrypt_cost=options.scrypt_cost,
-    )
-    try:
-        try:
-            net.start()
-        except NetworkError as exc:
-            raise TargetError(f"the reference network did not start: {exc}") from exc
-        assert net.info is not None
-        try:
-            bootstrap(world_dir, net.info, net.data)
-        except (BootstrapError, OSError, ValueError) as exc:
-            raise TargetError(f"bootstrapping the reference network failed: {exc}") from exc
+    with live_reference(world_dir, data_dir, options) as net:
+        bootstrap_reference(net)
         yield endpoints_from_network(net.network_file, regional_ids(net.data))
         crashed = net.crashed()
         if crashed is not None:
             raise TargetError(f"a process of the reference network died during the run: {crashed}")
-    finally:
-        net.stop()
 
 
 @contextlib.contextmanager

@@ -491,3 +491,99 @@ def test_a_paper_dated_after_today_is_refused(hub: RunningHub, facilities: dict[
     )
     late = {"form_id": "W-FUT", "base_form_id": "FUT-1", "withdrawn_on": tomorrow}
     assert staff.post(f"/patients/{rid}/consents/withdrawals", json=late).status_code == 422
+
+
+# ------------------------------------------------------------------------------------------------ contract
+
+GOLDEN_OPENAPI = Path(__file__).parent / "golden" / "hub_openapi.json"
+
+
+def openapi_contract(spec: dict[str, Any]) -> dict[str, Any]:
+    """What clients depend on, per operation: path, method, operation ID, tags, parameters, body and
+    response codes and shapes, with schema references resolved and titles and descriptions dropped — so
+    the model *names* (``components``) and docstrings may change, the wire may not."""
+    schemas = spec.get("components", {}).get("schemas", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(schemas[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items() if k not in ("title", "description")}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return {
+        f"{method.upper()} {path}": resolve(
+            {
+                k: op.get(k)
+                for k in ("operationId", "tags", "parameters", "requestBody", "responses", "security")
+            }
+        )
+        for path, methods in spec["paths"].items()
+        for method, op in methods.items()
+    }
+
+
+def test_the_wire_contract_is_the_golden_one() -> None:
+    """Routes moved between modules (routers per concern) must not move on the wire. After a deliberate
+    API change, rewrite the golden file: ``python -m tests.test_hub_api``."""
+    from unittest.mock import MagicMock
+
+    from simulator.hub.api import create_app
+
+    got = openapi_contract(create_app(MagicMock()).openapi())
+    want = json.loads(GOLDEN_OPENAPI.read_text(encoding="utf-8"))
+    assert list(got) == list(want)  # the same operations, in the same order
+    for key in want:
+        assert got[key] == want[key], key
+
+
+def test_top_level_answers_are_replies_and_bodies_requests() -> None:
+    """One naming rule for the hub's models: a JSON answer is a ``...Reply``, a JSON body a ``...Request``."""
+    from unittest.mock import MagicMock
+
+    from simulator.hub.api import create_app
+
+    spec = create_app(MagicMock()).openapi()
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body is not None:
+                assert body["$ref"].endswith("Request"), (method, path, body)
+            for status, answer in op["responses"].items():
+                shape = answer.get("content", {}).get("application/json", {}).get("schema", {})
+                if status.startswith("2") and "$ref" in shape:
+                    assert shape["$ref"].endswith("Reply"), (method, path, shape)
+
+
+def test_one_more_router_joins_after_the_standard_ones() -> None:
+    """``create_app(routers=...)``: the hook for another concern (e.g. a SOAP endpoint) — its routes are
+    served after every standard one and change none of them."""
+    from unittest.mock import MagicMock
+
+    from fastapi import APIRouter
+
+    from simulator.hub.api import create_app
+
+    extra = APIRouter(tags=["extra"])
+
+    @extra.post("/extra/echo")
+    async def echo() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    spec = create_app(MagicMock(), routers=[extra]).openapi()
+    assert list(spec["paths"])[-1] == "/extra/echo"
+    got = openapi_contract(spec)
+    want = json.loads(GOLDEN_OPENAPI.read_text(encoding="utf-8"))
+    assert {k: v for k, v in got.items() if k != "POST /extra/echo"} == want
+
+
+if __name__ == "__main__":
+    from unittest.mock import MagicMock
+
+    from simulator.hub.api import create_app
+
+    contract = openapi_contract(create_app(MagicMock()).openapi())
+    GOLDEN_OPENAPI.write_text(json.dumps(contract, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {GOLDEN_OPENAPI} ({len(contract)} operations)")

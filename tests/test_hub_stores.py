@@ -19,8 +19,8 @@ from simulator.hub.consents import (
     ConsentError,
     ConsentStore,
     EmergencyNotAllowedError,
+    NoConsentError,
     NotPerFacilityError,
-    UnknownPatientError,
 )
 from simulator.hub.policy import AccessRules, PatientState, Viewer, may_view
 from synthetic.model import ITEM_CATEGORIES, ConsentAddition, ConsentForm, ConsentWithdrawal
@@ -346,7 +346,7 @@ def test_pattern_per_facility_with_addition(store: ConsentStore) -> None:
 
 
 def test_withdrawal_denies(store: ConsentStore) -> None:
-    with pytest.raises(UnknownPatientError):
+    with pytest.raises(NoConsentError):
         store.withdraw(PATIENT, ConsentWithdrawal("C1-W", 0, "C1", D0, FAC[0]))
     store.register(PATIENT, form("all", (), emergency=True))
     end = T0 + dt.timedelta(days=30)

@@ -30,7 +30,7 @@ import pytest
 
 from simulator.bootstrap import bootstrap, regional_ids
 from simulator.gateway.entries import parse_entry_id
-from simulator.hub.records import Timeline
+from simulator.hub.routes.records import TimelineReply
 from simulator.network import Network, NetworkInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,7 +295,7 @@ def test_timeline_matches_the_oracle(
                 continue
             assert reply.status_code == 200, reply.text
             body = reply.json()
-            Timeline.model_validate(body)  # the hand-built JSON is the documented shape
+            TimelineReply.model_validate(body)  # the hand-built JSON is the documented shape
             want = expected_entries(mini_world, world_doc, index, viewer, kind)
             assert got_entries(body["entries"]) == want, (pid, viewer, body["sources"])
             assert all(s["status"] != "error" for s in body["sources"]), body["sources"]

@@ -24,7 +24,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from harness.scenarios import LoadedScenario, WorldIndex, parse_scenario, run
-from harness.targets import Network, Target, load_target
+from harness.targets import NetworkFile, Target, load_target
 
 ADMIN, SHARD = "admin-token", "shard-token"
 
@@ -248,7 +248,7 @@ def fake(world: WorldIndex) -> Iterator[tuple[FakeHub, Target]]:
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     codes = [f.code for f in world.facilities]
-    network = Network.model_validate(
+    network = NetworkFile.model_validate(
         {"shards": [{"admin_url": f"{url}/shard", "admin_token": SHARD, "facilities": codes}]}
     )
     target = Target("fake", "external", None, url, world.users(), admin_token=ADMIN, network=network)

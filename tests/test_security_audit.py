@@ -37,7 +37,7 @@ import simulator.hub.auditchain as chain_module
 from harness.cli import app
 from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
 from harness.scenarios.steps_audit import copy_audit, tamper
-from harness.targets import Network, Target
+from harness.targets import NetworkFile, Target
 from simulator.hub.audit import (
     CHECKPOINT_FILE,
     KEY_ENV,
@@ -329,7 +329,7 @@ def audited_hub(world: WorldIndex, data: Path) -> Iterator[Target]:
             http=hub.base_url,
             users=world.users(),
             admin_token=hub.admin_token,
-            network=Network(hub={"data": str(data)}),
+            network=NetworkFile(hub={"data": str(data)}),
             local_files=True,
         )
 

@@ -3,8 +3,9 @@
 Wire: :mod:`hl7wire` (below every layer) and the hub's MLLP server :mod:`~simulator.hub.mllp`.
 Identity: :mod:`~simulator.hub.index` and the PIX Manager / PDQ Supplier :mod:`~simulator.hub.pixpdq`.
 Decision: :mod:`~simulator.hub.policy` (pure). Stores: :mod:`~simulator.hub.accounts`,
-:mod:`~simulator.hub.consents`, :mod:`~simulator.hub.audit`. HTTP: :mod:`~simulator.hub.api` and
-:mod:`~simulator.hub.records` (timeline, fetch through gateways) over :mod:`~simulator.hub.service`.
+:mod:`~simulator.hub.consents`, :mod:`~simulator.hub.audit`. HTTP: :mod:`~simulator.hub.api` (the app) and
+:mod:`~simulator.hub.routes` (one router per concern), with :mod:`~simulator.hub.records` (timeline and fetch
+through gateways), over :mod:`~simulator.hub.service`.
 Process: :mod:`~simulator.hub.server` (``rhin hub``, ``-m simulator.hub``).
 """
 

@@ -50,8 +50,8 @@ __all__ = [
     "DuplicateDocumentError",
     "EmergencyNotAllowedError",
     "InvalidDocumentError",
+    "NoConsentError",
     "NotPerFacilityError",
-    "UnknownPatientError",
 ]
 
 _SCHEMA = """
@@ -89,7 +89,7 @@ class ConsentError(Exception):
     """Root of the store's refusals."""
 
 
-class UnknownPatientError(ConsentError):
+class NoConsentError(ConsentError):
     """No consent form is registered for this patient."""
 
 
@@ -225,7 +225,7 @@ class ConsentStore(SQLiteStore):
     def _current(self, db: sqlite3.Connection, patient: str) -> ConsentState:
         current = self._consent(self._documents(db, patient), None)
         if current is None:
-            raise UnknownPatientError(patient)
+            raise NoConsentError(patient)
         return current
 
     def register(self, patient: str, form: ConsentForm) -> ConsentState:
@@ -309,7 +309,7 @@ class ConsentStore(SQLiteStore):
             docs = self._documents(db, patient)
             consent = self._consent(docs, start.date())
             if consent is None:
-                raise UnknownPatientError(patient)
+                raise NoConsentError(patient)
             if not consent.form.emergency_allowed or not consent.active(start.date()):
                 raise EmergencyNotAllowedError(
                     f"{patient}: consent does not allow emergency viewing at {start}"

@@ -1,7 +1,9 @@
-"""FastAPI dependencies shared by the hub's routes: the services, the logged-in user, the operator.
+"""FastAPI dependencies shared by the hub's routes: the services, the gateways, the logged-in user, the
+operator.
 
 Module-level (not closures inside ``create_app``) so that annotations resolve: the app carries its
-:class:`~.service.HubServices` in ``app.state.hub``.
+:class:`~.service.HubServices` in ``app.state.hub`` and its :class:`~.records.Gateways` in
+``app.state.gateways`` (:func:`.api.create_app` sets both).
 """
 
 from __future__ import annotations
@@ -13,9 +15,20 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .accounts import Session
+from .records import Gateways
 from .service import HubServices, Refused
 
-__all__ = ["Credentials", "Hub", "User", "current_session", "hub_of", "is_operator", "require_operator"]
+__all__ = [
+    "Credentials",
+    "Hub",
+    "HubGateways",
+    "User",
+    "current_session",
+    "gateways_of",
+    "hub_of",
+    "is_operator",
+    "require_operator",
+]
 
 bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -27,6 +40,14 @@ def hub_of(request: Request) -> HubServices:
 
 
 Hub = Annotated[HubServices, Depends(hub_of)]
+
+
+def gateways_of(request: Request) -> Gateways:
+    gateways: Gateways = request.app.state.gateways
+    return gateways
+
+
+HubGateways = Annotated[Gateways, Depends(gateways_of)]
 
 
 def is_operator(hub: HubServices, creds: HTTPAuthorizationCredentials | None) -> bool:

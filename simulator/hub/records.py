@@ -1,4 +1,5 @@
-"""The record routes: a patient's timeline across facilities, and the fetch of one entry, through gateways.
+"""The records behind the record routes (:mod:`.routes.records`): the gateways, and a patient's timeline
+planned, fanned out and merged across facilities.
 
 ID-Link's data-link design: records stay at each disclosing facility, behind its gateway; the hub decides
 and fetches at view time. For a timeline the hub asks :func:`.policy.may_view` for every (source facility,
@@ -28,30 +29,38 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import aiohttp
-from fastapi import FastAPI, Query
-from fastapi import Path as PathParam
-from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict
 
 from simulator.gateway.entries import parse_entry_id
 from simulator.gateway.errors import EntryIdError
 
 from .accounts import Session
-from .deps import User
 from .facilities import FacilityInfo
-from .policy import ALL, Decision, PatientState, Purpose, Viewer, may_know, may_view
-from .service import HubServices, Refused, unknown_patient
+from .policy import ALL, Decision, PatientState, Purpose, Viewer, may_view
+from .service import HubServices, Refused
 
-__all__ = ["GatewayAddress", "Gateways", "install_record_routes"]
+__all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "GatewayAddress",
+    "Gateways",
+    "Plan",
+    "SourceResult",
+    "SourceStatus",
+    "decide",
+    "fan_out",
+    "merge",
+    "outcome_of",
+    "parse_categories",
+    "plan_sources",
+    "viewer_of",
+]
 
 DEFAULT_TIMEOUT_MS = 5000
-RegionalID = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z._\-]*$")]
 SourceStatus = Literal["ok", "timeout", "error", "not-disclosed", "denied"]
 
 
@@ -114,43 +123,10 @@ class Gateways:
             self._session = None
 
 
-class SourceView(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    facility: str
-    status: SourceStatus
-    reason: str
-    entries: int
-    elapsed_ms: float
-
-
-class TimelineEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source: str
-    id: str
-    kind: str
-    data_type: str
-    category: str
-    time: str
-    care_date: str
-    flag: str
-    size: int
-    content_type: str
-    title: str
-
-
-class Timeline(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    regional_id: str
-    purpose: str
-    entries: list[TimelineEntry]
-    sources: list[SourceView]
-
-
 @dataclass
-class _Plan:
+class Plan:
+    """What the hub asks one source for (``allowed`` categories), or why it asks nothing (``status``)."""
+
     facility: FacilityInfo
     local_id: str
     allowed: frozenset[str]
@@ -158,7 +134,7 @@ class _Plan:
     reason: str
 
 
-def _decide(
+def decide(
     hub: HubServices,
     viewer: Viewer,
     state: PatientState,
@@ -190,22 +166,22 @@ def _plan_source(
     wanted: frozenset[str],
     now: dt.datetime,
     purpose: Purpose,
-) -> _Plan:
+) -> Plan:
     decisions: dict[str, Decision] = {
-        c: _decide(hub, viewer, state, source, c, now, purpose) for c in sorted(wanted)
+        c: decide(hub, viewer, state, source, c, now, purpose) for c in sorted(wanted)
     }
     allowed = frozenset(c for c, d in decisions.items() if d.allowed)
     if allowed:
-        return _Plan(source, local_id, allowed, None, "ok")
+        return Plan(source, local_id, allowed, None, "ok")
     reasons = [d.reason for d in decisions.values()]
     other = next((r for r in reasons if r != "not-disclosed"), None)
     if other is None:
-        return _Plan(source, local_id, allowed, "not-disclosed", "not-disclosed")
-    return _Plan(source, local_id, allowed, "denied", other)
+        return Plan(source, local_id, allowed, "not-disclosed", "not-disclosed")
+    return Plan(source, local_id, allowed, "denied", other)
 
 
 async def _list_source(
-    gateways: Gateways, plan: _Plan, params: dict[str, str], timeout: float
+    gateways: Gateways, plan: Plan, params: dict[str, str], timeout: float
 ) -> tuple[SourceStatus, str, list[dict[str, Any]]]:
     if plan.facility.code not in gateways.addresses:
         return "error", "no-gateway", []
@@ -232,7 +208,7 @@ async def _list_source(
     return "ok", "ok", entries
 
 
-def _keep(entry: Mapping[str, Any], plan: _Plan) -> bool:
+def _keep(entry: Mapping[str, Any], plan: Plan) -> bool:
     """Only this patient's entries in an allowed category (the ID says both; the gateway's label agrees)."""
     try:
         ref = parse_entry_id(str(entry["id"]))
@@ -262,7 +238,7 @@ def _entry(source: str, e: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse_categories(text: str | None) -> frozenset[str]:
+def parse_categories(text: str | None) -> frozenset[str]:
     if not text:
         return ALL
     wanted = frozenset(c.strip() for c in text.split(",") if c.strip())
@@ -272,194 +248,82 @@ def _parse_categories(text: str | None) -> frozenset[str]:
     return wanted
 
 
-def install_record_routes(
-    app: FastAPI,
+def viewer_of(hub: HubServices, user: Session) -> Viewer:
+    """The logged-in user as the policy sees a viewer: facility, its kind, the user's viewer kind."""
+    return Viewer(user.facility, hub.facility(user.facility).kind, user.viewer_kind)
+
+
+def plan_sources(
     hub: HubServices,
-    gateways: Gateways | None = None,
-) -> None:
-    """Add ``/patients/{id}/timeline`` and ``/patients/{id}/entries/{source}/{entry}`` to ``app``."""
-    gw = gateways or Gateways({})
-    app.state.gateways = gw
+    viewer: Viewer,
+    state: PatientState,
+    local_ids: Mapping[str, str],
+    wanted: frozenset[str],
+    now: dt.datetime,
+    purpose: Purpose,
+) -> list[Plan]:
+    """One plan per facility holding a local ID of the patient: what to ask its gateway for, or why not."""
+    plans: list[Plan] = []
+    for code, local_id in sorted(local_ids.items()):
+        info = hub.facilities.get(code)
+        if info is None:
+            continue
+        if not info.disclosing:
+            plans.append(Plan(info, local_id, frozenset(), "not-disclosed", "viewing-only facility"))
+            continue
+        plans.append(_plan_source(hub, viewer, state, info, local_id, wanted, now, purpose))
+    return plans
 
-    def viewer_of(user: Session) -> Viewer:
-        return Viewer(user.facility, hub.facility(user.facility).kind, user.viewer_kind)
 
-    @app.get(
-        "/patients/{regional_id}/timeline",
-        tags=["records"],
-        response_model=Timeline,
-        responses={404: {}, 422: {}},
+SourceResult = tuple[SourceStatus, str, list[dict[str, Any]], float]
+"""(status, reason, the entries kept, milliseconds spent) for one planned source."""
+
+
+async def fan_out(
+    gateways: Gateways, plans: list[Plan], params: dict[str, str], timeout: float
+) -> list[SourceResult]:
+    """Ask every source that may contribute, in parallel, each within ``timeout`` seconds."""
+
+    async def run(plan: Plan) -> SourceResult:
+        if plan.status is not None:
+            return plan.status, plan.reason, [], 0.0
+        started = time.perf_counter()
+        status, reason, entries = await _list_source(gateways, plan, params, timeout)
+        kept = [e for e in entries if _keep(e, plan)]
+        return status, reason, kept, (time.perf_counter() - started) * 1000
+
+    return list(await asyncio.gather(*(run(p) for p in plans)))
+
+
+def merge(
+    plans: list[Plan], results: list[SourceResult]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The entries in time order (shaped as the API's entry view) and one labelled status per source."""
+    merged = sorted(
+        (
+            _entry(p.facility.code, e)
+            for p, (_, _, entries, _) in zip(plans, results, strict=True)
+            for e in entries
+        ),
+        key=lambda e: (e["time"], e["source"], e["id"]),
     )
-    async def timeline(
-        regional_id: RegionalID,
-        user: User,
-        purpose: Purpose = "care",
-        categories: Annotated[str | None, Query(max_length=1000)] = None,
-        from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{8}$")] = None,
-        to: Annotated[str | None, Query(pattern=r"^\d{8}$")] = None,
-        timeout_ms: Annotated[int, Query(ge=50, le=60_000)] = DEFAULT_TIMEOUT_MS,
-    ) -> Response:
-        entered = time.perf_counter()
-        wanted = _parse_categories(categories)
-        now = hub.local_now()
-        state, local_ids = hub.patient(regional_id, now.date())  # 404 for an unknown patient
-        action = "emergency-view" if purpose == "emergency" else "timeline"
-        if not may_know(state, user.facility, now):
-            await hub.record(user, action, "failure", patient=regional_id, reason="not-related")
-            raise unknown_patient(regional_id, "not-related")
-        viewer = viewer_of(user)
-        plans: list[_Plan] = []
-        for code, local_id in sorted(local_ids.items()):
-            info = hub.facilities.get(code)
-            if info is None:
-                continue
-            if not info.disclosing:
-                plans.append(_Plan(info, local_id, frozenset(), "not-disclosed", "viewing-only facility"))
-                continue
-            plans.append(_plan_source(hub, viewer, state, info, local_id, wanted, now, purpose))
-        params = {k: v for k, v in (("from", from_), ("to", to)) if v}
+    sources = [
+        {
+            "facility": p.facility.code,
+            "status": s,
+            "reason": r,
+            "entries": len(es),
+            "elapsed_ms": round(ms, 3),
+        }
+        for p, (s, r, es, ms) in zip(plans, results, strict=True)
+    ]
+    return merged, sources
 
-        async def run(plan: _Plan) -> tuple[SourceStatus, str, list[dict[str, Any]], float]:
-            if plan.status is not None:
-                return plan.status, plan.reason, [], 0.0
-            started = time.perf_counter()
-            status, reason, entries = await _list_source(gw, plan, params, timeout_ms / 1000)
-            return (
-                status,
-                reason,
-                [e for e in entries if _keep(e, plan)],
-                (time.perf_counter() - started) * 1000,
-            )
 
-        planned = time.perf_counter()
-        results = await asyncio.gather(*(run(p) for p in plans))
-        fanned = time.perf_counter()
-        merged = sorted(
-            (
-                _entry(p.facility.code, e)
-                for p, (_, _, entries, _) in zip(plans, results, strict=True)
-                for e in entries
-            ),
-            key=lambda e: (e["time"], e["source"], e["id"]),
-        )
-        sources = [
-            {
-                "facility": p.facility.code,
-                "status": s,
-                "reason": r,
-                "entries": len(es),
-                "elapsed_ms": round(ms, 3),
-            }
-            for p, (s, r, es, ms) in zip(plans, results, strict=True)
-        ]
-        statuses = {str(s["facility"]): str(s["status"]) for s in sources}
-        outcome = "success" if all(v in ("ok", "not-disclosed") for v in statuses.values()) else "partial"
-        if "ok" not in statuses.values() and "denied" in statuses.values():
-            outcome = "denied"
-        await hub.record(
-            user,
-            "emergency-view" if purpose == "emergency" else "timeline",
-            outcome,
-            patient=regional_id,
-            target=",".join(code for code, v in statuses.items() if v == "ok"),
-            reason=purpose,
-            details={"sources": statuses, "entries": [f"{e['source']}/{e['id']}" for e in merged]},
-        )
-        audited = time.perf_counter()
-        body = {"regional_id": regional_id, "purpose": purpose, "entries": merged, "sources": sources}
-        # Serialised here, not validated again: the shapes above are Timeline's (a test checks it).
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        done = time.perf_counter()
-        # Server-Timing (W3C): where the hub's time went, so a client can tell the hub from the gateways.
-        timing = ", ".join(
-            f"{name};dur={ms * 1000:.2f}"
-            for name, ms in (
-                ("plan", planned - entered),
-                ("sources", fanned - planned),
-                ("audit", audited - fanned),
-                ("encode", done - audited),
-                ("total", done - entered),
-            )
-        )
-        return Response(payload, media_type="application/json", headers={"Server-Timing": timing})
-
-    @app.get(
-        "/patients/{regional_id}/entries/{source}/{entry_id}",
-        tags=["records"],
-        response_class=StreamingResponse,
-        responses={
-            200: {"content": {"application/octet-stream": {}}},
-            400: {},
-            403: {},
-            404: {},
-            502: {},
-            504: {},
-        },
-    )
-    async def fetch(
-        regional_id: RegionalID,
-        source: Annotated[str, PathParam(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z]+$")],
-        entry_id: Annotated[str, PathParam(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9._~\-]+$")],
-        user: User,
-        purpose: Purpose = "care",
-        timeout_ms: Annotated[int, Query(ge=50, le=60_000)] = DEFAULT_TIMEOUT_MS,
-    ) -> StreamingResponse:
-        action = "emergency-view" if purpose == "emergency" else "fetch"
-        target = f"{source}/{entry_id}"
-        try:
-            try:
-                ref = parse_entry_id(entry_id)
-            except EntryIdError as exc:
-                raise Refused(400, "bad-entry-id", str(exc)) from exc
-            now = hub.local_now()
-            state, local_ids = hub.patient(regional_id, now.date())  # 404 for an unknown patient
-            if not may_know(state, user.facility, now):
-                raise unknown_patient(regional_id, "not-related")
-            info = hub.facility(source)
-            local_id = local_ids.get(source)
-            if local_id is None or ref.patient != local_id:
-                raise Refused(404, "unknown-entry", "no such entry for this patient at that facility")
-            decision = _decide(hub, viewer_of(user), state, info, ref.category, now, purpose)
-            if not decision.allowed:
-                raise Refused(403, decision.reason, f"not allowed: {decision.reason}")
-            if source not in gw.addresses:
-                raise Refused(502, "no-gateway", f"no gateway is known for {source}")
-            try:
-                reply = await asyncio.wait_for(gw.get(source, f"/entries/{entry_id}"), timeout_ms / 1000)
-            except TimeoutError as exc:
-                raise Refused(504, "gateway-timeout", f"{source} did not answer in {timeout_ms} ms") from exc
-            except aiohttp.ClientError as exc:
-                raise Refused(502, "gateway-error", f"{source}: {type(exc).__name__}") from exc
-            if reply.status != 200:
-                reply.release()
-                status = 404 if reply.status == 404 else 502
-                raise Refused(status, f"gateway-{reply.status}", f"{source} answered {reply.status}")
-        except Refused as exc:
-            await hub.record(
-                user, action, "failure", patient=regional_id, target=target, reason=exc.audit_reason
-            )
-            raise
-        await hub.record(
-            user,
-            action,
-            "success",
-            patient=regional_id,
-            target=target,
-            reason=purpose,
-            details={"category": ref.category, "kind": ref.kind},
-        )
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in reply.content.iter_chunked(64 * 1024):
-                    yield chunk
-            finally:
-                reply.release()
-
-        headers = {k: v for k, v in reply.headers.items() if k.lower() in ("content-length", "content-type")}
-        return StreamingResponse(
-            body(),
-            status_code=200,
-            headers=headers,
-            media_type=reply.headers.get("content-type", "application/octet-stream"),
-        )
+def outcome_of(statuses: Mapping[str, str]) -> str:
+    """The audit outcome of a timeline: success (every source answered or discloses nothing), partial, or
+    denied (nothing answered and something refused)."""
+    outcome = "success" if all(v in ("ok", "not-disclosed") for v in statuses.values()) else "partial"
+    if "ok" not in statuses.values() and "denied" in statuses.values():
+        outcome = "denied"
+    return outcome

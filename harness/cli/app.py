@@ -1,0 +1,46 @@
+"""The ``rhin`` application: every command, registered here and nowhere else, so this file is the table of
+contents. A command lives in the module of its concern (the function, its options, its helpers); a new
+concern gets a new module, registered below in its own block.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import hub, network, run, scenarios, storage, world
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="rhin: a test-bed for Japanese regional health information networks.", no_args_is_help=True
+)
+
+# --- worlds (world.py, storage.py) --------------------------------------------------------------------
+app.command()(world.generate)
+app.command("validate-storage")(storage.validate_storage_cmd)
+world_app = typer.Typer(help="Inspect a generated world.", no_args_is_help=True)
+world_app.command("stats")(world.stats)
+app.add_typer(world_app, name="world")
+
+# --- the hub and the live network (hub.py, network.py) -------------------------------------------------
+app.command()(hub.hub)
+audit_app = typer.Typer(help="The hub's audit log, offline.", no_args_is_help=True)
+audit_app.command("verify")(hub.audit_verify)
+app.add_typer(audit_app, name="audit")
+app.command()(network.up)
+app.command()(network.fault)
+
+# --- scenarios (scenarios.py, run.py) ------------------------------------------------------------------
+scenarios_app = typer.Typer(help="Scenario files: validate them, list them, print their JSON Schema.")
+scenarios_app.command("schema")(scenarios.scenarios_schema)
+scenarios_app.command("check")(scenarios.scenarios_check)
+scenarios_app.command("list")(scenarios.scenarios_list)
+app.add_typer(scenarios_app, name="scenarios")
+app.command("run")(run.run_scenarios)
+
+# --- load (a load.py module with a `load` command goes here: app.command()(load.load)) ------------------
+
+
+def main() -> None:
+    """The console script (``rhin = "harness.cli:main"``) and ``python -m harness.cli``."""
+    app()

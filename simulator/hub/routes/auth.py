@@ -1,0 +1,106 @@
+"""``/health``, ``POST /auth/login`` and ``/auth/logout``: who the caller is, and whether the hub is up.
+
+Login failures answer 401 ``invalid-credentials`` for an unknown user and a wrong password alike (no user
+enumeration: same body, one scrypt either way, throttled alike — :mod:`..accounts`); the audit record keeps
+the true reason and the source address. ``retry-later`` is 429 and ``locked`` 423, both with
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..accounts import Refusal
+from ..deps import Credentials, Hub, User
+from ..service import Refused
+from .fields import FacilityCode, StrictBody
+
+__all__ = ["HealthReply", "LoginReply", "LoginRequest", "router"]
+
+router = APIRouter()
+
+
+class LoginRequest(StrictBody):
+    facility: FacilityCode
+    user_id: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class LoginReply(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires: dt.datetime
+    facility: str
+    user_id: str
+    viewer_kind: str
+
+
+class HealthReply(BaseModel):
+    status: Literal["ok"]
+    facilities: int
+    patients: int
+
+
+@router.get("/health", tags=["hub"])
+async def health(hub: Hub) -> HealthReply:
+    return HealthReply(status="ok", facilities=len(hub.facilities), patients=hub.index.count())
+
+
+@router.post(
+    "/auth/login",
+    tags=["auth"],
+    responses={
+        401: {"description": "invalid credentials"},
+        423: {"description": "locked"},
+        429: {"description": "retry later"},
+    },
+)
+async def login(body: LoginRequest, request: Request, hub: Hub) -> LoginReply:
+    now = hub.now()
+    address = request.client.host if request.client else ""
+    # A user the world enrols but who never logged in is hashed and stored by this login, if right
+    # (see facilities.py); the enrolment is passed in so that it costs one hash, like any attempt.
+    enrolment = hub.facilities.enrolment(body.facility, body.user_id)
+    result = await run_in_threadpool(
+        lambda: hub.accounts.login(
+            body.facility, body.user_id, body.password, now, address=address, enrolment=enrolment
+        )
+    )
+    if isinstance(result, Refusal):
+        await hub.record(
+            (body.facility, body.user_id),
+            "login",
+            "failure",
+            reason=result.reason,
+            details={"address": address},
+        )
+        wait = str(max(1, int(result.retry_after.total_seconds() + 0.999))) if result.retry_after else "1"
+        if result.reason == "locked":
+            raise Refused(423, "locked", "account locked after repeated failures", {"Retry-After": wait})
+        if result.reason == "retry-later":
+            raise Refused(
+                429, "retry-later", "too many failures: wait before retrying", {"Retry-After": wait}
+            )
+        raise Refused(401, "invalid-credentials", "facility, user or password is wrong")
+    await hub.record(result, "login", "success", details={"viewer_kind": result.viewer_kind})
+    return LoginReply(
+        token=result.token,
+        expires=result.expires,
+        facility=result.facility,
+        user_id=result.user_id,
+        viewer_kind=result.viewer_kind,
+    )
+
+
+@router.post("/auth/logout", status_code=204, tags=["auth"])
+async def logout(user: User, creds: Credentials, hub: Hub) -> Response:
+    assert creds is not None  # session() passed
+    await run_in_threadpool(hub.accounts.logout, creds.credentials)
+    await hub.record(user, "logout", "success")
+    return Response(status_code=204)

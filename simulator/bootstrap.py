@@ -104,9 +104,10 @@ def _registrations(db: sqlite3.Connection) -> list[_Registration]:
     return [_Registration(*r) for r in rows]
 
 
-# MSH-18 (and what follows it, as written since the bootstrap's first version) per codec, JIS first.
+# MSH-18 per codec, JIS first; JIS messages also name the ISO 2022 handling scheme in MSH-20 (not MSH-19,
+# the message language, where the first version wrote it).
 _CHARSETS: Final[tuple[tuple[str, dict[int, Field]], ...]] = (
-    (ISO2022_JP, {18: Raw(MSH18[ISO2022_JP]), 19: "ISO 2022-1994"}),
+    (ISO2022_JP, {18: Raw(MSH18[ISO2022_JP]), 20: "ISO 2022-1994"}),
     (UTF8, {18: Raw(MSH18[UTF8])}),
 )
 

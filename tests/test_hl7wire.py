@@ -406,3 +406,21 @@ def test_deframer_bounds_a_block_before_it_ends_and_keeps_a_block_without_start_
         frames.next_block()
     assert missing.value.block == b"MSH|1"
     assert frames.next_block() == b"next"
+
+
+def test_the_bootstrap_a04_names_its_charset_in_msh_18_and_its_iso_2022_scheme_in_msh_20() -> None:
+    """MSH-19 is the message's language; the ISO 2022 handling scheme belongs in MSH-20 (HL7 v2.5 §2.14.9)."""
+    import datetime as dt
+
+    from hl7wire import ISO2022_JP, decode
+    from simulator.bootstrap import _Registration, a04
+
+    reg = _Registration(
+        1, "P1", "F1", "L1", "山田", "太郎", "ヤマダ", "タロウ", "M", "1950-01-02", "9200001", "金沢市"
+    )
+    raw = a04(reg, "F1_NS", "C1", dt.datetime(2026, 4, 1, 9, 0))
+    message, codec = decode(raw)
+    assert codec == ISO2022_JP
+    msh = message.segment("MSH")
+    assert msh is not None
+    assert (msh.field(18), msh.field(19), msh.field(20)) == ("~ISO IR87", "", "ISO 2022-1994")

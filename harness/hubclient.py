@@ -19,11 +19,25 @@ from typing import Any, Self
 
 import httpx
 
-__all__ = ["HttpOutcome", "HubClient", "HubClientError", "set_fault"]
+__all__ = ["AdapterRequest", "HttpOutcome", "HubClient", "HubClientError", "set_fault"]
 
 
 class HubClientError(Exception):
     """The hub (or a shard's admin endpoint) could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class AdapterRequest:
+    """What the reference call would send: the step kind, the patient's regional ID, body and query.
+
+    A target's adapter function (named after the step kind) gets it with the :class:`HubClient` and answers
+    an :class:`HttpOutcome` (:mod:`harness.targets`).
+    """
+
+    kind: str
+    regional_id: str | None
+    body: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -17,8 +17,8 @@
   ``<code>.key``; the CN of each must be the facility code — :mod:`simulator.pki`). A hub without TLS is
   tested with ``plain_mllp: true``, and every report says so (:meth:`Target.describe`). An adapter is a
   module with functions named after step kinds (``consent_register(client, request) -> HttpOutcome``); the
-  engine calls such a function instead of the reference API call, with the :class:`AdapterRequest` it
-  would have sent.
+  engine calls such a function instead of the reference API call, with the
+  :class:`harness.hubclient.AdapterRequest` it would have sent.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ if TYPE_CHECKING:  # the live network and its bootstrap are imported only when a
 
 __all__ = [
     "ALL_KINDS",
-    "AdapterRequest",
     "Endpoints",
     "NetworkFile",
     "ReferenceOptions",
@@ -133,16 +132,6 @@ class NetworkFile(_Loose):
 
 
 # ------------------------------------------------------------------------------------------- target
-
-
-@dataclass(frozen=True)
-class AdapterRequest:
-    """What the reference call would send: the step kind, the patient's regional ID, body and query."""
-
-    kind: str
-    regional_id: str | None
-    body: Mapping[str, Any] = field(default_factory=dict)
-    params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,12 @@ Choices, tested below on a small tree of our own:
   that need each other are one room. A circle is any set of two or more modules that reach each other, or
   a module that imports itself; the report marks the imports made in a function;
 * ``from pkg import name`` is an edge to ``pkg.name`` when that is a module, else to ``pkg`` (its
-  ``__init__``); the implicit import of parent packages is not an edge, or every package that re-exports
-  its submodules would be a circle.
+  ``__init__``);
+* importing ``a.b.c`` also runs the ``__init__`` of ``a`` and ``a.b``: that is an edge too, except to the
+  importer's own enclosing packages (a submodule importing a sibling while its package's ``__init__``
+  re-exports it is how packages are built, and it cannot deadlock). Without this rule ``harness.targets``
+  → ``harness.scenarios.errors`` hid a real circle through ``harness/scenarios/__init__.py``, which imports
+  the engine, which imported ``harness.targets`` (``import harness.targets`` alone failed).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Edge:
     path: str
     line: int
     module_level: bool
+    implicit: bool = False  # a parent package's __init__, run by importing one of its modules
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line} {self.source} → {self.target}"
@@ -72,6 +77,12 @@ def _resolve(name: str, known: dict[str, Path]) -> str | None:
             return candidate
         parts.pop()
     return None
+
+
+def _enclosing(module: str, known: dict[str, Path]) -> list[str]:
+    """The packages whose ``__init__`` runs before ``module`` does (``a``, ``a.b`` for ``a.b.c``)."""
+    parts = module.split(".")
+    return [p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) in known]
 
 
 def _walk(node: ast.AST, module_level: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
@@ -109,6 +120,9 @@ def edges(root: Path) -> list[Edge]:
                 resolved = _resolve(target, known)
                 if resolved is not None and (resolved != name or target == name):  # target == name: itself
                     out.append(Edge(name, resolved, rel, node.lineno, module_level))
+                    for parent in _enclosing(resolved, known):
+                        if not (name == parent or name.startswith(parent + ".")):
+                            out.append(Edge(name, parent, rel, node.lineno, module_level, implicit=True))
     return out
 
 
@@ -117,6 +131,8 @@ def layer_violations(root: Path) -> list[str]:
     rank = {top: i for i, top in enumerate(LAYERS)}
     bad: list[str] = []
     for e in edges(root):
+        if e.implicit:  # same layer as the explicit import beside it, reported there
+            continue
         src, dst = e.source.split(".")[0], e.target.split(".")[0]
         if rank[dst] > rank[src]:
             bad.append(f"{e}: {dst} is above {src}")
@@ -236,6 +252,29 @@ def test_checker_finds_circles_also_through_lazy_imports_but_not_reexports(tmp_p
     ], _report(groups)
     assert "synthetic/b.py:3 synthetic.b → synthetic.a\n" in _report(groups)
     assert "synthetic/c.py:2 synthetic.c → synthetic.d (in a function)" in _report(groups)
+
+
+def test_checker_follows_the_parent_package_init_that_an_import_runs(tmp_path: Path) -> None:
+    """``harness.targets`` importing ``harness.scenarios.errors`` runs ``harness/scenarios/__init__.py``."""
+    root = _tree(
+        tmp_path,
+        {
+            "harness/__init__.py": "",
+            "harness/targets.py": "from harness.scenarios.errors import E\n",
+            "harness/scenarios/__init__.py": "from .engine import run\n",
+            "harness/scenarios/errors.py": "E = 1\n",
+            "harness/scenarios/engine.py": "from . import errors\nfrom harness.targets import T\n",
+        },
+    )
+    groups = circles(root)
+    assert [sorted({e.source for e in g}) for g in groups] == [
+        ["harness.scenarios", "harness.scenarios.engine", "harness.targets"]
+    ], _report(groups)
+    assert _report(groups).endswith("harness/targets.py:1 harness.targets → harness.scenarios")
+    # the package's own modules importing a sibling: no edge to their own __init__, no circle
+    (root / "harness/scenarios/engine.py").write_text("from . import errors\n")
+    edges.cache_clear()
+    assert circles(root) == []
 
 
 # -- the code itself ----------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from harness.scenarios import LoadedScenario, WorldIndex, parse_scenario, run
+from harness.scenarios import LoadedScenario, WorldIndex, parse_scenario
+from harness.scenarios.engine import run
 from harness.targets import NetworkFile, Target, load_target
 
 ADMIN, SHARD = "admin-token", "shard-token"
@@ -425,7 +426,7 @@ def test_unknown_session_users_and_missing_operator_token(
 ADAPTER = '''\
 """A vendor adapter: this hub takes consent forms with PUT /vendor/consent/{rid}."""
 from harness.hubclient import HttpOutcome, HubClient
-from harness.targets import AdapterRequest
+from harness.hubclient import AdapterRequest
 
 
 def consent_register(client: HubClient, request: AdapterRequest) -> HttpOutcome:

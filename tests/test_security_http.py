@@ -31,7 +31,8 @@ import pytest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
+from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover
+from harness.scenarios.engine import run
 from harness.targets import Target
 from simulator.hub.accounts import Accounts, ScryptParams, Session, plausible_token, scrypt_hash
 from simulator.hub.api import DEFAULT_BODY_LIMIT, BodyLimit

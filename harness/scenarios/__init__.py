@@ -14,9 +14,13 @@ Where things are:
   them: :mod:`.steps_mllp` (HL7 v2 built by :mod:`.hl7build`), :mod:`.steps_http` and :mod:`.steps_probes`
   (through :mod:`.hubcalls`), :mod:`.steps_local`, :mod:`.steps_audit`;
 - results (:mod:`.results`), and the ``rhin run`` driver with its reports (:mod:`.runner`).
+
+This package's namespace holds the format, loading and results only: the engine (``from
+harness.scenarios.engine import run``) needs a :class:`harness.targets.Target`, and targets are described
+with the format's step kinds, users and errors, so re-exporting the engine here would make
+``harness.targets`` and this package import each other.
 """
 
-from harness.scenarios.engine import run, run_scenario
 from harness.scenarios.errors import FormatError, ScenarioError, SelectionError, StepError, TargetError
 from harness.scenarios.loader import LoadedScenario, discover, load_scenario, parse_scenario, select
 from harness.scenarios.model import SCHEMA_VERSION, Scenario, Step
@@ -44,8 +48,6 @@ __all__ = [
     "discover",
     "load_scenario",
     "parse_scenario",
-    "run",
-    "run_scenario",
     "schema",
     "select",
 ]

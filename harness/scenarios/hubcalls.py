@@ -15,8 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from harness.hubclient import HttpOutcome, HubClient, HubClientError
-from harness.targets import AdapterRequest
+from harness.hubclient import AdapterRequest, HttpOutcome, HubClient, HubClientError
 
 from .actions import _Http
 from .context import Context

@@ -8,8 +8,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from harness.hubclient import HttpOutcome, HubClient, HubClientError, set_fault
-from harness.targets import AdapterRequest
+from harness.hubclient import AdapterRequest, HttpOutcome, HubClient, HubClientError, set_fault
 
 from .actions import (
     AccessReport,

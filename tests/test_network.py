@@ -35,7 +35,7 @@ from simulator.network import Network, NetworkInfo
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The oracle's own category table (shared/spec/ssmix2.md data types; documents by their folder code).
+# The oracle's own category table (docs/ssmix2.md §2; documents by their folder code).
 CATEGORY = {
     **dict.fromkeys(
         [

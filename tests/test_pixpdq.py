@@ -1,7 +1,7 @@
 """PIX Manager / PDQ Supplier on real sockets (ITI-8, ITI-9, ITI-21) and the identity index under them.
 
 Each test starts its own server on 127.0.0.1 port 0 with its own SQLite file in tmp_path. Every reply is
-checked for correlation (MSA-2 = MSH-10). The expected answers are hub-protocols.md §1.2's.
+checked for correlation (MSA-2 = MSH-10). The expected answers are docs/hub-protocols.md §1.2's.
 """
 
 from __future__ import annotations

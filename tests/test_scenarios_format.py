@@ -232,7 +232,7 @@ def test_the_shipped_suites_load_and_are_big_enough() -> None:
 
 
 def test_the_conformance_suite_covers_the_error_table() -> None:
-    """hub-protocols.md §1.2, row by row: each case has a scenario asserting its expected answer."""
+    """docs/hub-protocols.md §1.2, row by row: each case has a scenario asserting its expected answer."""
     found = {s.id: s.scenario for s in discover(SCENARIOS, [SCENARIOS / "conformance"])}
     ids = {e.id for sc in found.values() for step in sc.steps for e in step.expect}
     table = {

@@ -1,7 +1,7 @@
 """SS-MIX2 writer and reader: golden messages, an independent parser, layout, flags, round trip.
 
 Goldens live in tests/golden/ssmix2/<name>.hl7 as the exact ISO-2022-JP bytes. They were checked by hand
-against shared/spec/ssmix2.md (§3 field positions, §4 samples). To rewrite them after a deliberate change:
+against docs/ssmix2.md (§3 field positions, §4 samples). To rewrite them after a deliberate change:
 ``RHIN_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/test_ssmix2.py -k golden`` — then read the diff.
 """
 

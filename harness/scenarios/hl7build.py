@@ -31,7 +31,7 @@ CHARSETS: Final[Mapping[str, tuple[str, str]]] = {
     "iso-2022-jp": (ISO2022_JP, MSH18[ISO2022_JP]),
     "ascii": (ASCII, MSH18[ASCII]),
 }
-"""Step charset → (Python codec, MSH-18), as hub-protocols.md §0 says Japanese senders declare them."""
+"""Step charset → (Python codec, MSH-18), as docs/hub-protocols.md §0 says Japanese senders declare them."""
 
 _STRUCTURES: Final = {
     "A01": "ADT_A01",

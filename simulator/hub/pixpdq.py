@@ -2,7 +2,7 @@
 
 Decoding, basic checks and the reply's charset are the wire layer's (:class:`~.mllp.HL7Handler`); identity
 decisions are the index's (:mod:`.index`). This module only maps segments to index calls and the index's
-answers to the expected ACK/RSP of hub-protocols.md §1.2. Errors are AE with ERR-3 204 wherever a key
+answers to the expected ACK/RSP of docs/hub-protocols.md §1.2. Errors are AE with ERR-3 204 wherever a key
 (identifier or domain) is unknown, as rhin asserts strictly.
 
 Choices where the sources leave room:

@@ -1,7 +1,7 @@
 """Text for SS-MIX2 files: normalisation to JIS X 0208 (HL7 escaping itself is :mod:`hl7wire`'s).
 
 SS-MIX2 storage is ISO-2022-JP: ASCII plus JIS X 0208 only. Text from outside that set is normalised by
-one documented rule, applied in this order (following NHO practice, shared/spec/ssmix2.md §3.1):
+one documented rule, applied in this order (following NHO practice, docs/ssmix2.md §3.1):
 
 1. variant kanji of real surnames → their JIS X 0208 forms (髙→高, 﨑→崎, 𠮷→吉, 濵→浜, 德→徳, 栁→柳, 桒→桑);
 2. half-width katakana → full-width (NFKC on the half-width range only, so full-width Latin stays as is);

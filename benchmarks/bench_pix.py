@@ -67,7 +67,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from bench_mllp import Result, _answered, cpu_seconds, report, serve_until_stopped  # noqa: E402
 
 from hl7wire import MLLPClient  # noqa: E402
-from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog  # noqa: E402
+from simulator.hub.audit import AuditEntry, AuditLog  # noqa: E402
+from simulator.hub.auditbatch import AuditBatcher  # noqa: E402
 from simulator.hub.index import Directory, PatientIndex  # noqa: E402
 from simulator.hub.mllp import EchoHandler, Handler, MLLPServer  # noqa: E402
 from simulator.hub.pixpdq import PixPdqHandler  # noqa: E402

@@ -33,7 +33,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from simulator.hub.accounts import Accounts, ScryptParams
 from simulator.hub.api import create_app
-from simulator.hub.audit import AuditBatcher, AuditLog
+from simulator.hub.audit import AuditLog
+from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.consents import ConsentStore
 from simulator.hub.facilities import CONSENT_ADMIN_KINDS, Facilities
 from simulator.hub.index import Demographics, Directory, PatientIndex, PersonName

@@ -20,12 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.hub.audit import (
-    AuditBatcher,
-    AuditEntry,
-    AuditLog,
-    AuditRecord,
-)
+from simulator.hub.audit import AuditEntry, AuditLog, AuditRecord
+from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.auditchain import canonical_details, fields_json
 from synthetic.clock import JST
 

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from hl7wire import ISO2022_JP, UTF8, BlockingClient, ConnectionClosedError, ErrorLocation, Message, decode
-from simulator.hub.audit import AuditBatcher, AuditLog, AuditRecord
+from simulator.hub.audit import AuditLog, AuditRecord
+from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.index import (
     REGIONAL_NAMESPACE,
     REGIONAL_OID,

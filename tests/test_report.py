@@ -30,7 +30,8 @@ import pytest
 
 from harness.report import read_json, write_reports
 from harness.report.junit import failure_text
-from harness.scenarios import RunResult, WorldIndex, discover, parse_scenario, run
+from harness.scenarios import RunResult, WorldIndex, discover, parse_scenario
+from harness.scenarios.engine import run
 from harness.targets import ReferenceOptions, reference_target
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,8 +36,8 @@ from harness.scenarios import (
     WorldIndex,
     discover,
     parse_scenario,
-    run,
 )
+from harness.scenarios.engine import run
 from harness.scenarios.errors import TargetError
 from harness.scenarios.hl7build import Header, Person, feed_message, pdq_message, pix_message
 from harness.scenarios.runner import RunOptions, execute, selected

@@ -38,7 +38,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
+from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover
+from harness.scenarios.engine import run
 from harness.scenarios.steps_local import world_path
 from harness.targets import Target
 from simulator.gateway.entries import document_ref_of_names, hl7_ref

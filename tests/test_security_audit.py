@@ -35,14 +35,14 @@ from typer.testing import CliRunner
 import simulator.hub.audit as audit_module
 import simulator.hub.auditchain as chain_module
 from harness.cli import app
-from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
+from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover
+from harness.scenarios.engine import run
 from harness.scenarios.steps_audit import copy_audit, tamper
 from harness.targets import NetworkFile, Target
 from simulator.hub.audit import (
     CHECKPOINT_FILE,
     KEY_ENV,
     KEY_FILE,
-    AuditBatcher,
     AuditEntry,
     AuditKey,
     AuditKeyError,
@@ -51,6 +51,7 @@ from simulator.hub.audit import (
     Problem,
     verify_data,
 )
+from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.server import HubError
 from tests.hubrun import RunningHub, running_hub
 

@@ -34,7 +34,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from harness.report.html import html_report
-from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover, run
+from harness.scenarios import LoadedScenario, RunResult, WorldIndex, discover
+from harness.scenarios.engine import run
 from harness.targets import Target
 from hl7wire import BlockingClient, ConnectionClosedError, Message, MLLPClient, decode
 from simulator.hub import pixpdq

@@ -9,7 +9,8 @@ through gateways), over :mod:`~simulator.hub.service`.
 Process: :mod:`~simulator.hub.server` (``rhin hub``, ``-m simulator.hub``).
 """
 
-from simulator.hub.audit import AuditBatcher, AuditEntry, AuditLog
+from simulator.hub.audit import AuditEntry, AuditLog
+from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.index import (
     REGIONAL_NAMESPACE,
     REGIONAL_OID,

@@ -86,7 +86,8 @@ from hl7wire import (
 )
 from synthetic.clock import jst_now
 
-from .audit import AuditBatcher, AuditEntry
+from .audit import AuditEntry
+from .auditbatch import AuditBatcher
 from .index import (
     REGIONAL_NAMESPACE,
     Demographics,

@@ -54,7 +54,8 @@ from synthetic.clock import jst_now
 from ..lifeline import die_with_parent
 from .accounts import Accounts, ScryptParams, scrypt_hash
 from .api import create_app
-from .audit import AuditBatcher, AuditEntry, AuditKeyError, AuditLog, AuditSettings
+from .audit import AuditEntry, AuditKeyError, AuditLog, AuditSettings
+from .auditbatch import AuditBatcher
 from .consents import ConsentStore
 from .facilities import Facilities
 from .index import Directory, PatientIndex

@@ -27,7 +27,8 @@ from typing import Any
 from synthetic.clock import JST, jst_now
 
 from .accounts import Accounts, Session
-from .audit import AuditBatcher, AuditEntry, AuditLog, AuditRecord
+from .audit import AuditEntry, AuditLog, AuditRecord
+from .auditbatch import AuditBatcher
 from .consents import ConsentStore
 from .facilities import Facilities, FacilityInfo
 from .index import REGIONAL_NAMESPACE, PatientIndex, UnknownPatientError

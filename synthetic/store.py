@@ -21,7 +21,7 @@ from synthetic import tables
 from synthetic.errors import WorldFormatError
 from synthetic.facilities import build_facilities
 from synthetic.geography import geography
-from synthetic.model import PATIENT_ID_OID_ARC, Facility, PatientRecord, PersonName
+from synthetic.model import PATIENT_ID_OID_ARC, Episode, Event, Facility, PatientRecord, PersonName
 from synthetic.names import drawer
 from synthetic.profile import Profile
 from synthetic.ssmix2.writer import Options, StorageWriter, WriteStats
@@ -155,99 +155,109 @@ def _iso(t: dt.datetime) -> str:
 
 
 def patient_rows_of(record: PatientRecord) -> dict[str, list[tuple[Any, ...]]]:
-    p = record.patient
-    n = p.name
-    rows: dict[str, list[tuple[Any, ...]]] = {
-        "patients": [
-            (
-                p.index,
-                p.patient_id,
-                p.regional_id,
-                n.family,
-                n.given,
-                n.family_kana,
-                n.given_kana,
-                n.family_romaji,
-                n.given_romaji,
-                n.family_variant,
-                p.sex,
-                p.birth_date.isoformat(),
-                _iso(p.death) if p.death else None,
-                p.address.postcode,
-                p.address.municipality_code,
-                p.address.text,
-                p.phone,
-                p.mobile,
-                record.pathway,
-                int(p.sharing_target),
-            )
-        ],
+    """One patient's rows for every table of world.sqlite, in the tables' column order."""
+    return {
+        "patients": [_patient_row(record)],
         "local_ids": [
             (li.patient_index, li.facility_code, li.local_id, li.first_visit.isoformat())
             for li in record.local_ids
         ],
-        "episodes": [
-            (
-                e.episode_id,
-                e.patient_index,
-                e.pathway,
-                e.state,
-                e.facility_code,
-                e.setting,
-                e.department,
-                e.doctor_id,
-                _iso(e.start),
-                _iso(e.end) if e.end else None,
-                e.outcome,
-            )
-            for e in record.episodes
-        ],
-        "events": [
-            (
-                e.event_id,
-                e.patient_index,
-                e.episode_id,
-                e.facility_code,
-                _iso(e.time),
-                e.kind,
-                e.category,
-                e.department,
-                e.doctor_id,
-                e.order_no or None,
-                e.status,
-                e.detail,
-                json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")) if e.payload else None,
-            )
-            for e in record.events
-        ],
+        "episodes": [_episode_row(e) for e in record.episodes],
+        "events": [_event_row(e) for e in record.events],
+        **_consent_rows(record),
+    }
+
+
+def _patient_row(record: PatientRecord) -> tuple[Any, ...]:
+    p, n = record.patient, record.patient.name
+    return (
+        p.index,
+        p.patient_id,
+        p.regional_id,
+        n.family,
+        n.given,
+        n.family_kana,
+        n.given_kana,
+        n.family_romaji,
+        n.given_romaji,
+        n.family_variant,
+        p.sex,
+        p.birth_date.isoformat(),
+        _iso(p.death) if p.death else None,
+        p.address.postcode,
+        p.address.municipality_code,
+        p.address.text,
+        p.phone,
+        p.mobile,
+        record.pathway,
+        int(p.sharing_target),
+    )
+
+
+def _episode_row(e: Episode) -> tuple[Any, ...]:
+    return (
+        e.episode_id,
+        e.patient_index,
+        e.pathway,
+        e.state,
+        e.facility_code,
+        e.setting,
+        e.department,
+        e.doctor_id,
+        _iso(e.start),
+        _iso(e.end) if e.end else None,
+        e.outcome,
+    )
+
+
+def _event_row(e: Event) -> tuple[Any, ...]:
+    return (
+        e.event_id,
+        e.patient_index,
+        e.episode_id,
+        e.facility_code,
+        _iso(e.time),
+        e.kind,
+        e.category,
+        e.department,
+        e.doctor_id,
+        e.order_no or None,
+        e.status,
+        e.detail,
+        json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")) if e.payload else None,
+    )
+
+
+def _consent_rows(record: PatientRecord) -> dict[str, list[tuple[Any, ...]]]:
+    form, withdrawal, index = record.consent, record.withdrawal, record.patient.index
+    return {
         "consent_forms": [
             (
-                record.consent.form_id,
-                p.index,
-                record.consent.pattern,
-                record.consent.signed_on.isoformat(),
-                record.consent.taken_at,
-                int(record.consent.emergency_allowed),
+                form.form_id,
+                index,
+                form.pattern,
+                form.signed_on.isoformat(),
+                form.taken_at,
+                int(form.emergency_allowed),
             )
         ],
-        "consent_facilities": [(record.consent.form_id, code) for code in record.consent.facilities],
+        "consent_facilities": [(form.form_id, code) for code in form.facilities],
         "consent_additions": [
             (a.form_id, a.patient_index, a.base_form_id, a.facility_code, a.signed_on.isoformat(), a.taken_at)
             for a in record.additions
         ],
         "consent_withdrawals": []
-        if record.withdrawal is None
+        if withdrawal is None
         else [
             (
-                record.withdrawal.form_id,
-                p.index,
-                record.withdrawal.base_form_id,
-                record.withdrawal.withdrawn_on.isoformat(),
-                record.withdrawal.taken_at,
+                withdrawal.form_id,
+                index,
+                withdrawal.base_form_id,
+                withdrawal.withdrawn_on.isoformat(),
+                withdrawal.taken_at,
             )
         ],
     }
-    return rows
 
 
 class PatientOutput:

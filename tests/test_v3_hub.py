@@ -4,6 +4,7 @@ v2/v3 agreement and the audit. One hub for the module; every test uses its own p
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,9 +287,8 @@ def test_pdq_errors_and_no_match(hub: RunningHub, b: dict[str, Any]) -> None:
         ):
             reply = ask(criteria)
             assert (reply.ack_code, reply.query_status) == ("AE", "AE"), criteria
-            assert reply.details[0]["code"] == code and reply.details[0]["location"].endswith(where), (
-                reply.details
-            )
+            assert reply.details[0]["code"] == code, reply.details
+            assert reply.details[0]["location"].endswith(where), reply.details
 
 
 # ------------------------------------------------------------------------------------------- SOAP layer
@@ -354,3 +354,56 @@ def test_v3_requests_are_audited_like_v2(hub: RunningHub, a: dict[str, Any], b: 
     assert rejected
     assert rejected[-1].actor_facility == b["code"]
     assert rejected[-1].outcome == "AR"
+
+
+# ------------------------------------------------------------------------------------------- hostile input
+
+
+def raw_post(hub: RunningHub, f: dict[str, Any], head: bytes, body: bytes = b"") -> bytes:
+    """One request on a fresh TLS connection (``f``'s certificate); the reply's bytes."""
+    assert hub.soap is not None
+    assert hub.tls is not None
+    chunks = []
+    with (
+        socket.create_connection(hub.soap, timeout=10) as raw,
+        hub.tls.context(f["code"]).wrap_socket(raw, server_hostname=hub.soap[0]) as tls,
+    ):
+        tls.sendall(head + body)
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_hostile_bodies_are_refused_and_the_hub_carries_on(hub: RunningHub, a: dict[str, Any]) -> None:
+    fifty_mb = (
+        b"POST /pixv3/feed HTTP/1.1\r\nHost: hub\r\nContent-Type: application/soap+xml\r\n"
+        b"Content-Length: 52428800\r\nConnection: close\r\n\r\n"
+    )
+    assert raw_post(hub, a, fifty_mb, b"<soap:Envelope").startswith(b"HTTP/1.1 413")
+    chunk = b"<a>" * 10_000
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)) + b"0\r\n\r\n"
+    lying = (
+        b"POST /pixv3/feed HTTP/1.1\r\nHost: hub\r\nContent-Type: application/soap+xml\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    assert raw_post(hub, a, lying, chunked).startswith(b"HTTP/1.1 413")
+    with client(hub, a) as c:
+        lol = '<!ENTITY l0 "lol">' + "".join(
+            f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10)
+        )
+        for body in (
+            f"<!DOCTYPE soap:Envelope [{lol}]><soap:Envelope>&l9;</soap:Envelope>".encode(),
+            b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>',
+            b"<a>" * 5000 + b"</a>" * 5000,
+        ):
+            reply = c.post("/pixv3/feed", body, "application/soap+xml")
+            assert (reply.http_status, reply.fault_code) == (400, "soap:Sender")
+            assert b"root:" not in reply.raw
+        a_id = new_id()
+        assert v3_feed(hub, a, a_id).ack_code == "AA"

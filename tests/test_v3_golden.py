@@ -103,7 +103,7 @@ def test_entity_expansion_is_refused_quickly() -> None:
     )
     doc = f"<!DOCTYPE a [{lol}]><a>&l9;</a>".encode()
     started = dt.datetime.now()
-    with pytest.raises(HostileXml, match="DTD|amplification"):  # libxml2 may stop it first
+    with pytest.raises(HostileXml, match=r"DTD|amplification"):  # libxml2 may stop it first
         parse(doc)
     assert (dt.datetime.now() - started).total_seconds() < 1
 

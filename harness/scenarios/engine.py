@@ -40,6 +40,8 @@ from .steps_http import RUNNERS as HTTP_RUNNERS
 from .steps_http import reset_faults
 from .steps_local import run_world_file
 from .steps_mllp import run_cancel, run_feed, run_pdq, run_pix, run_raw
+from .steps_v3 import RUNNERS as V3_RUNNERS
+from .steps_v3 import close as close_v3
 from .subjects import Latency, MllpObservation, Observation, check, observe, parse_subject, render
 from .variables import substitute
 from .world import Allocator, Bindings, ReservedError, WorldIndex, describe
@@ -69,6 +71,7 @@ RUNNERS: Final[Mapping[str, Callable[[Context, Any], tuple[Any, list[Exchange]]]
     "world_file": run_world_file,
     "audit_tamper": run_audit_tamper,
     **HTTP_RUNNERS,
+    **V3_RUNNERS,
 }
 
 Networks = Callable[[bool], AbstractContextManager["Target"]]
@@ -358,6 +361,7 @@ def _close(ctx: Context) -> None:
         conn.close()
     for session in ctx.sessions.values():
         session.close()
+    close_v3(ctx)
 
 
 # ------------------------------------------------------------------------------------------- a run

@@ -44,6 +44,7 @@ __all__ = [
     "MLLP_KINDS",
     "SCHEMA_VERSION",
     "STATE_KINDS",
+    "V3_KINDS",
     "Action",
     "Expectation",
     "FacilitySelector",
@@ -510,6 +511,8 @@ class Fault(Action):
     ms: Annotated[int, Field(ge=0, le=600_000)] | None = None
 
 
+from .model_v3 import V3_ACTION_MODELS, V3_KINDS, FeedV3, PdqQueryV3, PixQueryV3  # noqa: E402 - needs Action
+
 ACTION_MODELS: Final[dict[str, type[Action]]] = {
     "world_file": WorldFile,
     "feed": Feed,
@@ -537,16 +540,19 @@ ACTION_MODELS: Final[dict[str, type[Action]]] = {
     "audit_tamper": AuditTamper,
     "login_probe": LoginProbe,
     "http_raw": HttpRaw,
+    **V3_ACTION_MODELS,
 }
 MLLP_KINDS: Final = frozenset({"feed", "pix_query", "pdq_query", "pdq_cancel", "mllp_raw"})
 LOCAL_KINDS: Final = frozenset({"world_file"})
 """Steps that read the world's files on this machine rather than talk to the hub."""
 DATA_FOLDER_KINDS: Final = frozenset({"audit_tamper"})
 """Steps that act on the hub's data folder: only the reference target's is on this machine."""
-HTTP_KINDS: Final = frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - {"wait"}
+HTTP_KINDS: Final = (
+    frozenset(ACTION_MODELS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - {"wait"} - V3_KINDS
+)
 STATE_KINDS: Final = frozenset(
     {"feed", "link", "unlink", "consent_register", "consent_add", "consent_withdraw", "emergency", "mllp_raw"}
-)
+) | {"feed_v3"}
 """Steps that change what the hub holds about a patient (identity, links, consent, emergency grants);
 ``mllp_raw`` because its bytes may be a feed. See :attr:`Scenario.changes_world`."""
 WITHDRAWAL_KINDS: Final = frozenset({"consent_withdraw"})
@@ -623,6 +629,9 @@ class Step(Strict):
     audit_tamper: AuditTamper | None = None
     login_probe: LoginProbe | None = None
     http_raw: HttpRaw | None = None
+    feed_v3: FeedV3 | None = None
+    pix_query_v3: PixQueryV3 | None = None
+    pdq_query_v3: PdqQueryV3 | None = None
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> Step:

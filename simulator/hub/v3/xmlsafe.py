@@ -7,8 +7,8 @@ Sender fault by :mod:`.soap`):
   ``load_dtd=False``; nothing outside the body is ever read.
 * **Entity expansion (billion laughs)** and any other DTD trick: a document with a DOCTYPE is refused outright
   (SOAP 1.2 forbids a DTD in an envelope: Part 1 §5), so no entity is ever declared, let alone expanded.
-* **Deep nesting**: more than :data:`MAX_DEPTH` levels is refused while parsing (iterparse), before the tree
-  is walked by anything else. HL7 v3 interactions are ~15 levels deep inside a SOAP envelope.
+* **Deep nesting**: more than :data:`MAX_DEPTH` levels is refused (libxml2 itself stops at 256) before the
+  tree is used by anything else. HL7 v3 interactions are ~15 levels deep inside a SOAP envelope.
 * **Huge documents**: ``huge_tree=False`` (libxml2's own text-node and depth limits stay on), at most
   :data:`MAX_ELEMENTS` elements, and the HTTP body itself is bounded before it is read (the app's
   :class:`~simulator.hub.api.BodyLimit`), so a 50 MB body never reaches the parser.
@@ -17,7 +17,7 @@ Sender fault by :mod:`.soap`):
 
 from __future__ import annotations
 
-import io
+import threading
 from typing import Final
 
 from lxml import etree
@@ -34,44 +34,51 @@ class HostileXml(ValueError):  # noqa: N818 - a refusal, named for what it refus
     """The body is not XML the hub will read: malformed, a DTD, too deep or too many elements."""
 
 
+_LOCAL = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's hardened parser (one per thread: the harness parses replies from several)."""
+    parser: etree.XMLParser | None = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+    return parser
+
+
 def parse(data: bytes) -> etree._Element:
-    """The root element of ``data``, or :class:`HostileXml` saying why it was refused (module docstring)."""
+    """The root element of ``data``, or :class:`HostileXml` saying why it was refused (module docstring).
+
+    One libxml2 parse with the hardened parser (entities never resolved, no DTD loaded, no network, libxml2's
+    own depth limit of 256 without ``huge_tree``), then the DTD, depth and element-count checks on the tree
+    (one C-level walk); the body is bounded before it gets here, so the parse itself is bounded too.
+    """
     if not data.strip():
         raise HostileXml("empty body")
-    depth = elements = 0
-    events = etree.iterparse(
-        io.BytesIO(data),
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-    root: etree._Element | None = None
     try:
-        for event, element in events:
-            if event == "start":
-                depth += 1
-                elements += 1
-                if root is None:
-                    root = element
-                    if _has_dtd(element):
-                        raise HostileXml("a document type declaration (DTD) is not allowed")
-                if depth > MAX_DEPTH:
-                    raise HostileXml(f"nested deeper than {MAX_DEPTH} elements")
-                if elements > MAX_ELEMENTS:
-                    raise HostileXml(f"more than {MAX_ELEMENTS} elements")
-            else:
-                depth -= 1
+        root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise HostileXml(f"not well-formed XML: {exc}") from None
-    if root is None:
-        raise HostileXml("no root element")
     if _has_dtd(root):
         raise HostileXml("a document type declaration (DTD) is not allowed")
+    depth = elements = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            elements += 1
+            if depth > MAX_DEPTH:
+                raise HostileXml(f"nested deeper than {MAX_DEPTH} elements")
+            if elements > MAX_ELEMENTS:
+                raise HostileXml(f"more than {MAX_ELEMENTS} elements")
+        else:
+            depth -= 1
     return root
 
 

@@ -407,3 +407,38 @@ def test_hostile_bodies_are_refused_and_the_hub_carries_on(hub: RunningHub, a: d
             assert b"root:" not in reply.raw
         a_id = new_id()
         assert v3_feed(hub, a, a_id).ack_code == "AA"
+
+
+def test_pdq_v3_is_audited_under_every_person_returned(
+    hub: RunningHub, a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    family = "監査" + uuid.uuid4().hex[:4]
+    ids = [new_id(), new_id()]
+    for local in ids:
+        assert v3_feed(hub, a, local, names=[(family, "一", "IDE")]).ack_code == "AA"
+    with client(hub, b) as c:
+        reply = c.send(
+            "/pdqv3", V3 + "PRPA_IN201305UV02", pdq_query(sender(b), {"family": family}, query_id="PDQAUD")
+        )
+        assert reply.counts["total"] == 2
+        cancel = c.send(
+            "/pdqv3", V3 + "QUQI_IN000003UV01_Cancel", continuation(sender(b), reply.query_id, cancel=True)
+        )
+        assert cancel.ack_code == "AA"
+    ns = a["assigning_authority"]["namespace"]
+    with AuditLog(hub.data / "audit.sqlite") as log:
+        records = [
+            (r, json.loads(r.details) if isinstance(r.details, str) else r.details) for r in log.records()
+        ]
+    mine = [(r, d) for r, d in records if d.get("tag") == "PDQAUD"]
+    hits = sorted(r.target for r, d in mine if d.get("role") == "hit")
+    assert hits == sorted(f"{ns}|{i}" for i in ids)
+    [summary] = [d for _, d in mine if d.get("role") == "summary"]
+    assert (summary["type"], summary["hits"], summary["returned"], summary["status"]) == (
+        "PRPA_IN201305UV02",
+        2,
+        2,
+        "OK",
+    )
+    assert all(r.actor_facility == b["code"] and r.action == "query" for r, _ in mine if r.action != "cancel")
+    assert any(r.action == "cancel" and d.get("type") == "QUQI_IN000003UV01_Cancel" for r, d in mine)

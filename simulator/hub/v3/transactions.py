@@ -210,8 +210,6 @@ class V3Hub:
         note.code = answer.ack
         note.status = answer.status
         note.reason = answer.details[0].text if answer.details else ""
-        if answer.status and note.hits is None and response == "PRPA_IN201306UV02":
-            note.hits = []
         if answer.status == "NF" and response == "PRPA_IN201306UV02":
             note.details["hits"] = 0
         if query is not None:

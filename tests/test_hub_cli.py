@@ -133,7 +133,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
     data = tmp_path / "data"
     with running("--world", str(world), "--data", str(data), "--mllp-port", "0", "--http-port", "0") as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
+        assert set(addresses) == {"mllp", "http", "soap", "admin-token", "mllp-tls"}  # soap: PIXv3/PDQv3
         assert Path(addresses["admin-token"]) == data / "admin.token"
         ca, certs = addresses["mllp-tls"].split(" ")
         assert (Path(ca), Path(certs)) == (data / "pki" / "ca.pem", data / "pki" / "facilities")
@@ -159,7 +159,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(world: Path, tmp_path: Path
 
     with running("--world", str(world), "--data", str(data), "--plain-mllp") as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
+        assert set(addresses) == {"mllp", "http", "soap", "admin-token", "mllp-tls"}  # soap: PIXv3/PDQv3
         assert addresses["mllp-tls"] == "none (plain MLLP)"
         with SyncMLLPClient("127.0.0.1", _port(addresses["mllp"]), timeout=WAIT) as client:
             reply = exchange(client, pdq("Q2", sender))

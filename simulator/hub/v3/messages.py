@@ -17,6 +17,8 @@ Choices where the sources leave room:
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import os
 from collections.abc import Iterable, Sequence
@@ -126,6 +128,37 @@ def add(parent: etree._Element, name: str, value: str | None = None, /, **attrs:
     return element
 
 
+@functools.lru_cache(maxsize=16)
+def _template(interaction: str) -> etree._Element:
+    """The parts of a response wrapper that never change for ``interaction`` (copied, then filled in)."""
+    root = etree.Element(q(interaction), {"ITSVersion": "XML_1.0"}, nsmap=_NSMAP)
+    add(root, "id", root=_MESSAGE_ROOT)
+    add(root, "creationTime")
+    add(root, "interactionId", root=INTERACTION_OID, extension=interaction)
+    add(root, "processingCode", code="P")
+    add(root, "processingModeCode", code="T")
+    add(root, "acceptAckCode", code="NE")
+    receiver = add(
+        add(root, "receiver", typeCode="RCV"), "device", classCode="DEV", determinerCode="INSTANCE"
+    )
+    add(receiver, "id")
+    sender = add(add(root, "sender", typeCode="SND"), "device", classCode="DEV", determinerCode="INSTANCE")
+    add(sender, "id", root=HUB_DEVICE_OID)
+    acknowledgement = add(root, "acknowledgement")
+    add(acknowledgement, "typeCode")
+    add(add(acknowledgement, "targetMessage"), "id")
+    return root
+
+
+def _set_id(element: etree._Element, root: str, extension: str) -> None:
+    if root:
+        element.set("root", root)
+    else:
+        element.set("nullFlavor", "UNK")
+    if extension:
+        element.set("extension", extension)
+
+
 def wrapper(
     interaction: str,
     request: Header,
@@ -137,29 +170,13 @@ def wrapper(
 
     ``ack`` is ``acknowledgement/typeCode`` (AA, AE, AR); ``targetMessage/id`` is the request's id.
     """
-    root = etree.Element(q(interaction), {"ITSVersion": "XML_1.0"}, nsmap=_NSMAP)
-    add(root, "id", root=_MESSAGE_ROOT, extension=f"{_RUN}.{next(_counter)}")
-    add(root, "creationTime", value=now.strftime("%Y%m%d%H%M%S%z"))
-    add(root, "interactionId", root=INTERACTION_OID, extension=interaction)
-    add(root, "processingCode", code="P")
-    add(root, "processingModeCode", code="T")
-    add(root, "acceptAckCode", code="NE")
-    receiver = add(
-        add(root, "receiver", typeCode="RCV"), "device", classCode="DEV", determinerCode="INSTANCE"
-    )
-    ids = {"root": request.sender_root} if request.sender_root else {"nullFlavor": "UNK"}
-    if request.sender_extension:
-        ids["extension"] = request.sender_extension
-    add(receiver, "id", **ids)
-    sender = add(add(root, "sender", typeCode="SND"), "device", classCode="DEV", determinerCode="INSTANCE")
-    add(sender, "id", root=HUB_DEVICE_OID)
-    acknowledgement = add(root, "acknowledgement")
-    add(acknowledgement, "typeCode", code=ack)
-    target = add(acknowledgement, "targetMessage")
-    target_id = {"root": request.id_root} if request.id_root else {"nullFlavor": "UNK"}
-    if request.id_extension:
-        target_id["extension"] = request.id_extension
-    add(target, "id", **target_id)
+    root = copy.deepcopy(_template(interaction))
+    own, created, _, _, _, _, receiver, _, acknowledgement = root
+    own.set("extension", f"{_RUN}.{next(_counter)}")
+    created.set("value", now.strftime("%Y%m%d%H%M%S%z"))
+    _set_id(receiver[0][0], request.sender_root, request.sender_extension)
+    acknowledgement[0].set("code", ack)
+    _set_id(acknowledgement[1][0], request.id_root, request.id_extension)
     for detail in details:
         element = add(acknowledgement, "acknowledgementDetail", typeCode="E")
         add(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -129,12 +130,16 @@ def _send(
     client = _client(ctx, cert or ctx.facility(a.from_).code)
     path = ctx.target.soap_paths[path_key]
     action = ctx.text(a.action) if a.action is not None else _V3 + interaction
-    message_id = f"urn:uuid:00000000-0000-4000-8000-{ctx.control_id()[-12:].rjust(12, '0')}"
+    control = ctx.control_id()  # the message id, as MSH-10: the same in every run with the same salt
+    own_id = payload.find("{urn:hl7-org:v3}id")
+    if own_id is not None:
+        own_id.set("extension", control)
+    message_id = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'rhin:' + control)}"
     data = client.envelope(action, payload, message_id, client.base_url + path)
     content_type = (
         ctx.text(a.content_type) if a.content_type is not None else "application/soap+xml; charset=UTF-8"
     )
-    request_id = str(payload.find("{urn:hl7-org:v3}id").get("extension", ""))  # type: ignore[union-attr]
+    request_id = control
     started = time.perf_counter()
     try:
         reply = client.post(path, data, content_type)

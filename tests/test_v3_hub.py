@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,6 +330,16 @@ def test_soap_needs_a_network_certificate(hub: RunningHub) -> None:
         anonymous.get("/pdqv3", {"wsdl": ""})
     with pytest.raises(httpx.HTTPError), httpx.Client(verify=False) as plain:
         plain.get(f"http://{hub.soap[0]}:{hub.soap[1]}/pdqv3?wsdl")
+    deadline = time.monotonic() + 10  # the audit of a refused handshake is written by a task: poll
+    while True:
+        with AuditLog(hub.data / "audit.sqlite") as log:
+            refused = [r for r in log.records() if r.action == "rejected-connection"]
+        transports = [json.loads(r.details) if isinstance(r.details, str) else r.details for r in refused]
+        if sum(d.get("transport") == "soap-tls" for d in transports) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sum(d.get("transport") == "soap-tls" for d in transports) >= 2
+    assert not any(d.get("transport") == "mllp-tls" for d in transports)  # nothing came over MLLP
 
 
 def test_v3_requests_are_audited_like_v2(hub: RunningHub, a: dict[str, Any], b: dict[str, Any]) -> None:

@@ -62,7 +62,7 @@ from .mllp import MLLPServer
 from .pixpdq import PixPdqHandler
 from .records import Gateways
 from .service import HubServices
-from .v3 import CertifiedHttpTools, create_soap_app
+from .v3 import CertifiedHttpTools, create_soap_app, observe_handshakes
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
@@ -198,11 +198,12 @@ async def run_hub(
         admin_token = _admin_token(data)
     except OSError as exc:
         raise HubError(f"cannot use the data directory {data}: {exc}") from exc
-    tls = None
+    tls = soap_tls = None
     if not plain_mllp:
         try:
             folder = pki if pki is not None else data / PKI_DIR
-            tls = ensure_pki(folder, world_facility_codes(world), [host]).server_context()
+            files = ensure_pki(folder, world_facility_codes(world), [host])
+            tls, soap_tls = files.server_context(), files.server_context()  # each observed by its listener
         except (OSError, ValueError, PkiError) as exc:
             raise HubError(f"cannot set up the hub's TLS files: {exc}") from exc
     gateways: Gateways | None = None
@@ -254,8 +255,8 @@ async def run_hub(
         watcher = loop.create_task(_watch_worker(hashing, stop, died), name="scrypt-worker-watch")
         stack.callback(watcher.cancel)
 
-        async def refused(reason: str) -> None:
-            details = {"transport": "mllp-tls"}
+        async def refused(reason: str, transport: str = "mllp-tls") -> None:
+            details = {"transport": transport}
             await audit.record(
                 AuditEntry(clock(), "", "", "rejected-connection", "refused", "", "", reason, details)
             )
@@ -282,8 +283,10 @@ async def run_hub(
             stack.push_async_callback(_stop_http, http, grace)
             addresses["http"] = (host, http[2])
         if soap_port is not None:  # PIXv3/PDQv3: HTTPS with facility certificates, as MLLP (.v3.app)
-            soap_app = create_soap_app(services, require_tls=tls is not None)
-            factory = None if tls is None else (lambda _config, _default: tls)
+            soap_app = create_soap_app(services, require_tls=soap_tls is not None)
+            if soap_tls is not None:
+                soap_tls = observe_handshakes(soap_tls, lambda reason: refused(reason, "soap-tls"))
+            factory = None if soap_tls is None else (lambda _config, _default: soap_tls)
             try:
                 soap = await _start_http(
                     soap_app, host, soap_port, http=CertifiedHttpTools, ssl_context_factory=factory

@@ -2,7 +2,7 @@
 and the sender authentication, :mod:`.soap` for faults, :mod:`.xmlsafe` for what XML is refused, and
 :mod:`.transactions` for the mapping onto the v2 decisions."""
 
-from .app import PATHS, CertifiedHttpTools, create_soap_app, router
+from .app import PATHS, CertifiedHttpTools, create_soap_app, observe_handshakes, router
 from .transactions import V3Hub
 
-__all__ = ["PATHS", "CertifiedHttpTools", "V3Hub", "create_soap_app", "router"]
+__all__ = ["PATHS", "CertifiedHttpTools", "V3Hub", "create_soap_app", "observe_handshakes", "router"]

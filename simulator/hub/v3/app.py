@@ -6,8 +6,9 @@ tokens), so the SOAP endpoints get **their own listener** (``soap`` in :func:`~.
 HTTPS with the network CA's client certificates required, as MLLP over TLS — the same ``pki/`` files, the
 same rule that the facility a message names (``sender/device/id``, :mod:`.messages`) must be the certificate's
 subject CN (:func:`simulator.pki.facility_of`), else AR. A connection without a certificate from the network
-CA never completes its handshake. With ``plain_mllp`` (a hub under test without TLS) the SOAP listener is
-plain HTTP too, and ``sender/device/id`` is trusted as sent, like MSH-4 on plain MLLP.
+CA never completes its handshake, and the failure is audited (``rejected-connection``, transport
+``soap-tls``: :func:`observe_handshakes`). With ``plain_mllp`` (a hub under test without TLS) the SOAP
+listener is plain HTTP too, and ``sender/device/id`` is trusted as sent, like MSH-4 on plain MLLP.
 
 Paths: ``/pixv3/feed`` (PIX Manager, ITI-44), ``/pixv3/query`` (PIX Manager, ITI-45), ``/pdqv3`` (PDQ
 Supplier, ITI-47); each answers ``GET ?wsdl`` with its WSDL. Bodies are bounded before they are read by the
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, Request
@@ -28,12 +31,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from simulator.pki import facility_of
 
 from ..api import DEFAULT_BODY_LIMIT, BodyLimit
+from ..mllp import _observed
 from ..service import HubServices
 from .soap import SOAP_MEDIA, SoapFault, fault_envelope, read_envelope, reply_envelope
 from .transactions import V3Hub
 from .wsdl import ACTORS, wsdl
 
-__all__ = ["PATHS", "CertifiedHttpTools", "create_soap_app", "router"]
+__all__ = ["PATHS", "CertifiedHttpTools", "create_soap_app", "observe_handshakes", "router"]
 
 PATHS: Final = {"pix-feed": "/pixv3/feed", "pix-query": "/pixv3/query", "pdq": "/pdqv3"}
 """Endpoint key (:data:`.wsdl.ACTORS`) → path."""
@@ -117,6 +121,23 @@ def _get(actor: str) -> Any:
         return Response(wsdl(actor, address), media_type="text/xml; charset=utf-8")
 
     return endpoint
+
+
+def observe_handshakes(
+    ctx: ssl.SSLContext, refused: Callable[[str], Coroutine[Any, Any, None]]
+) -> ssl.SSLContext:
+    """``ctx`` reporting every failed TLS handshake (no certificate, another CA's, plain HTTP) to ``refused``
+    (the hub audits ``rejected-connection``, transport ``soap-tls``), as MLLP's listener does: uvicorn drops
+    such connections before any request exists. The reports run as tasks on the running loop."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def failed(reason: str) -> None:
+        log.warning("SOAP: TLS handshake refused: %s", reason)
+        task = asyncio.get_running_loop().create_task(refused(f"TLS handshake failed: {reason}"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return _observed(ctx, failed)
 
 
 def create_soap_app(services: HubServices, *, require_tls: bool = True) -> FastAPI:

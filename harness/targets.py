@@ -34,17 +34,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.hub.index import REGIONAL_NAMESPACE, REGIONAL_OID
 from simulator.pki import ClientTls
 from synthetic.errors import ProfileError
 from synthetic.yamlio import load_yaml
 
+from .hl7v3client import PATHS as V3_PATHS
 from .scenarios.errors import FormatError, TargetError
 from .scenarios.history import default_state_file
 from .scenarios.loader import validate_model
-from .scenarios.model import ACTION_MODELS, HTTP_KINDS, MLLP_KINDS
+from .scenarios.model import ACTION_MODELS, HTTP_KINDS, MLLP_KINDS, V3_KINDS
 from .scenarios.world import WorldIndex, WorldUser
 
 if TYPE_CHECKING:  # the live network and its bootstrap are imported only when a network starts
@@ -115,6 +116,10 @@ class NetworkFile(_Loose):
         url = (self.hub.get("http") or {}).get("base_url")
         return str(url) if url else None
 
+    def hub_soap(self) -> str | None:
+        url = (self.hub.get("soap") or {}).get("base_url")
+        return str(url) if url else None
+
     def mllp_tls(self) -> ClientTls | None:
         """The hub's MLLP TLS material (``hub.mllp.tls: {ca, certs}``); None: it speaks plain MLLP."""
         tls = (self.hub.get("mllp") or {}).get("tls")
@@ -163,6 +168,9 @@ class Target:
     links: bool = False  # the reference network's link models are on
     state_file: Path | None = None  # what earlier runs changed (harness.scenarios.history); external only
     mllp_tls: ClientTls | None = None  # None: plain MLLP (a hub under test without TLS; reports say so)
+    soap: str | None = None  # the PIXv3/PDQv3 base URL (harness.scenarios.steps_v3)
+    soap_tls: ClientTls | None = None  # its client certificates (https); None: plain HTTP
+    soap_paths: Mapping[str, str] = field(default_factory=lambda: dict(V3_PATHS))
 
     @property
     def plain_mllp(self) -> bool:
@@ -180,6 +188,7 @@ class Target:
             if self.mllp
             else None,
             "http": self.http,
+            "soap": self.soap,
             "supports": sorted(self.supports),
             "adapter": self.adapter.__name__ if self.adapter else None,
             "error_location": "strict" if self.strict_erl else "lenient",
@@ -221,6 +230,16 @@ class _HttpAddress(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
 
 
+class _SoapAddress(_Strict):
+    """The hub's PIXv3/PDQv3 endpoints: a base URL, the TLS material (default: mllp.tls) and the paths."""
+
+    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    tls: _Tls | None = None
+    feed_path: str = V3_PATHS["feed"]
+    pix_path: str = V3_PATHS["pix"]
+    pdq_path: str = V3_PATHS["pdq"]
+
+
 class _User(_Strict):
     facility: str
     user_id: str
@@ -233,11 +252,14 @@ class _Domain(_Strict):
     oid: str
 
 
-StepKind = Literal[
-    "feed", "pix_query", "pdq_query", "pdq_cancel", "mllp_raw", "wait", "login", "logout", "patient_get",
-    "link", "unlink", "consent_register", "consent_add", "consent_withdraw", "consent_get", "emergency",
-    "timeline", "fetch", "access_report", "audit_query", "audit_verify", "fault", "world_file",
-]  # fmt: skip
+def _known_kind(kind: str) -> str:
+    if kind not in ACTION_MODELS:
+        raise ValueError(f"unknown step kind {kind!r}; one of: {', '.join(ACTION_MODELS)}")
+    return kind
+
+
+StepKind = Annotated[str, AfterValidator(_known_kind)]
+"""A declared step kind (:mod:`harness.scenarios.kinds`; the list is not repeated here)."""
 ParamValue = Annotated[str | int | float, Field(union_mode="left_to_right")]
 
 
@@ -249,6 +271,7 @@ class TargetFile(_Strict):
     name: str
     mllp: _MllpAddress | None = None
     http: _HttpAddress | None = None
+    soap: _SoapAddress | None = Field(None, description="PIXv3/PDQv3 (SOAP 1.2) endpoints")
     regional_domain: _Domain = _Domain(namespace=REGIONAL_NAMESPACE, oid=REGIONAL_OID)
     credentials: Literal["world", "listed"] = Field(
         "world", description="world: the world's users (plus `users`); listed: only `users`"
@@ -313,6 +336,16 @@ def load_target(path: Path, world: WorldIndex) -> Target:
     mllp = (spec.mllp.host, spec.mllp.port) if spec.mllp else network.hub_mllp() if network else None
     mllp_tls = _mllp_tls(spec, base, network, path) if mllp else None
     http = spec.http.base_url if spec.http else network.hub_http() if network else None
+    soap = spec.soap.base_url if spec.soap else network.hub_soap() if network else None
+    soap_tls = None
+    if soap is not None and soap.startswith("https"):
+        soap_tls = (
+            ClientTls(base / spec.soap.tls.ca, base / spec.soap.tls.certs)
+            if spec.soap and spec.soap.tls
+            else mllp_tls
+        )
+        if soap_tls is None:
+            raise TargetError(f"{path}: an https soap endpoint needs soap.tls (or mllp.tls)")
     if spec.supports is not None:
         supports: frozenset[str] = frozenset(spec.supports)
     else:
@@ -320,6 +353,7 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         supports |= MLLP_KINDS if mllp else frozenset()
         supports |= (HTTP_KINDS - {"fault"}) if http else frozenset()
         supports |= {"fault"} if network and network.shards else frozenset()
+        supports |= V3_KINDS if soap else frozenset()
     adapter = _import_adapter(spec.adapter, base / spec.adapter_path if spec.adapter_path else None)
     regional = _read_regional_ids(base / spec.regional_ids) if spec.regional_ids else None
     return Target(
@@ -345,6 +379,13 @@ def load_target(path: Path, world: WorldIndex) -> Target:
         local_files=spec.local_files,
         params={k: str(v) for k, v in spec.params.items()},
         mllp_tls=mllp_tls,
+        soap=soap,
+        soap_tls=soap_tls,
+        soap_paths=(
+            {"feed": spec.soap.feed_path, "pix": spec.soap.pix_path, "pdq": spec.soap.pdq_path}
+            if spec.soap
+            else dict(V3_PATHS)
+        ),
         state_file=base / spec.state_file if spec.state_file else default_state_file(path),
     )
 
@@ -416,6 +457,7 @@ class Endpoints:
     regional_ids: Mapping[str, str] | None = None
     links: bool = False
     mllp_tls: ClientTls | None = None
+    soap: str | None = None
 
 
 def endpoints_from_network(path: Path, regional_ids: Mapping[str, str] | None = None) -> Endpoints:
@@ -431,6 +473,7 @@ def endpoints_from_network(path: Path, regional_ids: Mapping[str, str] | None = 
         regional_ids,
         links,
         network.mllp_tls(),
+        network.hub_soap(),
     )
 
 
@@ -552,4 +595,6 @@ def reference_target(
             local_files=True,
             links=endpoints.links,
             mllp_tls=endpoints.mllp_tls,
+            soap=endpoints.soap,
+            soap_tls=endpoints.mllp_tls if endpoints.soap and endpoints.soap.startswith("https") else None,
         )

@@ -142,6 +142,12 @@ class NetworkInfo:
         return dict(self.document["shards"][int(gateway["shard"])])
 
 
+def _soap(ready: dict[str, Any]) -> dict[str, Any]:
+    """The hub's v3 (SOAP) listener for the network file: HTTPS with the MLLP certificates unless plain."""
+    host, port = ready["soap"]
+    return {"base_url": f"{'https' if ready.get('mllp_tls') else 'http'}://{host}:{port}"}
+
+
 def load_network_file(path: Path) -> NetworkInfo:
     try:
         return NetworkInfo(json.loads(path.read_text(encoding="utf-8")))
@@ -279,6 +285,7 @@ class Network:
                 "pid": ready["pid"],
                 "mllp": {"host": mllp_host, "port": mllp_port, "tls": ready.get("mllp_tls")},
                 "http": {"base_url": f"http://{http_host}:{http_port}"},
+                **({"soap": _soap(ready)} if "soap" in ready else {}),  # PIXv3/PDQv3 (simulator.hub.v3)
                 "admin_token_file": ready["admin_token_file"],
                 "data": str(self.data),  # its stores, audit key and checkpoints (offline verification)
             }

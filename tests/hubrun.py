@@ -49,6 +49,7 @@ class RunningHub:
     data: Path
     clock: MovableClock
     tls: ClientTls | None = None  # None: the hub runs plain MLLP (``plain_mllp=True``)
+    soap: tuple[str, int] | None = None  # the PIXv3/PDQv3 listener (HTTPS unless plain)
 
     def mllp_tls(self, facility: str | None) -> ssl.SSLContext | None:
         """The client context presenting ``facility``'s certificate (None on a plain-MLLP hub)."""
@@ -111,7 +112,7 @@ def running_hub(
     try:
         pki = Path(options.get("pki") or data / PKI_DIR)
         tls = None if options.get("plain_mllp") else ClientTls(pki / "ca.pem", pki / "facilities")
-        yield RunningHub(addresses["mllp"], addresses["http"], data, clock, tls)
+        yield RunningHub(addresses["mllp"], addresses["http"], data, clock, tls, addresses.get("soap"))
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(20)

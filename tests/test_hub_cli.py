@@ -125,7 +125,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path:
         "--world", str(bare_world), "--data", str(data), "--mllp-port", "0", "--http-port", "0"
     ) as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
+        assert set(addresses) == {"mllp", "http", "soap", "admin-token", "mllp-tls"}  # soap: PIXv3/PDQv3
         assert Path(addresses["admin-token"]) == data / "admin.token"
         ca, certs = addresses["mllp-tls"].split(" ")
         assert (Path(ca), Path(certs)) == (data / "pki" / "ca.pem", data / "pki" / "facilities")
@@ -151,7 +151,7 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path:
 
     with running("--world", str(bare_world), "--data", str(data), "--plain-mllp") as hub:
         addresses = hub.addresses()
-        assert set(addresses) == {"mllp", "http", "admin-token", "mllp-tls"}
+        assert set(addresses) == {"mllp", "http", "soap", "admin-token", "mllp-tls"}  # soap: PIXv3/PDQv3
         assert addresses["mllp-tls"] == "none (plain MLLP)"
         with BlockingClient("127.0.0.1", _port(addresses["mllp"]), timeout=WAIT) as client:
             reply = exchange(client, pdq("Q2", sender))

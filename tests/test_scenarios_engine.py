@@ -350,6 +350,7 @@ def test_a_broken_hub_makes_every_assertion_fail(
 ) -> None:
     """Each assertion of the default run must be able to fail: some broken hub fails it (status failed)."""
     assert hub.mllp is not None
+    suite = [s for s in suite if not {"pixv3", "pdqv3"} & set(s.scenario.tags)]  # tests/test_v3_suite.py
     killed: dict[tuple[str, str, int, str], list[str]] = {}
     baseline = run(suite, replace(hub, salt="base"), world, jobs=6)
     assert baseline.ok, failures(baseline)

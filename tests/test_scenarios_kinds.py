@@ -20,6 +20,7 @@ from harness.scenarios.model import (
     LOCAL_KINDS,
     MLLP_KINDS,
     STATE_KINDS,
+    V3_KINDS,
     WITHDRAWAL_KINDS,
     Step,
 )
@@ -66,8 +67,10 @@ def test_family_sets_derive_from_the_declarations_as_the_hand_lists_were() -> No
     assert {"feed", "pix_query", "pdq_query", "pdq_cancel", "mllp_raw"} <= MLLP_KINDS
     assert {"world_file"} == LOCAL_KINDS
     assert {"audit_tamper"} == DATA_FOLDER_KINDS
-    # HTTP_KINDS was "everything else but wait": it still is.
-    assert frozenset(KINDS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - {"wait"} == HTTP_KINDS
+    # HTTP_KINDS was "everything else but wait" (and, since PIXv3/PDQv3, but the SOAP family): it still is.
+    assert {"feed_v3", "pix_query_v3", "pdq_query_v3"} == V3_KINDS == names(Family.SOAP)
+    assert frozenset(KINDS) - MLLP_KINDS - LOCAL_KINDS - DATA_FOLDER_KINDS - V3_KINDS - {"wait"} == HTTP_KINDS
+    assert "feed_v3" in STATE_KINDS
     assert "fault" in HTTP_KINDS
     assert "wait" not in HTTP_KINDS
     state = {"feed", "link", "unlink", "consent_register", "consent_add", "consent_withdraw", "emergency"}

@@ -70,7 +70,7 @@ def hub(
     pki: Pki = None,
     plain_mllp: PlainMllp = False,
 ) -> None:
-    """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener (mllp,
+    """Run the reference hub until SIGINT/SIGTERM. Prints one `name: host:port` line per listener (mllp, soap,
     http), the operator token's file, the MLLP transport (`mllp-tls: CA-FILE CERT-FOLDER`, or
     `mllp-tls: none (plain MLLP)`), then `ready`, on stdout: scripts read the real ports from there."""
     import asyncio  # here, not at the top: only this command needs the hub and its event loop

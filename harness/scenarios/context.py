@@ -64,6 +64,7 @@ class Context:
     faults: set[str] = field(default_factory=set)
     after_step: list[Callable[[], None]] = field(default_factory=list)
     params: Mapping[str, str] = field(default_factory=dict)  # the run's overrides of scenario params
+    v3: dict[str, Any] = field(default_factory=dict)  # v3 clients and the last v3 PDQ (.steps_v3)
     _counter: int = 0
 
     # ----------------------------------------------------------------------------------- identifiers

@@ -35,6 +35,7 @@ import harness.scenarios.steps_http as steps_http
 import harness.scenarios.steps_local as steps_local
 import harness.scenarios.steps_mllp as steps_mllp
 import harness.scenarios.steps_probes as steps_probes
+import harness.scenarios.steps_v3 as steps_v3
 
 from .bindings import describe
 from .context import Context
@@ -70,6 +71,7 @@ STEP_MODULES: Final = (
     steps_local,
     steps_mllp,
     steps_probes,
+    steps_v3,
 )
 check_complete()
 
@@ -314,6 +316,7 @@ def _close(ctx: Context) -> None:
         conn.close()
     for session in ctx.sessions.values():
         session.close()
+    steps_v3.close(ctx)
 
 
 # ------------------------------------------------------------------------------------------- a run

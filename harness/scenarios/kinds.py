@@ -12,7 +12,7 @@ Adding a kind is one declaration and one runner (and, for a new step module, its
 ``STEP_MODULES``); nothing lists the kinds again::
 
     # actions.py, or a module model.py imports before it builds ``Step`` (then the registry is sealed)
-    @step_kind("pix_query_v3", Family.HTTP)
+    @step_kind("pix_query_v3", Family.SOAP)
     class PixQueryV3(Action):
         \"\"\"ITI-45 PIXV3 query (PRPA_IN201309UV02) from ``from`` for ``patient``'s ID at ``at``.\"\"\"
 
@@ -55,6 +55,8 @@ class Family(StrEnum):
     """The world's files on this machine; no hub involved, so every target runs it (given local files)."""
     DATA_FOLDER = "data_folder"
     """The hub's data folder: only the reference target's is on this machine."""
+    SOAP = "soap"
+    """HL7 v3 over SOAP 1.2 (PIXv3/PDQv3): a reply is observed as an HTTP one, its document read into JSON."""
     TIMER = "timer"
     """Nothing is exchanged (a pause)."""
 

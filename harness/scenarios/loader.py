@@ -22,7 +22,7 @@ from synthetic.yamlio import LineMap, line_for, load_yaml
 
 from .actions import _Http
 from .errors import FormatError
-from .model import DATA_FOLDER_KINDS, HTTP_KINDS, LOCAL_KINDS, MLLP_KINDS, Scenario, Step
+from .model import DATA_FOLDER_KINDS, HTTP_KINDS, LOCAL_KINDS, MLLP_KINDS, V3_KINDS, Scenario, Step
 from .subjects import HL7_ONLY, HTTP_ONLY, parse_subject
 from .variables import BUILTIN_ROOTS, PARAM_ROOT, references
 
@@ -318,6 +318,8 @@ def _subject_kinds(kind: str) -> set[str]:
     if kind in MLLP_KINDS:
         return common | set(HL7_ONLY)
     if kind in HTTP_KINDS:
+        return common | set(HTTP_ONLY)
+    if kind in V3_KINDS:  # a v3 reply is observed as an HTTP one (status, json: its document)
         return common | set(HTTP_ONLY)
     if kind in LOCAL_KINDS | DATA_FOLDER_KINDS:
         return common | {"status", "json"}

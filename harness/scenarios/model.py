@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import model_v3  # noqa: F401 - declares the PIXv3/PDQv3 kinds before Step is built
 from .actions import Action
 from .expectations import Expectation, Matcher
 from .fields import Strict, SubjectKey, Tag, VarName
@@ -52,6 +53,7 @@ __all__ = [
     "MLLP_KINDS",
     "SCHEMA_VERSION",
     "STATE_KINDS",
+    "V3_KINDS",
     "WITHDRAWAL_KINDS",
     "Action",
     "Expectation",
@@ -78,6 +80,8 @@ LOCAL_KINDS: Final = names(Family.LOCAL)
 DATA_FOLDER_KINDS: Final = names(Family.DATA_FOLDER)
 """Steps that act on the hub's data folder: only the reference target's is on this machine."""
 HTTP_KINDS: Final = names(Family.HTTP)
+V3_KINDS: Final = names(Family.SOAP)
+"""PIXv3/PDQv3 over SOAP: what a target with a ``soap`` address supports."""
 STATE_KINDS: Final = names(changes_state=True)
 """Steps that change what the hub holds about a patient (identity, links, consent, emergency grants);
 ``mllp_raw`` because its bytes may be a feed. See :attr:`Scenario.changes_world`."""

@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mllp-port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--soap-port", type=int, default=0, help="PIXv3/PDQv3 (HTTPS unless --plain-mllp)")
     parser.add_argument("--gateways", type=Path, default=None, help="network file with a gateways section")
     parser.add_argument("--scrypt-cost", type=int, default=14, help="log2 of scrypt's N")
     parser.add_argument(
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.mllp_port,
                 ready,
                 http_port=args.http_port,
+                soap_port=args.soap_port,
                 gateways_file=args.gateways,
                 scrypt=ScryptParams(n=2**args.scrypt_cost),
                 audit_settings=settings,

@@ -91,6 +91,7 @@ from .auditbatch import AuditBatcher
 from .index import (
     REGIONAL_NAMESPACE,
     Demographics,
+    Directory,
     Domain,
     IdentityError,
     PatientIndex,
@@ -101,7 +102,15 @@ from .index import (
 )
 from .mllp import PEER, Clock, HL7Handler
 
-__all__ = ["MAX_REPETITIONS", "VERSIONS", "PixPdqHandler"]
+__all__ = [
+    "MAX_REPETITIONS",
+    "VERSIONS",
+    "PixPdqHandler",
+    "audit_note",
+    "feed_domain_refusal",
+    "fold_hits",
+    "pix_ids",
+]
 
 MAX_REPETITIONS: Final = 32
 """At most this many repetitions of a field the hub iterates (see the module docstring)."""
@@ -229,6 +238,65 @@ class _Note:
         self.code, self.reason = refusal.code, refusal.error.diagnostic
 
 
+async def audit_note(
+    audit: AuditBatcher, note: _Note, actor: str, user: str, kind: str, control: str
+) -> None:
+    """A message's audit record(s) as the module docstring says (shared with PIXv3/PDQv3, :mod:`.v3`)."""
+    details = {"type": kind, "control": control}
+    if note.status:
+        details["status"] = note.status
+    details.update(note.details)
+
+    def entry(patient: str, target: str, extra: dict[str, Any]) -> AuditEntry:
+        return AuditEntry(note.now, actor, user, note.action, note.code, patient, target, note.reason, extra)
+
+    if note.hits is None:
+        await audit.record(entry(note.patient, note.target, details))
+        return
+    hit = {k: details[k] for k in ("type", "control", "tag") if k in details} | {"role": "hit"}
+    entries = [entry(patient, target, hit) for patient, target in note.hits]
+    entries.append(entry("", "", details | {"role": "summary"}))
+    await audit.record_many(entries)
+
+
+def feed_domain_refusal(directory: Directory, ns: str, oid: str, own: Domain) -> str:
+    """Why an identifier of a feed from ``own`` named by (``ns``, ``oid``) is refused ("" if it is in the
+    sender's own domain): unresolvable, unknown, or another facility's (ITI8-019, one source per domain)."""
+    if not ns and not oid:
+        return "the assigning authority could not be resolved (empty CX.4)"
+    domain = directory.resolve(ns, oid)
+    if domain is None:
+        return f"unknown assigning authority {ns or oid!r}"
+    if domain != own:
+        return f"{own.facility} may not assign IDs in domain {domain.namespace}"
+    return ""
+
+
+def pix_ids(
+    found: Sequence[tuple[str, str]], query: tuple[str, str], wanted: set[str]
+) -> list[tuple[str, str]]:
+    """A PIX answer: the patient's IDs but the queried one, only in ``wanted`` domains if any are named."""
+    return [i for i in found if i != query and (not wanted or i[0] in wanted)]
+
+
+def fold_hits(index: PatientIndex, criteria: SearchCriteria, wanted: set[str]) -> list[_Hit]:
+    """A PDQ's matches, one per person (records linked to one regional patient folded together), each with
+    its IDs in the ``wanted`` domains (all if none named); a person with none there is left out."""
+    hits, seen = [], set()
+    for record in index.search(criteria):
+        key = record.regional_id or f"{record.domain}|{record.local_id}"
+        if key in seen:
+            continue
+        seen.add(key)
+        ids = index.identifiers(record.domain, record.local_id)
+        if wanted:
+            ids = [i for i in ids if i[0] in wanted]
+            if not ids:
+                continue
+        hits.append(_Hit(record, tuple(ids)))
+    return hits
+
+
 @lru_cache(maxsize=4096)
 def _cx_suffix(namespace: str, oid: str, d: Delimiters) -> str:
     """``^^^NS&OID&ISO^PI`` in ``d``: the part of a returned CX that depends only on its domain."""
@@ -344,24 +412,7 @@ class PixPdqHandler(HL7Handler):
 
     async def _audit(self, audit: AuditBatcher, msh: Segment, note: _Note, actor: str, kind: str) -> None:
         """The message's audit record(s), committed before the reply goes out."""
-        details = {"type": kind, "control": msh.get(10)}
-        if note.status:
-            details["status"] = note.status
-        details.update(note.details)
-        user = msh.get(3, comp=1)
-
-        def entry(patient: str, target: str, extra: dict[str, Any]) -> AuditEntry:
-            return AuditEntry(
-                note.now, actor, user, note.action, note.code, patient, target, note.reason, extra
-            )
-
-        if note.hits is None:
-            await audit.record(entry(note.patient, note.target, details))
-            return
-        hit = {k: details[k] for k in ("type", "control", "tag") if k in details} | {"role": "hit"}
-        entries = [entry(patient, target, hit) for patient, target in note.hits]
-        entries.append(entry("", "", details | {"role": "summary"}))
-        await audit.record_many(entries)
+        await audit_note(audit, note, actor, msh.get(3, comp=1), kind, msh.get(10))
 
     # --------------------------------------------------------------------------------------- ITI-8
 
@@ -371,14 +422,10 @@ class PixPdqHandler(HL7Handler):
         if not seg.get(field, rep, comp=4):
             return own
         ns, oid = seg.get(field, rep, comp=4, sub=1), seg.get(field, rep, comp=4, sub=2)
-        if not ns and not oid:
-            raise _refuse(_UNKNOWN, where, "the assigning authority could not be resolved (empty CX.4)")
-        domain = self.index.directory.resolve(ns, oid)
-        if domain is None:
-            raise _refuse(_UNKNOWN, where, f"unknown assigning authority {ns or oid!r}")
-        if domain != own:
-            raise _refuse(_UNKNOWN, where, f"{own.facility} may not assign IDs in domain {domain.namespace}")
-        return domain
+        why = feed_domain_refusal(self.index.directory, ns, oid, own)
+        if why:
+            raise _refuse(_UNKNOWN, where, why)
+        return own
 
     def _feed(self, message: Message, event: str, own: Domain, note: _Note) -> Message:
         if event not in _FEED_EVENTS:
@@ -484,7 +531,7 @@ class PixPdqHandler(HL7Handler):
         if found[0][0] == REGIONAL_NAMESPACE:
             note.patient = found[0][1]
         query = (source.namespace, local_id)
-        ids = [i for i in found if i != query and (not wanted or i[0] in wanted)]
+        ids = pix_ids(found, query, wanted)
         if not ids:
             return self._rsp(message, "K23", "AA", "NF", note)
         reply = self._rsp(message, "K23", "AA", "OK", note)
@@ -546,21 +593,6 @@ class PixPdqHandler(HL7Handler):
             raise _refuse(ErrorCode.REQUIRED_FIELD_MISSING, loc, "QPD-3 has no search criteria")
         return criteria
 
-    def _hits(self, criteria: SearchCriteria, wanted: set[str]) -> list[_Hit]:
-        hits, seen = [], set()
-        for record in self.index.search(criteria):
-            key = record.regional_id or f"{record.domain}|{record.local_id}"
-            if key in seen:
-                continue
-            seen.add(key)
-            ids = self.index.identifiers(record.domain, record.local_id)
-            if wanted:
-                ids = [i for i in ids if i[0] in wanted]
-                if not ids:
-                    continue
-            hits.append(_Hit(record, tuple(ids)))
-        return hits
-
     def _pdq(self, message: Message, note: _Note, sender: str) -> Message:
         """ITI-21. A continuation is the asking facility's own: a pointer (sequential, so guessable) and a
         query tag presented by another facility is an unknown pointer, and stays pending for its owner."""
@@ -587,7 +619,7 @@ class PixPdqHandler(HL7Handler):
             else:
                 criteria = self._criteria(qpd)
                 wanted = self._domains(qpd, 8)
-                hits = self._hits(criteria, wanted)
+                hits = fold_hits(self.index, criteria, wanted)
                 total = len(hits)
         except _Refused as refusal:
             return self._rsp(message, "K22", refusal.code, "AE", note, errors=[refusal.error])

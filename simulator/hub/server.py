@@ -63,6 +63,7 @@ from .mllp import MLLPServer
 from .pixpdq import PixPdqHandler
 from .records import Gateways
 from .service import HubServices
+from .v3 import CertifiedHttpTools, create_soap_app, observe_handshakes
 
 __all__ = [
     "ADMIN_TOKEN_FILE",
@@ -156,6 +157,7 @@ async def run_hub(
     audit_settings: AuditSettings | None = None,
     pki: Path | None = None,
     plain_mllp: bool = False,
+    soap_port: int | None = 0,
 ) -> None:
     """Serve PIX/PDQ (MLLP) and the HTTP API for the world in ``world_dir`` until SIGINT/SIGTERM or ``stop``.
 
@@ -169,7 +171,9 @@ async def run_hub(
     seconds), flushes the audit (a last checkpoint) and closes the stores. ``audit_settings``: the audit
     key, checkpoint file and interval (default: in ``data``). ``pki`` is the PKI folder (default
     ``DATA/pki``, created or completed for the world's facilities); ``plain_mllp`` serves plain MLLP instead
-    of TLS. Raises :class:`HubError` if the password worker dies while serving (after stopping cleanly).
+    of TLS. ``soap_port`` (None: none) is the PIXv3/PDQv3 listener, HTTPS with client certificates unless
+    ``plain_mllp`` (:mod:`.v3.app`). Raises :class:`HubError` if the password worker dies while serving
+    (after stopping cleanly).
     """
     world = load_world(world_dir)
     try:
@@ -183,11 +187,12 @@ async def run_hub(
         admin_token = _admin_token(data)
     except OSError as exc:
         raise HubError(f"cannot use the data directory {data}: {exc}") from exc
-    tls = None
+    tls = soap_tls = None
     if not plain_mllp:
         try:
             folder = pki if pki is not None else data / PKI_DIR
-            tls = ensure_pki(folder, world_facility_codes(world), [host]).server_context()
+            files = ensure_pki(folder, world_facility_codes(world), [host])
+            tls, soap_tls = files.server_context(), files.server_context()  # each observed by its listener
         except (OSError, ValueError, PkiError) as exc:
             raise HubError(f"cannot set up the hub's TLS files: {exc}") from exc
     gateways: Gateways | None = None
@@ -239,8 +244,8 @@ async def run_hub(
         watcher = loop.create_task(_watch_worker(hashing, stop, died), name="scrypt-worker-watch")
         stack.callback(watcher.cancel)
 
-        async def refused(reason: str) -> None:
-            details = {"transport": "mllp-tls"}
+        async def refused(reason: str, transport: str = "mllp-tls") -> None:
+            details = {"transport": transport}
             await audit.record(
                 AuditEntry(clock(), "", "", "rejected-connection", "refused", "", "", reason, details)
             )
@@ -266,6 +271,21 @@ async def run_hub(
             stack.push_async_callback(app.state.refusals.flush)
             stack.push_async_callback(_stop_http, http, grace)
             addresses["http"] = (host, http[2])
+        if soap_port is not None:  # PIXv3/PDQv3: HTTPS with facility certificates, as MLLP (.v3.app)
+            soap_app = create_soap_app(services, require_tls=soap_tls is not None)
+            if soap_tls is not None:
+                soap_tls = observe_handshakes(soap_tls, lambda reason: refused(reason, "soap-tls"))
+            factory = None if soap_tls is None else (lambda _config, _default: soap_tls)
+            try:
+                soap = await _start_http(
+                    soap_app, host, soap_port, http=CertifiedHttpTools, ssl_context_factory=factory
+                )
+            except OSError as exc:
+                raise HubError(
+                    f"cannot listen for SOAP on {host}:{soap_port}: {exc.strerror or exc}"
+                ) from exc
+            stack.push_async_callback(_stop_http, soap, grace)
+            addresses["soap"] = (host, soap[2])
         log.info("hub: %d domains, %d records in %s", len(list(directory)), index.count(), data)
         if ready is not None:
             ready(addresses)
@@ -329,7 +349,9 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def _start_http(app: Any, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+async def _start_http(
+    app: Any, host: str, port: int, **options: Any
+) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     """Bind the socket here (a clear OSError if the port is taken), then let uvicorn serve it."""
     # proto from getaddrinfo (IPPROTO_TCP), not 0: asyncio sets TCP_NODELAY on accepted connections only
     # when the listening socket says TCP, and without it every keep-alive reply waits 40 ms (Nagle).
@@ -343,7 +365,7 @@ async def _start_http(app: Any, host: str, port: int) -> tuple[uvicorn.Server, a
     except OSError:
         sock.close()
         raise
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **options)
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -39,10 +39,12 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +177,63 @@ async def run_hub(
     ``plain_mllp`` (:mod:`.v3.app`). Raises :class:`HubError` if the password worker dies while serving
     (after stopping cleanly).
     """
+    setup = _prepare(world_dir, data_dir, host, pki, plain_mllp, gateways_file)
+    data = setup.data
+    async with AsyncExitStack() as stack:
+        stores = _open_stores(stack, data, setup.directory, clock, scrypt, audit_settings)
+        audit = AuditBatcher(stores.audit_log)
+        stack.push_async_callback(audit.close)
+        if setup.gateways is not None:
+            stack.push_async_callback(setup.gateways.aclose)
+        services = HubServices(
+            setup.facilities, stores.index, stores.accounts, stores.consents, stores.audit_log, audit,
+            setup.admin_token, clock,
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        stop = stop or asyncio.Event()
+        installed = _install_stop_signals(loop, stop)
+        stack.callback(lambda: [loop.remove_signal_handler(sig) for sig in installed])
+        died: list[str] = []
+        watcher = loop.create_task(_watch_worker(stores.hashing, stop, died), name="scrypt-worker-watch")
+        stack.callback(watcher.cancel)
+        refused = _refusal_recorder(audit, clock)
+        handler = PixPdqHandler(stores.index, audit=audit, clock=clock)
+        addresses = {"mllp": await _listen_mllp(stack, handler, host, mllp_port, setup.tls, refused, grace)}
+        if http_port is not None:
+            addresses["http"] = await _listen_http(stack, services, setup.gateways, host, http_port, grace)
+        if soap_port is not None:
+            addresses["soap"] = await _listen_soap(
+                stack, services, setup.soap_tls, host, soap_port, grace, refused
+            )
+        log.info("hub: %d domains, %d records in %s", len(list(setup.directory)), stores.index.count(), data)
+        if ready is not None:
+            ready(addresses)
+        await stop.wait()
+        if died:
+            raise HubError(died[0])
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the hub reads and makes before opening anything: the world's tables, its data folder, TLS."""
+
+    directory: Directory
+    facilities: Facilities
+    data: Path
+    admin_token: str
+    tls: ssl.SSLContext | None
+    soap_tls: ssl.SSLContext | None
+    gateways: Gateways | None
+
+
+def _prepare(
+    world_dir: Path,
+    data_dir: Path | None,
+    host: str,
+    pki: Path | None,
+    plain_mllp: bool,
+    gateways_file: Path | None,
+) -> _Setup:
     world = load_world(world_dir)
     try:
         directory = Directory.from_world(world)
@@ -201,97 +260,133 @@ async def run_hub(
             gateways = Gateways.from_file(gateways_file, {f.code: f for f in facilities})
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise HubError(f"cannot read the gateways file {gateways_file}: {exc}") from exc
-    async with AsyncExitStack() as stack:
-        try:
-            index = stack.enter_context(PatientIndex(data / INDEX_FILE, directory, clock=clock))
-            hashing = stack.enter_context(
-                ProcessPoolExecutor(
-                    1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=die_with_parent,
-                    initargs=(signal.SIGTERM, os.getpid()),
-                )
-            )
-            accounts = stack.enter_context(
-                Accounts(
-                    data / "accounts.sqlite",
-                    params=scrypt,
-                    hasher=lambda pw, salt, params: hashing.submit(scrypt_hash, pw, salt, params).result(),
-                )
-            )
-            consents = stack.enter_context(ConsentStore(data / "consents.sqlite"))
-            audit_log = stack.enter_context(AuditLog(data / "audit.sqlite", audit_settings))
-        except AuditKeyError as exc:
-            raise HubError(f"cannot open the audit log: {exc}") from exc
-        except Exception as exc:  # sqlite3.Error, OSError: a corrupt or unwritable store
-            raise HubError(f"cannot open the hub's stores in {data}: {exc}") from exc
-        tampered = audit_log.consistent_with_checkpoints()
-        if tampered is not None:
-            raise HubError(
-                f"the audit log in {data} does not match its checkpoints: {tampered}. Keep both files as"
-                f" evidence, see `rhin audit verify {data}`, and start on a restored copy"
-            )
-        audit = AuditBatcher(audit_log)
-        stack.push_async_callback(audit.close)
-        if gateways is not None:
-            stack.push_async_callback(gateways.aclose)
-        services = HubServices(facilities, index, accounts, consents, audit_log, audit, admin_token, clock)
-        loop = asyncio.get_running_loop()
-        stop = stop or asyncio.Event()
-        installed = _install_stop_signals(loop, stop)
-        stack.callback(lambda: [loop.remove_signal_handler(sig) for sig in installed])
-        died: list[str] = []
-        watcher = loop.create_task(_watch_worker(hashing, stop, died), name="scrypt-worker-watch")
-        stack.callback(watcher.cancel)
+    return _Setup(directory, facilities, data, admin_token, tls, soap_tls, gateways)
 
-        async def refused(reason: str, transport: str = "mllp-tls") -> None:
-            details = {"transport": transport}
-            await audit.record(
-                AuditEntry(clock(), "", "", "rejected-connection", "refused", "", "", reason, details)
-            )
 
-        handler = PixPdqHandler(index, audit=audit, clock=clock)
-        mllp = MLLPServer(handler, host, mllp_port, tls=tls, refused=refused)
-        try:
-            await mllp.start()
-        except OSError as exc:
-            raise HubError(f"cannot listen for MLLP on {host}:{mllp_port}: {exc.strerror or exc}") from exc
-        stack.push_async_callback(mllp.stop, grace)
-        addresses: dict[str, tuple[str, int]] = {"mllp": (mllp.host, mllp.port)}
-        if http_port is not None:
-            try:
-                app = create_app(services, gateways)
-                http = await _start_http(app, host, http_port)
-            except OSError as exc:
-                raise HubError(
-                    f"cannot listen for HTTP on {host}:{http_port}: {exc.strerror or exc}"
-                ) from exc
-            # LIFO: HTTP stops taking requests, then the refusals still being counted are summarised,
-            # then (pushed earlier) the audit is flushed and closed.
-            stack.push_async_callback(app.state.refusals.flush)
-            stack.push_async_callback(_stop_http, http, grace)
-            addresses["http"] = (host, http[2])
-        if soap_port is not None:  # PIXv3/PDQv3: HTTPS with facility certificates, as MLLP (.v3.app)
-            soap_app = create_soap_app(services, require_tls=soap_tls is not None)
-            if soap_tls is not None:
-                soap_tls = observe_handshakes(soap_tls, lambda reason: refused(reason, "soap-tls"))
-            factory = None if soap_tls is None else (lambda _config, _default: soap_tls)
-            try:
-                soap = await _start_http(
-                    soap_app, host, soap_port, http=CertifiedHttpTools, ssl_context_factory=factory
-                )
-            except OSError as exc:
-                raise HubError(
-                    f"cannot listen for SOAP on {host}:{soap_port}: {exc.strerror or exc}"
-                ) from exc
-            stack.push_async_callback(_stop_http, soap, grace)
-            addresses["soap"] = (host, soap[2])
-        log.info("hub: %d domains, %d records in %s", len(list(directory)), index.count(), data)
-        if ready is not None:
-            ready(addresses)
-        await stop.wait()
-        if died:
-            raise HubError(died[0])
+@dataclass(frozen=True)
+class _Stores:
+    index: PatientIndex
+    accounts: Accounts
+    consents: ConsentStore
+    audit_log: AuditLog
+    hashing: ProcessPoolExecutor
+
+
+def _open_stores(
+    stack: AsyncExitStack,
+    data: Path,
+    directory: Directory,
+    clock: Callable[[], dt.datetime],
+    scrypt: ScryptParams | None,
+    audit_settings: AuditSettings | None,
+) -> _Stores:
+    """The stores (closed by ``stack``) and the password worker; refuses an audit log cut behind its
+    checkpoints."""
+    try:
+        index = stack.enter_context(PatientIndex(data / INDEX_FILE, directory, clock=clock))
+        hashing = stack.enter_context(
+            ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
+                initargs=(signal.SIGTERM, os.getpid()),
+            )
+        )
+        accounts = stack.enter_context(
+            Accounts(
+                data / "accounts.sqlite",
+                params=scrypt,
+                hasher=lambda pw, salt, params: hashing.submit(scrypt_hash, pw, salt, params).result(),
+            )
+        )
+        consents = stack.enter_context(ConsentStore(data / "consents.sqlite"))
+        audit_log = stack.enter_context(AuditLog(data / "audit.sqlite", audit_settings))
+    except AuditKeyError as exc:
+        raise HubError(f"cannot open the audit log: {exc}") from exc
+    except Exception as exc:  # sqlite3.Error, OSError: a corrupt or unwritable store
+        raise HubError(f"cannot open the hub's stores in {data}: {exc}") from exc
+    tampered = audit_log.consistent_with_checkpoints()
+    if tampered is not None:
+        raise HubError(
+            f"the audit log in {data} does not match its checkpoints: {tampered}. Keep both files as"
+            f" evidence, see `rhin audit verify {data}`, and start on a restored copy"
+        )
+    return _Stores(index, accounts, consents, audit_log, hashing)
+
+
+Refused = Callable[..., Coroutine[Any, Any, None]]
+"""``refused(reason, transport="mllp-tls")``: audit a connection refused before any message (TLS)."""
+
+
+def _refusal_recorder(audit: AuditBatcher, clock: Callable[[], dt.datetime]) -> Refused:
+    async def refused(reason: str, transport: str = "mllp-tls") -> None:
+        details = {"transport": transport}
+        await audit.record(
+            AuditEntry(clock(), "", "", "rejected-connection", "refused", "", "", reason, details)
+        )
+
+    return refused
+
+
+async def _listen_mllp(
+    stack: AsyncExitStack,
+    handler: PixPdqHandler,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    refused: Refused,
+    grace: float,
+) -> tuple[str, int]:
+    mllp = MLLPServer(handler, host, port, tls=tls, refused=refused)
+    try:
+        await mllp.start()
+    except OSError as exc:
+        raise HubError(f"cannot listen for MLLP on {host}:{port}: {exc.strerror or exc}") from exc
+    stack.push_async_callback(mllp.stop, grace)
+    return (mllp.host, mllp.port)
+
+
+async def _listen_http(
+    stack: AsyncExitStack,
+    services: HubServices,
+    gateways: Gateways | None,
+    host: str,
+    port: int,
+    grace: float,
+) -> tuple[str, int]:
+    try:
+        app = create_app(services, gateways)
+        http = await _start_http(app, host, port)
+    except OSError as exc:
+        raise HubError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from exc
+    # LIFO: HTTP stops taking requests, then the refusals still being counted are summarised,
+    # then (pushed earlier) the audit is flushed and closed.
+    stack.push_async_callback(app.state.refusals.flush)
+    stack.push_async_callback(_stop_http, http, grace)
+    return (host, http[2])
+
+
+async def _listen_soap(
+    stack: AsyncExitStack,
+    services: HubServices,
+    tls: ssl.SSLContext | None,
+    host: str,
+    port: int,
+    grace: float,
+    refused: Refused,
+) -> tuple[str, int]:
+    """PIXv3/PDQv3: HTTPS with facility certificates, as MLLP (:mod:`.v3.app`); plain HTTP without ``tls``."""
+    soap_app = create_soap_app(services, require_tls=tls is not None)
+    factory = None
+    if tls is not None:
+        observed = observe_handshakes(tls, lambda reason: refused(reason, "soap-tls"))
+        factory = lambda _config, _default: observed  # noqa: E731 - uvicorn's ssl_context_factory signature
+    try:
+        soap = await _start_http(soap_app, host, port, http=CertifiedHttpTools, ssl_context_factory=factory)
+    except OSError as exc:
+        raise HubError(f"cannot listen for SOAP on {host}:{port}: {exc.strerror or exc}") from exc
+    stack.push_async_callback(_stop_http, soap, grace)
+    return (host, soap[2])
 
 
 async def _watch_worker(pool: ProcessPoolExecutor, stop: asyncio.Event, died: list[str]) -> None:

@@ -64,10 +64,9 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 
 from hl7wire import (
     ControlIds,
@@ -86,16 +85,14 @@ from hl7wire import (
 )
 from synthetic.clock import jst_now
 
-from .audit import AuditEntry
 from .auditbatch import AuditBatcher
+from .identity import Hit, Note, audit_note, feed_domain_refusal, fold_hits, pix_ids
 from .index import (
     REGIONAL_NAMESPACE,
     Demographics,
-    Directory,
     Domain,
     IdentityError,
     PatientIndex,
-    PatientRecord,
     PersonName,
     SearchCriteria,
     UnknownPatientError,
@@ -106,10 +103,6 @@ __all__ = [
     "MAX_REPETITIONS",
     "VERSIONS",
     "PixPdqHandler",
-    "audit_note",
-    "feed_domain_refusal",
-    "fold_hits",
-    "pix_ids",
 ]
 
 MAX_REPETITIONS: Final = 32
@@ -152,15 +145,9 @@ def _refuse(code: ErrorCode, location: ErrorLocation | None, text: str, ack_code
 
 
 @dataclass(frozen=True)
-class _Hit:
-    record: PatientRecord
-    ids: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
 class _Pending:
     tag: str
-    hits: tuple[_Hit, ...]
+    hits: tuple[Hit, ...]
     total: int
     sender: str  # the asking facility's domain (namespace): only it may continue or cancel the query
 
@@ -220,83 +207,6 @@ def _fitter(message: Message) -> Callable[[str], str]:
     return fit
 
 
-@dataclass(slots=True)
-class _Note:
-    """What one message did, filled in while it is handled: the reply's clock and its audit record(s)."""
-
-    now: datetime
-    action: str = "unsupported"
-    code: str = "AA"  # MSA-1
-    status: str = ""  # QAK-2 for queries
-    reason: str = ""  # MSA-3 of a refusal
-    patient: str = ""
-    target: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    hits: list[tuple[str, str]] | None = None  # PDQ: (regional ID or "", first "<domain>|<ID>") per person
-
-    def refused(self, refusal: _Refused) -> None:
-        self.code, self.reason = refusal.code, refusal.error.diagnostic
-
-
-async def audit_note(
-    audit: AuditBatcher, note: _Note, actor: str, user: str, kind: str, control: str
-) -> None:
-    """A message's audit record(s) as the module docstring says (shared with PIXv3/PDQv3, :mod:`.v3`)."""
-    details = {"type": kind, "control": control}
-    if note.status:
-        details["status"] = note.status
-    details.update(note.details)
-
-    def entry(patient: str, target: str, extra: dict[str, Any]) -> AuditEntry:
-        return AuditEntry(note.now, actor, user, note.action, note.code, patient, target, note.reason, extra)
-
-    if note.hits is None:
-        await audit.record(entry(note.patient, note.target, details))
-        return
-    hit = {k: details[k] for k in ("type", "control", "tag") if k in details} | {"role": "hit"}
-    entries = [entry(patient, target, hit) for patient, target in note.hits]
-    entries.append(entry("", "", details | {"role": "summary"}))
-    await audit.record_many(entries)
-
-
-def feed_domain_refusal(directory: Directory, ns: str, oid: str, own: Domain) -> str:
-    """Why an identifier of a feed from ``own`` named by (``ns``, ``oid``) is refused ("" if it is in the
-    sender's own domain): unresolvable, unknown, or another facility's (ITI8-019, one source per domain)."""
-    if not ns and not oid:
-        return "the assigning authority could not be resolved (empty CX.4)"
-    domain = directory.resolve(ns, oid)
-    if domain is None:
-        return f"unknown assigning authority {ns or oid!r}"
-    if domain != own:
-        return f"{own.facility} may not assign IDs in domain {domain.namespace}"
-    return ""
-
-
-def pix_ids(
-    found: Sequence[tuple[str, str]], query: tuple[str, str], wanted: set[str]
-) -> list[tuple[str, str]]:
-    """A PIX answer: the patient's IDs but the queried one, only in ``wanted`` domains if any are named."""
-    return [i for i in found if i != query and (not wanted or i[0] in wanted)]
-
-
-def fold_hits(index: PatientIndex, criteria: SearchCriteria, wanted: set[str]) -> list[_Hit]:
-    """A PDQ's matches, one per person (records linked to one regional patient folded together), each with
-    its IDs in the ``wanted`` domains (all if none named); a person with none there is left out."""
-    hits, seen = [], set()
-    for record in index.search(criteria):
-        key = record.regional_id or f"{record.domain}|{record.local_id}"
-        if key in seen:
-            continue
-        seen.add(key)
-        ids = index.identifiers(record.domain, record.local_id)
-        if wanted:
-            ids = [i for i in ids if i[0] in wanted]
-            if not ids:
-                continue
-        hits.append(_Hit(record, tuple(ids)))
-    return hits
-
-
 @lru_cache(maxsize=4096)
 def _cx_suffix(namespace: str, oid: str, d: Delimiters) -> str:
     """``^^^NS&OID&ISO^PI`` in ``d``: the part of a returned CX that depends only on its domain."""
@@ -334,7 +244,7 @@ class PixPdqHandler(HL7Handler):
         kind, event = msh.get(9, comp=1), msh.get(9, comp=2)
         sender = msh.get(4, comp=1)
         facility = self.index.directory.facility(sender)
-        note = _Note(self.clock())
+        note = Note(self.clock())
         peer = PEER.get()
         certified = peer.facility if peer is not None and peer.tls else None
         try:
@@ -386,7 +296,7 @@ class PixPdqHandler(HL7Handler):
                     "AR",
                 )
         except _Refused as refusal:
-            note.refused(refusal)
+            note.refused(refusal.code, refusal.error.diagnostic)
             reply = self.ack(
                 message, refusal.code, errors=[refusal.error], text=refusal.error.diagnostic, now=note.now
             )
@@ -395,7 +305,7 @@ class PixPdqHandler(HL7Handler):
             await self._audit(self.audit, msh, note, actor or "", f"{kind}^{event}")
         return reply
 
-    def _check_repetitions(self, message: Message, note: _Note) -> None:
+    def _check_repetitions(self, message: Message, note: Note) -> None:
         """AE + ERR 102 at the first field with more than MAX_REPETITIONS repetitions (module docstring)."""
         for segment in message:
             for number in _BOUNDED.get(segment.name, ()):
@@ -410,7 +320,7 @@ class PixPdqHandler(HL7Handler):
                         f" at most {MAX_REPETITIONS} are accepted",
                     )
 
-    async def _audit(self, audit: AuditBatcher, msh: Segment, note: _Note, actor: str, kind: str) -> None:
+    async def _audit(self, audit: AuditBatcher, msh: Segment, note: Note, actor: str, kind: str) -> None:
         """The message's audit record(s), committed before the reply goes out."""
         await audit_note(audit, note, actor, msh.get(3, comp=1), kind, msh.get(10))
 
@@ -427,7 +337,7 @@ class PixPdqHandler(HL7Handler):
             raise _refuse(_UNKNOWN, where, why)
         return own
 
-    def _feed(self, message: Message, event: str, own: Domain, note: _Note) -> Message:
+    def _feed(self, message: Message, event: str, own: Domain, note: Note) -> Message:
         if event not in _FEED_EVENTS:
             raise _refuse(
                 ErrorCode.UNSUPPORTED_EVENT_CODE,
@@ -474,7 +384,7 @@ class PixPdqHandler(HL7Handler):
         event: str,
         code: str,
         status: str,
-        note: _Note,
+        note: Note,
         *,
         errors: Sequence[ErrorDetail] = (),
         counts: Sequence[int] = (),
@@ -506,7 +416,7 @@ class PixPdqHandler(HL7Handler):
             reply.append(qpd)
         return reply
 
-    def _pix(self, message: Message, note: _Note) -> Message:
+    def _pix(self, message: Message, note: Note) -> Message:
         try:
             qpd = message.segment("QPD")
             local_id = "" if qpd is None else qpd.get(3, comp=1)
@@ -593,7 +503,7 @@ class PixPdqHandler(HL7Handler):
             raise _refuse(ErrorCode.REQUIRED_FIELD_MISSING, loc, "QPD-3 has no search criteria")
         return criteria
 
-    def _pdq(self, message: Message, note: _Note, sender: str) -> Message:
+    def _pdq(self, message: Message, note: Note, sender: str) -> Message:
         """ITI-21. A continuation is the asking facility's own: a pointer (sequential, so guessable) and a
         query tag presented by another facility is an unknown pointer, and stays pending for its owner."""
         qpd = message.segment("QPD")
@@ -651,7 +561,7 @@ class PixPdqHandler(HL7Handler):
         raw = message.get("RCP", 2, comp=1)
         return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
-    def _pid(self, set_id: int, hit: _Hit, fit: Callable[[str], str], d: Delimiters) -> dict[int, Field]:
+    def _pid(self, set_id: int, hit: Hit, fit: Callable[[str], str], d: Delimiters) -> dict[int, Field]:
         demo = hit.record.demographics
         names = [[fit(n.family), fit(n.given), "", "", "", "", "L", n.representation] for n in demo.names]
         return {
@@ -664,7 +574,7 @@ class PixPdqHandler(HL7Handler):
             13: Repeated(*demo.phones) if demo.phones else None,
         }
 
-    def _cancel(self, message: Message, note: _Note, sender: str) -> Message:
+    def _cancel(self, message: Message, note: Note, sender: str) -> Message:
         """QCN^J01: forget the sender's continuations of QID-1's query tag (another facility's query with
         the same tag is not its to cancel); AA even if none was pending."""
         tag = message.get("QID", 1)

@@ -1,12 +1,12 @@
 """PIXv3 and PDQv3 on the hub's index: ITI-44 (feed), ITI-45 (PIX query) and ITI-47 (PDQ, continuation,
 cancel), mapping HL7 v3 elements to the same index calls and decisions as ITI-8/9/21 (:mod:`..pixpdq`).
 
-Every decision about identity is the index's or a function shared with the v2 handler
-(:func:`~..pixpdq.feed_domain_refusal`, :func:`~..pixpdq.pix_ids`, :func:`~..pixpdq.fold_hits`), and every
-message is audited by :func:`~..pixpdq.audit_note` exactly as its v2 twin (same actions, outcomes, targets and
-per-person PDQ records; ``details.type`` is the v3 interaction, ``control`` the message id, ``tag`` the
-queryId extension). The acknowledgement maps v2's answer the IPF way (acknowledgementDetail with the table
-0357 code; ITI-45/47 ``queryAck/queryResponseCode`` OK/NF/AE as QAK-2):
+Every decision about identity is the index's or a function shared with the v2 handler (:mod:`..identity`:
+``feed_domain_refusal``, ``pix_ids``, ``fold_hits``), and every message is audited by its ``audit_note``
+exactly as its v2 twin (same actions, outcomes, targets and per-person PDQ records; ``details.type`` is
+the v3 interaction, ``control`` the message id, ``tag`` the queryId extension). The acknowledgement maps
+v2's answer the IPF way (acknowledgementDetail with the table 0357 code; ITI-45/47
+``queryAck/queryResponseCode`` OK/NF/AE as QAK-2):
 
 * sender not a member, or not the certificate's facility: AR, 103 at ``sender/device/id`` (audited
   ``rejected-sender``);
@@ -44,6 +44,7 @@ from typing import Final
 from lxml import etree
 
 from ..auditbatch import AuditBatcher
+from ..identity import Hit, Note, audit_note, feed_domain_refusal, fold_hits, pix_ids
 from ..index import (
     REGIONAL_NAMESPACE,
     Demographics,
@@ -53,7 +54,7 @@ from ..index import (
     SearchCriteria,
     UnknownPatientError,
 )
-from ..pixpdq import MAX_REPETITIONS, _Hit, _Note, audit_note, feed_domain_refusal, fold_hits, pix_ids
+from ..pixpdq import MAX_REPETITIONS
 from .messages import (
     HUB_DEVICE_OID,
     Detail,
@@ -118,7 +119,7 @@ def _ae(code: str, location: str, why: str) -> _Refused:
 
 @dataclass(frozen=True)
 class _Pending:
-    hits: tuple[_Hit, ...]
+    hits: tuple[Hit, ...]
     total: int
     page: int
     query: etree._Element  # the queryByParameter, echoed on every page
@@ -132,7 +133,7 @@ class _Answer:
     details: tuple[Detail, ...] = ()
     status: str = ""  # queryResponseCode
     ids: list[tuple[str, str]] | None = None  # ITI-45: the IDs returned
-    hits: Sequence[_Hit] = ()  # ITI-47: this page
+    hits: Sequence[Hit] = ()  # ITI-47: this page
     counts: tuple[int, int, int] | None = None  # total, current, remaining
 
 
@@ -161,7 +162,7 @@ class V3Hub:
         header = read_header(soap.body)
         directory = self.index.directory
         facility = sender_facility(directory, header)
-        note = _Note(self.clock())
+        note = Note(self.clock())
         answer = _Answer()
         query = self._query_element(header)
         try:
@@ -291,7 +292,7 @@ class V3Hub:
 
     # --------------------------------------------------------------------------------------- ITI-44
 
-    def _feed(self, kind: str, control: etree._Element, own: Domain, note: _Note) -> None:
+    def _feed(self, kind: str, control: etree._Element, own: Domain, note: Note) -> None:
         patient = control.find(f"{q('subject')}/{q('registrationEvent')}/{q('subject1')}/{q('patient')}")
         ids = [] if patient is None else patient.findall(q("id"))
         if not ids or not attr(ids[0], "extension"):
@@ -377,7 +378,7 @@ class V3Hub:
             raise _Refused("AE", *bad)
         return wanted
 
-    def _pix(self, control: etree._Element, note: _Note) -> _Answer:
+    def _pix(self, control: etree._Element, note: Note) -> _Answer:
         params = control.find(f"{q('queryByParameter')}/{q('parameterList')}")
         value = None if params is None else params.find(f"{q('patientIdentifier')}/{q('value')}")
         where = _PARAMS + "/patientIdentifier/value"
@@ -449,7 +450,7 @@ class V3Hub:
             raise _ae("101", _PARAMS, "the query has no search criteria")
         return criteria, self._wanted(params, "otherIDsScopingOrganization")
 
-    def _pdq(self, control: etree._Element, note: _Note, own: Domain) -> _Answer:
+    def _pdq(self, control: etree._Element, note: Note, own: Domain) -> _Answer:
         qbp = control.find(q("queryByParameter"))
         params = None if qbp is None else qbp.find(q("parameterList"))
         if qbp is None or params is None:
@@ -466,7 +467,7 @@ class V3Hub:
         return self._page(note, own, qbp, hits, len(hits), limit)
 
     def _page(
-        self, note: _Note, own: Domain, qbp: etree._Element, hits: Sequence[_Hit], total: int, limit: int
+        self, note: Note, own: Domain, qbp: etree._Element, hits: Sequence[Hit], total: int, limit: int
     ) -> _Answer:
         note.hits = []
         if not hits:
@@ -487,7 +488,7 @@ class V3Hub:
     def _key(own: Domain, query_id: etree._Element | None) -> tuple[str, str, str]:
         return own.namespace, attr(query_id, "root"), attr(query_id, "extension")
 
-    def _continue(self, control: etree._Element, note: _Note, own: Domain) -> _Answer:
+    def _continue(self, control: etree._Element, note: Note, own: Domain) -> _Answer:
         continuation = control.find(q("queryContinuation"))
         where = _CAP + "/queryContinuation/queryId"
         query_id = None if continuation is None else continuation.find(q("queryId"))
@@ -503,7 +504,7 @@ class V3Hub:
         limit = int(quantity) if quantity.isdigit() and int(quantity) > 0 else pending.page
         return self._page(note, own, pending.query, pending.hits, pending.total, limit)
 
-    def _cancel(self, control: etree._Element, note: _Note, own: Domain) -> None:
+    def _cancel(self, control: etree._Element, note: Note, own: Domain) -> None:
         continuation = control.find(q("queryContinuation"))
         query_id = None if continuation is None else continuation.find(q("queryId"))
         if query_id is None:

@@ -764,6 +764,10 @@ def _run_colours(counts: dict[str, int]) -> list[tuple[str, int, str]]:
 
 # --- end scenarios ---
 
+from harness.load.command import load_cmd  # noqa: E402
+
+app.command("load")(load_cmd)
+
 
 def main() -> None:
     app()

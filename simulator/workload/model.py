@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from synthetic.errors import ProfileError
 from synthetic.model import ITEM_CATEGORIES
@@ -100,6 +100,14 @@ def parse_slo(text: str) -> Slo:
     if unit == "%":
         raise WorkloadError(f"SLO {text!r}: latencies are in ms or s")
     return Slo(operation=op, stat=stat, limit=value * 1000 if unit == "s" else value)
+
+
+def _slo_syntax(text: str) -> str:
+    try:
+        parse_slo(text)
+    except WorkloadError as exc:
+        raise ValueError(str(exc)) from None
+    return text
 
 
 class FacilityWeights(_Strict):
@@ -225,17 +233,9 @@ class Workload(_Strict):
     session: SessionMix = SessionMix()
     feeds: Feeds = Feeds()
     shape: ShapeSpec = ShapeSpec()
-    slo: list[str] = Field(default_factory=lambda: ["timeline.p95<800ms", "fetch.p95<1500ms"])
-
-    @field_validator("slo")
-    @classmethod
-    def _slo_syntax(cls, value: list[str]) -> list[str]:
-        for text in value:
-            try:
-                parse_slo(text)
-            except WorkloadError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    slo: list[Annotated[str, AfterValidator(_slo_syntax)]] = Field(
+        default_factory=lambda: ["timeline.p95<800ms", "fetch.p95<1500ms"]
+    )
 
     def slos(self) -> list[Slo]:
         return [parse_slo(s) for s in self.slo]

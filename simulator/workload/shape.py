@@ -32,8 +32,11 @@ def diurnal_factor(hour: float, weekday_hours_share: float = 0.7) -> float:
 
 
 def peak_factor(weekday_hours_share: float = 0.7) -> float:
-    """The curve's maximum (at the bump's middle): the realistic peak relative to the day's mean."""
-    return diurnal_factor((OPEN + CLOSE) / 2, weekday_hours_share)
+    """The curve's maximum — the bump's middle, or the flat night when less than 9/24 of the day's sessions
+    fall in clinic hours: the realistic peak relative to the day's mean."""
+    return max(
+        diurnal_factor((OPEN + CLOSE) / 2, weekday_hours_share), diurnal_factor(0.0, weekday_hours_share)
+    )
 
 
 def step_multiplier(spec: ShapeSpec, elapsed_s: float) -> float | None:

@@ -30,6 +30,7 @@ from harness.targets import ReferenceOptions, Target, reference_target
 from loadtests.mllp import MllpError, MllpSession
 from simulator.hub.mllp import END_BLOCK, START_BLOCK
 from simulator.workload import OPERATIONS
+from tests.test_report import _browser, webdriver
 from tests.test_scenarios_suites import BrokenHub, _gateways, no_consent_check
 
 RUNNER = CliRunner()
@@ -97,6 +98,20 @@ def test_headless_load_on_its_own_reference_network(mini_world: Path, tmp_path: 
     assert page.count('class="op"') == len(ops)
     assert (out / "locust_stats.csv").is_file()  # Locust's own CSV and HTML are written too
     assert (out / "locust.html").is_file()
+    chromium, driver = _browser()
+    with webdriver(chromium, driver, tmp_path) as (http, session):
+        assert (
+            http.post(f"{session}/url", json={"url": (out / "report.html").resolve().as_uri()}).status_code
+            == 200
+        )
+        script = (
+            "return Object.assign({}, document.body.dataset, "
+            "{verdict: document.getElementById('verdict').textContent});"
+        )
+        seen = http.post(f"{session}/execute/sync", json={"script": script, "args": []}).json()["value"]
+    assert int(seen["renderedOps"]) == len(ops)  # the browser's own count of operation rows
+    assert int(seen["renderedPlots"]) >= 5  # throughput, latency, facilities, CPU, memory
+    assert seen["verdict"].startswith("FAILED")
 
 
 # ------------------------------------------------------------------------------------------- shared network
@@ -151,8 +166,8 @@ def test_a_hub_that_ignores_consent_fails_the_run(
     may_view they see entries: a consent leak, exit 1 whatever the SLOs say."""
     workload = tmp_path / "outside.yaml"
     workload.write_text(
-        "schema_version: 1\nname: outside-heavy\nsession: {outside_consent_share: 0.7, emergency_share: 0.1}\n"
-        "slo: []\n",
+        "schema_version: 1\nname: outside-heavy\n"
+        "session: {outside_consent_share: 0.7, emergency_share: 0.1}\nslo: []\n",
         encoding="utf-8",
     )
     assert net.http is not None
@@ -180,7 +195,8 @@ def test_a_hub_that_ignores_consent_fails_the_run(
 
 
 def _session(net: Target, facility: str, fired: list[dict[str, Any]]) -> MllpSession:
-    assert net.mllp is not None and net.mllp_tls is not None
+    assert net.mllp is not None
+    assert net.mllp_tls is not None
     return MllpSession(
         net.mllp[0], net.mllp[1], tls=net.mllp_tls.context(facility), timeout=10,
         fire=lambda **kw: fired.append(kw), facility=facility,
@@ -234,7 +250,7 @@ def _one_shot_server(behaviour: str) -> tuple[int, threading.Thread]:
             conn.recv(65536)
             if behaviour == "close":
                 return
-            ack = "MSH|^~\\&|HUB|RHIN|A|B|20261201||ACK^A04^ACK|9|P|2.5\rMSA|AA|T2\r".encode()
+            ack = b"MSH|^~\\&|HUB|RHIN|A|B|20261201||ACK^A04^ACK|9|P|2.5\rMSA|AA|T2\r"
             for b in START_BLOCK + ack + END_BLOCK:  # one byte per send: the client must read to the end
                 conn.sendall(bytes([b]))
 

@@ -14,6 +14,7 @@ from harness.load.report import write_report
 from harness.load.stats import (
     RawRow,
     knee,
+    knee_text,
     leaks,
     op_stats,
     per_facility,
@@ -99,6 +100,10 @@ def test_step_curve_and_knee() -> None:
     assert knee(curve, 800) == 4  # the last step that held the SLO
     assert knee(curve, 40) is None
     assert knee(curve, 1000) == 8
+    assert knee_text({"curve": curve, "knee_multiplier": 4, "knee_reached": True}) == (
+        "knee: 4× the realistic peak held the SLO; 8× broke it"
+    )
+    assert "not reached" in knee_text({"curve": curve, "knee_multiplier": 8, "knee_reached": False})
 
 
 def test_time_series_counts_every_request() -> None:
@@ -125,7 +130,7 @@ def test_the_report_page_is_self_contained(tmp_path: Path) -> None:
         "series": time_series(rows),
         "resources": {"hub": {"samples": [{"t": 1.0, "cpu_pct": 50.0, "rss_mb": 100.0}]}},
         "step": {"curve": [{"multiplier": 1, "per_s": 5.0, "p95_ms": 40.0, "failures": 0}], "slo_ms": 800,
-                 "knee_multiplier": 1},
+                 "knee_multiplier": 1, "knee_reached": False},
         "verdict": {"ok": False, "consent_leaks": len(leaks(rows)), "slo_broken": []},
     }  # fmt: skip
     files = write_report(report, tmp_path)

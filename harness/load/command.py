@@ -131,8 +131,9 @@ def load_cmd(
         colour = "green" if s["ok"] else "red"
         console.print(f"[{colour}]{'held' if s['ok'] else 'BROKEN'}[/] {s['slo']} (measured {s['value']})")
     if "step" in r:
-        knee = r["step"]["knee_multiplier"]
-        console.print(f"knee: {'not reached' if knee is None else f'{knee:g}× the realistic peak'}")
+        from .stats import knee_text
+
+        console.print(knee_text(r["step"]))
     console.print(f"consent leaks: {r['verdict']['consent_leaks']}")
     for kind, path in outcome.files.items():
         console.print(f"  {kind}: {path}", highlight=False)

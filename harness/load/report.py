@@ -24,6 +24,8 @@ import matplotlib.pyplot as plt
 
 from harness.report.plots import figure_svg
 
+from .stats import knee_text
+
 __all__ = ["render_html", "write_report"]
 
 
@@ -135,10 +137,10 @@ def render_html(report: dict[str, Any]) -> str:
         f'<figure class="plot" id="plot-{e(k)}">{svg}</figure>' for k, svg in report["_svgs"].items()
     )
     leaks = report["verdict"]["consent_leaks"]
-    knee = report.get("step", {}).get("knee_multiplier")
-    knee_text = "" if report["shape"] != "step" else (
-        f"<p id=\"knee\">knee: {'not reached' if knee is None else f'{knee:g}× the realistic peak'}</p>"
-    )  # fmt: skip
+    knee = ""
+    if report.get("step"):
+        knee = f'<p id="knee">{e(knee_text(report["step"]))}</p>'
+
     facilities = "".join(
         f'<tr><td class="l">{e(code)}</td><td>{n}</td></tr>'
         for code, n in list(report["per_facility"].items())[:30]
@@ -154,7 +156,7 @@ def render_html(report: dict[str, Any]) -> str:
  <span>{title}</span></h1>
 <p>consent leaks: <b id="leaks" class="{"bad" if leaks else "ok"}">{leaks}</b> ·
  requests: {t["requests"]} · failures: {t["failures"]} ·
- seed {report["seed"]} · workload {e(report["workload"]["name"])}</p>{knee_text}
+ seed {report["seed"]} · workload {e(report["workload"]["name"])}</p>{knee}
 <h2>SLOs</h2><table id="slo-table">
 <tr><th class="l">objective</th><th>measured</th><th>result</th></tr>{slos}</table>
 <h2>Operations</h2><p>Percentiles are exact (nearest rank over every successful request's own time).</p>

@@ -263,7 +263,8 @@ def _report(
     target: dict[str, Any],
     resources: dict[str, Any],
 ) -> dict[str, Any]:
-    span = options.duration_s
+    # Rates over the span the requests really covered (a step shape may end before --duration).
+    span = (max(r.t for r in rows) - min(r.t for r in rows)) if len(rows) > 1 else options.duration_s
     stats = op_stats(rows, span)
     slo = slo_results(slos, stats)
     leaked = leaks(rows)
@@ -281,7 +282,8 @@ def _report(
         },
         "shape": workload.shape.kind,
         "multiplier": workload.shape.multiplier,
-        "duration_s": span,
+        "duration_s": options.duration_s,
+        "measured_s": round(span, 3),
         "processes": options.processes,
         "sizing": {
             "peak_sessions_per_s_1x": rates.peak_per_s,
@@ -308,7 +310,9 @@ def _report(
         limit = timeline_slo.limit if timeline_slo else 800.0
         multipliers = step_multipliers(spec.step_start, spec.step_factor, spec.step_max)
         curve = step_curve(rows, min(r.t for r in rows), spec.step_s, multipliers)
-        report["step"] = {"curve": curve, "slo_ms": limit, "knee_multiplier": knee(curve, limit)}
+        held = knee(curve, limit)
+        broke = held is None or (bool(curve) and held != curve[-1]["multiplier"])
+        report["step"] = {"curve": curve, "slo_ms": limit, "knee_multiplier": held, "knee_reached": broke}
     report["verdict"] = {
         "ok": all(s["ok"] for s in slo) and not leaked,
         "consent_leaks": len(leaked),

@@ -24,6 +24,7 @@ __all__ = [
     "OpStats",
     "RawRow",
     "knee",
+    "knee_text",
     "leaks",
     "op_stats",
     "per_facility",
@@ -219,6 +220,18 @@ def knee(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
             break
         held = point["multiplier"]
     return held
+
+
+def knee_text(step: dict[str, Any]) -> str:
+    """The step shape's finding in words, as a multiple of the realistic peak."""
+    held = step["knee_multiplier"]
+    if held is None:
+        return "knee: below the first step (the SLO broke at once)"
+    if not step["knee_reached"]:
+        return f"knee: not reached — the SLO held up to {held:g}× the realistic peak (the last step run)"
+    broke = next((p["multiplier"] for p in step["curve"] if p["multiplier"] > held), None)
+    after = f"{broke:g}×" if broke is not None else "the next step"
+    return f"knee: {held:g}× the realistic peak held the SLO; {after} broke it"
 
 
 def step_multipliers(start: float, factor: float, upto: float) -> list[float]:

@@ -11,7 +11,6 @@ from locust import events
 from locust.env import Environment
 
 from loadtests.recorder import RawRecorder
-from loadtests.shapes import RhinShape
 from loadtests.users import concrete_users, context
 
 _ctx = context()
@@ -19,8 +18,10 @@ _users = concrete_users(_ctx.cfg)
 RhinViewer = _users[0]
 if len(_users) > 1:
     RhinFeeder = _users[1]
+if _ctx.cfg.mode == "sessions":  # benchmark loops run with -u/-t instead of the workload's shape
+    from loadtests.shapes import RhinShape  # noqa: F401
 
-__all__ = ["RhinShape", "RhinViewer"]
+__all__ = ["RhinViewer"]
 
 
 def _install(environment: Environment, **_: Any) -> None:

@@ -17,7 +17,9 @@ Expected answers decide success:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import math
 import random
 import time
@@ -401,8 +403,79 @@ class Feeder(User):
             mllp.close()
 
 
+# ------------------------------------------------------------------------------------------- benchmark loops
+
+
+def _bench_items() -> list[list[str]]:
+    cfg = context().cfg
+    if cfg.bench_items is None:
+        raise RuntimeError(f"mode {cfg.mode!r} needs bench_items")
+    with open(cfg.bench_items, encoding="utf-8") as f:
+        items: list[list[str]] = json.load(f)
+    return items
+
+
+class PixLoop(User):
+    """Benchmark: ITI-9 back to back on one persistent connection per user, over ``bench_items``
+    ``[facility, local ID, namespace, oid]`` (what bench_pix.py's bare asyncio driver sends)."""
+
+    abstract = True
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self._items = _bench_items()
+        self._n = random.Random(id(self)).randrange(len(self._items))
+        self._conns: dict[str, MllpSession] = {}
+
+    def on_stop(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+
+    @task
+    def query(self) -> None:
+        ctx = context()
+        facility, local_id, namespace, oid = self._items[self._n % len(self._items)]
+        self._n += 1
+        conn = self._conns.get(facility)
+        if conn is None:
+            conn = self._conns[facility] = ctx.mllp(facility, self.environment.events.request.fire)
+        text = pix_message(ctx.header(facility, "utf-8"), "QB", f"{local_id}^^^{namespace}&{oid}&ISO", [])
+        with contextlib.suppress(MllpError):
+            conn.exchange("pix", text, "utf-8")
+
+
+class TimelineLoop(FastHttpUser):
+    """Benchmark: log in once, then timelines back to back over ``bench_items``
+    ``[facility, user ID, password, regional ID]`` (the bare aiohttp driver's requests)."""
+
+    abstract = True
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        items = _bench_items()
+        self._item = items[random.Random(id(self)).randrange(len(items))]
+        facility, user_id, password, _ = self._item
+        reply = self.client.post(
+            "/auth/login", json={"facility": facility, "user_id": user_id, "password": password}, name="login"
+        )
+        self._headers = {"Authorization": f"Bearer {reply.json()['token']}"}
+
+    @task
+    def timeline(self) -> None:
+        with self.client.get(
+            f"/patients/{self._item[3]}/timeline", headers=self._headers, name="timeline", catch_response=True
+        ) as r:
+            if r.status_code != 200:
+                r.failure(f"HTTP {r.status_code}")
+
+
 def concrete_users(cfg: LoadConfig) -> list[type[User]]:
-    """The run's user classes: the viewer with its host and pacing, and the feeder when feeds are on."""
+    """The run's user classes: the viewer with its host and pacing, and the feeder when feeds are on (or
+    one benchmark loop, ``mode`` pix / timeline)."""
+    if cfg.mode == "pix":
+        return [type("RhinPixLoop", (PixLoop,), {"abstract": False})]
+    if cfg.mode == "timeline":
+        return [type("RhinTimelineLoop", (TimelineLoop,), {"abstract": False, "host": cfg.http})]
     viewer = type(
         "RhinViewer",
         (Viewer,),

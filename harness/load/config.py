@@ -49,6 +49,8 @@ class LoadConfig(BaseModel):
     raw_log: str = "raw.csv"  # written by the master (or the single local process)
     feeds: bool = True
     stop_on_slo: list[str] = []  # the step shape stops once one of these breaks (rolling window)
+    mode: str = "sessions"  # "sessions": the workload; "pix" / "timeline": benchmark loops (bench_load.py)
+    bench_items: str | None = None  # benchmark loops: JSON list of what each request names
 
     def write(self, path: Path) -> Path:
         path.write_text(self.model_dump_json(indent=2), encoding="utf-8")

@@ -181,7 +181,8 @@ def _locust_argv(options: LoadOptions, folder: Path) -> list[str]:
     if not options.ui:
         argv += ["--headless", "--csv", str(folder / "locust"), "--html", str(folder / "locust.html")]
     else:
-        argv += ["--web-host", "127.0.0.1", "--autostart"]
+        # The shape starts at once; the UI stays up for a minute after it ends, then the report is written.
+        argv += ["--web-host", "127.0.0.1", "--autostart", "--autoquit", "60"]
     if options.role == "master":
         argv += ["--master", "--expect-workers", str(options.expect_workers)]
     elif options.processes > 1:
@@ -231,20 +232,20 @@ def _run_locust(options: LoadOptions, folder: Path, cfg_path: Path) -> str:
     env = {**os.environ, CONFIG_ENV: str(cfg_path), "PYTHONPATH": str(ROOT), **options.extra_env}
     argv = _locust_argv(options, folder)
     limit = options.duration_s + 120 if not options.ui else None
+    pipe = subprocess.PIPE if options.quiet else None
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=pipe, stderr=subprocess.STDOUT if pipe else None, text=True
+    )
     try:
-        proc = subprocess.run(
-            argv,
-            cwd=ROOT,
-            env=env,
-            timeout=limit,
-            stdout=subprocess.PIPE if options.quiet else None,
-            stderr=subprocess.STDOUT if options.quiet else None,
-            text=True,
-            check=False,
-        )
+        output, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.wait(10)
         raise LoadError(f"Locust did not finish within {limit:.0f} s") from exc
-    output = proc.stdout or ""
+    except KeyboardInterrupt:  # Ctrl-C reaches Locust too (same process group): let it write its files
+        output, _ = proc.communicate(timeout=60)
+        return output or ""
+    output = output or ""
     if proc.returncode not in (0, 1):  # 1: Locust saw failed requests, which our report judges
         raise LoadError(f"Locust exited {proc.returncode}:\n{output[-3000:]}")
     return output

@@ -4,13 +4,14 @@ so the SimPy model sees the same rate at the same moment.
 
 Viewers pace themselves (one session per ``pacing_s``), so the user count is the session rate × pacing;
 the feeder is one more user while feeds are on. The step shape stops early once any ``stop_on_slo``
-objective is broken in Locust's rolling window (the knee is then read from the raw timings).
+objective is broken over the last 10 s of raw timings (the knee is then read from the whole raw log).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+from typing import Any, Final
 
 from locust import LoadTestShape
 
@@ -19,6 +20,10 @@ from simulator.workload import parse_slo
 from .users import context
 
 __all__ = ["RhinShape"]
+
+WINDOW_S: Final = 10.0
+MIN_RUN_S: Final = 5.0
+MIN_REQUESTS: Final = 20
 
 
 class RhinShape(LoadTestShape):
@@ -37,17 +42,30 @@ class RhinShape(LoadTestShape):
         return total, float(max(total, 1))
 
     def _slo_broken(self) -> bool:
+        """Any ``stop_on_slo`` objective broken over the last :data:`WINDOW_S` seconds of raw timings (the
+        recorder's rows: exact, and on a master they include what the workers have reported so far)."""
         runner: Any = self.runner
-        if runner is None or self.get_run_time() < 5:  # type: ignore[no-untyped-call]
+        recorder = getattr(getattr(runner, "environment", None), "rhin_recorder", None)
+        if recorder is None or self.get_run_time() < MIN_RUN_S:  # type: ignore[no-untyped-call]
             return False
+        since = time.time() - WINDOW_S
+        recent = [r for r in recorder.rows if r[0] >= since]
         for text in context().cfg.stop_on_slo:
             slo = parse_slo(text)
-            if slo.stat == "failures" or slo.stat == "max":
+            rows = [r for r in recent if r[1] == slo.operation]
+            if len(rows) < MIN_REQUESTS:
                 continue
-            for entry in runner.stats.entries.values():
-                if entry.name != slo.operation or entry.num_requests < 20:
-                    continue
-                current = entry.get_current_response_time_percentile(int(slo.stat[1:]) / 100)
-                if current is not None and current > slo.limit:
+            if slo.stat == "failures":
+                value = sum(1 for r in rows if not r[3]) / len(rows)
+            else:
+                ok = sorted(float(r[2]) for r in rows if r[3])
+                if not ok:
                     return True
+                value = (
+                    ok[-1]
+                    if slo.stat == "max"
+                    else ok[max(1, math.ceil(len(ok) * int(slo.stat[1:]) / 100)) - 1]
+                )
+            if value >= slo.limit:
+                return True
         return False

@@ -159,6 +159,30 @@ def test_master_and_two_workers_merge_exact_percentiles(
     assert all(o["failures"] == 0 for o in report["operations"].values()), report["operations"]
 
 
+def test_the_step_shape_stops_when_an_slo_breaks(mini_world: Path, net: Target, tmp_path: Path) -> None:
+    """Steps of 3 s (1×, 2×, 4×, … 64×) against an SLO no hub meets: the shape stops once Locust's rolling
+    p95 breaks it (after 5 s and 20 timelines), long before the last step; no step held, so no knee."""
+    workload = tmp_path / "step.yaml"
+    workload.write_text(
+        "schema_version: 1\nname: step\nshape: {kind: step, step_s: 3, step_max: 64}\n"
+        "slo: ['timeline.p95<0.001ms']\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "report"
+    result = load(
+        "--world", str(mini_world), "--target", str(target_file(tmp_path, net)), "--workload", str(workload),
+        "--duration", "60s", "--rate", "4", "--think-scale", "0", "--no-feeds", "--report", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    curve = report["step"]["curve"]
+    assert [p["multiplier"] for p in curve][:2] == [1, 2]
+    assert curve[1]["per_s"] > 1.4 * curve[0]["per_s"]  # the user pool doubled with the step
+    assert report["measured_s"] < 3 * 7 - 3  # stopped before the 64× step
+    assert report["step"]["knee_multiplier"] is None
+    assert "below the first step" in result.output
+
+
 def test_a_hub_that_ignores_consent_fails_the_run(
     mini_world: Path, world: WorldIndex, net: Target, tmp_path: Path
 ) -> None:

@@ -144,7 +144,9 @@ def _monitored(target: Target) -> dict[str, int]:
     return pids
 
 
-def _config(options: LoadOptions, target: Target, pacing: float, raw: Path) -> LoadConfig:
+def _config(
+    options: LoadOptions, workload: Workload, target: Target, pacing: float, raw: Path, slos: list[Slo]
+) -> LoadConfig:
     if target.mllp is None or target.http is None:
         raise LoadError(f"target {target.name} needs both MLLP and HTTP addresses for load")
     tls = target.mllp_tls
@@ -152,8 +154,8 @@ def _config(options: LoadOptions, target: Target, pacing: float, raw: Path) -> L
         world=str(options.world.resolve()),
         workload=str(options.workload_file.resolve()) if options.workload_file else None,
         seed=options.seed,
-        shape=options.shape or "peak",
-        multiplier=options.multiplier if options.multiplier is not None else 1.0,
+        shape=workload.shape.kind,  # the workload file's, unless --shape / --multiplier override it
+        multiplier=workload.shape.multiplier,
         duration_s=options.duration_s,
         rate_override=options.rate,
         think_scale=options.think_scale,
@@ -171,6 +173,7 @@ def _config(options: LoadOptions, target: Target, pacing: float, raw: Path) -> L
         timeout_s=max(target.mllp_timeout, target.http_timeout),
         raw_log=str(raw),
         feeds=options.feeds,
+        stop_on_slo=[str(s) for s in slos],
     )
 
 
@@ -205,7 +208,7 @@ def run_load(options: LoadOptions) -> LoadOutcome:
     data = Path(tempfile.mkdtemp(prefix="rhin-load-"))
     try:
         with _target(options, world, data) as target:
-            cfg = _config(options, target, pacing, raw)
+            cfg = _config(options, workload, target, pacing, raw, slos)
             cfg_path = cfg.write(folder / "load-config.json")
             monitor = ProcessMonitor(_monitored(target)).start()
             started = time.time()
@@ -288,7 +291,7 @@ def _report(
         "processes": options.processes,
         "sizing": {
             "peak_sessions_per_s_1x": rates.peak_per_s,
-            "target_max_sessions_per_s": rates.max_sessions_per_s(span),
+            "target_max_sessions_per_s": rates.max_sessions_per_s(options.duration_s),
             "achieved_sessions_per_s": round(sessions / span, 4) if span else 0,
             "pacing_s": pacing,
             "users_max": top_users,

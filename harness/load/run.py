@@ -16,6 +16,7 @@ achieved rate beside the target.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import os
 import shutil
@@ -49,12 +50,22 @@ from .stats import (
 
 __all__ = ["LoadError", "LoadOptions", "LoadOutcome", "run_load"]
 
-LOCUSTFILE: Final = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
-ROOT: Final = LOCUSTFILE.parents[1]
-
 
 class LoadError(Exception):
     """The load run could not be set up or Locust failed to run."""
+
+
+def _locustfile() -> Path:
+    """loadtests/locustfile.py wherever the package is installed (found without importing it: importing
+    locust monkey-patches the standard library, which the harness must not undergo)."""
+    spec = importlib.util.find_spec("loadtests")
+    if spec is None or spec.origin is None:
+        raise LoadError("the loadtests package is not installed")
+    return Path(spec.origin).parent / "locustfile.py"
+
+
+LOCUSTFILE: Final = _locustfile()
+ROOT: Final = LOCUSTFILE.parents[1]
 
 
 @dataclass(frozen=True)

@@ -140,3 +140,33 @@ def test_the_report_page_is_self_contained(tmp_path: Path) -> None:
     assert 'id="knee"' in page
     assert "src=" not in page
     assert "<link" not in page
+
+
+# ------------------------------------------------------------------------------------------- the command
+
+
+def test_durations_and_bad_input_get_clear_errors(tmp_path: Path, mini_world: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.load.command import parse_duration
+
+    assert [parse_duration(t) for t in ("90", "90s", "10m", "1.5h")] == [90, 90, 600, 5400]
+    with pytest.raises(typer.BadParameter):
+        parse_duration("ten minutes")
+    runner = CliRunner()
+    bad_shape = runner.invoke(app, ["load", "--world", str(mini_world), "--shape", "sine"])
+    assert bad_shape.exit_code == 2
+    assert "peak, diurnal, step" in bad_shape.output
+    bad = tmp_path / "w.yaml"
+    bad.write_text("schema_version: 1\nsession: {emergency_share: 2}\n", encoding="utf-8")
+    wrong = runner.invoke(app, ["load", "--world", str(mini_world), "--workload", str(bad)])
+    assert wrong.exit_code == 2  # refused before any network starts
+    assert f"{bad}:2: session.emergency_share" in " ".join(wrong.output.split())
+    no_slo = runner.invoke(app, ["load", "--world", str(mini_world), "--slo", "timeline.p95>1ms"])
+    assert no_slo.exit_code == 2
+    assert "expected op.stat<value" in no_slo.output
+    worker = runner.invoke(app, ["load", "--world", str(mini_world), "--worker"])
+    assert worker.exit_code == 2
+    assert "--worker needs --target" in " ".join(worker.output.split())

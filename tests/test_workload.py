@@ -196,12 +196,13 @@ def test_sessions_are_deterministic_and_honour_consent(plan: WorldPlan, mini_wor
 
 def test_shares_of_outside_and_emergency_sessions(mini_world: Path) -> None:
     w = default_workload()
-    heavy = w.model_copy(update={"session": w.session.model_copy(update={"outside_consent_share": 0.5})})
-    plan = WorldPlan(mini_world, heavy, 1)
+    mix = w.session.model_copy(update={"outside_consent_share": 0.5, "emergency_share": 0.3})
+    plan = WorldPlan(mini_world, w.model_copy(update={"session": mix}), 1)
     n = 2000
-    outside = sum(1 for i in range(n) if plan.session(i).intent == "outside")
+    intents = [plan.session(i).intent for i in range(n)]
     assert plan.outside_pairs
-    assert outside / n == pytest.approx(0.5, abs=0.05)
+    assert intents.count("outside") / n == pytest.approx(0.5, abs=0.05)
+    assert intents.count("emergency") / n == pytest.approx(0.3, abs=0.05)
 
 
 def test_feeds(plan: WorldPlan) -> None:

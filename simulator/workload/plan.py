@@ -199,7 +199,8 @@ class WorldPlan:
     # ------------------------------------------------------------------------------- sessions
 
     def session(self, index: int) -> Session:
-        """Session ``index``: the same on every run of this world, workload and seed."""
+        """Session ``index``: the same on every run of this world, workload and seed. A world with no
+        candidate for an outside or emergency session gives a care session in its place."""
         mix = self.workload.session
         rng = random.Random(f"{self.seed}|session|{index}")
         u = rng.random()
@@ -208,9 +209,9 @@ class WorldPlan:
             intent: Intent = "outside"
             p_index, code = self.outside_pairs[rng.randrange(len(self.outside_pairs))]
         elif (
-            u < mix.outside_consent_share + mix.emergency_share
+            mix.outside_consent_share <= u < mix.outside_consent_share + mix.emergency_share
             and self.emergency_patients
-            and (self.emergency_viewers)
+            and self.emergency_viewers
         ):
             intent = "emergency"
             p_index = self.emergency_patients[rng.randrange(len(self.emergency_patients))]

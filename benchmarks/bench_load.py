@@ -4,7 +4,7 @@
     asyncio driver (K persistent connections, QBP^Q23 back to back) and then Locust's MLLP users
     (:class:`loadtests.users.PixLoop`, the same queries on the same hub) with 1 and 2 worker processes.
     Printed: queries/s, Locust ÷ bare (target ≥ 0.7 for the better of 1 or 2 processes), and the generator's
-    CPU per request (the Locust process tree's, from ``RUSAGE_CHILDREN``; the bare driver's own).
+    CPU per request (every Locust process's, test start to stop; the bare driver's own).
 (b) Timelines. The reference network for a mini world with its storage (hub + gateways, links off): a bare
     aiohttp client (K sessions, logged in once, timelines back to back) and Locust's ``FastHttpUser``
     (:class:`loadtests.users.TimelineLoop`, the same viewers and patients). Printed the same way.
@@ -16,9 +16,8 @@
     .venv/bin/python benchmarks/bench_load.py [--seconds 5] [--clients 8] [--procs 1,2]
     .venv/bin/python benchmarks/bench_load.py --full [--world worlds/ishikawa] [--processes 2]
 
-Both drivers share the 2 cores with the hub, so the ratio is what matters, not the absolute rate. The
-Locust CPU figure includes its processes' start-up (imports, reading the world: ~1–2 CPU s), so it
-overstates the steady per-request cost in short runs; compare it at --seconds 30.
+Both drivers share the 2 cores with the hub, so the ratio is what matters, not the absolute rate; both
+CPU figures leave out start-up.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import asyncio
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -50,22 +48,19 @@ from synthetic import load_profile, write_world  # noqa: E402
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_locust(cfg: LoadConfig, folder: Path, users: int, seconds: float, procs: int) -> tuple[float, float]:
-    """(successful requests/s after a 1 s warm-up, generator CPU µs per request) of one headless run."""
+    """(successful requests/s after a 1 s warm-up, generator CPU µs per request) of one headless run. The
+    CPU is what every Locust process (master and workers) spent between test start and stop, as the
+    locustfile records it: start-up and imports excluded, like the bare drivers'."""
     path = cfg.write(folder / "load-config.json")
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
     argv += ["-u", str(users), "-r", str(users), "-t", f"{seconds + 1:.0f}s", "--loglevel", "ERROR"]
     if procs > 1:
         argv += ["--processes", str(procs)]
-    before = children_cpu()
     env = {**os.environ, CONFIG_ENV: str(path), "PYTHONPATH": str(ROOT)}
     subprocess.run(argv, cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cpu = children_cpu() - before
+    raw = Path(cfg.raw_log)
+    cpu = sum(float(p.read_text()) for p in raw.parent.glob(f"{raw.name}.cpu-*"))
     with Path(cfg.raw_log).open(newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["name"] != "login"]
     if not rows:

@@ -74,6 +74,7 @@ class LoadContext:
         self._sessions: itertools.count[int] | None = None
         self.seen_entries: dict[str, tuple[str, str]] = {}  # regional ID → an entry a viewer was shown
         self.started = time.monotonic()
+        self.cpu_started = time.process_time()
         self._control = itertools.count(1)
 
     def next_session(self) -> Session:

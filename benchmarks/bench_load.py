@@ -167,18 +167,21 @@ def full(args: argparse.Namespace) -> None:
     common: dict[str, Any] = {"world": world, "processes": args.processes, "seed": 42}
     peak = run_load(
         LoadOptions(report=Path(f"reports/bench-load-{stamp}-peak100"), shape="peak", multiplier=100,
-                    duration_s=600, **common)
+                    duration_s=args.full_seconds, **common)
     )  # fmt: skip
     ops = peak.report["operations"]
-    print(f"100× peak, 10 min: verdict {'PASSED' if peak.ok else 'FAILED'}; failures {peak.report['totals']}")
+    verdict = "PASSED" if peak.ok else "FAILED"
+    print(f"100× peak, {args.full_seconds:g} s: {verdict}; {peak.report['totals']}")
     for name in ("timeline", "fetch", "pdq", "pix", "login"):
         if name in ops:
             o = ops[name]
             ms = f"p50 {o['p50_ms']:.1f}  p95 {o['p95_ms']:.1f}  p99 {o['p99_ms']:.1f} ms"
             print(f"  {name:<9} n={o['count']:<7} {ms}")
-    step = run_load(
-        LoadOptions(report=Path(f"reports/bench-load-{stamp}-step"), shape="step", duration_s=3600, **common)
-    )
+    workload = Path(f"reports/bench-load-{stamp}-step.yaml")
+    workload.parent.mkdir(parents=True, exist_ok=True)
+    workload.write_text(f"schema_version: 1\nname: step\nshape: {{kind: step, step_s: {args.step_s}}}\n")
+    folder = Path(f"reports/bench-load-{stamp}-step")
+    step = run_load(LoadOptions(report=folder, workload_file=workload, duration_s=36_000, **common))
     print(knee_text(step.report["step"]))
 
 
@@ -192,6 +195,8 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="(c): ishikawa at 100× for 10 min, then the step")
     parser.add_argument("--world", type=Path, default=Path("worlds/ishikawa"))
     parser.add_argument("--processes", type=int, default=2, help="--full: Locust worker processes")
+    parser.add_argument("--full-seconds", type=float, default=600.0, help="--full: the 100× run's length")
+    parser.add_argument("--step-s", type=float, default=60.0, help="--full: seconds per step")
     args = parser.parse_args()
     if args.full:
         full(args)

@@ -97,13 +97,16 @@ def test_step_curve_and_knee() -> None:
     curve = step_curve(rows, 0.0, step_s, multipliers)
     assert [p["p95_ms"] for p in curve] == [50.0, 60.0, 90.0, 900.0]
     assert curve[3]["per_s"] > curve[0]["per_s"]
-    assert knee(curve, 800) == 4  # the last step that held the SLO
-    assert knee(curve, 40) is None
-    assert knee(curve, 1000) == 8
-    assert knee_text({"curve": curve, "knee_multiplier": 4, "knee_reached": True}) == (
+    assert knee(curve, 800) == (4, 8)  # the last step that held the SLO, the first that broke it
+    assert knee(curve, 40) == (None, 1)
+    assert knee(curve, 1000) == (8, None)
+    quiet = [{**curve[0], "p95_ms": None}, *curve[1:]]  # a step with no timeline neither holds nor breaks
+    assert knee(quiet, 800) == (4, 8)
+    assert knee_text({"knee_multiplier": 4, "broke_multiplier": 8}) == (
         "knee: 4× the realistic peak held the SLO; 8× broke it"
     )
-    assert "not reached" in knee_text({"curve": curve, "knee_multiplier": 8, "knee_reached": False})
+    assert "not reached" in knee_text({"knee_multiplier": 8, "broke_multiplier": None})
+    assert "below the first step" in knee_text({"knee_multiplier": None, "broke_multiplier": 1})
 
 
 def test_time_series_counts_every_request() -> None:
@@ -130,7 +133,7 @@ def test_the_report_page_is_self_contained(tmp_path: Path) -> None:
         "series": time_series(rows),
         "resources": {"hub": {"samples": [{"t": 1.0, "cpu_pct": 50.0, "rss_mb": 100.0}]}},
         "step": {"curve": [{"multiplier": 1, "per_s": 5.0, "p95_ms": 40.0, "failures": 0}], "slo_ms": 800,
-                 "knee_multiplier": 1, "knee_reached": False},
+                 "knee_multiplier": 1, "broke_multiplier": None},
         "verdict": {"ok": False, "consent_leaks": len(leaks(rows)), "slo_broken": []},
     }  # fmt: skip
     files = write_report(report, tmp_path)

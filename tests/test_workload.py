@@ -128,6 +128,7 @@ def test_ishikawa_rates_are_the_mame_net_scaled_figures() -> None:
 def test_step_and_diurnal_shapes() -> None:
     spec = ShapeSpec(kind="step", step_start=1, step_factor=2, step_s=10, step_max=8)
     assert [step_multiplier(spec, t) for t in (0, 9.9, 10, 25, 35, 40)] == [1, 1, 2, 4, 8, None]
+    assert step_multiplier(spec, 1e9) is None  # a day-long run past the last step does not overflow
     day = default_workload().model_copy(update={"shape": ShapeSpec(kind="diurnal", day_s=240, multiplier=10)})
     rates = Rates(day, 1000, rate_override=1.0)
     noon = rates.multiplier_at(240 * 13.5 / 24)

@@ -325,9 +325,8 @@ def _report(
         limit = timeline_slo.limit if timeline_slo else 800.0
         multipliers = step_multipliers(spec.step_start, spec.step_factor, spec.step_max)
         curve = step_curve(rows, min(r.t for r in rows), spec.step_s, multipliers)
-        held = knee(curve, limit)
-        broke = held is None or (bool(curve) and held != curve[-1]["multiplier"])
-        report["step"] = {"curve": curve, "slo_ms": limit, "knee_multiplier": held, "knee_reached": broke}
+        held, broke = knee(curve, limit)
+        report["step"] = {"curve": curve, "slo_ms": limit, "knee_multiplier": held, "broke_multiplier": broke}
     report["verdict"] = {
         "ok": all(s["ok"] for s in slo) and not leaked,
         "consent_leaks": len(leaked),

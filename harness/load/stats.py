@@ -209,29 +209,30 @@ def step_curve(
     return out
 
 
-def knee(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
-    """The highest multiplier whose step kept ``p95 < limit_ms`` with no failures, below the first step
-    that broke it (None when even the first step broke it). The knee is "the load where p95 breaks the
-    SLO": we report the last multiple that held, so a capacity plan built on it is on the safe side."""
+def knee(curve: Sequence[dict[str, Any]], limit_ms: float) -> tuple[float | None, float | None]:
+    """(held, broke): the highest multiplier whose step kept ``p95 < limit_ms`` with no failures, and the
+    first step that broke that (None: none did). A step with no timeline measured neither holds nor
+    breaks. The knee is "the load where p95 breaks the SLO": we report the last multiple that held, so a
+    capacity plan built on it is on the safe side."""
     held: float | None = None
     for point in curve:
         p95 = point["p95_ms"]
-        if p95 is None or p95 >= limit_ms or point["failures"]:
-            break
-        held = point["multiplier"]
-    return held
+        if point["failures"] or (p95 is not None and p95 >= limit_ms):
+            return held, point["multiplier"]
+        if p95 is not None:
+            held = point["multiplier"]
+    return held, None
 
 
 def knee_text(step: dict[str, Any]) -> str:
     """The step shape's finding in words, as a multiple of the realistic peak."""
-    held = step["knee_multiplier"]
+    held, broke = step["knee_multiplier"], step["broke_multiplier"]
+    if broke is None:
+        top = "no step" if held is None else f"{held:g}× the realistic peak"
+        return f"knee: not reached — the SLO held up to {top} (the last step measured)"
     if held is None:
-        return "knee: below the first step (the SLO broke at once)"
-    if not step["knee_reached"]:
-        return f"knee: not reached — the SLO held up to {held:g}× the realistic peak (the last step run)"
-    broke = next((p["multiplier"] for p in step["curve"] if p["multiplier"] > held), None)
-    after = f"{broke:g}×" if broke is not None else "the next step"
-    return f"knee: {held:g}× the realistic peak held the SLO; {after} broke it"
+        return f"knee: below the first step ({broke:g}× broke the SLO at once)"
+    return f"knee: {held:g}× the realistic peak held the SLO; {broke:g}× broke it"
 
 
 def step_multipliers(start: float, factor: float, upto: float) -> list[float]:

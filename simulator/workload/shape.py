@@ -42,8 +42,9 @@ def peak_factor(weekday_hours_share: float = 0.7) -> float:
 def step_multiplier(spec: ShapeSpec, elapsed_s: float) -> float | None:
     """The step shape's multiplier ``elapsed_s`` into the run; None once past ``step_max`` (the run ends)."""
     step = int(elapsed_s // spec.step_s)
-    value = spec.step_start * spec.step_factor**step
-    return None if value > spec.step_max * (1 + 1e-9) else value
+    if step * math.log(spec.step_factor) > math.log(spec.step_max / spec.step_start) + 1e-9:
+        return None  # decided in logs: a long run's step count would overflow the power
+    return float(spec.step_start * spec.step_factor**step)
 
 
 @dataclass(frozen=True)

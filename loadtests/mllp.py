@@ -74,9 +74,18 @@ class MllpSession:
             self._client.close()
             self._client = None
 
-    def exchange(self, name: str, text: str, codec: str, *, expect: Collection[str] = ("AA",)) -> Exchange:
+    def exchange(
+        self,
+        name: str,
+        text: str,
+        codec: str,
+        *,
+        expect: Collection[str] = ("AA",),
+        check: Callable[[Message], str | None] | None = None,
+    ) -> Exchange:
         """Send ``text`` encoded with ``codec``; the decoded answer. Fires one Locust request event named
-        ``name`` (request type ``MLLP``); raises :class:`MllpError` when the answer is not expected."""
+        ``name`` (request type ``MLLP``); raises :class:`MllpError` when the answer code is not expected or
+        ``check`` (given the answer) returns a reason — e.g. a PIX answer that does not name the patient."""
         payload = encode(text, codec)
         started = time.perf_counter()
         error: Exception | None = None
@@ -98,6 +107,9 @@ class MllpSession:
             if code not in expect:
                 detail = reply.get("ERR", 8) or reply.get("MSA", 3)
                 raise MllpError(f"answer {code or 'none'}" + (f": {detail}" if detail else ""))
+            problem = check(reply) if check is not None else None
+            if problem:
+                raise MllpError(problem)
             return result
         except Exception as exc:
             error = exc

@@ -24,6 +24,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from locust import User, constant, constant_pacing, task
@@ -60,8 +61,6 @@ class LoadContext:
     """Per process: the config, the world plan, TLS material and the session counter."""
 
     def __init__(self, cfg: LoadConfig) -> None:
-        from pathlib import Path
-
         self.cfg = cfg
         workload = load_workload(Path(cfg.workload)) if cfg.workload else default_workload()
         spec = workload.shape.model_copy(update={"kind": cfg.shape, "multiplier": cfg.multiplier})
@@ -236,15 +235,27 @@ class Viewer(FastHttpUser):
             if c in ctx.plan.facilities
         }
         namespace = ctx.cfg.regional_namespace
+        found_rid: list[str] = []
+
+        def pix_names_patient(reply: Message) -> str | None:
+            rid = next((r for ids in _ids(reply) if (r := _regional(ids, namespace))), None)
+            found_rid[:] = [rid] if rid else []
+            return None if rid else "PIX answer without the regional ID"
+
+        def pdq_page_ok(reply: Message) -> str | None:
+            for ids in _ids(reply):
+                rid = _regional(ids, namespace)
+                if rid is not None and wanted & set(ids):
+                    found_rid[:] = [rid]
+                    return None
+            return None if reply.get("DSC", 1) else "PDQ answers do not list the patient"
+
         try:
             if s.find == "pix":
                 qpd3 = f"{s.local_id}^^^{fac.namespace}&{fac.oid}&ISO"
                 text = pix_message(ctx.header(s.facility, s.charset), f"Q{s.index}", qpd3, [ctx.regional_hd])
-                found = mllp.exchange("pix", text, codec)
-                rid = next((r for ids in _ids(found.reply) if (r := _regional(ids, namespace))), None)
-                if rid is None:
-                    raise MllpError("PIX answer without the regional ID")
-                return rid
+                mllp.exchange("pix", text, codec, check=pix_names_patient)
+                return found_rid[0]
             fields = {"@PID.5.1.1": s.patient.family_kana, "@PID.7": s.patient.birth_date.replace("-", "")}
             tag = f"Q{s.index}"
             pointer: str | None = None
@@ -253,21 +264,12 @@ class Viewer(FastHttpUser):
                 text = pdq_message(
                     ctx.header(s.facility, s.charset), tag, fields, [], quantity=page_size, pointer=pointer,
                 )  # fmt: skip
-                found = mllp.exchange("pdq" if page == 0 else "pdq_next", text, codec)
-                for ids in _ids(found.reply):
-                    rid = _regional(ids, namespace)
-                    if rid is not None and wanted & set(ids):
-                        return rid
+                found = mllp.exchange("pdq" if page == 0 else "pdq_next", text, codec, check=pdq_page_ok)
+                if found_rid:
+                    return found_rid[0]
                 pointer = found.reply.get("DSC", 1) or None
-                if pointer is None:
-                    break
-            raise MllpError("PDQ answers do not list the patient")
-        except MllpError as exc:
-            if "PIX answer" in str(exc) or "PDQ answers" in str(exc):
-                self.environment.events.request.fire(
-                    request_type="MLLP", name=s.find, response_time=0.0, response_length=0,
-                    exception=exc, context={"facility": s.facility},
-                )  # fmt: skip
+            raise SessionAbortedError(f"PDQ: more than {MAX_PDQ_PAGES} pages")
+        except MllpError as exc:  # reported to Locust by the exchange, with its reason
             raise SessionAbortedError from exc
 
     def _timeline_outcome(self, ctx: LoadContext, s: Session, rid: str, r: Any) -> list[dict[str, Any]]:

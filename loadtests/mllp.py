@@ -21,7 +21,7 @@ from typing import Any
 from simulator.hub.hl7v2 import HL7Error, Message, decode, encode
 from simulator.hub.mllp import MLLPError, SyncMLLPClient
 
-__all__ = ["Exchange", "MllpError", "MllpSession", "answer_code"]
+__all__ = ["Exchange", "Message", "MllpError", "MllpSession", "answer_code"]
 
 Fire = Callable[..., Any]  # locust's events.request.fire
 

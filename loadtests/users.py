@@ -32,7 +32,6 @@ from locust.contrib.fasthttp import FastHttpUser
 
 from harness.load.config import LoadConfig
 from harness.scenarios.hl7build import CHARSETS, Header, Person, feed_message, pdq_message, pix_message
-from simulator.hub.hl7v2 import Message
 from simulator.pki import ClientTls
 from simulator.workload import (
     FeedMessage,
@@ -45,7 +44,7 @@ from simulator.workload import (
 )
 from synthetic.clock import jst_now
 
-from .mllp import MllpError, MllpSession
+from .mllp import Message, MllpError, MllpSession
 
 __all__ = ["LEAK", "Feeder", "LoadContext", "Viewer", "context"]
 

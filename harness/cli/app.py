@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from harness.load.command import load_cmd
+
 from . import hub, network, run, scenarios, storage, world
 
 __all__ = ["app", "main"]
@@ -38,7 +40,8 @@ scenarios_app.command("list")(scenarios.scenarios_list)
 app.add_typer(scenarios_app, name="scenarios")
 app.command("run")(run.run_scenarios)
 
-# --- load (a load.py module with a `load` command goes here: app.command()(load.load)) ------------------
+# --- load testing (harness/load/command.py: the command beside the load runner it drives) ----------------
+app.command("load")(load_cmd)
 
 
 def main() -> None:

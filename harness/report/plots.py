@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -17,7 +18,7 @@ import matplotlib.pyplot as plt
 
 from harness.scenarios.results import percentile
 
-__all__ = ["histogram_svg"]
+__all__ = ["figure_svg", "histogram_svg"]
 
 
 def histogram_svg(values: Sequence[float], title: str, prefix: str) -> str:
@@ -36,11 +37,17 @@ def histogram_svg(values: Sequence[float], title: str, prefix: str) -> str:
             ax.set_xlabel("ms")
             ax.set_ylabel("exchanges")
             ax.legend(loc="upper right", fontsize=7, frameon=False)
-            fig.tight_layout()
-            buffer = io.StringIO()
-            fig.savefig(buffer, format="svg")
+            return figure_svg(fig, prefix)
         finally:
             plt.close(fig)
+
+
+def figure_svg(fig: Any, prefix: str) -> str:
+    """A finished matplotlib figure as an ``<svg>`` element string, its element IDs prefixed (call inside
+    ``rc_context({"svg.fonttype": "path", "svg.hashsalt": prefix})``; the caller closes the figure)."""
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
     svg = re.sub(r'\bid="', f'id="{prefix}-', svg)

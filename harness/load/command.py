@@ -1,0 +1,140 @@
+"""``rhin load``: the typer command (registered in :mod:`harness.cli` with one line)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["load_cmd", "parse_duration"]
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h`` → seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", text)
+    if m is None:
+        raise typer.BadParameter(f"{text!r}: write e.g. 30s, 10m or 1h")
+    return float(m[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[m[2]]
+
+
+def load_cmd(
+    world: Annotated[
+        Path, typer.Option("--world", help="World directory (its reference network is the target).")
+    ] = Path("worlds/mini"),
+    target: Annotated[
+        Path | None, typer.Option("--target", help="An external hub's target YAML instead.")
+    ] = None,
+    workload: Annotated[
+        Path | None, typer.Option("--workload", help="Workload YAML (default: bundled).")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option("--shape", help="peak | diurnal | step (default: the workload's).")
+    ] = None,
+    multiplier: Annotated[
+        float | None, typer.Option("--multiplier", help="× the realistic weekday peak.")
+    ] = None,
+    users: Annotated[
+        int | None, typer.Option("--users", min=1, help="Top of the viewer pool (default: sized).")
+    ] = None,
+    duration: Annotated[str, typer.Option("--duration", help="e.g. 60s, 10m.")] = "60s",
+    processes: Annotated[
+        int, typer.Option("--processes", min=1, help="Locust workers (>1: master + N).")
+    ] = 1,
+    slo: Annotated[
+        list[str] | None, typer.Option("--slo", help="e.g. 'timeline.p95<800ms' (repeatable).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Report folder (reports/load-<time>).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Sessions/s at 1× instead of the world's peak.")
+    ] = None,
+    think_scale: Annotated[
+        float, typer.Option("--think-scale", min=0, help="Think times × this (0: none).")
+    ] = 1.0,
+    no_feeds: Annotated[bool, typer.Option("--no-feeds", help="Viewers only, no ITI-8 feeder.")] = False,
+    no_links: Annotated[
+        bool, typer.Option("--no-links", help="Reference network without link models.")
+    ] = False,
+    scrypt_cost: Annotated[
+        int, typer.Option("--scrypt-cost", min=4, max=20, help="Reference hub's login cost.")
+    ] = 14,
+    ui: Annotated[bool, typer.Option("--ui", help="Locust's web UI instead of a headless run.")] = False,
+    master: Annotated[bool, typer.Option("--master", help="Multi-host: be the Locust master.")] = False,
+    expect_workers: Annotated[int, typer.Option("--expect-workers", min=1, help="With --master.")] = 1,
+    worker: Annotated[
+        bool, typer.Option("--worker", help="Multi-host: be a worker (needs --target).")
+    ] = False,
+    master_host: Annotated[str, typer.Option("--master-host", help="With --worker.")] = "127.0.0.1",
+) -> None:
+    """Load the network like its facilities would: viewers (login, PDQ/PIX, timeline, fetch) and ITI-8 feeds,
+    shaped by the workload; exact percentiles, report.json + report.html. Exit 1 when an SLO is broken or any
+    consent leak was seen."""
+    import datetime as dt
+
+    from harness.scenarios.errors import ScenarioError
+    from simulator.workload import WorkloadError
+
+    from .run import LoadError, LoadOptions, run_load
+
+    if shape not in (None, "peak", "diurnal", "step"):
+        raise typer.BadParameter(f"--shape {shape!r}: one of peak, diurnal, step")
+    if worker and target is None:
+        raise typer.BadParameter("--worker needs --target (the hub every host reaches)")
+    folder = report or Path("reports") / f"load-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    options = LoadOptions(
+        world=world,
+        report=folder,
+        target_file=target,
+        workload_file=workload,
+        shape=shape,  # type: ignore[arg-type]
+        multiplier=multiplier,
+        users=users,
+        duration_s=parse_duration(duration),
+        processes=processes,
+        slo=tuple(slo or ()),
+        seed=seed,
+        rate=rate,
+        think_scale=think_scale,
+        feeds=not no_feeds,
+        links=not no_links,
+        scrypt_cost=scrypt_cost,
+        ui=ui,
+        role="master" if master else "worker" if worker else "local",
+        master_host=master_host,
+        expect_workers=expect_workers,
+    )
+    console = Console()
+    try:
+        outcome = run_load(options)
+    except (LoadError, WorkloadError, ScenarioError) as exc:
+        console.print(f"[red]rhin load:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if options.role == "worker":
+        raise typer.Exit(0)
+    r = outcome.report
+    table = Table(title="rhin load: exact percentiles (ms)")
+    for col in ("operation", "count", "failures", "p50", "p95", "p99", "max", "req/s"):
+        table.add_column(col, justify="left" if col == "operation" else "right")
+    for name, o in r["operations"].items():
+        table.add_row(
+            name, str(o["count"]), str(o["failures"]), f"{o['p50_ms']:.1f}", f"{o['p95_ms']:.1f}",
+            f"{o['p99_ms']:.1f}", f"{o['max_ms']:.1f}", f"{o['per_s']:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    for s in r["slo"]:
+        colour = "green" if s["ok"] else "red"
+        console.print(f"[{colour}]{'held' if s['ok'] else 'BROKEN'}[/] {s['slo']} (measured {s['value']})")
+    if "step" in r:
+        from .stats import knee_text
+
+        console.print(knee_text(r["step"]))
+    console.print(f"consent leaks: {r['verdict']['consent_leaks']}")
+    for kind, path in outcome.files.items():
+        console.print(f"  {kind}: {path}", highlight=False)
+    raise typer.Exit(0 if outcome.ok else 1)

@@ -1,0 +1,71 @@
+"""One ``LoadTestShape`` for the three time shapes of the workload (peak × multiplier, the diurnal day
+compressed into ``day_s`` seconds, and the step-to-knee ramp), all from :class:`simulator.workload.Rates`
+so the SimPy model sees the same rate at the same moment.
+
+Viewers pace themselves (one session per ``pacing_s``), so the user count is the session rate × pacing;
+the feeder is one more user while feeds are on. The step shape stops early once any ``stop_on_slo``
+objective is broken over the last 10 s of raw timings (the knee is then read from the whole raw log).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Final
+
+from locust import LoadTestShape
+
+from simulator.workload import parse_slo
+
+from .users import context
+
+__all__ = ["RhinShape"]
+
+WINDOW_S: Final = 10.0
+MIN_RUN_S: Final = 5.0
+MIN_REQUESTS: Final = 20
+
+
+class RhinShape(LoadTestShape):
+    """Users over time for the run's shape (``--shape peak|diurnal|step``)."""
+
+    def tick(self) -> tuple[int, float] | None:
+        ctx = context()
+        elapsed = float(self.get_run_time())  # type: ignore[no-untyped-call]
+        if elapsed >= ctx.cfg.duration_s:
+            return None
+        rate = ctx.rates.sessions_per_s(elapsed)
+        if rate is None or (ctx.cfg.shape == "step" and self._slo_broken()):
+            return None
+        users = max(1, math.ceil(rate * ctx.cfg.pacing_s - 1e-9))
+        total = users + (1 if ctx.cfg.feeds else 0)
+        return total, float(max(total, 1))
+
+    def _slo_broken(self) -> bool:
+        """Any ``stop_on_slo`` objective broken over the last :data:`WINDOW_S` seconds of raw timings (the
+        recorder's rows: exact, and on a master they include what the workers have reported so far)."""
+        runner: Any = self.runner
+        recorder = getattr(getattr(runner, "environment", None), "rhin_recorder", None)
+        if recorder is None or self.get_run_time() < MIN_RUN_S:  # type: ignore[no-untyped-call]
+            return False
+        since = time.time() - WINDOW_S
+        recent = [r for r in recorder.rows if r[0] >= since]
+        for text in context().cfg.stop_on_slo:
+            slo = parse_slo(text)
+            rows = [r for r in recent if r[1] == slo.operation]
+            if len(rows) < MIN_REQUESTS:
+                continue
+            if slo.stat == "failures":
+                value = sum(1 for r in rows if not r[3]) / len(rows)
+            else:
+                ok = sorted(float(r[2]) for r in rows if r[3])
+                if not ok:
+                    return True
+                value = (
+                    ok[-1]
+                    if slo.stat == "max"
+                    else ok[max(1, math.ceil(len(ok) * int(slo.stat[1:]) / 100)) - 1]
+                )
+            if value >= slo.limit:
+                return True
+        return False

@@ -15,13 +15,13 @@ import time
 from typing import get_args
 
 from synthetic.documents import (
+    CdaPerson,
     DocumentKind,
     DocumentSpec,
     Dx,
     Lab,
     Org,
     PatientInfo,
-    Person,
     Proc,
     Rx,
     render_cda,
@@ -40,7 +40,7 @@ def make_specs(count: int) -> list[DocumentSpec]:
         "920-0024",
         "076-000-0000",
     )
-    author = Person("D00123", "山田", "花子", "ヤマダ", "ハナコ", "04", "神経内科")
+    author = CdaPerson("D00123", "山田", "花子", "ヤマダ", "ハナコ", "04", "神経内科")
     t0 = dt.datetime(2024, 4, 1, 10, 30)
     dxs = [
         Dx("アテローム血栓性脳梗塞", "I633", dt.date(2024, 4, 1), "confirmed"),

@@ -69,7 +69,7 @@ from bench_mllp import Result, _answered, cpu_seconds, report, serve_until_stopp
 from hl7wire import MLLPClient  # noqa: E402
 from simulator.hub.audit import AuditEntry, AuditLog  # noqa: E402
 from simulator.hub.auditbatch import AuditBatcher  # noqa: E402
-from simulator.hub.index import Directory, PatientIndex  # noqa: E402
+from simulator.hub.index import DomainDirectory, PatientIndex  # noqa: E402
 from simulator.hub.mllp import EchoHandler, Handler, MLLPServer  # noqa: E402
 from simulator.hub.pixpdq import PixPdqHandler  # noqa: E402
 from synthetic import load_profile, write_world  # noqa: E402
@@ -185,7 +185,7 @@ def serve_unaudited(world: Path, data: Path) -> int:
     """Diagnostic server: :class:`PixPdqHandler` with no audit log. Prints ``PORT n``; stops on SIGTERM."""
 
     async def main() -> None:
-        with PatientIndex(data / "hub.sqlite", Directory.load(world / "world.json")) as index:
+        with PatientIndex(data / "hub.sqlite", DomainDirectory.load(world / "world.json")) as index:
             await serve_until_stopped(MLLPServer(PixPdqHandler(index), "127.0.0.1", 0))
 
     asyncio.run(main())
@@ -303,7 +303,7 @@ def feed(port: int, records: Sequence[Record], connections: int) -> tuple[float,
 def link_offline(world: Path, data: Path, records: Sequence[Record]) -> int:
     """Each patient's records linked to one regional ID, straight in the index (the hub is stopped)."""
     regional: dict[int, str] = {}
-    with PatientIndex(data / "hub.sqlite", Directory.load(world / "world.json")) as index:
+    with PatientIndex(data / "hub.sqlite", DomainDirectory.load(world / "world.json")) as index:
         for r in records:
             regional[r.patient_index] = index.link(
                 f"JP{r.facility}", r.local_id, regional.get(r.patient_index)
@@ -457,7 +457,7 @@ def parts(args: argparse.Namespace, tmp: Path) -> None:
     costs: dict[str, float] = {}
 
     async def handlers() -> None:
-        with PatientIndex(data / "hub.sqlite", Directory.load(world / "world.json")) as index:
+        with PatientIndex(data / "hub.sqlite", DomainDirectory.load(world / "world.json")) as index:
             costs["echo handler (decode, checks, AA)"] = await _handler_cost(EchoHandler(), messages, 8)
             costs["PIX handler, no audit"] = await _handler_cost(PixPdqHandler(index), messages, 8)
             for sync in ("FULL", "NORMAL"):

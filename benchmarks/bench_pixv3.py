@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lxml import etree
 
 from harness.hl7v3client import V3Client, pix_query
-from simulator.hub.index import Directory, PatientIndex
+from simulator.hub.index import DomainDirectory, PatientIndex
 from simulator.hub.mllp import MLLPClient
 from simulator.pki import ClientTls
 from simulator.ready import parse as parse_ready
@@ -204,7 +204,7 @@ def main() -> None:
             asyncio.run(feed(mllp, tls, ns, records))  # type: ignore[arg-type]
         finally:
             stop_hub(proc)
-        with PatientIndex(data / "hub.sqlite", Directory.load(world / "world.json")) as index:
+        with PatientIndex(data / "hub.sqlite", DomainDirectory.load(world / "world.json")) as index:
             for a, la, b, lb in chosen:
                 rid = index.link(ns[a], la)
                 index.link(ns[b], lb, rid)

@@ -27,8 +27,8 @@ from simulator.hub.v3.xmlsafe import HL7, HostileXml, attr, parse, q, text
 
 __all__ = [
     "PATHS",
-    "Patient",
     "V3Client",
+    "V3Patient",
     "V3Reply",
     "continuation",
     "feed",
@@ -60,7 +60,7 @@ def _add(parent: etree._Element, name: str, value: str | None = None, /, **attrs
 
 
 @dataclass(frozen=True)
-class Patient:
+class V3Patient:
     """What a feed says of a patient: ``names`` as (family, given, use) with use IDE (kanji) or SYL (kana)."""
 
     id_root: str
@@ -100,7 +100,7 @@ def request(
     return root, cap
 
 
-def feed(kind: str, sender: tuple[str, str], patient: Patient, prior: tuple[str, str] | None = None
+def feed(kind: str, sender: tuple[str, str], patient: V3Patient, prior: tuple[str, str] | None = None
          ) -> etree._Element:  # fmt: skip
     """ITI-44: ``kind`` add, revise or merge (``prior``: the subsumed id's (root, extension))."""
     interaction = FEED_INTERACTIONS[kind]
@@ -164,7 +164,7 @@ def pix_query(
     params = _add(qbp, "parameterList")
     for source in data_sources:
         _param(params, "dataSource", "DataSource.id").set("root", source)
-    value = _param(params, "patientIdentifier", "Patient.id")
+    value = _param(params, "patientIdentifier", "V3Patient.id")
     if patient[0]:
         value.set("root", patient[0])
     if patient[1]:
@@ -217,7 +217,7 @@ def pdq_query(
             "root", str(other)
         )
     if criteria.get("postcode") or criteria.get("city"):
-        value = _param(params, "patientAddress", "Patient.addr")
+        value = _param(params, "patientAddress", "V3Patient.addr")
         if criteria.get("postcode"):
             _add(value, "postalCode", str(criteria["postcode"]))
         if criteria.get("city"):

@@ -20,7 +20,7 @@ from typing import Any
 
 from hl7wire import BlockingClient, HL7Error, Message, MLLPError, decode, encode
 
-__all__ = ["Exchange", "Message", "MllpError", "MllpSession", "answer_code"]
+__all__ = ["Message", "MllpError", "MllpExchange", "MllpSession", "answer_code"]
 
 Fire = Callable[..., Any]  # locust's events.request.fire
 
@@ -30,7 +30,7 @@ class MllpError(Exception):
 
 
 @dataclass(frozen=True)
-class Exchange:
+class MllpExchange:
     """One request and its decoded answer."""
 
     reply: Message
@@ -81,7 +81,7 @@ class MllpSession:
         *,
         expect: Collection[str] = ("AA",),
         check: Callable[[Message], str | None] | None = None,
-    ) -> Exchange:
+    ) -> MllpExchange:
         """Send ``text`` encoded with ``codec``; the decoded answer. Fires one Locust request event named
         ``name`` (request type ``MLLP``); raises :class:`MllpError` when the answer code is not expected or
         ``check`` (given the answer) returns a reason — e.g. a PIX answer that does not name the patient."""
@@ -89,7 +89,7 @@ class MllpSession:
         started = time.perf_counter()
         error: Exception | None = None
         raw = b""
-        result: Exchange | None = None
+        result: MllpExchange | None = None
         try:
             try:
                 raw = self._connect().send(payload)
@@ -102,7 +102,7 @@ class MllpSession:
             except HL7Error as exc:
                 raise MllpError(f"undecodable answer: {exc}") from exc
             code = answer_code(reply)
-            result = Exchange(reply, code, elapsed, len(raw))
+            result = MllpExchange(reply, code, elapsed, len(raw))
             if code not in expect:
                 detail = reply.get("ERR", 8) or reply.get("MSA", 3)
                 raise MllpError(f"answer {code or 'none'}" + (f": {detail}" if detail else ""))

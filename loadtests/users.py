@@ -35,9 +35,9 @@ from harness.scenarios.hl7build import CHARSETS, Header, Person, feed_message, p
 from simulator.pki import ClientTls
 from simulator.workload import (
     FeedMessage,
+    PlannedSession,
     PlanPatient,
     Rates,
-    Session,
     WorldPlan,
     default_workload,
     load_workload,
@@ -46,7 +46,7 @@ from synthetic.clock import jst_now
 
 from .mllp import Message, MllpError, MllpSession
 
-__all__ = ["LEAK", "Feeder", "LoadContext", "Viewer", "context"]
+__all__ = ["LEAK", "Feeder", "LoadContext", "ViewerUser", "context"]
 
 LEAK: Final = "consent-leak"
 MAX_PDQ_PAGES: Final = 20
@@ -75,7 +75,7 @@ class LoadContext:
         self.cpu_started = time.process_time()
         self._control = itertools.count(1)
 
-    def next_session(self) -> Session:
+    def next_session(self) -> PlannedSession:
         if self._sessions is None:
             self._sessions = itertools.count(self.worker_index, max(1, self.cfg.processes))
         return self.plan.session(next(self._sessions))
@@ -157,7 +157,7 @@ def _person(p: PlanPatient, phone: str) -> Person:
 # ------------------------------------------------------------------------------------------- viewer
 
 
-class Viewer(FastHttpUser):
+class ViewerUser(FastHttpUser):
     """One clinician after another at the facilities the workload draws; one session per pacing interval."""
 
     abstract = True  # the locustfile makes the concrete class with the run's host and pacing
@@ -176,11 +176,11 @@ class Viewer(FastHttpUser):
         finally:
             mllp.close()
 
-    def _think(self, ctx: LoadContext, s: Session, step: int) -> None:
+    def _think(self, ctx: LoadContext, s: PlannedSession, step: int) -> None:
         if step < len(s.think_s) and ctx.cfg.think_scale > 0:
             time.sleep(s.think_s[step] * ctx.cfg.think_scale)
 
-    def _run(self, ctx: LoadContext, s: Session, mllp: MllpSession) -> None:
+    def _run(self, ctx: LoadContext, s: PlannedSession, mllp: MllpSession) -> None:
         facility = s.facility
         token = self._login(s)
         headers = {"Authorization": f"Bearer {token}"}
@@ -213,7 +213,7 @@ class Viewer(FastHttpUser):
                 self._fetch(rid, entry, purpose, tag, headers, facility)
         self.client.post("/auth/logout", headers=headers, name="logout", context={"facility": facility})
 
-    def _login(self, s: Session) -> str:
+    def _login(self, s: PlannedSession) -> str:
         body = {"facility": s.facility, "user_id": s.user.user_id, "password": s.user.password}
         with self.client.post(
             "/auth/login", json=body, name="login", catch_response=True, context={"facility": s.facility}
@@ -224,7 +224,7 @@ class Viewer(FastHttpUser):
                 raise SessionAbortedError
             return token
 
-    def _find(self, ctx: LoadContext, s: Session, mllp: MllpSession) -> str:
+    def _find(self, ctx: LoadContext, s: PlannedSession, mllp: MllpSession) -> str:
         """The patient's regional ID, from the hub's PIX or PDQ answer (as a viewer's system finds it)."""
         codec = CHARSETS[s.charset][0]
         fac = ctx.plan.facilities[s.facility]
@@ -271,7 +271,9 @@ class Viewer(FastHttpUser):
         except MllpError as exc:  # reported to Locust by the exchange, with its reason
             raise SessionAbortedError from exc
 
-    def _timeline_outcome(self, ctx: LoadContext, s: Session, rid: str, r: Any) -> list[dict[str, Any]]:
+    def _timeline_outcome(
+        self, ctx: LoadContext, s: PlannedSession, rid: str, r: Any
+    ) -> list[dict[str, Any]]:
         body = r.json() if r.status_code == 200 else None
         entries = body.get("entries", []) if isinstance(body, dict) else []
         if s.intent == "outside":
@@ -480,7 +482,7 @@ def concrete_users(cfg: LoadConfig) -> list[type[User]]:
         return [type("RhinTimelineLoop", (TimelineLoop,), {"abstract": False, "host": cfg.http})]
     viewer = type(
         "RhinViewer",
-        (Viewer,),
+        (ViewerUser,),
         {"abstract": False, "host": cfg.http, "wait_time": constant_pacing(cfg.pacing_s)},
     )
     classes: list[type[User]] = [viewer]

@@ -13,18 +13,14 @@ from functools import cache
 from importlib import resources
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from synthetic import tables
 from synthetic.errors import ProfileError
-from synthetic.yamlio import LineMap, line_for, load_yaml, validate
+from synthetic.yamlio import LineMap, Strict, line_for, load_yaml, validate
 
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 Days = tuple[float, float, float]  # triangular low, mode, high
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class FacilityChoice(Strict):
@@ -65,7 +61,7 @@ class Prescribe(Strict):
     days: int | None = None
 
 
-class Action(Strict):
+class PathwayAction(Strict):
     """One thing a state does. Exactly one of the verbs is set; ``p`` and ``day`` qualify it."""
 
     p: Prob = 1.0
@@ -98,7 +94,7 @@ class Action(Strict):
         return next(name for name in VERBS if getattr(self, name) is not None)
 
 
-#: The fields of :class:`Action` that say what it does; ``synthetic.care.actions.ACTIONS`` has one each.
+#: The fields of :class:`PathwayAction` that say what it does (``synthetic.care.actions.ACTIONS``: one each).
 VERBS = (
     "labs",
     "radiology",
@@ -117,7 +113,7 @@ VERBS = (
 
 class Recurring(Strict):
     every_days: Annotated[float, Field(gt=0)]
-    action: Action
+    action: PathwayAction
 
 
 class Companion(Strict):
@@ -137,10 +133,10 @@ class State(Strict):
     duration_days: Days | None = Field(default=None, description="None: until the reference date")
     visit_every_days: Days | None = None
     diagnoses: list[Diagnose] = []
-    on_enter: list[Action] = []
-    on_visit: list[Action] = []
+    on_enter: list[PathwayAction] = []
+    on_visit: list[PathwayAction] = []
     recurring: list[Recurring] = []
-    on_exit: list[Action] = []
+    on_exit: list[PathwayAction] = []
     lab_effects: dict[str, dict[str, float]] = {}
     lab_trend_days: float | None = None
     lab_values: dict[str, dict[str, str]] = Field(
@@ -219,7 +215,7 @@ def _load(name: str, model: type[BaseModel]) -> tuple[BaseModel, LineMap, str]:
 
 
 def _action_refs(
-    action: Action, path: tuple[str | int, ...]
+    action: PathwayAction, path: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
     """(key path, table, key) for every table reference an action makes."""
     for n, key in enumerate(action.when):

@@ -12,11 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from synthetic.errors import ProfileError
 from synthetic.model import ITEM_CATEGORIES
-from synthetic.yamlio import load_model
+from synthetic.yamlio import Strict, load_model
 
 FacilityKind = Literal["hospital", "clinic", "dental", "pharmacy", "care", "other"]
 FACILITY_KINDS: tuple[FacilityKind, ...] = ("hospital", "clinic", "dental", "pharmacy", "care", "other")
@@ -26,10 +26,6 @@ MedicalArea = Literal["南加賀", "石川中央", "能登中部", "能登北部
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Weight = Annotated[float, Field(ge=0.0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RoleSpec(Strict):
@@ -49,7 +45,7 @@ class RoleSpec(Strict):
         return self
 
 
-class LinkModel(Strict):
+class LinkModelSpec(Strict):
     """A network link's behaviour (used by the live network and the SimPy model in later parts)."""
 
     rtt_ms_median: Annotated[float, Field(gt=0)]
@@ -79,7 +75,7 @@ class AgeBand(Strict):
     weight: Weight
 
 
-class Demographics(Strict):
+class DemographicsSpec(Strict):
     female_share: Share
     age_bands: list[AgeBand]
     same_name_and_birthdate_share: Share = Field(
@@ -144,11 +140,11 @@ class Profile(Strict):
     sharing_patients: Annotated[int, Field(ge=0)]
     facilities: dict[FacilityKind, dict[str, RoleSpec]]
     link_types: dict[FacilityKind, dict[LinkType, Weight]]
-    links: dict[LinkType, LinkModel]
+    links: dict[LinkType, LinkModelSpec]
     disclosure: Disclosure
     consent: ConsentSpec
     pathways: PathwayMix
-    demographics: Demographics
+    demographics: DemographicsSpec
     viewer_rules: ViewerRules
     remarks: list[str] = []
     sharing_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(

@@ -11,9 +11,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synthetic.errors import ProfileError
+
+
+class Strict(BaseModel):
+    """Base of the models read from YAML (profiles, pathways): unknown keys are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
 
 M = TypeVar("M", bound=BaseModel)
 LineMap = dict[tuple[str | int, ...], int]

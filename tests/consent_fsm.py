@@ -37,7 +37,7 @@ from simulator.hub.audit import AuditLog
 from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.consents import ConsentStore
 from simulator.hub.facilities import CONSENT_ADMIN_KINDS, Facilities
-from simulator.hub.index import Demographics, Directory, PatientIndex, PersonName
+from simulator.hub.index import DomainDirectory, IndexDemographics, IndexName, PatientIndex
 from simulator.hub.policy import EmergencyGrant, PatientState, Viewer, may_view
 from simulator.hub.service import HubServices, Refused
 from synthetic.clock import JST
@@ -116,7 +116,7 @@ def lab() -> Iterator[Lab]:
     world = _world()
     with ExitStack() as stack:
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="consent-fsm-")))
-        directory = Directory.from_world(world)
+        directory = DomainDirectory.from_world(world)
         index = stack.enter_context(PatientIndex(data / "hub.sqlite", directory, clock=lambda: NOW))
         accounts = stack.enter_context(Accounts(data / "accounts.sqlite", params=ScryptParams(n=2, r=1, p=1)))
         consents = stack.enter_context(ConsentStore(data / "consents.sqlite"))
@@ -197,7 +197,7 @@ class ConsentAdministration(RuleBasedStateMachine):
             pairs = []
             for code in sorted(codes):
                 local = f"L{n:06d}{code}"
-                index.register(f"NS{code}", local, Demographics(names=(PersonName("北陸", "花子"),)))
+                index.register(f"NS{code}", local, IndexDemographics(names=(IndexName("北陸", "花子"),)))
                 pairs.append((f"NS{code}", local))
             rid = index.link_many(pairs)
             self.models.append(Model(rid, frozenset(codes)))

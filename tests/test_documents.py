@@ -11,13 +11,13 @@ import pytest
 
 from synthetic.documents import (
     DOCUMENT_TYPES,
+    CdaPerson,
     DocumentKind,
     DocumentSpec,
     Dx,
     Lab,
     Org,
     PatientInfo,
-    Person,
     Proc,
     Rx,
     render_cda,
@@ -49,7 +49,7 @@ def make_spec(kind: DocumentKind = "discharge_summary", **changes: Any) -> Docum
             address="石川県金沢市鞍月1丁目1番地",
             phone="076-225-1111",
         ),
-        author=Person("D00123", "山田", "花子", "ヤマダ", "ハナコ", "04", "神経内科"),
+        author=CdaPerson("D00123", "山田", "花子", "ヤマダ", "ハナコ", "04", "神経内科"),
         custodian=Org(
             "1710110072", "石川県立中央病院", "石川県金沢市鞍月東2丁目1番地", "920-8530", "076-237-8211"
         ),

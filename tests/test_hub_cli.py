@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from hl7wire import UTF8, BlockingClient, ConnectionClosedError, Message, decode
-from simulator.hub.index import Directory
+from simulator.hub.index import DomainDirectory
 from simulator.pki import ClientTls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def pdq(control: str, sender: str) -> str:
 
 
 def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path: Path) -> None:
-    directory = Directory.load(bare_world / "world.json")
+    directory = DomainDirectory.load(bare_world / "world.json")
     sender = next(d.facility for d in directory if d.facility)
     assert sender is not None
     data = tmp_path / "data"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.hub.accounts import Accounts, Refusal, ScryptParams, Session
-from simulator.hub.audit import AuditEntry, AuditLog, Problem
+from simulator.hub.audit import AuditEntry, AuditLog, ChainProblem
 from simulator.hub.consents import (
     AlreadyWithdrawnError,
     ConsentError,
@@ -109,17 +109,17 @@ def test_audit_edit_delete_reorder_are_reported(tmp_path: Path) -> None:
     raw.execute("UPDATE audit SET outcome='allowed' WHERE seq=3")
     raw.commit()
     with AuditLog(path) as log:
-        assert log.verify() == [Problem(3, "hash-mismatch")]
+        assert log.verify() == [ChainProblem(3, "hash-mismatch")]
     raw.execute("DELETE FROM audit WHERE seq=2")
     raw.commit()
     with AuditLog(path) as log:
         problems = log.verify()
-        assert Problem(2, "missing") in problems
-        assert Problem(3, "broken-link") in problems
+        assert ChainProblem(2, "missing") in problems
+        assert ChainProblem(3, "broken-link") in problems
     raw.execute("DELETE FROM audit WHERE seq=5")
     raw.commit()
     with AuditLog(path) as log:
-        assert Problem(5, "truncated") in log.verify(head)
+        assert ChainProblem(5, "truncated") in log.verify(head)
     raw.close()
 
 

@@ -295,3 +295,22 @@ def test_no_import_runs_up_the_layers() -> None:
 def test_no_import_circles(top: str) -> None:
     groups = [g for g in circles(ROOT) if g[0].source.split(".")[0] == top]
     assert not groups, f"import circles in {top}:\n{_report(groups)}"
+
+
+def class_names(root: Path) -> dict[str, list[str]]:
+    """Every top-level class of the layer packages, by name, with the modules defining it."""
+    found: dict[str, list[str]] = {}
+    for name, path in modules(root).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                found.setdefault(node.name, []).append(name)
+    return found
+
+
+def test_no_class_name_is_defined_twice() -> None:
+    """One name, one thing: a reader (or a grep) never has to ask which ``Demographics`` a line means.
+    Private names (``_Pending``) are a module's own business and may repeat."""
+    found = class_names(ROOT).items()
+    twice = {name: where for name, where in found if len(where) > 1 and not name.startswith("_")}
+    assert not twice, "\n".join(f"{name}: {', '.join(where)}" for name, where in sorted(twice.items()))

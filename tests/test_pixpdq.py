@@ -29,11 +29,11 @@ from simulator.hub.auditbatch import AuditBatcher
 from simulator.hub.index import (
     REGIONAL_NAMESPACE,
     REGIONAL_OID,
-    Demographics,
-    Directory,
+    DomainDirectory,
+    IndexDemographics,
+    IndexName,
     LinkConflictError,
     PatientIndex,
-    PersonName,
     SearchCriteria,
     UnknownPatientError,
     normalize_kana,
@@ -167,7 +167,7 @@ def serving(index: PatientIndex, audit: AuditBatcher | None = None) -> Iterator[
 
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[PatientIndex]:
-    with PatientIndex(tmp_path / "hub.sqlite", Directory.from_world(WORLD), clock=lambda: NOW) as idx:
+    with PatientIndex(tmp_path / "hub.sqlite", DomainDirectory.from_world(WORLD), clock=lambda: NOW) as idx:
         yield idx
 
 
@@ -408,8 +408,8 @@ def test_server_survives_malformed_messages(index: PatientIndex) -> None:
 
 
 def test_index_links_are_idempotent_and_unlink(index: PatientIndex) -> None:
-    names = (PersonName("山田", "太郎", "I"), PersonName("ヤマダ", "タロウ", "P"))
-    demo = Demographics(names, "19600102", "M")
+    names = (IndexName("山田", "太郎", "I"), IndexName("ヤマダ", "タロウ", "P"))
+    demo = IndexDemographics(names, "19600102", "M")
     index.register(ns(A), "1", demo)
     index.register(ns(B), "2", demo)
     rid = index.link(ns(A), "1")
@@ -437,7 +437,7 @@ def world_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_directory_from_the_mini_world(world_json: dict[str, Any], tmp_path: Path) -> None:
-    directory = Directory.from_world(world_json)
+    directory = DomainDirectory.from_world(world_json)
     for facility in world_json["facilities"]:
         authority = facility["assigning_authority"]
         domain = directory.facility(facility["code"])
@@ -449,7 +449,7 @@ def test_directory_from_the_mini_world(world_json: dict[str, Any], tmp_path: Pat
     first = world_json["facilities"][0]["assigning_authority"]["namespace"]
     assert directory.resolve(first, REGIONAL_OID) is None  # namespace and OID disagree
     with PatientIndex(tmp_path / "mini.sqlite", directory) as idx:
-        idx.register(first, "00000001", Demographics((PersonName("山田", "太郎", "I"),)))
+        idx.register(first, "00000001", IndexDemographics((IndexName("山田", "太郎", "I"),)))
         assert idx.identifiers(first, "00000001") == [(first, "00000001")]
 
 
@@ -660,12 +660,12 @@ def test_a_failed_audit_is_never_answered_aa(
 RUNNER = """
 import asyncio, sys
 from pathlib import Path
-from simulator.hub.index import Directory, PatientIndex
+from simulator.hub.index import DomainDirectory, PatientIndex
 from simulator.hub.mllp import MLLPServer
 from simulator.hub.pixpdq import PixPdqHandler
 
 async def main() -> None:
-    server = MLLPServer(PixPdqHandler(PatientIndex(sys.argv[2], Directory.load(Path(sys.argv[1])))))
+    server = MLLPServer(PixPdqHandler(PatientIndex(sys.argv[2], DomainDirectory.load(Path(sys.argv[1])))))
     await server.start()
     print(server.port, flush=True)
     await server.serve_forever()

@@ -141,13 +141,13 @@ states:
 
 
 def test_every_action_verb_has_one_care_function() -> None:
-    """The care engine dispatches on Action.verb: a verb without a function would be a KeyError mid-world."""
+    """The care engine dispatches on PathwayAction.verb: a verb without a function is a KeyError mid-world."""
     from synthetic.care.actions import ACTIONS
 
     assert set(ACTIONS) == set(pathways.VERBS)
-    assert pathways.Action(diet="常食").verb == "diet"
-    assert pathways.Action(p=0.5, labs=["cbc"]).verb == "labs"
+    assert pathways.PathwayAction(diet="常食").verb == "diet"
+    assert pathways.PathwayAction(p=0.5, labs=["cbc"]).verb == "labs"
     with pytest.raises(ValueError, match="exactly one verb"):
-        pathways.Action(diet="常食", outing=True)
+        pathways.PathwayAction(diet="常食", outing=True)
     with pytest.raises(ValueError, match="exactly one verb"):
-        pathways.Action(p=0.5)
+        pathways.PathwayAction(p=0.5)

@@ -48,7 +48,7 @@ from simulator.hub.audit import (
     AuditKeyError,
     AuditLog,
     AuditSettings,
-    Problem,
+    ChainProblem,
     verify_data,
 )
 from simulator.hub.auditbatch import AuditBatcher
@@ -64,7 +64,7 @@ def fill(log: AuditLog, n: int, start: int = 0) -> None:
         log.append(time=T0, actor_facility="F1", actor_user=f"u{i}", action="view", outcome="allowed")
 
 
-def issues(problems: list[Problem]) -> set[str]:
+def issues(problems: list[ChainProblem]) -> set[str]:
     return {p.issue for p in problems}
 
 
@@ -107,13 +107,13 @@ def test_a_recomputed_chain_is_caught_by_the_key_and_by_the_checkpoint(folder: P
 
 def test_an_edited_row_is_named(folder: Path) -> None:
     tamper(folder, "edit", record="checkpointed")
-    assert verify_data(folder / "audit.sqlite", every=10).problems == [Problem(24, "hash-mismatch")]
+    assert verify_data(folder / "audit.sqlite", every=10).problems == [ChainProblem(24, "hash-mismatch")]
 
 
 def test_deleted_last_rows_are_caught_by_the_checkpoint(folder: Path) -> None:
     tamper(folder, "truncate", rows=3)
     problems = verify_data(folder / "audit.sqlite", every=10).problems
-    assert problems == [Problem(23, "truncated")]
+    assert problems == [ChainProblem(23, "truncated")]
     assert "covers records up to 25; the log ends at 22" in problems[0].detail
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from simulator.hub.index import Directory, Domain, PatientIndex
+from simulator.hub.index import Domain, DomainDirectory, PatientIndex
 from simulator.hub.v3.soap import SoapFault, SoapRequest, read_envelope, reply_envelope
 from simulator.hub.v3.transactions import V3Hub
 from simulator.hub.v3.xmlsafe import MAX_DEPTH, HostileXml, parse
@@ -26,7 +26,7 @@ from synthetic.clock import JST
 
 GOLDEN = Path(__file__).parent / "golden" / "v3"
 NOW = dt.datetime(2026, 11, 20, 10, 0, 5, tzinfo=JST)
-DIRECTORY = Directory(
+DIRECTORY = DomainDirectory(
     [
         Domain("JP1710110001", "1.2.392.100495.20.3.51.11710110001", "1710110001", "大学病院"),
         Domain("JP1710710002", "1.2.392.100495.20.3.51.11710710002", "1710710002", "内科クリニック"),

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.hl7v3client import Patient, V3Client, continuation, feed, pdq_query, pix_query
+from harness.hl7v3client import V3Client, V3Patient, continuation, feed, pdq_query, pix_query
 from hl7wire import UTF8, BlockingClient, decode
 from simulator.hub.audit import AuditLog
 from simulator.hub.index import REGIONAL_OID
@@ -64,8 +64,8 @@ def new_id() -> str:
 
 
 def v3_feed(hub: RunningHub, f: dict[str, Any], local_id: str, kind: str = "add", **person: Any) -> Any:
-    patient = Patient(oid(f), local_id, **({"names": [("北陸", "花子", "IDE"), ("ホクリク", "ハナコ", "SYL")],
-                                             "birth_date": "19600101", "sex": "F"} | person))  # fmt: skip
+    names = [("北陸", "花子", "IDE"), ("ホクリク", "ハナコ", "SYL")]
+    patient = V3Patient(oid(f), local_id, **({"names": names, "birth_date": "19600101", "sex": "F"} | person))
     with client(hub, f) as c:
         return c.send("/pixv3/feed", V3 + feed(kind, sender(f), patient).tag.split("}")[1],
                       feed(kind, sender(f), patient))  # fmt: skip
@@ -201,17 +201,19 @@ def test_feed_v3_refusals(hub: RunningHub, a: dict[str, Any], b: dict[str, Any])
         for root, expected in ((oid(b), "may not assign"), ("1.2.3.999", "unknown assigning authority"),
                                ("", "could not be resolved")):  # fmt: skip
             reply = c.send(
-                "/pixv3/feed", V3 + "PRPA_IN201301UV02", feed("add", sender(a), Patient(root, a_id))
+                "/pixv3/feed", V3 + "PRPA_IN201301UV02", feed("add", sender(a), V3Patient(root, a_id))
             )
             assert reply.ack_code == "AE", reply.details
             assert reply.details[0]["code"] == "204"
             assert expected in reply.details[0]["text"]
         # a device naming another facility than the certificate's: AR 103
-        reply = c.send("/pixv3/feed", V3 + "PRPA_IN201301UV02", feed("add", sender(b), Patient(oid(b), a_id)))
+        reply = c.send(
+            "/pixv3/feed", V3 + "PRPA_IN201301UV02", feed("add", sender(b), V3Patient(oid(b), a_id))
+        )
         assert reply.ack_code == "AR"
         assert reply.details[0]["code"] == "103"
         reply = c.send("/pixv3/feed", V3 + "PRPA_IN201301UV02",
-                       feed("add", ("", "NOT-A-MEMBER"), Patient(oid(a), a_id)))  # fmt: skip
+                       feed("add", ("", "NOT-A-MEMBER"), V3Patient(oid(a), a_id)))  # fmt: skip
         assert reply.ack_code == "AR"
         assert reply.details[0]["code"] == "103"
         # nothing of those was fed
@@ -229,7 +231,7 @@ def test_revise_and_merge_move_links(hub: RunningHub, a: dict[str, Any], b: dict
     with client(hub, a) as c:
         found = c.send("/pdqv3", V3 + "PRPA_IN201305UV02", pdq_query(sender(a), {"family": "改名"}))
         assert [oid(a), old] in found.patients[0]["ids"]
-        merge = feed("merge", sender(a), Patient(oid(a), survivor), prior=(oid(a), old))
+        merge = feed("merge", sender(a), V3Patient(oid(a), survivor), prior=(oid(a), old))
         assert c.send("/pixv3/feed", V3 + "PRPA_IN201304UV02", merge).ack_code == "AA"
         again = c.send("/pixv3/feed", V3 + "PRPA_IN201304UV02", merge)
         assert again.ack_code == "AE"
@@ -295,7 +297,7 @@ def test_pdq_errors_and_no_match(hub: RunningHub, b: dict[str, Any]) -> None:
 
 
 def test_soap_faults(hub: RunningHub, a: dict[str, Any]) -> None:
-    body = feed("add", sender(a), Patient(oid(a), new_id()))
+    body = feed("add", sender(a), V3Patient(oid(a), new_id()))
     with client(hub, a) as c:
         good = c.envelope(V3 + "PRPA_IN201301UV02", body, "urn:uuid:1")
         wrong_type = c.post("/pixv3/feed", good, "text/xml")
@@ -349,7 +351,7 @@ def test_v3_requests_are_audited_like_v2(hub: RunningHub, a: dict[str, Any], b: 
             "/pixv3/query", V3 + "PRPA_IN201309UV02", pix_query(sender(b), (oid(a), a_id), query_id="AUD1")
         )
         # b's certificate, a's device: rejected
-        c.send("/pixv3/feed", V3 + "PRPA_IN201301UV02", feed("add", sender(a), Patient(oid(a), a_id)))
+        c.send("/pixv3/feed", V3 + "PRPA_IN201301UV02", feed("add", sender(a), V3Patient(oid(a), a_id)))
     with AuditLog(hub.data / "audit.sqlite") as log:
         records = [
             (r, json.loads(r.details) if isinstance(r.details, str) else r.details) for r in log.records()

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from .fields import Charset, ConnName, ConsentPattern, Purpose, Strict, Text, VarName
+from .fields import Charset, ConnName, ConsentPattern, Purpose, StrictModel, Text, VarName
 from .kinds import Action, Family, step_kind
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "ConsentGet",
     "ConsentRegister",
     "ConsentWithdraw",
-    "Demographics",
+    "DemographicOverrides",
     "Emergency",
     "Fault",
     "Feed",
@@ -91,7 +91,7 @@ class _Hl7Edits(Action):
     cert: CertChoice | None = None
 
 
-class Demographics(Strict):
+class DemographicOverrides(StrictModel):
     """Demographic overrides for a feed (e.g. an A08 update); unset keys keep the patient's own."""
 
     family_name: str | None = None
@@ -120,7 +120,7 @@ class Feed(_Hl7Edits):
     local_id: Text | None = None
     merge_from: Text | None = Field(None, description="A40: the subsumed local ID (MRG-1, same domain)")
     demographics_of: VarName | None = None
-    demographics: Demographics | None = None
+    demographics: DemographicOverrides | None = None
 
 
 @step_kind("pix_query", Family.MLLP)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, JsonValue, model_validator
 
-from .fields import AssertionId, Strict, SubjectKey
+from .fields import AssertionId, StrictModel, SubjectKey
 
 __all__ = ["Bound", "Expectation", "Matcher", "MatcherIn"]
 
@@ -29,7 +29,7 @@ def _to_matcher(value: Any) -> Any:
     return value if isinstance(value, dict) else {"equals": value}
 
 
-class Matcher(Strict):
+class Matcher(StrictModel):
     """What an observed value must satisfy; every operator given must hold.
 
     Values compare leniently across types the way HL7 needs (``QAK-4: 5`` matches the field ``"5"``).
@@ -75,7 +75,7 @@ MatcherIn = Annotated[
 ]
 
 
-class Expectation(Strict):
+class Expectation(StrictModel):
     """One assertion: a stable ID, and the subjects of the step's exchange with what each must be."""
 
     id: AssertionId

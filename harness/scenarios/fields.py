@@ -16,7 +16,7 @@ __all__ = [
     "ConnName",
     "ConsentPattern",
     "Purpose",
-    "Strict",
+    "StrictModel",
     "SubjectKey",
     "Tag",
     "Text",
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 

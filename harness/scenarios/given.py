@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .fields import ConsentPattern, Strict, VarName
+from .fields import ConsentPattern, StrictModel, VarName
 
 __all__ = ["FacilitySelector", "Given", "Holds", "PatientSelector", "Range", "RangeIn", "WorldNeeds"]
 
@@ -16,7 +16,7 @@ def _to_range(value: Any) -> Any:
     return {"min": value, "max": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class Range(Strict):
+class Range(StrictModel):
     """A count: ``3`` (exactly), or ``{min: 2}``, ``{max: 5}``, ``{min: 1, max: 3}``."""
 
     min: Annotated[int, Field(ge=0)] | None = None
@@ -29,7 +29,7 @@ class Range(Strict):
 RangeIn = Annotated[Range, BeforeValidator(_to_range, json_schema_input_type=int | Range)]
 
 
-class PatientSelector(Strict):
+class PatientSelector(StrictModel):
     """Predicates over a world patient; all given must hold.
 
     ``fresh: true`` keeps the patient's names but gives them local IDs no hub has seen (``ZZ…``) and a birth
@@ -60,7 +60,7 @@ class PatientSelector(Strict):
         return data
 
 
-class Holds(Strict):
+class Holds(StrictModel):
     """The facility holds (is the source of) data of ``patient`` — in every one of ``categories`` if given —
     by the world's events (full detail, not cancelled; ``images`` for performed imaging)."""
 
@@ -68,7 +68,7 @@ class Holds(Strict):
     categories: list[str] = Field(default_factory=list)
 
 
-class FacilitySelector(Strict):
+class FacilitySelector(StrictModel):
     """Predicates over a world facility; all given must hold. Facilities of one scenario are distinct."""
 
     code: str | None = None
@@ -116,14 +116,14 @@ class FacilitySelector(Strict):
         return out
 
 
-class Given(Strict):
+class Given(StrictModel):
     """Named patients and facilities picked from the world; names are the scenario's variables."""
 
     patients: dict[VarName, PatientSelector] = Field(default_factory=dict)
     facilities: dict[VarName, FacilitySelector] = Field(default_factory=dict)
 
 
-class WorldNeeds(Strict):
+class WorldNeeds(StrictModel):
     """What the world and the hub must be: profile, seed, at least ``patients`` registered, users of some
     viewer kinds; ``bootstrapped``: the hub holds the world; ``links``: link models on; ``own``: a fresh
     hub."""

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeVar
 
-from .fields import Strict
+from .fields import StrictModel
 
 __all__ = ["KINDS", "Action", "Family", "StepKind", "kind_of", "names", "seal", "step_kind"]
 
 
-class Action(Strict):
+class Action(StrictModel):
     """Base of every step action."""
 
 

@@ -40,7 +40,7 @@ from pydantic import (
 from . import model_v3  # noqa: F401 - declares the PIXv3/PDQv3 kinds before Step is built
 from .actions import Action
 from .expectations import Expectation, Matcher
-from .fields import Strict, SubjectKey, Tag, VarName
+from .fields import StrictModel, SubjectKey, Tag, VarName
 from .given import FacilitySelector, Given, PatientSelector, Range, WorldNeeds
 from .kinds import KINDS, Family, names, seal
 from .variables import BUILTIN_ROOTS, PARAM_ROOT, references
@@ -97,7 +97,7 @@ def _to_repeat(value: Any) -> Any:
     return {"count": value} if isinstance(value, int | str) and not isinstance(value, bool) else value
 
 
-class Repeat(Strict):
+class Repeat(StrictModel):
     """Run the step ``warmup`` + ``count`` times (light-load latency): every expectation must hold for
     every repetition, except ``latency.*`` subjects, computed over the ``count`` timed ones."""
 
@@ -121,7 +121,7 @@ class Repeat(Strict):
 RepeatIn = Annotated[Repeat, BeforeValidator(_to_repeat, json_schema_input_type=int | str | Repeat)]
 
 
-class StepBase(Strict):
+class StepBase(StrictModel):
     """One operation (exactly one action key) with its expectations and captures."""
 
     model_config = ConfigDict(json_schema_extra=_one_action_schema)
@@ -177,7 +177,7 @@ def _to_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-class Scenario(Strict):
+class Scenario(StrictModel):
     """One scenario file."""
 
     schema_version: Literal[1]

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .actions import CertChoice, Demographics
+from .actions import CertChoice, DemographicOverrides
 from .fields import Text, VarName
 from .kinds import Action, Family, step_kind
 
@@ -47,7 +47,7 @@ class FeedV3(_V3):
     local_id: Text | None = None
     merge_from: Text | None = None
     demographics_of: VarName | None = None
-    demographics: Demographics | None = None
+    demographics: DemographicOverrides | None = None
     names: Literal["both", "kanji", "kana"] = "both"
 
     @model_validator(mode="after")

@@ -19,8 +19,7 @@ from typing import Any, Final
 import httpx
 from lxml import etree
 
-from harness.hl7v3client import Patient as V3Patient
-from harness.hl7v3client import V3Client, V3Reply, continuation, feed, pdq_query, pix_query
+from harness.hl7v3client import V3Client, V3Patient, V3Reply, continuation, feed, pdq_query, pix_query
 from simulator.pki import PkiError
 
 from .context import Context

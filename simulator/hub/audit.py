@@ -67,8 +67,8 @@ from .auditchain import (
     AuditKeyError,
     AuditRecord,
     AuditSettings,
+    ChainProblem,
     Checkpoint,
-    Problem,
     Verification,
     canonical_details,
     key_from_file,
@@ -93,8 +93,8 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "AuditSettings",
+    "ChainProblem",
     "Checkpoint",
-    "Problem",
     "Verification",
     "load_key",
     "verify_chain",
@@ -462,7 +462,7 @@ class AuditLog(SQLiteStore):
                         found.checkpoints.append(written_now)
         return found
 
-    def verify(self, expected_head: tuple[int, str] | None = None) -> list[Problem]:
+    def verify(self, expected_head: tuple[int, str] | None = None) -> list[ChainProblem]:
         """Every problem :meth:`verification` finds (empty list: the log is intact)."""
         return self.verification(expected_head).problems
 

@@ -32,8 +32,8 @@ __all__ = [
     "AuditKeyError",
     "AuditRecord",
     "AuditSettings",
+    "ChainProblem",
     "Checkpoint",
-    "Problem",
     "Verification",
     "canonical_details",
     "fields_json",
@@ -197,7 +197,7 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class ChainProblem:
     """One finding of :func:`verify_chain`: the ``seq`` it concerns (0: the checkpoint file as a whole) and
     a stable ``issue`` code; ``detail`` says more for people (not compared, so tests can name problems)."""
 
@@ -314,7 +314,7 @@ def record_mac(keyed: Any, *fields: object) -> str:
 class Verification:
     """What :func:`verify_chain` found: every problem, and what the log and its checkpoints hold."""
 
-    problems: list[Problem]
+    problems: list[ChainProblem]
     head: tuple[int, str]
     records: int
     checkpoints: list[Checkpoint]
@@ -377,27 +377,27 @@ def verify_chain(
     checkpoints, problems_cp = _checked_checkpoints(checkpoint_lines, key, written)
     wanted = {cp.seq for cp in checkpoints}
     at_seq: dict[int, tuple[str, int]] = {}  # checkpoint seq → (hash there, records up to it)
-    problems: list[Problem] = []
+    problems: list[ChainProblem] = []
     prev_hash, expected_seq, count = GENESIS, 1, 0
     for rec in records:
         count += 1
         if rec.seq != expected_seq:
-            problems.extend(Problem(s, "missing") for s in range(expected_seq, rec.seq))
+            problems.extend(ChainProblem(s, "missing") for s in range(expected_seq, rec.seq))
         if rec.prev_hash != prev_hash:
-            problems.append(Problem(rec.seq, "broken-link"))
+            problems.append(ChainProblem(rec.seq, "broken-link"))
         if record_mac(keyed, *rec.hashed_fields()) != rec.hash:
-            problems.append(Problem(rec.seq, "hash-mismatch"))
+            problems.append(ChainProblem(rec.seq, "hash-mismatch"))
         if rec.seq in wanted:
             at_seq[rec.seq] = (rec.hash, count)
         prev_hash, expected_seq = rec.hash, rec.seq + 1
     head = (expected_seq - 1, prev_hash)
     if expected_head is not None and expected_head != head:
-        problems.append(Problem(expected_head[0], "truncated", "the log does not end at the head kept"))
+        problems.append(ChainProblem(expected_head[0], "truncated", "the log does not end at the head kept"))
     beyond = [cp for cp in checkpoints if cp.seq > head[0]]
     if beyond:
         cp = beyond[-1]
         problems.append(
-            Problem(
+            ChainProblem(
                 head[0] + 1,
                 "truncated",
                 f"checkpoint {cp.n} ({cp.time}) covers records up to {cp.seq}; the log ends at {head[0]}",
@@ -409,13 +409,13 @@ def verify_chain(
         found = at_seq.get(cp.seq)
         if found is None or found[0] != cp.hash:
             problems.append(
-                Problem(
+                ChainProblem(
                     cp.seq, "checkpoint-mismatch", f"record {cp.seq} is not the one checkpoint {cp.n} signed"
                 )
             )
         elif found[1] != cp.count:
             problems.append(
-                Problem(
+                ChainProblem(
                     cp.seq, "count-mismatch", f"checkpoint {cp.n}: {cp.count} records, the log {found[1]}"
                 )
             )
@@ -423,7 +423,7 @@ def verify_chain(
     interval = checkpoints[-1].every if checkpoints else every
     if head[0] - last_seq >= 2 * interval:
         problems.append(
-            Problem(
+            ChainProblem(
                 last_seq + 1,
                 "checkpoint-overdue",
                 f"{head[0] - last_seq} records since the last checkpoint; one is written every {interval}",
@@ -434,10 +434,10 @@ def verify_chain(
 
 def _checked_checkpoints(
     lines: Sequence[str] | None, key: AuditKey, written: int | None
-) -> tuple[list[Checkpoint], list[Problem]]:
+) -> tuple[list[Checkpoint], list[ChainProblem]]:
     """The checkpoint lines that are genuine and in order, and the problems with the others."""
     good: list[Checkpoint] = []
-    problems: list[Problem] = []
+    problems: list[ChainProblem] = []
     prev, expected_n = GENESIS, 1
     for number, text in enumerate(lines or [], start=1):
         if not text.strip():
@@ -445,28 +445,28 @@ def _checked_checkpoints(
         try:
             cp = Checkpoint.parse(text)
         except (ValueError, TypeError) as exc:
-            problems.append(Problem(0, "checkpoint-unreadable", f"line {number}: {exc}"))
+            problems.append(ChainProblem(0, "checkpoint-unreadable", f"line {number}: {exc}"))
             continue
         if cp.key_id != key.key_id or not hmac.compare_digest(cp.mac, cp.expected_mac(key)):
             problems.append(
-                Problem(cp.seq, "checkpoint-forged", f"line {number}: the signature does not hold")
+                ChainProblem(cp.seq, "checkpoint-forged", f"line {number}: the signature does not hold")
             )
             continue
         if cp.n != expected_n:
             problems.append(
-                Problem(
+                ChainProblem(
                     cp.seq, "checkpoint-missing", f"line {number} is checkpoint {cp.n}; {expected_n} expected"
                 )
             )
         elif cp.prev != prev:
-            problems.append(Problem(cp.seq, "checkpoint-broken-link", f"line {number}"))
+            problems.append(ChainProblem(cp.seq, "checkpoint-broken-link", f"line {number}"))
         if good and cp.seq < good[-1].seq:
-            problems.append(Problem(cp.seq, "checkpoint-out-of-order", f"line {number}"))
+            problems.append(ChainProblem(cp.seq, "checkpoint-out-of-order", f"line {number}"))
         good.append(cp)
         prev, expected_n = cp.mac, cp.n + 1
     if written is not None and written > len(good):
         problems.append(
-            Problem(
+            ChainProblem(
                 0,
                 "checkpoint-missing",
                 f"the log says {written} checkpoints were written; the file holds {len(good)} genuine ones",

@@ -1,6 +1,6 @@
 """The network's facility directory as the hub's HTTP side needs it: kinds, roles, disclosure and users.
 
-:class:`~.index.Directory` knows assigning authorities (what PIX/PDQ needs); this knows what the access
+:class:`~.index.DomainDirectory` knows assigning authorities (what PIX/PDQ needs); this knows what the access
 decision and the logins need: each facility's kind (viewer-kind rules), whether it discloses and which item
 categories (the ``source_disclosure`` of :func:`.policy.may_view`), its gateway credential, and its users.
 

@@ -12,14 +12,14 @@ from typing import Any
 
 from .audit import AuditEntry
 from .auditbatch import AuditBatcher
-from .index import Directory, Domain, PatientIndex, PatientRecord, SearchCriteria
+from .index import Domain, DomainDirectory, IndexRecord, PatientIndex, SearchCriteria
 
 __all__ = ["Hit", "Note", "audit_note", "feed_domain_refusal", "fold_hits", "pix_ids"]
 
 
 @dataclass(frozen=True)
 class Hit:
-    record: PatientRecord
+    record: IndexRecord
     ids: tuple[tuple[str, str], ...]
 
 
@@ -61,7 +61,7 @@ async def audit_note(audit: AuditBatcher, note: Note, actor: str, user: str, kin
     await audit.record_many(entries)
 
 
-def feed_domain_refusal(directory: Directory, ns: str, oid: str, own: Domain) -> str:
+def feed_domain_refusal(directory: DomainDirectory, ns: str, oid: str, own: Domain) -> str:
     """Why an identifier of a feed from ``own`` named by (``ns``, ``oid``) is refused ("" if it is in the
     sender's own domain): unresolvable, unknown, or another facility's (ITI8-019, one source per domain)."""
     if not ns and not oid:

@@ -27,14 +27,14 @@ from synthetic.clock import jst_now
 __all__ = [
     "REGIONAL_NAMESPACE",
     "REGIONAL_OID",
-    "Demographics",
-    "Directory",
     "Domain",
+    "DomainDirectory",
     "IdentityError",
+    "IndexDemographics",
+    "IndexName",
+    "IndexRecord",
     "LinkConflictError",
     "PatientIndex",
-    "PatientRecord",
-    "PersonName",
     "SearchCriteria",
     "UnknownDomainError",
     "UnknownPatientError",
@@ -79,7 +79,7 @@ class Domain:
         return self.namespace == REGIONAL_NAMESPACE
 
 
-class Directory:
+class DomainDirectory:
     """The network's assigning authorities: one per facility (from world.json) plus the hub's regional one."""
 
     def __init__(self, domains: Iterable[Domain]) -> None:
@@ -96,7 +96,7 @@ class Directory:
         self._by_oid.setdefault(REGIONAL_OID, regional)
 
     @classmethod
-    def from_world(cls, world: Mapping[str, Any]) -> Directory:
+    def from_world(cls, world: Mapping[str, Any]) -> DomainDirectory:
         """From a world.json document (its ``facilities[].assigning_authority``)."""
         return cls(
             Domain(
@@ -109,7 +109,7 @@ class Directory:
         )
 
     @classmethod
-    def load(cls, world_json: Path) -> Directory:
+    def load(cls, world_json: Path) -> DomainDirectory:
         return cls.from_world(json.loads(world_json.read_text(encoding="utf-8")))
 
     @property
@@ -143,7 +143,7 @@ class Directory:
 
 
 @dataclass(frozen=True)
-class PersonName:
+class IndexName:
     """One PID-5 repetition: ``representation`` is XPN.8, ``I`` (kanji) or ``P`` (kana)."""
 
     family: str
@@ -152,8 +152,8 @@ class PersonName:
 
 
 @dataclass(frozen=True)
-class Demographics:
-    names: tuple[PersonName, ...] = ()
+class IndexDemographics:
+    names: tuple[IndexName, ...] = ()
     birth_date: str = ""
     sex: str = ""
     address: str = ""
@@ -164,19 +164,19 @@ class Demographics:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> Demographics:
+    def from_json(cls, text: str) -> IndexDemographics:
         data = json.loads(text)
-        names = tuple(PersonName(**n) for n in data.pop("names"))
+        names = tuple(IndexName(**n) for n in data.pop("names"))
         return cls(names=names, phones=tuple(data.pop("phones")), **data)
 
 
 @dataclass(frozen=True)
-class PatientRecord:
+class IndexRecord:
     """A facility's (or the feed's) record for one local ID, with its regional link if any."""
 
     domain: str
     local_id: str
-    demographics: Demographics
+    demographics: IndexDemographics
     updated: str
     regional_id: str | None = None
 
@@ -258,7 +258,7 @@ class PatientIndex(SQLiteStore):
     """
 
     def __init__(
-        self, path: Path | str, directory: Directory, *, clock: Callable[[], datetime] | None = None
+        self, path: Path | str, directory: DomainDirectory, *, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.directory = directory
         self._clock = clock or jst_now
@@ -275,19 +275,19 @@ class PatientIndex(SQLiteStore):
 
     # --------------------------------------------------------------------------------------- feed
 
-    def register(self, domain: str, local_id: str, demographics: Demographics) -> bool:
+    def register(self, domain: str, local_id: str, demographics: IndexDemographics) -> bool:
         """ITI-8 A01/A04/A05: create or replace the record; True if created (or revived after a merge)."""
         if self._domain(domain).regional:
             raise UnknownDomainError(f"{domain} IDs are issued by the hub, not fed")
         with self._tx() as db:
             return self._upsert(db, domain, local_id, demographics)
 
-    def update(self, domain: str, local_id: str, demographics: Demographics) -> bool:
+    def update(self, domain: str, local_id: str, demographics: IndexDemographics) -> bool:
         """ITI-8 A08: replace the demographics. An unknown ID is created rather than refused, since feeds
         from several interfaces can arrive out of order; returns True in that case."""
         return self.register(domain, local_id, demographics)
 
-    def _upsert(self, db: sqlite3.Connection, domain: str, local_id: str, demo: Demographics) -> bool:
+    def _upsert(self, db: sqlite3.Connection, domain: str, local_id: str, demo: IndexDemographics) -> bool:
         row = db.execute(
             "SELECT active FROM patients WHERE domain = ? AND local_id = ?", (domain, local_id)
         ).fetchone()
@@ -318,7 +318,7 @@ class PatientIndex(SQLiteStore):
         return row is None or not row[0]
 
     def merge(
-        self, domain: str, surviving_id: str, merged_id: str, demographics: Demographics | None = None
+        self, domain: str, surviving_id: str, merged_id: str, demographics: IndexDemographics | None = None
     ) -> None:
         """ITI-8 A40: retire ``merged_id``; its link moves to ``surviving_id``.
 
@@ -445,7 +445,7 @@ class PatientIndex(SQLiteStore):
 
     # --------------------------------------------------------------------------------------- queries
 
-    def get(self, domain: str, local_id: str) -> PatientRecord | None:
+    def get(self, domain: str, local_id: str) -> IndexRecord | None:
         """The active record for this ID, or None (unknown, or retired by a merge)."""
         with self._lock:
             row = self._db.execute(
@@ -492,7 +492,7 @@ class PatientIndex(SQLiteStore):
         with self._lock:
             return self._regional_of(self._db, domain, local_id)
 
-    def search(self, criteria: SearchCriteria, limit: int | None = None) -> list[PatientRecord]:
+    def search(self, criteria: SearchCriteria, limit: int | None = None) -> list[IndexRecord]:
         """PDQ: active records matching every given criterion, ordered by (domain, local ID).
 
         Names match after :func:`normalize_kana`, family and given name each in any PID-5 repetition (so a
@@ -548,5 +548,5 @@ class PatientIndex(SQLiteStore):
             return int(self._db.execute("SELECT count(*) FROM patients WHERE active = 1").fetchone()[0])
 
 
-def _record(row: tuple[Any, ...]) -> PatientRecord:
-    return PatientRecord(str(row[0]), str(row[1]), Demographics.from_json(row[2]), str(row[3]), row[4])
+def _record(row: tuple[Any, ...]) -> IndexRecord:
+    return IndexRecord(str(row[0]), str(row[1]), IndexDemographics.from_json(row[2]), str(row[3]), row[4])

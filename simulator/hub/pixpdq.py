@@ -89,11 +89,11 @@ from .auditbatch import AuditBatcher
 from .identity import Hit, Note, audit_note, feed_domain_refusal, fold_hits, pix_ids
 from .index import (
     REGIONAL_NAMESPACE,
-    Demographics,
     Domain,
     IdentityError,
+    IndexDemographics,
+    IndexName,
     PatientIndex,
-    PersonName,
     SearchCriteria,
     UnknownPatientError,
 )
@@ -164,7 +164,7 @@ def _is_kana(text: str) -> bool:
     )
 
 
-def _demographics(pid: Segment) -> Demographics:
+def _demographics(pid: Segment) -> IndexDemographics:
     """PID-5 (kanji ``I`` and kana ``P`` repetitions), 7, 8, 11 (first address) and 13 (phones)."""
     names = []
     for rep in range(len(pid.repetitions(5))):
@@ -172,14 +172,14 @@ def _demographics(pid: Segment) -> Demographics:
         if not family and not given:
             continue
         representation = pid.get(5, rep, comp=8) or ("P" if _is_kana(family + given) else "I")
-        names.append(PersonName(family, given, representation))
+        names.append(IndexName(family, given, representation))
     address = "".join(pid.get(11, comp=c) for c in (4, 3, 1, 2))
     phones = []
     for rep in range(len(pid.repetitions(13))):
         phone = pid.get(13, rep, comp=1) or pid.get(13, rep, comp=12)
         if phone:
             phones.append(phone)
-    return Demographics(
+    return IndexDemographics(
         names=tuple(names),
         birth_date=pid.get(7, comp=1)[:8],
         sex=pid.get(8, comp=1),

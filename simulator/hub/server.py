@@ -60,7 +60,7 @@ from .audit import AuditEntry, AuditKeyError, AuditLog, AuditSettings
 from .auditbatch import AuditBatcher
 from .consents import ConsentStore
 from .facilities import Facilities
-from .index import Directory, PatientIndex
+from .index import DomainDirectory, PatientIndex
 from .mllp import MLLPServer
 from .pixpdq import PixPdqHandler
 from .records import Gateways
@@ -217,7 +217,7 @@ async def run_hub(
 class _Setup:
     """What the hub reads and makes before opening anything: the world's tables, its data folder, TLS."""
 
-    directory: Directory
+    directory: DomainDirectory
     facilities: Facilities
     data: Path
     admin_token: str
@@ -236,7 +236,7 @@ def _prepare(
 ) -> _Setup:
     world = load_world(world_dir)
     try:
-        directory = Directory.from_world(world)
+        directory = DomainDirectory.from_world(world)
         facilities = Facilities.from_world(world)
     except (KeyError, TypeError) as exc:
         raise HubError(f"{world_dir / 'world.json'}: a facility lacks a required field ({exc})") from exc
@@ -275,7 +275,7 @@ class _Stores:
 def _open_stores(
     stack: AsyncExitStack,
     data: Path,
-    directory: Directory,
+    directory: DomainDirectory,
     clock: Callable[[], dt.datetime],
     scrypt: ScryptParams | None,
     audit_settings: AuditSettings | None,

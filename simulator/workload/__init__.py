@@ -11,7 +11,7 @@ from .model import (
     load_workload,
     parse_slo,
 )
-from .plan import FeedMessage, PlanFacility, PlanPatient, PlanUser, Session, WorldPlan
+from .plan import FeedMessage, PlanFacility, PlannedSession, PlanPatient, PlanUser, WorldPlan
 from .shape import Rates, diurnal_factor, peak_factor, step_multiplier
 
 __all__ = [
@@ -20,8 +20,8 @@ __all__ = [
     "PlanFacility",
     "PlanPatient",
     "PlanUser",
+    "PlannedSession",
     "Rates",
-    "Session",
     "Slo",
     "Workload",
     "WorkloadError",

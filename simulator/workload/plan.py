@@ -38,7 +38,7 @@ from synthetic.store import open_db, read_world_json
 
 from .model import Workload, WorkloadError
 
-__all__ = ["FeedMessage", "PlanFacility", "PlanPatient", "PlanUser", "Session", "WorldPlan"]
+__all__ = ["FeedMessage", "PlanFacility", "PlanPatient", "PlanUser", "PlannedSession", "WorldPlan"]
 
 Intent = Literal["care", "outside", "emergency"]
 FeedKind = Literal["register", "update", "join"]
@@ -86,7 +86,7 @@ class PlanPatient:
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
+class PlannedSession:
     """One viewer session, fully decided before it runs."""
 
     index: int
@@ -198,8 +198,8 @@ class WorldPlan:
 
     # ------------------------------------------------------------------------------- sessions
 
-    def session(self, index: int) -> Session:
-        """Session ``index``: the same on every run of this world, workload and seed. A world with no
+    def session(self, index: int) -> PlannedSession:
+        """PlannedSession ``index``: the same on every run of this world, workload and seed. A world with no
         candidate for an outside or emergency session gives a care session in its place."""
         mix = self.workload.session
         rng = random.Random(f"{self.seed}|session|{index}")
@@ -233,7 +233,7 @@ class WorldPlan:
         categories = tuple(_choose(rng, mix.categories) for _ in range(k))
         mean = mix.think_time_s
         think = tuple(rng.expovariate(1 / mean) if mean > 0 else 0.0 for _ in range(k + 2))
-        return Session(index, intent, code, user, patient, local_id, find, charset, categories, think)
+        return PlannedSession(index, intent, code, user, patient, local_id, find, charset, categories, think)
 
     # ------------------------------------------------------------------------------- feeds
 

@@ -1,6 +1,6 @@
 """What each pathway action does, one function per verb, and the table that dispatches on the verb.
 
-A state's action has exactly one verb (:attr:`synthetic.pathway.Action.verb`); :func:`act` checks the
+A state's action has exactly one verb (:attr:`synthetic.pathway.PathwayAction.verb`); :func:`act` checks the
 action's probability and diagnosis condition, then calls the verb's function. Every random draw happens in
 the same order as before the table existed, so a world stays byte-identical.
 """
@@ -13,15 +13,15 @@ from typing import Any
 
 from synthetic.care.engine import CareBase, StateRun
 from synthetic.care.kinds import WARDS
-from synthetic.pathway import Action, Variant
+from synthetic.pathway import PathwayAction, Variant
 from synthetic.rng import stable_int
 
 #: An action's function: (the care, the state run, the action, when, the pathway variant).
-ActionFn = Callable[[CareBase, StateRun, Action, dt.datetime, Variant], None]
+ActionFn = Callable[[CareBase, StateRun, PathwayAction, dt.datetime, Variant], None]
 HOUR = dt.timedelta(hours=1)
 
 
-def _labs(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _labs(care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant) -> None:
     assert action.labs is not None
     items = care.lab_items(run, action.labs, time)
     specimen = "blood" if any(not k.startswith("u_") for k, _, _ in items) else "urine"
@@ -36,7 +36,9 @@ def _labs(care: CareBase, run: StateRun, action: Action, time: dt.datetime, vari
     )
 
 
-def _procedure(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _procedure(
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
+) -> None:
     """Radiology, endoscopy or physiology: the procedure table, not the verb, says which order it is."""
     key = action.radiology or action.endoscopy or action.physiology or ""
     if not key:
@@ -79,7 +81,9 @@ def _procedure(care: CareBase, run: StateRun, action: Action, time: dt.datetime,
     )
 
 
-def _prescription(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _prescription(
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
+) -> None:
     rx = action.prescription
     assert rx is not None
     keys = care.drugs_for(rx.drugs, rx.indications, rx.per_indication)
@@ -112,7 +116,9 @@ def _prescription(care: CareBase, run: StateRun, action: Action, time: dt.dateti
         )
 
 
-def _injection(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _injection(
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
+) -> None:
     assert action.injection is not None
     if care.drug_table.get(action.injection) is None:
         raise KeyError(f"pathway drug {action.injection!r} is not in drugs.csv")
@@ -133,17 +139,21 @@ def _injection(care: CareBase, run: StateRun, action: Action, time: dt.datetime,
             )
 
 
-def _document(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _document(
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
+) -> None:
     assert action.document is not None
     care.emit_document(run, action.document, time, None)
 
 
-def _diet(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _diet(care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant) -> None:
     _, order_no = care.next_id()
     care.emit(run, run.facility, time, "diet_order", {"diet": action.diet}, order_no=order_no)
 
 
-def _allergy(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _allergy(
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
+) -> None:
     if not action.allergy:
         return
     allergen = care.rng.choice(care.common.allergens)
@@ -157,7 +167,7 @@ def _allergy(care: CareBase, run: StateRun, action: Action, time: dt.datetime, v
 
 
 def _ward_transfer(
-    care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
 ) -> None:
     if not action.ward_transfer or run.state.setting != "inpatient":
         return
@@ -170,7 +180,7 @@ def _ward_transfer(
 
 
 def _doctor_change(
-    care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
 ) -> None:
     if not action.doctor_change:
         return
@@ -181,7 +191,9 @@ def _doctor_change(
         run.doctor = new
 
 
-def _outing(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def _outing(
+    care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant
+) -> None:
     if not action.outing or run.state.setting != "inpatient":
         return
     back = time + dt.timedelta(days=1, hours=care.rng.randint(-3, 3))
@@ -207,7 +219,7 @@ ACTIONS: dict[str, ActionFn] = {
 }
 
 
-def act(care: CareBase, run: StateRun, action: Action, time: dt.datetime, variant: Variant) -> None:
+def act(care: CareBase, run: StateRun, action: PathwayAction, time: dt.datetime, variant: Variant) -> None:
     """Run one action, unless its probability or its diagnosis condition (``when``) rules it out."""
     if action.p < 1.0 and care.rng.random() >= action.p:
         return

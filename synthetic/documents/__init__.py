@@ -32,26 +32,26 @@ from __future__ import annotations
 from synthetic.documents.render import document_root, render_cda
 from synthetic.documents.spec import (
     DOCUMENT_TYPES,
+    CdaPerson,
     DocumentKind,
     DocumentSpec,
     Dx,
     Lab,
     Org,
     PatientInfo,
-    Person,
     Proc,
     Rx,
 )
 
 __all__ = [
     "DOCUMENT_TYPES",
+    "CdaPerson",
     "DocumentKind",
     "DocumentSpec",
     "Dx",
     "Lab",
     "Org",
     "PatientInfo",
-    "Person",
     "Proc",
     "Rx",
     "document_root",

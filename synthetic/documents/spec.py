@@ -26,7 +26,7 @@ INSTITUTION_OID = "1.2.392.100495.20.3.23"
 
 
 @dataclass(frozen=True, slots=True)
-class Person:
+class CdaPerson:
     """A clinician (the author)."""
 
     staff_id: str
@@ -102,7 +102,7 @@ class DocumentSpec:
     document_id: str
     time: dt.datetime
     patient: PatientInfo
-    author: Person
+    author: CdaPerson
     custodian: Org
     state_title: str
     day: int

@@ -254,7 +254,7 @@ class StorageWriter:
         if author is None:
             author = next((s for s in f.staff if s.role in ("doctor", "dentist")), f.staff[0])
         dept = event.department or author.department
-        person = docs.Person(
+        person = docs.CdaPerson(
             author.staff_id,
             author.name.family,
             author.name.given,

@@ -10,7 +10,7 @@ Choices where the sources leave room:
   request (the v3 twin of ERR-2).
 * **Japanese names** (JAHIS): kanji in ``<name use="IDE">``, kana in ``<name use="SYL">``; a name without
   ``use`` is kana if all of it is kana, else kanji, as PID-5 without XPN.8 is in v2. The index's
-  :class:`~simulator.hub.index.PersonName` keeps ``I``/``P`` (v2's XPN.8), so one stored record answers both.
+  :class:`~simulator.hub.index.IndexName` keeps ``I``/``P`` (v2's XPN.8), so one stored record answers both.
 * **Addresses**: the index keeps one address string and the postcode; ``addr`` is read as
   state + city + streetAddressLine(s) (v2's PID-11 order) and written back as one ``streetAddressLine``.
 """
@@ -28,14 +28,14 @@ from typing import Any, Final
 
 from lxml import etree
 
-from ..index import Demographics, Directory, Domain, PersonName
+from ..index import Domain, DomainDirectory, IndexDemographics, IndexName
 from .xmlsafe import HL7, attr, q, text
 
 __all__ = [
     "ACK_CODE_SYSTEM",
     "HUB_DEVICE_OID",
     "Detail",
-    "Header",
+    "WrapperHeader",
     "add",
     "demographics_of",
     "patient_person",
@@ -66,7 +66,7 @@ _RUN: Final = f"{os.getpid()}.{int(datetime.now().timestamp())}"
 
 
 @dataclass(frozen=True)
-class Header:
+class WrapperHeader:
     """The request's transmission wrapper: its id, interaction and sender/receiver devices."""
 
     interaction: str
@@ -96,11 +96,11 @@ class Detail:
     location: str = ""
 
 
-def read_header(root: etree._Element) -> Header:
+def read_header(root: etree._Element) -> WrapperHeader:
     sender = root.find(f"{q('sender')}/{q('device')}/{q('id')}")
     receiver = root.find(f"{q('receiver')}/{q('device')}/{q('id')}")
     msg_id = root.find(q("id"))
-    return Header(
+    return WrapperHeader(
         etree.QName(root).localname,
         attr(msg_id, "root"),
         attr(msg_id, "extension"),
@@ -111,7 +111,7 @@ def read_header(root: etree._Element) -> Header:
     )
 
 
-def sender_facility(directory: Directory, header: Header) -> Domain | None:
+def sender_facility(directory: DomainDirectory, header: WrapperHeader) -> Domain | None:
     """The member facility (its domain) the sender device names, or None (module docstring)."""
     if header.sender_extension:
         return directory.facility(header.sender_extension)
@@ -161,7 +161,7 @@ def _set_id(element: etree._Element, root: str, extension: str) -> None:
 
 def wrapper(
     interaction: str,
-    request: Header,
+    request: WrapperHeader,
     now: datetime,
     ack: str,
     details: Sequence[Detail] = (),
@@ -201,7 +201,7 @@ def _is_kana(value: str) -> bool:
     )
 
 
-def name_of(element: etree._Element) -> PersonName | None:
+def name_of(element: etree._Element) -> IndexName | None:
     """A PN element as the index's name: ``use`` IDE → I (kanji), SYL → P (kana), else guessed."""
     family = " ".join(text(f) for f in element.findall(q("family")))
     given = " ".join(text(g) for g in element.findall(q("given")))
@@ -209,10 +209,10 @@ def name_of(element: etree._Element) -> PersonName | None:
         return None
     uses = set(attr(element, "use").split())
     representation = "I" if "IDE" in uses else "P" if "SYL" in uses else ""
-    return PersonName(family, given, representation or ("P" if _is_kana(family + given) else "I"))
+    return IndexName(family, given, representation or ("P" if _is_kana(family + given) else "I"))
 
 
-def demographics_of(person: etree._Element) -> Demographics:
+def demographics_of(person: etree._Element) -> IndexDemographics:
     """``patientPerson`` as the index's demographics (names, birth date, sex, address, postcode, phones)."""
     names = [n for n in (name_of(e) for e in person.findall(q("name"))) if n is not None]
     addr = person.find(q("addr"))
@@ -227,7 +227,7 @@ def demographics_of(person: etree._Element) -> Demographics:
         value = attr(telecom, "value")
         if value:
             phones.append(value.removeprefix("tel:"))
-    return Demographics(
+    return IndexDemographics(
         names=tuple(names),
         birth_date=attr(person.find(q("birthTime")), "value")[:8],
         sex=attr(person.find(q("administrativeGenderCode")), "code"),
@@ -237,14 +237,14 @@ def demographics_of(person: etree._Element) -> Demographics:
     )
 
 
-def patient_ids(parent: etree._Element, ids: Iterable[tuple[str, str]], directory: Directory) -> None:
+def patient_ids(parent: etree._Element, ids: Iterable[tuple[str, str]], directory: DomainDirectory) -> None:
     """One ``id`` per (namespace, local ID), ``root`` the domain's OID."""
     for namespace, local_id in ids:
         domain = directory.get(namespace)
         add(parent, "id", root=domain.oid if domain is not None else namespace, extension=local_id)
 
 
-def patient_person(parent: etree._Element, demographics: Demographics | None) -> etree._Element:
+def patient_person(parent: etree._Element, demographics: IndexDemographics | None) -> etree._Element:
     """``patientPerson`` for ``demographics`` (None: PIX's empty person, ``<name nullFlavor="NA"/>``)."""
     person = add(parent, "patientPerson", classCode="PSN", determinerCode="INSTANCE")
     if demographics is None:

@@ -47,9 +47,9 @@ from ..auditbatch import AuditBatcher
 from ..identity import Hit, Note, audit_note, feed_domain_refusal, fold_hits, pix_ids
 from ..index import (
     REGIONAL_NAMESPACE,
-    Demographics,
     Domain,
     IdentityError,
+    IndexDemographics,
     PatientIndex,
     SearchCriteria,
     UnknownPatientError,
@@ -58,7 +58,7 @@ from ..pixpdq import MAX_REPETITIONS
 from .messages import (
     HUB_DEVICE_OID,
     Detail,
-    Header,
+    WrapperHeader,
     add,
     demographics_of,
     patient_ids,
@@ -222,7 +222,7 @@ class V3Hub:
         return response, payload
 
     @staticmethod
-    def _query_element(header: Header) -> etree._Element | None:
+    def _query_element(header: WrapperHeader) -> etree._Element | None:
         if header.control is None:
             return None
         found = header.control.find(q("queryByParameter"))
@@ -231,7 +231,12 @@ class V3Hub:
     # --------------------------------------------------------------------------------------- answers
 
     def _payload(
-        self, response: str, header: Header, now: datetime, answer: _Answer, query: etree._Element | None
+        self,
+        response: str,
+        header: WrapperHeader,
+        now: datetime,
+        answer: _Answer,
+        query: etree._Element | None,
     ) -> etree._Element:
         root = wrapper(response, header, now, answer.ack, answer.details)
         code = _QUERY_CODES.get(response)
@@ -310,7 +315,7 @@ class V3Hub:
                 raise _ae("204", f"{_PATIENT}/id[{n}]", why)
         note.target = f"{own.namespace}|{local_id}"
         person = patient.find(q("patientPerson"))
-        demographics = demographics_of(person) if person is not None else Demographics()
+        demographics = demographics_of(person) if person is not None else IndexDemographics()
         if len(demographics.names) > MAX_REPETITIONS or len(demographics.phones) > MAX_REPETITIONS:
             raise _ae("102", _PATIENT + "/patientPerson", f"at most {MAX_REPETITIONS} names and telecoms")
         prior_path = (

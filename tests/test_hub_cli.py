@@ -11,6 +11,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -121,11 +122,16 @@ def test_hub_serves_stops_cleanly_and_keeps_its_data(bare_world: Path, tmp_path:
     sender = next(d.facility for d in directory if d.facility)
     assert sender is not None
     data = tmp_path / "data"
+    with socket.socket() as probe:  # a free port to ask for by number (0 would not show --soap-port works)
+        probe.bind(("127.0.0.1", 0))
+        soap_port = probe.getsockname()[1]
     with running(
-        "--world", str(bare_world), "--data", str(data), "--mllp-port", "0", "--http-port", "0"
-    ) as hub:
+        "--world", str(bare_world), "--data", str(data), "--mllp-port", "0", "--http-port", "0",
+        "--soap-port", str(soap_port),
+    ) as hub:  # fmt: skip
         addresses = hub.addresses()
         assert set(addresses) == {"mllp", "http", "soap", "admin-token", "mllp-tls"}  # soap: PIXv3/PDQv3
+        assert addresses["soap"] == f"127.0.0.1:{soap_port}"
         assert Path(addresses["admin-token"]) == data / "admin.token"
         ca, certs = addresses["mllp-tls"].split(" ")
         assert (Path(ca), Path(certs)) == (data / "pki" / "ca.pem", data / "pki" / "facilities")

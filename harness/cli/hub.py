@@ -21,6 +21,12 @@ MllpPort = Annotated[
 HttpPort = Annotated[
     int, typer.Option("--http-port", min=0, max=65535, help="HTTP API port; 0 picks a free one.")
 ]
+SoapPort = Annotated[
+    int,
+    typer.Option(
+        "--soap-port", min=0, max=65535, help="PIXv3/PDQv3 (SOAP 1.2, HTTPS with client certificates) port."
+    ),
+]
 HubData = Annotated[
     Path | None, typer.Option("--data", help="Where the hub keeps its stores (default: WORLD/hub).")
 ]
@@ -60,6 +66,7 @@ def hub(
     world: WorldDir,
     mllp_port: MllpPort = 0,
     http_port: HttpPort = 0,
+    soap_port: SoapPort = 0,
     data: HubData = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     gateways: GatewaysFile = None,
@@ -104,6 +111,7 @@ def hub(
                 audit_settings=AuditSettings(audit_key, audit_checkpoints, audit_checkpoint_every),
                 pki=pki_dir,
                 plain_mllp=plain_mllp,
+                soap_port=soap_port,
             )
         )
     except HubError as exc:

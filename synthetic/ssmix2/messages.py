@@ -12,10 +12,19 @@ room, stated once here:
   (用法) has no verified JAMI code, so TQ1-3 carries a local code ``99RHU`` derived from the text.
 - Lab order sets use local codes (``99RHP``) in OBR-4; test items JLAC10 (``JC10``) or ``99RHL``.
   Procedures use JJ1017 where verified, else the local ``99RHR``. Endoscopy and rhythm have local codes.
-- PPR-01: PRB-3 carries the MEDIS 病名管理番号 where verified, else the 病名交換用コード (both ``MDCDX2``);
-  ZPR-2 holds the 管理番号 only where verified (left empty otherwise), ZPR-5 the 交換用コード. A suspected
-  diagnosis gets ``の疑い`` in its text and ``疑い`` in ZPR-7 (no verified modifier code). PRB-10 carries the
-  diagnosis timing ``O^外来時^JHSD0004`` only for outpatient diagnoses (the only JHSD0004 value verified).
+- PPR-01: PRB-3 and ZPR-2 carry the MEDIS 病名管理番号 where verified
+  (``synthetic/data/codes/diagnoses.csv``), else 20084317 未コード化傷病名 with the disease's own name
+  as text (the NHO guideline encoding, see ``msg_adt.UNCODED_DISEASE``): ZPR-2 is required and is never
+  empty, and no code is invented. ZPR-5 holds the verified 病名交換用コード. ZPR-2 and ZPR-5 are
+  ``code^name^MDCDX2`` as in the guideline's PPR-01 sample. A suspected diagnosis gets ``の疑い`` in its
+  PRB-3 text and ``疑い`` in ZPR-7 (no verified modifier code). PRB-10 carries the diagnosis timing
+  ``O^外来時^JHSD0004`` only for outpatient diagnoses.
+- TQ1-9 priority (HL7 table 0485, ``R^^HL70485`` as in the guideline's OMG-01 sample) in every OMG and OML-01
+  file: routine, except imaging for a stroke admission within 24 h of admission, which is stat
+  (``S^^HL70485``; ``segments.priority``). OMG-13 carries a TQ1 after its OBR (ORU^R01 allows it).
+- Fields the usage table (``synthetic/data/ssmix2/usage.csv``) marks N are left empty: ORC-4 outside
+  prescriptions and injections, ORC-13/21/22/23/29 in OMD, TQ1-6 in OMP-02, OBR-25 and OBX-8 in OML-11,
+  PID-29/30 everywhere (ADT-52's PV1-36 = 20 says a patient died).
 - Every message ends with a CR after its last segment (§3.1 recommendation); no 0x1C.
 """
 
@@ -26,6 +35,7 @@ from typing import Any
 
 from synthetic.model import Event
 from synthetic.ssmix2.msg_adt import (
+    UNCODED_DISEASE,
     adt_00,
     adt_01,
     adt_12,
@@ -59,6 +69,7 @@ __all__ = [
     "ECG_CODES",
     "ORDER_KINDS",
     "PROFILE_ID",
+    "UNCODED_DISEASE",
     "Builder",
     "Built",
     "Context",

@@ -159,6 +159,19 @@ def adt_61(ctx: Context, event: Event, enc: Encounter, _: Any) -> Built:
 
 
 # -- diagnoses ----------------------------------------------------------------------------------------
+#: MEDIS 病名管理番号 of 未コード化傷病名 (uncoded disease name; レセプト電算処理コード 0000999). Source:
+#: nhoHQ/SSMIX2_support_documents doc/unspecified_icd10.md @2e17bb20 ("20084317は未コード化傷病名（レセプト
+#: 電算処理コード：0000999）に対応する病名管理" — written ``20084317^【病名】^MDCDX2`` with the disease's
+#: own name as text). The 0000999 of the brief is the receipt code, 7 digits, which ZPR-2 (8-digit
+#: 管理番号, spec §5.2) cannot hold; 20084317 is the same concept in the 管理番号 scheme.
+UNCODED_DISEASE = "20084317"
+
+
+def disease_number(dx: tables.Diagnosis) -> str:
+    """The diagnosis's verified 病名管理番号, or the uncoded-disease number where none was verified."""
+    return dx.medis_code or UNCODED_DISEASE
+
+
 def ppr_01(ctx: Context, event: Event, enc: Encounter, _: Any) -> Built:
     dx_table = tables.diagnoses()
     segs = [msh(ctx, event, "PPR^ZD1^PPR_ZD1"), pid(ctx, event), pv1(ctx, event, enc)]
@@ -166,12 +179,12 @@ def ppr_01(ctx: Context, event: Event, enc: Encounter, _: Any) -> Built:
         dx = dx_table[state.key]
         suspected = state.status == "suspected"
         name = dx.name + ("の疑い" if suspected else "")
-        problem = dx.medis_code or dx.medis_exchange
+        number = disease_number(dx)
         timing = ["O", "外来時", "JHSD0004"] if state.outpatient else []
         prb = [""] * 18
         prb[0] = "UP" if state.resolved else "AD"
         prb[1] = ts(state.updated)
-        prb[2] = components(problem, esc(name), "MDCDX2")
+        prb[2] = components(number, esc(name), "MDCDX2")
         prb[3] = f"{state.instance:04d}"
         prb[6] = ts(state.recorded)
         prb[8] = state.resolved.replace("-", "")
@@ -180,7 +193,8 @@ def ppr_01(ctx: Context, event: Event, enc: Encounter, _: Any) -> Built:
         if state.main:
             prb[17] = "1^主診断^JHSD0007"
         segs.append(segment("PRB", *prb))
-        segs.append(
-            segment("ZPR", "", dx.medis_code, "", "", dx.medis_exchange, "", "疑い" if suspected else "")
-        )
+        # ZPR-2 and ZPR-5 as CWE triplets, as in the guideline's PPR-01 sample (S2 sampleData).
+        zpr2 = components(number, esc(dx.name), "MDCDX2")
+        zpr5 = components(dx.medis_exchange, esc(dx.name), "MDCDX2") if dx.medis_exchange else ""
+        segs.append(segment("ZPR", "", zpr2, "", "", zpr5, "", "疑い" if suspected else ""))
     return Built("PPR-01", NO_DATE, NO_ORDER, event.department or NO_DEPARTMENT, join(segs))

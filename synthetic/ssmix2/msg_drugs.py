@@ -20,6 +20,7 @@ from synthetic.ssmix2.segments import (
     order_file,
     pid,
     pv1,
+    tq1,
     ts,
 )
 from synthetic.ssmix2.text import components, esc, segment
@@ -64,7 +65,9 @@ def _rde(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
     for rp, (key, dose, unit, times, days, usage) in enumerate(_drug_lines(event), start=1):
         drug = drugs[key]
         units = components(drug.unit_code, esc(unit), "MR9P")
-        segs.append(orc(ctx, event, control_of(event), event.order_no, order.entered, order.inpatient, rp))
+        segs.append(
+            orc(ctx, event, control_of(event), event.order_no, order.entered, order.inpatient, group=rp)
+        )
         rxe = [""] * 21
         rxe[1] = _drug_code(drug)
         rxe[2] = num(dose)
@@ -76,12 +79,10 @@ def _rde(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
             rxe[20] = "IHP^入院処方^MR9P" if order.inpatient else "OHP^外来処方^MR9P~OHI^院内処方^MR9P"
         rxe[14] = esc(event.order_no)
         segs.append(segment("RXE", *rxe))
-        tq1 = [""] * 7
-        tq1[0] = "1"
-        tq1[2] = f"{_usage_code(usage)}&{esc(usage)}&99RHU"
-        tq1[5] = f"{days}^d"
-        tq1[6] = ts(order.entered)
-        segs.append(segment("TQ1", *tq1))
+        # TQ1-6 (service duration) is N for injections (OMP-02); TQ1-9 (priority) is N for both.
+        duration = days if data_type == "OMP-01" else None
+        repeat = f"{_usage_code(usage)}&{esc(usage)}&99RHU"
+        segs.append(tq1(order.entered, duration_days=duration, usage=repeat))
         segs.append(segment("RXR", _route(drug)))
     return order_file(data_type, order.entered, event, segs)
 
@@ -99,7 +100,7 @@ def _ras(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
     segs = [msh(ctx, event, "RAS^O17^RAS_O17"), pid(ctx, event), pv1(ctx, event, enc)]
     for rp, (key, dose, unit, _times, _days, _usage) in enumerate(_drug_lines(event), start=1):
         drug = drugs[key]
-        segs.append(orc(ctx, event, "SC", event.order_no, order.entered, order.inpatient, rp))
+        segs.append(orc(ctx, event, "SC", event.order_no, order.entered, order.inpatient, group=rp))
         segs.append(
             segment(
                 "RXA",
@@ -131,8 +132,16 @@ def omd(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Built:
         msh(ctx, event, "OMD^O03^OMD_O03"),
         pid(ctx, event),
         pv1(ctx, event, enc),
-        orc(ctx, event, control_of(event), event.order_no, order.entered, order.inpatient),
-        segment("TQ1", "1", "", "", "", "", "", ts(order.entered)),
+        orc(
+            ctx,
+            event,
+            control_of(event),
+            event.order_no,
+            order.entered,
+            order.inpatient,
+            facility_fields=False,
+        ),
+        tq1(order.entered),
         segment("ODS", "D", "", components(code, esc(diet), "99RHD")),
     ]
     return order_file("OMD", order.entered, event, segs)

@@ -15,7 +15,9 @@ from synthetic.ssmix2.segments import (
     orc,
     order_file,
     pid,
+    priority,
     pv1,
+    tq1,
     ts,
     xcn,
 )
@@ -60,6 +62,7 @@ def oml_01(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
         )
         for panel in panels:
             segs.append(orc(ctx, event, control_of(event), event.order_no, order.entered, order.inpatient))
+            segs.append(tq1(order.entered, priority(enc, order.entered, imaging=False)))
             segs.append(segment("OBR", "1", esc(event.order_no), "", _panel(panel)))
     return order_file("OML-01", order.entered, event, segs)
 
@@ -68,7 +71,7 @@ def oml_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
     labs = tables.labs()
     collected = order.entered
     panels: list[str] = order.payload.get("panels", [])
-    values = {key: (value, flag) for key, value, flag in event.payload["items"]}
+    values = {key: value for key, value, _flag in event.payload["items"]}
     segs = [msh(ctx, event, "OUL^R22^OUL_R22"), pid(ctx, event), pv1(ctx, event, enc)]
     reported: set[str] = set()
     for n, (specimen, specimen_panels) in enumerate(_specimen_groups(panels), start=1):
@@ -93,13 +96,12 @@ def oml_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
             obr[1] = esc(event.order_no)
             obr[3] = _panel(panel)
             obr[6] = ts(collected)
-            obr[21] = ts(event.time)
-            obr[24] = "F"
+            obr[21] = ts(event.time)  # OBR-25 result status is N in OML-11 (usage.csv)
             segs.append(segment("OBR", *obr))
             segs.append(orc(ctx, event, "SC", event.order_no, event.time, order.inpatient))
             for k, test in enumerate(items, start=1):
                 reported.add(test.key)
-                value, flag = values[test.key]
+                value = values[test.key]
                 numeric = test.value_type == "NM" and _is_decimal(value)
                 obx = [""] * 14
                 obx[0] = str(k)
@@ -110,7 +112,7 @@ def oml_11(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
                     obx[5] = components(esc(test.unit_ascii), esc(test.unit), "ISO+")
                 if test.low is not None and test.high is not None:
                     obx[6] = f"{num(test.low)}-{num(test.high)}"
-                obx[7] = flag
+                # OBX-8 abnormal flag is N in OML-11 (usage.csv): the reference range tells the reader.
                 obx[10] = "F"
                 obx[13] = ts(event.time)
                 segs.append(segment("OBX", *obx))
@@ -143,7 +145,7 @@ def _omg(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
         pid(ctx, event),
         pv1(ctx, event, enc),
         orc(ctx, event, control_of(event), event.order_no, order.entered, order.inpatient),
-        segment("TQ1", "1", "", "", "", "", "", ts(order.entered)),
+        tq1(order.entered, priority(enc, order.entered, imaging=data_type == "OMG-01")),
         segment("OBR", *obr),
     ]
     return order_file(data_type, order.entered, event, segs)
@@ -179,7 +181,7 @@ def _omi(ctx: Context, event: Event, enc: Encounter, order: OrderInfo, data_type
         pid(ctx, event),
         pv1(ctx, event, enc),
         orc(ctx, event, "SC", event.order_no, order.entered, order.inpatient),
-        segment("TQ1", "1", "", "", "", "", "", ts(event.time)),
+        tq1(event.time, priority(enc, order.entered, imaging=data_type == "OMG-11")),
         _performed_obr(ctx, event),
         segment("ZE1", "1", "RS", _procedure(p["procedure"]), "1"),
         segment(
@@ -209,6 +211,7 @@ def omg_13(ctx: Context, event: Event, enc: Encounter, order: OrderInfo) -> Buil
         pv1(ctx, event, enc),
         orc(ctx, event, "SC", event.order_no, order.entered, order.inpatient),
         _performed_obr(ctx, event),
+        tq1(event.time, priority(enc, order.entered, imaging=False)),
     ]
     measurements = event.payload.get("measurements", {})
     n = 0

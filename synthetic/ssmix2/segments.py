@@ -152,9 +152,7 @@ def pid(ctx: Context, event: Event) -> str:
     fields[7] = p.sex
     fields[10] = address
     fields[12] = phones
-    if p.death is not None and event.time >= p.death:
-        fields[28] = ts(p.death)
-        fields[29] = "Y"
+    # PID-29/30 (death) are N in every SS-MIX2 data type (usage.csv); ADT-52 says "expired" in PV1-36.
     fields[32] = ts(event.time)
     return segment("PID", *fields)
 
@@ -201,9 +199,16 @@ def orc(
     order_no: str,
     entered: dt.datetime,
     inpatient: bool,
-    group: int = 1,
+    group: int | None = None,
+    *,
+    facility_fields: bool = True,
 ) -> str:
-    """ORC; ORC-4 is the group (Rp) number within the order, as in the guideline's OMP-01 sample."""
+    """ORC; ORC-4 is the group (Rp) number within the order, as in the guideline's OMP-01 sample.
+
+    ``group`` is given only where ORC-4 is used (prescriptions and injections; it is N for OMD and the
+    radiology/endoscopy messages). ``facility_fields=False`` leaves out what OMD does not use (N):
+    ORC-13 entering location, ORC-21/22/23 ordering facility and ORC-29 order type.
+    """
     f = ctx.facility
     dept = event.department
     dept_name = ctx.departments.get(dept, "")
@@ -211,17 +216,53 @@ def orc(
     fields = [""] * 29
     fields[0] = control
     fields[1] = esc(order_no)
-    fields[3] = str(group)
+    fields[3] = str(group) if group is not None else ""
     fields[8] = ts(entered)
     fields[9] = doctor
     fields[11] = doctor
-    fields[12] = components(dept, "", "", "", "", "C") if dept else ""
     fields[16] = components(dept, esc(dept_name), "HL70069") if dept else ""
-    fields[20] = esc(f.name)
-    fields[21] = components("", "", "", "", f"{f.postcode[:3]}-{f.postcode[3:]}", "JPN", "", esc(f.address))
-    fields[22] = f"^^^^^^^^^^^{esc(f.phone)}"
-    fields[28] = "I^入院患者オーダ^HL70482" if inpatient else "O^外来患者オーダ^HL70482"
+    if facility_fields:
+        fields[12] = components(dept, "", "", "", "", "C") if dept else ""
+        fields[20] = esc(f.name)
+        postcode = f"{f.postcode[:3]}-{f.postcode[3:]}"
+        fields[21] = components("", "", "", "", postcode, "JPN", "", esc(f.address))
+        fields[22] = f"^^^^^^^^^^^{esc(f.phone)}"
+        fields[28] = "I^入院患者オーダ^HL70482" if inpatient else "O^外来患者オーダ^HL70482"
     return segment("ORC", *fields)
+
+
+#: TQ1-9 priority (HL7 table 0485), coded as the guideline's OMG-01 sample does (``R^^HL70485``).
+ROUTINE = "R^^HL70485"
+URGENT = "S^^HL70485"
+URGENT_WINDOW = dt.timedelta(hours=24)
+
+
+def priority(enc: Encounter, entered: dt.datetime, imaging: bool) -> str:
+    """Routine, except imaging for a stroke admission within a day of admission: stat (S).
+
+    The choice of "S" (stat) over "A" (ASAP) and the 24-hour window are ours: emergency CT/MR at a
+    stroke admission is done at once; later follow-up imaging in the same stay is routine.
+    """
+    if (
+        imaging
+        and enc.pathway.startswith("stroke")
+        and enc.setting == "inpatient"
+        and enc.admitted is not None
+        and dt.timedelta(0) <= entered - enc.admitted <= URGENT_WINDOW
+    ):
+        return URGENT
+    return ROUTINE
+
+
+def tq1(start: dt.datetime, prio: str = "", *, duration_days: int | None = None, usage: str = "") -> str:
+    """TQ1: set ID 1, TQ1-3 repeat pattern (usage), TQ1-6 service duration, TQ1-7 start, TQ1-9 priority."""
+    fields = [""] * 9
+    fields[0] = "1"
+    fields[2] = usage
+    fields[5] = f"{duration_days}^d" if duration_days is not None else ""
+    fields[6] = ts(start)
+    fields[8] = prio
+    return segment("TQ1", *fields)
 
 
 def order_file(data_type: str, care: dt.datetime, event: Event, segs: list[str]) -> Built:

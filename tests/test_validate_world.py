@@ -1,4 +1,4 @@
-"""`rhin validate-storage` on the project's own world: zero errors and zero warnings under --strict; breakage is caught."""
+"""`rhin validate-storage` on our own world: 0 errors and 0 warnings under --strict; breakage is caught."""
 
 from __future__ import annotations
 

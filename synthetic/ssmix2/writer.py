@@ -27,7 +27,8 @@ from synthetic.documents import render_cda
 from synthetic.model import Event, Facility, PatientRecord, Staff
 from synthetic.pathway import pathway
 from synthetic.ssmix2 import messages as m
-from synthetic.ssmix2.layout import EXTENDED, IMAGES, STORAGE, FileName, timestamp17
+from synthetic.ssmix2.layout import EXTENDED, IMAGES, STORAGE, FileName, order_number, timestamp17
+from synthetic.waveform import ecg_file
 
 #: Extended-storage document types: kind → (local code, local name, LOINC code, standard name).
 DOCUMENT_FOLDERS = {
@@ -37,6 +38,10 @@ DOCUMENT_FOLDERS = {
     "nursing_note": ("RHNN01", "NursingNote", "34746-8", "看護記録"),
 }
 MAIN_DOCUMENT = "main_document.xml"
+#: Extended-storage type folder of the MFER resting ECGs: a local code only (no standard document code
+#: was verified for a waveform file), in the spec's ``local^name^system`` form (§1.7).
+WAVEFORM_FOLDER = "MFER-ECG12^標準12誘導心電図^99RHX"
+WAVEFORM_FILE = "main_document.mwf"
 
 
 @dataclass
@@ -45,6 +50,7 @@ class WriteStats:
     bytes: int = 0
     documents: int = 0
     images: int = 0
+    waveforms: int = 0
     by_type: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: WriteStats) -> None:
@@ -52,6 +58,7 @@ class WriteStats:
         self.bytes += other.bytes
         self.documents += other.documents
         self.images += other.images
+        self.waveforms += other.waveforms
         self.by_type.update(other.by_type)
 
 
@@ -59,6 +66,7 @@ class WriteStats:
 class Options:
     documents: bool = True
     images: bool = True
+    waveforms: bool = True  # MFER 12-lead ECGs in extended storage, one per ECG result
     dicom_matrix: int = 64
     dicom_max_images: int = 3
 
@@ -138,6 +146,8 @@ class StorageWriter:
                 enc.procedures.append((event.payload["procedure"], event.time))
                 if self.options.images:
                     self._images(ctx, event, stats)
+                if self.options.waveforms and "hr" in event.payload.get("measurements", {}):
+                    self._waveform(ctx, event, stats)
             elif event.kind == "lab_result":
                 enc.labs.extend((key, value, flag, event.time) for key, value, flag in event.payload["items"])
         root = os.path.join(self.out, STORAGE, ctx.facility.code)
@@ -240,6 +250,28 @@ class StorageWriter:
         with open(os.path.join(folder, MAIN_DOCUMENT), "wb") as fh:
             fh.write(data)
         stats.documents += 1
+        stats.bytes += len(data)
+
+    def _waveform(self, ctx: m.Context, event: Event, stats: WriteStats) -> None:
+        """The MFER file of an ECG result, in extended storage beside the documents (spec §1.7, §5.6).
+
+        Content folder ``pid_date_<type code>_<order No>_<timestamp>_<dept>_1``, main file
+        ``main_document.mwf``; the waveform's intervals are the OMG-13 values (synthetic.waveform.ecg).
+        """
+        date = f"{event.time:%Y%m%d}"
+        stamp = timestamp17(event.time + dt.timedelta(seconds=3), event.event_id)
+        dept = event.department or "-"
+        order = order_number(event.order_no)
+        content = f"{ctx.local_id}_{date}_{WAVEFORM_FOLDER}_{order}_{stamp}_{dept}_1"
+        pid = ctx.local_id
+        folder = os.path.join(
+            self.out, EXTENDED, ctx.facility.code, pid[0:3], pid[3:6], pid, date, WAVEFORM_FOLDER, content
+        )
+        data = ecg_file(ctx.facility.code, pid, ctx.patient, event)
+        self._ensure_dir(folder)
+        with open(os.path.join(folder, WAVEFORM_FILE), "wb") as fh:
+            fh.write(data)
+        stats.waveforms += 1
         stats.bytes += len(data)
 
     def _document_spec(self, ctx: m.Context, event: Event, enc: m.Encounter) -> docs.DocumentSpec:

@@ -181,6 +181,8 @@ def validate_storage_cmd(
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n")
     else:
         _print_validation(report, show)
+        for line in config.describe():
+            Console().print(line)
     raise typer.Exit(1 if report.errors else 0)
 
 

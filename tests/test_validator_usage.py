@@ -166,6 +166,9 @@ def test_cli_flags() -> None:
     )
     assert skipped.exit_code == 0, skipped.output
     assert '"SS2-FIELD-LENGTH"' in skipped.output
+    text = runner.invoke(app, ["validate-storage", root, "--skip", "SS2-FIELD-LENGTH", "--strict"])
+    assert "rules skipped (--skip): SS2-FIELD-LENGTH" in text.output
+    assert "--strict: warnings counted as errors" in text.output
     bad = runner.invoke(app, ["validate-storage", str(GOOD), "--skip", "SS2-TYPO"])
     assert bad.exit_code == 2
     assert "SS2-TYPO" in bad.output

@@ -40,6 +40,15 @@ class ValidatorConfig:
         ]
         return replace(report, findings=findings, skipped=tuple(sorted(self.skip)), strict=self.strict)
 
+    def describe(self) -> list[str]:
+        """What the text report says about the options (nothing when none is set)."""
+        out = []
+        if self.skip:
+            out.append(f"rules skipped (--skip): {', '.join(sorted(self.skip))}")
+        if self.strict:
+            out.append("--strict: warnings counted as errors")
+        return out
+
 
 def rules_listing() -> list[tuple[str, str, str, str]]:
     """``(rule, severity, title, source)`` for every rule, in ID order (``--rules``)."""

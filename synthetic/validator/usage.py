@@ -76,7 +76,7 @@ class FieldRow:
 class SegmentChecks:
     """What one segment of one data type must satisfy, precomputed for speed."""
 
-    required: tuple[tuple[int, str], ...]  # (field, name)
+    required: tuple[tuple[int, str], ...]  # (field, name), all three sorted by field number
     not_used: tuple[tuple[int, str], ...]
     typed: tuple[tuple[int, str, int | None], ...]  # (field, HL7 type or "", max length or None)
 
@@ -155,7 +155,11 @@ def checks_for(data_type: str) -> Mapping[str, SegmentChecks]:
                     typed[row.segment].append((seq, dtype, length))
     return MappingProxyType(
         {
-            seg: SegmentChecks(tuple(required.get(seg, ())), tuple(not_used.get(seg, ())), tuple(typed[seg]))
+            seg: SegmentChecks(
+                tuple(sorted(required.get(seg, ()))),
+                tuple(sorted(not_used.get(seg, ()))),
+                tuple(sorted(typed[seg])),
+            )
             for seg in typed
         }
     )
@@ -185,13 +189,17 @@ def check_fields(seg_fields: list[list[str]], data_type: str, path: str) -> list
             value = fields[i] if i < n_fields else ""
             if value in ("", '""'):
                 missing.append(f"{seg}-{seq} {name}")
-        for seq, name in checks.not_used:
+        for seq, name in checks.not_used:  # ascending: stop at the segment's last field
             i = seq - shift
-            if i < n_fields and fields[i] not in ("", '""'):
+            if i >= n_fields:
+                break
+            if fields[i] not in ("", '""'):
                 present.append(f"{seg}-{seq} {name} = {fields[i][:40]!r}")
         for seq, dtype, length in checks.typed:
             i = seq - shift
-            if i >= n_fields or not fields[i] or fields[i] == '""':
+            if i >= n_fields:
+                break
+            if not fields[i] or fields[i] == '""':
                 continue
             for rep in fields[i].split("~"):
                 if length is not None and len(rep) > length:

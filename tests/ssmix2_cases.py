@@ -63,8 +63,8 @@ PATIENT = Patient(
 LOCAL_ID = "0000123456"
 
 
-def context() -> m.Context:
-    return m.Context(
+def context() -> m.MessageContext:
+    return m.MessageContext(
         FACILITY,
         PATIENT,
         LOCAL_ID,
@@ -102,6 +102,9 @@ INPATIENT = m.Encounter(
     prior_ward="SCU",
 )
 OUTPATIENT = m.Encounter(setting="outpatient")
+STROKE_ADMISSION = m.Encounter(
+    setting="inpatient", admitted=T0, ward="SCU", room="1", bed="1", pathway="stroke/full"
+)
 
 RX = [
     ["clopidogrel75", 1.0, "錠", 1, 14, "1日1回朝食後"],
@@ -209,6 +212,14 @@ def cases() -> dict[str, tuple[Event, m.Encounter, m.OrderInfo | None]]:
             ),
             INPATIENT,
             order(110, {}),
+        ),
+        # imaging at a stroke admission, within 24 h: TQ1-9 stat (S^^HL70485)
+        "OMG-01-stroke-urgent": (
+            event(
+                "radiology_order", 20, {"procedure": "ct_head_plain", "modality": "CT"}, order="000000100020"
+            ),
+            STROKE_ADMISSION,
+            order(20, {}),
         ),
         "OMG-02": (
             event("endoscopy_order", 120, {"procedure": "egd", "modality": "ES"}, order="000000100120"),

@@ -155,13 +155,15 @@ def disk_entries(world_dir: Path, code: str, pid: str) -> list[DiskEntry]:
     extended = patient_folder(world_dir / "extended" / code, pid)
     for path in sorted(extended.rglob("main_document*")):
         type_folder, content = path.parts[-3], path.parts[-2]
-        loinc = type_folder.split("^")[3]
         ref = document_ref(path.relative_to(world_dir / "extended" / code).as_posix())
         fields = content.split("_")
+        if type_folder.startswith("MFER"):  # MFER waveforms: 生理検査 (issue 16)
+            data_type, category = "MFER", "physiology_results"
+        else:
+            data_type = type_folder.split("^")[3]
+            category = ORACLE_DOCUMENTS[data_type]
         found.append(
-            DiskEntry(
-                "document", pid, path, ref.entry_id, ORACLE_DOCUMENTS[loinc], loinc, fields[6], fields[1]
-            )
+            DiskEntry("document", pid, path, ref.entry_id, category, data_type, fields[6], fields[1])
         )
     for study, (patient, modality, date) in studies_on_disk(world_dir, code).items():
         if patient != pid:
@@ -337,7 +339,10 @@ def check_entry_shape(e: dict[str, Any], facility: dict[str, Any]) -> None:
         "document": "application/xml",
         "image": "application/dicom",
     }
-    assert e["content_type"] == content_type[e["kind"]]
+    if e["data_type"] == "MFER":  # an MFER waveform in extended storage (issue 16)
+        assert e["content_type"] == "application/x-mfer"
+    else:
+        assert e["content_type"] == content_type[e["kind"]]
 
 
 def test_history_adds_superseded_and_deleted_versions(shard: RunningShard, codes: list[str]) -> None:
@@ -389,7 +394,7 @@ def test_documents_filter_by_loinc_and_images_by_modality(shard: RunningShard) -
         assert got == [e for e in every if e["data_type"] == modality]
         docs_pid = richest_patient(shard.world_dir, code, "document")
         every = client.get(f"/patients/{docs_pid}/entries").json()["entries"]
-        documents = [e for e in every if e["kind"] == "document"]
+        documents = [e for e in every if e["kind"] == "document" and e["data_type"] != "MFER"]
         assert documents
         loinc = documents[0]["data_type"]
         assert re.fullmatch(r"\d+-\d", loinc)
@@ -439,6 +444,38 @@ def test_fetched_bytes_equal_the_files_for_hl7_cda_and_dicom(shard: RunningShard
                 if want == "image":
                     assert reply.content[128:132] == b"DICM"
     assert seen == {"hl7", "document", "image", "iso-2022-jp"}
+
+
+def test_mfer_waveforms_are_listed_as_physiology_and_served(shard: RunningShard) -> None:
+    """Every MFER file of a facility is listed (MFER, physiology_results) and served byte for byte."""
+    world_dir = shard.world_dir
+    for facility in disclosing_facilities(world_dir):
+        code = facility["code"]
+        files = sorted((world_dir / "extended" / code).rglob("main_document.mwf"))
+        if files and "physiology_results" in facility["disclosure"]:
+            break
+    else:
+        pytest.fail("no disclosing facility with MFER files and physiology disclosed")
+    pid = files[0].parts[-5]
+    on_disk = {d.entry_id: d for d in disk_entries(world_dir, code, pid) if d.data_type == "MFER"}
+    assert on_disk
+    with shard.client(code) as client:
+        listed = client.get(f"/patients/{pid}/entries", params={"categories": "physiology_results"}).json()
+        waves = {e["id"]: e for e in listed["entries"] if e["data_type"] == "MFER"}
+        assert set(waves) == set(on_disk)
+        for entry_id, entry in waves.items():
+            assert (entry["kind"], entry["category"]) == ("document", "physiology_results")
+            assert entry["content_type"] == "application/x-mfer"
+            assert entry["title"] == "標準12誘導心電図"
+            reply = client.get(f"/entries/{entry_id}")
+            assert reply.status_code == 200
+            assert reply.headers["content-type"] == "application/x-mfer"
+            assert reply.content == on_disk[entry_id].path.read_bytes()
+            assert reply.content[:6] == b"\x40\x20MFR "
+        by_type = client.get(f"/patients/{pid}/entries", params={"types": "MFER"}).json()["entries"]
+        assert {e["id"] for e in by_type} == set(on_disk)
+        others = client.get(f"/patients/{pid}/entries", params={"categories": "lab_results"}).json()
+        assert not [e for e in others["entries"] if e["data_type"] == "MFER"]
 
 
 def test_undisclosed_categories_are_never_listed_and_forbidden(shard: RunningShard) -> None:

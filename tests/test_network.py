@@ -72,6 +72,7 @@ CATEGORY = {
     "RHRF01": "referral_letters",
     "RHPN01": "progress_notes",
     "RHNN01": "nursing_notes",
+    "MFER-ECG12": "physiology_results",  # the MFER 12-lead ECG waveforms (生理検査, issue 16)
 }
 
 

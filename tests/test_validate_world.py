@@ -1,4 +1,4 @@
-"""`rhin validate-storage` on the project's own world: zero errors and zero warnings; breakage is caught."""
+"""`rhin validate-storage` on our own world: 0 errors and 0 warnings under --strict; breakage is caught."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ runner = CliRunner()
 
 def test_generated_world_validates_clean(mini_world: Path, tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
-    result = runner.invoke(app, ["validate-storage", str(mini_world), "--json", "--junit", str(junit)])
+    args = ["validate-storage", str(mini_world), "--json", "--strict", "--junit", str(junit)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     files = [p for p in (mini_world / "storage").rglob("*") if p.is_file()]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from synthetic.validator import RULES, Finding, ValidationReport, validate_storage
-from synthetic.validator.grammar import Matcher, load_grammars
+from synthetic.validator import RULES, Finding, ValidationReport, validate_storage, write_junit
+from synthetic.validator.grammar import SegmentMatcher, load_grammars
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ssmix2"
 GOOD = FIXTURES / "good"
@@ -60,13 +60,14 @@ def pid(patient: str = PID, last_update: str = "") -> str:
     return seg("PID", values)
 
 
-def orc(control: str, order: str, entered: str, filler: str = "") -> str:
+def orc(control: str, order: str, entered: str, filler: str = "", group: str = "") -> str:
     return seg(
         "ORC",
         {
             1: control,
             2: order,
             3: filler,
+            4: group,
             9: entered,
             12: DOCTOR,
             13: "01^^^^^C",
@@ -95,7 +96,7 @@ def good_messages() -> dict[str, tuple[str, list[str]]]:
         [("103835401", "ムコダイン錠２５０ｍｇ", "1", "9"), ("108665201", "ダーゼン錠（５mg)", "1", "9")], 1
     ):
         rde += [
-            orc("NW", "000000011000185", "20240403103045"),
+            orc("NW", "000000011000185", "20240403103045", group=str(n)),
             seg(
                 "RXE",
                 {
@@ -160,7 +161,6 @@ def good_messages() -> dict[str, tuple[str, list[str]]]:
                         7: "20240404083000",
                         16: DOCTOR,
                         22: "20240404103059",
-                        25: "F",
                     },
                 ),
                 orc("SC", "000000011000354", "20240404083000", "000000001219001"),
@@ -343,7 +343,7 @@ BROKEN: dict[str, tuple[Callable[[], Files], set[str]]] = {
     "SS2-ENC-SHIFT": (
         lambda: _raw(
             "ADT-00",
-            lambda d: _ends_in_jis(d.replace(b"99XYZ\r", "99XYZ||発疹\r".encode("iso2022_jp"))),
+            lambda d: _ends_in_jis(d.replace(b"99XYZ\r", "99XYZ^^発疹\r".encode("iso2022_jp"))),
         ),
         set(),
     ),
@@ -385,6 +385,14 @@ BROKEN: dict[str, tuple[Callable[[], Files], set[str]]] = {
     "SS2-CODE-I10": (lambda: _replace("PPR-01", "K297^^I10", "K29.7^^I10"), set()),
     "SS2-OBX-2-TYPE": (lambda: _replace("OML-11", "OBX|4|ST|", "OBX|4|SN|"), set()),
     "SS2-NM-VALUE": (lambda: _replace("OML-11", "||25|", "||<25|"), set()),
+    # field usage (usage.csv): R missing, N present, a malformed primitive, an over-long value
+    "SS2-FIELD-REQUIRED": (lambda: _replace("OMG-11", "TQ1|1||||||||R^^HL70485", "TQ1|1"), set()),
+    "SS2-FIELD-NOT-USED": (lambda: _replace("OML-11", "|10-40||||F|", "|10-40|N|||F|"), set()),
+    "SS2-FIELD-TYPE": (lambda: _replace("ADT-00", "|19600315|", "|1960-03-15|"), set()),
+    "SS2-FIELD-LENGTH": (
+        lambda: _replace("ADT-00", "|20240401000001|", "|202404010000010000000001|"),
+        set(),
+    ),
 }
 # SS2-ROOT-MISSING's fixture is a plain file where the root should be; git cannot hold the empty tree of
 # SS2-ROOT-EMPTY, so that one is made by the test.
@@ -472,6 +480,14 @@ def test_root_missing_and_empty(tmp_path: Path) -> None:
         ("SS2-SEG-ID", lambda: _replace("ADT-00", "\rPV1|0001|O|01^^^^^C", "\r\rPV1|0001|O|01^^^^^C")),
         ("SS2-NAME-GRAMMAR", lambda: _msg("ADT-00", stamp="20241301090000123")),
         ("SS2-CODE-JC10", lambda: _replace("OML-11", "023^血清^JC10", "23^血清^JC10")),
+        # ZPR-2 病名管理番号 is R in PPR-01 (issue 16)
+        ("SS2-FIELD-REQUIRED", lambda: _replace("PPR-01", "ZPR||20054174^胃炎^MDCDX2|", "ZPR|||")),
+        # HL7's explicit null "" is no value for an R field
+        ("SS2-FIELD-REQUIRED", lambda: _replace("OMG-11", "TQ1|1||||||||R^^HL70485", 'TQ1|1||||||||""')),
+        # ORC-4 placer group is R in prescriptions (OMP-01), N in radiology (OMG-11)
+        ("SS2-FIELD-REQUIRED", lambda: _replace("OMP-01", "|000000011000185||1|", "|000000011000185|||")),
+        ("SS2-FIELD-NOT-USED", lambda: _replace("OMG-11", "|202404060030000||||", "|202404060030000||1||")),
+        ("SS2-FIELD-TYPE", lambda: _replace("PPR-01", "PRB|AD|20240405|", "PRB|AD|2024/04/05|")),
     ],
 )
 def test_more_variants(tmp_path: Path, rule: str, files: Callable[[], Files]) -> None:
@@ -492,7 +508,16 @@ def test_report_forms(tmp_path: Path) -> None:
     write_storage(tmp_path, {**good_files(), **BROKEN["SS2-MSH-12"][0](), **broken_21})
     report = validate_storage(tmp_path, jobs=1)
     doc = report.to_json()
-    assert set(doc) == {"root", "files", "errors", "warnings", "by_rule", "findings"}
+    assert set(doc) == {
+        "root",
+        "files",
+        "strict",
+        "skipped_rules",
+        "errors",
+        "warnings",
+        "by_rule",
+        "findings",
+    }
     assert doc["by_rule"] == {
         "SS2-MSH-12": {"error": 1, "warning": 0},
         "SS2-MSH-21": {"error": 0, "warning": 1},
@@ -500,7 +525,7 @@ def test_report_forms(tmp_path: Path) -> None:
     assert (doc["errors"], doc["warnings"]) == (1, 1)
     assert json.loads(json.dumps(doc))["findings"][0]["rule"] in RULES
     junit = tmp_path / "junit.xml"
-    report.write_junit(junit)
+    write_junit(report, junit)
     suite = ET.parse(junit).getroot()
     cases = {c.get("name", "").split(":")[0]: c for c in suite.iter("testcase")}
     assert set(cases) == set(RULES)
@@ -548,7 +573,7 @@ def test_grammar_automaton_equals_python_re() -> None:
     """The linear-time automaton accepts exactly what ``re.fullmatch`` accepts on the concatenated IDs."""
     rng = random.Random(5)
     for event, grammar in load_grammars().items():
-        matcher, regex = Matcher(grammar), re.compile(grammar.pattern)
+        matcher, regex = SegmentMatcher(grammar), re.compile(grammar.pattern)
         alphabet = sorted({t for t in grammar.tokens if t} | {"ZZZ", "MSH"})
         for _ in range(300):
             ids = [rng.choice(alphabet) for _ in range(rng.randint(0, 6))]
@@ -556,7 +581,7 @@ def test_grammar_automaton_equals_python_re() -> None:
 
 
 def test_grammar_is_linear_on_hostile_input() -> None:
-    matcher = Matcher(load_grammars()["ORU^R01"])  # exponential under re with a bad last segment
+    matcher = SegmentMatcher(load_grammars()["ORU^R01"])  # exponential under re with a bad last segment
     problem = matcher.match(["MSH", "PID"] + ["OBR", "OBX"] * 500 + ["ZZZ"])
     assert problem
     assert "segment 1003 ZZZ" in problem

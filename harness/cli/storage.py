@@ -17,11 +17,26 @@ from rich.console import Console
 from rich.table import Table
 
 from synthetic.ssmix2.layout import STORAGE
-from synthetic.validator import RULES, Finding, ValidationReport, validate_storage
+from synthetic.validator import (
+    RULES,
+    Finding,
+    ValidationReport,
+    ValidatorConfig,
+    rules_listing,
+    validate_storage,
+    write_junit,
+)
 
 from .options import Jobs, progress_bar
 
 __all__ = ["validate_storage_cmd"]
+
+
+def _print_rules(value: bool) -> None:
+    if value:
+        for rule, severity, title, source in rules_listing():
+            sys.stdout.write(f"{rule}\t{severity}\t{title}\t{source}\n")
+        raise typer.Exit(0)
 
 
 def validate_storage_cmd(
@@ -32,20 +47,32 @@ def validate_storage_cmd(
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write a JUnit XML report here.")] = None,
     jobs: Jobs = 0,
     show: Annotated[int, typer.Option("--show", min=0, help="How many findings to list (text output).")] = 40,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors.")] = False,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Disable a rule (repeatable).")] = None,
+    rules: Annotated[
+        bool, typer.Option("--rules", is_eager=True, callback=_print_rules, help="List every rule and exit.")
+    ] = False,
 ) -> None:
-    """Validate SS-MIX2 standardized storage (anyone's). Exit code 1 on any error; warnings do not fail."""
+    """Validate SS-MIX2 standardized storage (anyone's). Exit code 1 on any error; warnings do not fail
+    unless --strict."""
+    try:
+        config = ValidatorConfig.from_options(skip or (), strict)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--skip") from exc
     reports = []
     with progress_bar(spinner=True, bar=False, eta=False, transient=True) as bar:
         for label, root in _storage_roots(path):
             task = bar.add_task(f"validating {label}", total=None)
             reports.append((label, validate_storage(root, jobs=jobs, progress=partial(bar.advance, task))))
-    report = _merge(path, reports)
+    report = config.apply(_merge(path, reports))
     if junit is not None:
-        report.write_junit(junit)
+        write_junit(report, junit)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n")
     else:
         _print_validation(report, show)
+        for line in config.describe():
+            Console().print(line)
     raise typer.Exit(1 if report.errors else 0)
 
 

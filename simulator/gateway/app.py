@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from synthetic.model import ITEM_CATEGORIES
 
 from ..links import LinkModel
-from .catalog import CONTENT_TYPES, Catalog
+from .catalog import Catalog, content_type
 from .entries import PATIENT_ID, STUDY_UID, EntryRef, parse_entry_id
 from .errors import EntryIdError
 from .faults import FaultState, bearer_matches, unauthorized
@@ -158,7 +158,7 @@ def create_gateway_app(
         path = catalog.locate(ref)
         if path is None:
             raise HTTPException(404, "no such entry")
-        return _file_response(path, CONTENT_TYPES[ref.kind])
+        return _file_response(path, content_type(ref))
 
     @router.get("/entries/{entry_id:path}")
     async def fetch(entry_id: str) -> Response:

@@ -36,6 +36,7 @@ from .entries import (
     INSTANCE_FILE,
     PATIENT_ID,
     STUDY_UID,
+    WAVEFORM_CATEGORY,
     EntryRef,
     data_type_title,
     document_ref_of_names,
@@ -46,7 +47,15 @@ from .entries import (
 )
 from .errors import EntryIdError, GatewayError
 
-__all__ = ["CONTENT_TYPES", "Catalog", "FacilityConfig", "Study", "StudyIndex"]
+__all__ = [
+    "CONTENT_TYPES",
+    "MFER_CONTENT_TYPE",
+    "Catalog",
+    "FacilityConfig",
+    "Study",
+    "StudyIndex",
+    "content_type",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +64,13 @@ CONTENT_TYPES: dict[str, str] = {
     "document": "application/xml",
     "image": "application/dicom",
 }
+#: MFER has no registered media type; an ``x-`` type says what the bytes are (our choice).
+MFER_CONTENT_TYPE = "application/x-mfer"
 DOCUMENT_CATEGORY_SET = frozenset(
     {"discharge_summaries", "referral_letters", "progress_notes", "nursing_notes", "other_documents"}
 )
+#: Categories with files in extended storage: the documents, and the MFER waveforms (physiology).
+EXTENDED_CATEGORY_SET = DOCUMENT_CATEGORY_SET | {WAVEFORM_CATEGORY}
 NOT_LISTED = "its entry ID does not name it; not listed"
 _HEADER_TAGS = ["PatientID", "Modality", "StudyDate", "StudyTime", "StudyDescription", "StudyInstanceUID"]
 
@@ -271,7 +284,7 @@ class Catalog:
                 item = self._hl7(e)
                 if item is not None:
                     out.append(item)
-        if allowed & DOCUMENT_CATEGORY_SET:
+        if allowed & EXTENDED_CATEGORY_SET:
             documents = self.reader.documents(patient, since=since, until=until, history=history)
             self._report(documents.problems)
             for d in documents.entries:
@@ -339,6 +352,13 @@ class Catalog:
         ]
 
 
+def content_type(ref: EntryRef) -> str:
+    """The media type of an entry: by kind, except MFER waveform files (``.mwf``) in extended storage."""
+    if ref.kind == "document" and ref.parts[-1].endswith(".mwf"):
+        return MFER_CONTENT_TYPE
+    return CONTENT_TYPES[ref.kind]
+
+
 def _real_file(root: str, parts: tuple[str, ...]) -> str | None:
     """``root/parts…`` when every folder on the way is a real folder (not a symlink) and the last part a
     regular file — what ``realpath(p) == p`` says for parts without ``.``/``..``, at one ``lstat`` per
@@ -378,6 +398,6 @@ def _item(ref: EntryRef, time: str, care_date: str, flag: str, size: int, title:
         "care_date": care_date,
         "flag": flag,
         "size": size,
-        "content_type": CONTENT_TYPES[ref.kind],
+        "content_type": content_type(ref),
         "title": title,
     }

@@ -58,7 +58,7 @@ SEP: Final = "~"
 PREFIXES: Final[dict[str, EntryKind]] = {"hl7": "hl7", "cda": "document", "dcm": "image"}
 PREFIX_OF: Final[dict[EntryKind, str]] = {kind: prefix for prefix, kind in PREFIXES.items()}
 
-#: SS-MIX2 data type → (item category, title). Meanings from shared/spec/ssmix2.md §2 (shortened); the
+#: SS-MIX2 data type → (item category, title). Meanings from docs/ssmix2.md §2 (shortened); the
 #: categories are those synthetic.care.KIND_CATEGORY gives the event kinds each type is built from
 #: (tests/test_gateway_entries.py checks this against messages.BUILDERS).
 DATA_TYPES: Final[Mapping[str, tuple[str, str]]] = {
@@ -316,9 +316,20 @@ def _image(entry_id: str, pid: str, modality: str, study_uid: str, file_name: st
     return EntryRef("image", pid, modality, IMAGES_CATEGORY, (study_uid, file_name))
 
 
+#: Data type of an extended-storage MFER waveform (a type folder whose local code starts ``MFER``, as the
+#: world writes ``MFER-ECG12^標準12誘導心電図^99RHX``): listed under the physiology category (生理検査).
+WAVEFORM_DATA_TYPE: Final = "MFER"
+WAVEFORM_CATEGORY: Final = "physiology_results"
+
+
 def document_type(type_folder: str) -> tuple[str, str]:
-    """(data type, category) of an extended-storage type folder ``local^name^sys^standard^name^sys``."""
+    """(data type, category) of an extended-storage type folder ``local^name^sys^standard^name^sys``.
+
+    A folder whose local code starts ``MFER`` holds waveforms: (``MFER``, ``physiology_results``).
+    """
     parts = type_folder.split("^")
+    if parts[0].startswith(WAVEFORM_DATA_TYPE):
+        return WAVEFORM_DATA_TYPE, WAVEFORM_CATEGORY
     standard = parts[3] if len(parts) >= 6 else ""
     if standard:
         return standard, category_of_data_type(standard, "document")

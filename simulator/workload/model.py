@@ -2,7 +2,7 @@
 
 A workload is YAML validated by :class:`Workload` (unknown keys are errors; every problem names
 ``file:line: key.path``, as profiles and scenarios do). The bundled default (:func:`default_workload`) holds
-the figures of ``shared/spec/world.md`` §5.2; what is derived from a world (facility weights, the patients
+the figures of ``docs/world.md`` §3; what is derived from a world (facility weights, the patients
 each session opens) is :mod:`.plan`'s, deterministic from the seed.
 
 Rates are per *registered patient* so one file serves any world: まめネット's ~0.75 record views
@@ -111,7 +111,7 @@ def _slo_syntax(text: str) -> str:
 
 
 class FacilityWeights(_Strict):
-    """How often each facility's users open a session: a power law over facilities (world.md §5.2).
+    """How often each facility's users open a session: a power law over facilities (docs/world.md §3).
 
     A facility's *activity* is ``kind factor × role factor × its viewable patients`` (patients it holds a
     local ID for, who are sharing and whose consent covers it); facilities are ranked by activity and the
@@ -246,7 +246,7 @@ class Workload(_Strict):
 
 
 DEFAULT_REMARKS: Final = (
-    "Figures from shared/spec/world.md §5.2: まめネット ~0.75 record views per registered patient per month "
+    "Figures from docs/world.md §3: まめネット ~0.75 record views per registered patient per month "
     "(≈1.3k/day for Ishikawa), ~70 % in weekday clinic hours 9–18, accesses per facility following a power "
     "law, clinics and home nursing viewing most, about half of hospitals viewing nothing in a month. The "
     "session mix, think time and feed rates are assumptions."
@@ -254,7 +254,7 @@ DEFAULT_REMARKS: Final = (
 
 
 def default_workload() -> Workload:
-    """The bundled workload (world.md §5.2 figures; the rest stated as assumptions in ``remarks``)."""
+    """The bundled workload (docs/world.md §3 figures; the rest stated as assumptions in ``remarks``)."""
     return Workload(schema_version=1, name="default", remarks=DEFAULT_REMARKS)
 
 

@@ -1,7 +1,7 @@
 """Load in time: the weekday diurnal curve, the realistic peak, and the shapes' session rates.
 
 Pure functions of the workload, so Locust's shapes (``loadtests``) and the SimPy model give the same rate at
-the same moment. The curve is a choice (world.md gives only the 70 % share): within 9–18 the hourly rate
+the same moment. The curve is a choice (docs/world.md gives only the 70 % share): within 9–18 the hourly rate
 follows a half-sine bump (``1 + sin``, highest around 13:30), outside it is flat; the two parts are scaled
 so that ``weekday_hours_share`` of the day's sessions fall within 9–18 and the day's mean factor is 1.
 """

@@ -6,7 +6,7 @@ storage for the gateways.
 """
 
 from synthetic.ssmix2.layout import DATA_TYPES, EXTENDED, IMAGES, NO_ORDER, STORAGE, FileName
-from synthetic.ssmix2.reader import DocumentEntry, Entry, Message, Problem, StorageReader
+from synthetic.ssmix2.reader import DocumentEntry, Entry, Problem, StorageReader, StoredMessage
 from synthetic.ssmix2.text import esc, to_jis
 from synthetic.ssmix2.writer import Options, StorageWriter, WriteStats
 
@@ -19,11 +19,11 @@ __all__ = [
     "DocumentEntry",
     "Entry",
     "FileName",
-    "Message",
     "Options",
     "Problem",
     "StorageReader",
     "StorageWriter",
+    "StoredMessage",
     "WriteStats",
     "esc",
     "to_jis",

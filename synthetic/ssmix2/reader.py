@@ -99,14 +99,14 @@ class DocumentListing:
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class StoredMessage:
     """A decoded HL7 v2 message: segments split on CR, fields on ``|`` (after decoding, never before)."""
 
     text: str
     segments: tuple[tuple[str, ...], ...]
 
     @classmethod
-    def decode(cls, data: bytes, encoding: str = "iso2022_jp") -> Message:
+    def decode(cls, data: bytes, encoding: str = "iso2022_jp") -> StoredMessage:
         text = data.decode(encoding)
         lines = [s for s in text.rstrip("\x1c\r\n").split("\r") if s]
         return cls(text, tuple(tuple(line.split("|")) for line in lines))
@@ -213,10 +213,10 @@ class StorageReader:
         _sort_problems(problems)
         return listing
 
-    def read(self, entry: Entry | Path) -> Message:
+    def read(self, entry: Entry | Path) -> StoredMessage:
         """Read and decode one entry; a file that does not decode raises ``UnicodeDecodeError``."""
         relative = entry.path if isinstance(entry, Entry) else entry
-        return Message.decode((self.root / relative).read_bytes())
+        return StoredMessage.decode((self.root / relative).read_bytes())
 
     def read_bytes(self, entry: Entry | Path) -> bytes:
         relative = entry.path if isinstance(entry, Entry) else entry

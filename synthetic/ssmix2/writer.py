@@ -3,7 +3,7 @@
 One call per patient (``write_patient``), so generation can spread patients over processes: every file
 of a patient lives under that patient's own folders, and no two workers touch the same file.
 
-Condition flags follow the update/delete procedure of shared/spec/ssmix2.md §1.5. The procedure renames
+Condition flags follow the update/delete procedure of docs/ssmix2.md §1.5. The procedure renames
 files as updates arrive; since the whole history of a patient is known here, each file is written once
 under its final name, which is the state the procedure leaves behind: for every (patient, care date,
 data type, order number) the latest version has flag 1 and earlier versions flag 2; when the record was
@@ -27,7 +27,8 @@ from synthetic.documents import render_cda
 from synthetic.model import Event, Facility, PatientRecord, Staff
 from synthetic.pathway import pathway
 from synthetic.ssmix2 import messages as m
-from synthetic.ssmix2.layout import EXTENDED, IMAGES, STORAGE, FileName, timestamp17
+from synthetic.ssmix2.layout import EXTENDED, IMAGES, STORAGE, FileName, order_number, timestamp17
+from synthetic.waveform import ecg_file
 
 #: Extended-storage document types: kind → (local code, local name, LOINC code, standard name).
 DOCUMENT_FOLDERS = {
@@ -37,6 +38,10 @@ DOCUMENT_FOLDERS = {
     "nursing_note": ("RHNN01", "NursingNote", "34746-8", "看護記録"),
 }
 MAIN_DOCUMENT = "main_document.xml"
+#: Extended-storage type folder of the MFER resting ECGs: a local code only (no standard document code
+#: was verified for a waveform file), in the spec's ``local^name^system`` form (§1.7).
+WAVEFORM_FOLDER = "MFER-ECG12^標準12誘導心電図^99RHX"
+WAVEFORM_FILE = "main_document.mwf"
 
 
 @dataclass
@@ -45,6 +50,7 @@ class WriteStats:
     bytes: int = 0
     documents: int = 0
     images: int = 0
+    waveforms: int = 0
     by_type: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: WriteStats) -> None:
@@ -52,6 +58,7 @@ class WriteStats:
         self.bytes += other.bytes
         self.documents += other.documents
         self.images += other.images
+        self.waveforms += other.waveforms
         self.by_type.update(other.by_type)
 
 
@@ -59,6 +66,7 @@ class WriteStats:
 class Options:
     documents: bool = True
     images: bool = True
+    waveforms: bool = True  # MFER 12-lead ECGs in extended storage, one per ECG result
     dicom_matrix: int = 64
     dicom_max_images: int = 3
 
@@ -93,13 +101,13 @@ class StorageWriter:
         episodes = {e.episode_id: e for e in record.episodes}
         for code, events in by_facility.items():
             facility = self.facilities[code]
-            ctx = m.Context(facility, record.patient, local[code], self.staff[code], self.departments)
+            ctx = m.MessageContext(facility, record.patient, local[code], self.staff[code], self.departments)
             self._write_facility(ctx, events, episodes, stats)
         return stats
 
     # -- one patient at one facility ----------------------------------------------------------------
     def _write_facility(
-        self, ctx: m.Context, events: list[Event], episodes: dict[str, Any], stats: WriteStats
+        self, ctx: m.MessageContext, events: list[Event], episodes: dict[str, Any], stats: WriteStats
     ) -> None:
         encounters: dict[str, m.Encounter] = {}
         orders: dict[str, m.OrderInfo] = {}
@@ -138,6 +146,8 @@ class StorageWriter:
                 enc.procedures.append((event.payload["procedure"], event.time))
                 if self.options.images:
                     self._images(ctx, event, stats)
+                if self.options.waveforms and "hr" in event.payload.get("measurements", {}):
+                    self._waveform(ctx, event, stats)
             elif event.kind == "lab_result":
                 enc.labs.extend((key, value, flag, event.time) for key, value, flag in event.payload["items"])
         root = os.path.join(self.out, STORAGE, ctx.facility.code)
@@ -193,7 +203,7 @@ class StorageWriter:
         return enc
 
     @staticmethod
-    def _track_diagnosis(ctx: m.Context, event: Event, enc: m.Encounter) -> None:
+    def _track_diagnosis(ctx: m.MessageContext, event: Event, enc: m.Encounter) -> None:
         p = event.payload
         state = ctx.diagnoses.get(p["key"])
         if state is None:
@@ -214,7 +224,7 @@ class StorageWriter:
         state.resolved = p.get("resolved", "")
 
     # -- extended storage and images ------------------------------------------------------------------
-    def _document(self, ctx: m.Context, event: Event, enc: m.Encounter, stats: WriteStats) -> None:
+    def _document(self, ctx: m.MessageContext, event: Event, enc: m.Encounter, stats: WriteStats) -> None:
         kind = event.payload["doc"]
         local_code, local_name, loinc, standard = DOCUMENT_FOLDERS[kind]
         data = render_cda(self._document_spec(ctx, event, enc))
@@ -242,7 +252,29 @@ class StorageWriter:
         stats.documents += 1
         stats.bytes += len(data)
 
-    def _document_spec(self, ctx: m.Context, event: Event, enc: m.Encounter) -> docs.DocumentSpec:
+    def _waveform(self, ctx: m.MessageContext, event: Event, stats: WriteStats) -> None:
+        """The MFER file of an ECG result, in extended storage beside the documents (spec §1.7, §5.6).
+
+        Content folder ``pid_date_<type code>_<order No>_<timestamp>_<dept>_1``, main file
+        ``main_document.mwf``; the waveform's intervals are the OMG-13 values (synthetic.waveform.ecg).
+        """
+        date = f"{event.time:%Y%m%d}"
+        stamp = timestamp17(event.time + dt.timedelta(seconds=3), event.event_id)
+        dept = event.department or "-"
+        order = order_number(event.order_no)
+        content = f"{ctx.local_id}_{date}_{WAVEFORM_FOLDER}_{order}_{stamp}_{dept}_1"
+        pid = ctx.local_id
+        folder = os.path.join(
+            self.out, EXTENDED, ctx.facility.code, pid[0:3], pid[3:6], pid, date, WAVEFORM_FOLDER, content
+        )
+        data = ecg_file(ctx.facility.code, pid, ctx.patient, event)
+        self._ensure_dir(folder)
+        with open(os.path.join(folder, WAVEFORM_FILE), "wb") as fh:
+            fh.write(data)
+        stats.waveforms += 1
+        stats.bytes += len(data)
+
+    def _document_spec(self, ctx: m.MessageContext, event: Event, enc: m.Encounter) -> docs.DocumentSpec:
         """The facts a CDA document is written from: the episode's diagnoses, procedures, labs and drugs."""
         p = event.payload
         f = ctx.facility
@@ -335,7 +367,7 @@ class StorageWriter:
             ),
         )
 
-    def _images(self, ctx: m.Context, event: Event, stats: WriteStats) -> None:
+    def _images(self, ctx: m.MessageContext, event: Event, stats: WriteStats) -> None:
         from synthetic.imaging import StudySpec, write_study
 
         p = event.payload

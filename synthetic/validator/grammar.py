@@ -128,7 +128,7 @@ def load_grammars() -> Mapping[str, Grammar]:
 
 
 @dataclass
-class Matcher:
+class SegmentMatcher:
     """Runs one grammar; caches DFA transitions, so keep one per worker task, not per file."""
 
     grammar: Grammar

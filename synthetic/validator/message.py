@@ -11,10 +11,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from synthetic.validator.grammar import Matcher, load_grammars
+from synthetic.validator.grammar import SegmentMatcher, load_grammars
 from synthetic.validator.model import Finding
 from synthetic.validator.names import NameParts
 from synthetic.validator.rules import CARE_DATE, EVENTS, STRUCTURES, finding
+from synthetic.validator.usage import check_fields
 
 _SEG_ID = re.compile(r"[A-Z0-9]{3}")
 _NM = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -43,12 +44,12 @@ _OML11_OBX_TYPES = ("NM", "ST", "CWE")
 class Matchers:
     """Segment-grammar matchers by event, created on first use; one instance per worker task."""
 
-    _by_event: dict[str, Matcher | None] = field(default_factory=dict)
+    _by_event: dict[str, SegmentMatcher | None] = field(default_factory=dict)
 
-    def get(self, event: str) -> Matcher | None:
+    def get(self, event: str) -> SegmentMatcher | None:
         if event not in self._by_event:
             grammar = load_grammars().get(event)
-            self._by_event[event] = Matcher(grammar) if grammar else None
+            self._by_event[event] = SegmentMatcher(grammar) if grammar else None
         return self._by_event[event]
 
 
@@ -100,6 +101,8 @@ def check_message(segments: list[str], name: NameParts, path: str, matchers: Mat
         _check_care_date(event, seg_fields, ids, name.date, path, out)
     _check_codes(segments, seg_fields, path, out)
     _check_obx(seg_fields, ids, name, path, out)
+    if name.data_type is not None and not bad_ids:
+        out += check_fields(seg_fields, name.data_type, path)
     return out
 
 
@@ -164,8 +167,9 @@ def _check_msh(raw: str, msh: list[str], name: NameParts, path: str, out: list[F
 def _check_pid(pid: list[str], name: NameParts, path: str, out: list[Finding]) -> None:
     """PID-3 identifier and the kanji/kana pair of PID-5, on the first PID (one patient per message).
 
-    PID-3 problems are warnings: guideline samples use a bare ID or one that differs from the path
-    (spec §3.3, §6.6). The PID-3 repetition checked is the one with CX.5 = PI, else the first.
+    A PID-3.1 other than the folder's patient ID is an error (a misfiled record, issue 16); a PID-3
+    without CX.5 = PI is a warning, as guideline samples use a bare ID (spec §3.3). The repetition
+    checked is the one with CX.5 = PI, else the first.
     """
     reps = [rep.split("^") for rep in _get(pid, 3).split("~")]
     chosen = next((cx for cx in reps if _get(cx, 4) == "PI"), None)

@@ -1,10 +1,10 @@
-"""The validator's result types: findings, rule descriptions and the report with its JSON and JUnit forms."""
+"""The validator's result types: findings, rule descriptions and the report with its JSON form.
+
+This module imports no other validator module (rules, junit and config import it), so there is no cycle."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
@@ -40,6 +40,8 @@ class ValidationReport:
     root: str
     files: int
     findings: list[Finding] = field(default_factory=list)
+    skipped: tuple[str, ...] = ()  # rules disabled by --skip, said in every form of the report
+    strict: bool = False  # warnings were turned into errors
 
     @property
     def errors(self) -> int:
@@ -60,47 +62,10 @@ class ValidationReport:
         return {
             "root": self.root,
             "files": self.files,
+            "strict": self.strict,
+            "skipped_rules": list(self.skipped),
             "errors": self.errors,
             "warnings": self.warnings,
             "by_rule": self.by_rule(),
             "findings": [f.to_json() for f in self.findings],
         }
-
-    def write_junit(self, path: Path) -> None:
-        """JUnit XML with one testcase per known rule (not per file, so CI dashboards stay stable).
-
-        A rule with error findings is a ``<failure>`` whose text lists them, one ``path: message`` per
-        line. Warning rules never fail the build: their findings go to the testcase's ``<system-out>``.
-        Rules that did not fire are passing testcases, so the report also says what was checked.
-        """
-        from synthetic.validator.rules import RULES
-
-        grouped: dict[str, list[Finding]] = {}
-        for f in self.findings:
-            grouped.setdefault(f.rule, []).append(f)
-        suite = ET.Element(
-            "testsuite",
-            name="rhin.validate-storage",
-            tests=str(len(RULES)),
-            failures=str(sum(1 for r, fs in grouped.items() if RULES[r].severity == "error" and fs)),
-            errors="0",
-            skipped="0",
-        )
-        props = ET.SubElement(suite, "properties")
-        ET.SubElement(props, "property", name="root", value=self.root)
-        ET.SubElement(props, "property", name="files", value=str(self.files))
-        for rule in sorted(RULES):
-            info = RULES[rule]
-            case = ET.SubElement(suite, "testcase", classname="ssmix2", name=f"{rule}: {info.title}")
-            found = grouped.get(rule, [])
-            if not found:
-                continue
-            text = "\n".join(f"{f.path}: {f.message}" for f in found)
-            if info.severity == "error":
-                failure = ET.SubElement(case, "failure", type="error", message=f"{len(found)} finding(s)")
-                failure.text = text
-            else:
-                out = ET.SubElement(case, "system-out")
-                out.text = f"{len(found)} warning(s)\n{text}"
-        ET.indent(suite)
-        ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

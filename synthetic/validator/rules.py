@@ -1,4 +1,4 @@
-"""The rule catalogue and the SS-MIX2 tables the rules check against (spec: /work/shared/spec/ssmix2.md).
+"""The rule catalogue and the SS-MIX2 tables the rules check against (spec: docs/ssmix2.md).
 
 Every finding names one rule from :data:`RULES`; a rule has exactly one severity, so where the spec
 records a deviation in published samples, or marks a requirement as inferred, the tolerated form has its
@@ -15,7 +15,13 @@ own warning rule instead of an error:
 - SS2-MSH-18-VARIANT / SS2-MSH-20-VARIANT: ``~ISOIR87``, ``ISO IR87`` and ``ISO2022-1994`` occur in
   samples and in S1's field table (§3.2).
 - SS2-MSH-21: the profile is in all samples [V-s] but no quoted rule requires it.
-- SS2-PID-3-ID / SS2-PID-3-PI: guideline samples carry a bare or different PID-3 (§3.3, §6.6).
+- SS2-PID-3-PI: guideline samples carry a bare PID-3 (§3.3).
+- SS2-FIELD-NOT-USED / SS2-FIELD-LENGTH: a valued N field or an over-long value is ignored or cut by a
+  receiver; no data is lost or misread (synthetic/validator/usage.py says more).
+
+SS2-PID-3-ID is an error: a file whose PID-3.1 differs from its patient-ID folder is another patient's
+data filed in this patient's folder — a privacy incident in a network that shares by folder. The
+guideline's sample messages with a different PID-3 are samples, not stored files (issue 16).
 
 Everything else is an error: the guideline requires it or HL7 v2.5 cannot be read without it.
 """
@@ -108,7 +114,12 @@ _RULES: list[tuple[str, Severity, str, str]] = [
     ("SS2-MSH-20-VARIANT", "warning", "MSH-20 ISO2022-1994 instead of ISO 2022-1994", "spec §3.2"),
     ("SS2-MSH-21", "warning", "MSH-21 missing or not the SS-MIX2 profile", "spec §3.2 [V-s]"),
     # PID
-    ("SS2-PID-3-ID", "warning", "PID-3.1 differs from the patient ID of the file", "spec §6.6"),
+    (
+        "SS2-PID-3-ID",
+        "error",
+        "PID-3.1 differs from the patient-ID folder (misfiled record)",
+        "spec §6.6; issue 16",
+    ),
     ("SS2-PID-3-PI", "warning", "PID-3 lacks the identifier type PI (^^^^PI)", "spec §3.3"),
     ("SS2-PID-5-NAME", "error", "PID-5 lacks a kanji (I) or a kana (P) repetition", "spec §3.3, §6.6"),
     # content
@@ -124,6 +135,31 @@ _RULES: list[tuple[str, Severity, str, str]] = [
     ("SS2-CODE-I10", "error", "I10 code is not an ICD-10 code without the dot", "spec §5.2, §6.10"),
     ("SS2-OBX-2-TYPE", "error", "OBX-2 in OML-11 is not NM, ST or CWE", "spec §3.3, §6.11"),
     ("SS2-NM-VALUE", "error", "NM value is not a decimal number", "spec §6.11 (S2 checkNumericFields)"),
+    # field usage per data type (synthetic/data/ssmix2/usage.csv; each row cites its source)
+    (
+        "SS2-FIELD-REQUIRED",
+        "error",
+        "a field the data type requires (R) is empty",
+        "usage.csv (S2 HL7_SEGMENT.json ssmix2-required; JAHIS message tables)",
+    ),
+    (
+        "SS2-FIELD-NOT-USED",
+        "warning",
+        "a field the data type does not use (N) is valued",
+        "usage.csv (S2 HL7_SEGMENT.json ssmix2-required; JAHIS message tables)",
+    ),
+    (
+        "SS2-FIELD-TYPE",
+        "error",
+        "an SI/NM/DT/TM/TS field does not have its data type's form",
+        "usage.csv types; HL7 v2.5 ch. 2A",
+    ),
+    (
+        "SS2-FIELD-LENGTH",
+        "warning",
+        "a field repetition is longer than the table's maximum",
+        "usage.csv lengths; HL7 v2.5 §2.5.3.2",
+    ),
 ]
 
 RULES: Mapping[str, RuleInfo] = MappingProxyType({r[0]: RuleInfo(*r) for r in _RULES})

@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthetic.validator.config import ValidatorConfig
 from synthetic.validator.encoding import decode
 from synthetic.validator.message import Matchers, check_message
 from synthetic.validator.model import Finding, ValidationReport
@@ -179,7 +180,10 @@ def resolve_jobs(jobs: int) -> int:
 
 
 def validate_storage(
-    root: Path, jobs: int = 0, progress: Callable[[int], None] | None = None
+    root: Path,
+    jobs: int = 0,
+    progress: Callable[[int], None] | None = None,
+    config: ValidatorConfig | None = None,
 ) -> ValidationReport:
     """Validate every file under a standardized-storage ``root`` (its children are the pid[0:3] folders).
 
@@ -187,14 +191,16 @@ def validate_storage(
     Chunks go to the workers while the walk continues. ``progress`` is called with the number of message
     files just validated (an increment, for ``rich``'s ``advance``) after each chunk; the increments add
     up to the files at depth 6. ``files`` in the report counts every entry examined as a file.
-    Findings come back sorted by path, rule and message.
+    Findings come back sorted by path, rule and message. ``config`` drops skipped rules and applies
+    ``--strict`` (:meth:`ValidatorConfig.apply`).
     """
     root = Path(root)
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a directory"
-        return ValidationReport(
+        missing = ValidationReport(
             str(root), 0, [finding("SS2-ROOT-MISSING", ".", f"storage root {root} {what}")]
         )
+        return config.apply(missing) if config is not None else missing
     n_jobs = resolve_jobs(jobs)
     walk = StorageWalk(root)
     files: list[str] = []
@@ -225,4 +231,5 @@ def validate_storage(
     if walk.examined == 0 and not findings:
         findings.append(finding("SS2-ROOT-EMPTY", ".", f"no files under {root}"))
     findings.sort(key=lambda f: (f.path, f.rule, f.message))
-    return ValidationReport(str(root), walk.examined, findings)
+    report = ValidationReport(str(root), walk.examined, findings)
+    return config.apply(report) if config is not None else report

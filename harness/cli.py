@@ -767,6 +767,10 @@ def _run_colours(counts: dict[str, int]) -> list[tuple[str, int, str]]:
 from harness.load.command import load_cmd  # noqa: E402
 
 app.command("load")(load_cmd)
+from harness.des.commands import calibrate_cmd, simulate_cmd  # noqa: E402
+
+app.command("calibrate")(calibrate_cmd)
+app.command("simulate")(simulate_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,506 @@
+"""The network in SimPy time: viewer sessions and feeds from the workload, the hub's workers and audit
+writer, gateway shards, links, per-source timeouts, outages — and the hub's own consent decision.
+
+Entities (one :class:`simpy.Environment`):
+
+* **Sessions** arrive as a Poisson process whose rate follows the workload's shape
+  (:class:`simulator.workload.Rates`, thinned to the instantaneous rate) × the what-if multipliers. Session
+  ``i`` is :meth:`WorldPlan.session` ``i`` — the same viewer, patient and steps Locust's session ``i`` has:
+  login, PIX or PDQ, (emergency grant), timeline, k fetches (or one refused fetch for an outside viewer),
+  logout, with the plan's think times between steps.
+* **Hub workers**: a :class:`simpy.Resource` of ``hub_cores`` (default: the calibration's hub processes);
+  every request holds one for the operation's calibrated own work. The **audit writer** is a resource of
+  one: every audited request (all but logout) waits for its commit before it is answered, as the hub's
+  "answer only what is audited" demands. Group commit is not modelled (each request commits alone, the
+  conservative side).
+* **Gateways**: one resource per shard (a shard is one asyncio process: one request at a time of CPU);
+  a list costs ``list_base + per_entry × entries``, a fetch ``fetch_base + per_kb × kB``, then the link:
+  :meth:`LinkModel.sample_delay` (RTT, loss) and :meth:`LinkModel.sample_transfer_seconds` (bandwidth,
+  lost segments) — the same pure functions the live gateways use.
+* **Timeouts and partial timelines** as :mod:`simulator.hub.records` does them: sources are planned by the
+  hub's own ``_plan_source`` (which calls :func:`simulator.hub.policy.may_view` per category), fanned out in
+  parallel, and a source that has not answered within the per-source timeout is ``timeout``; a timeline
+  with such a source is *partial*. A down gateway answers nothing (the hub waits the timeout).
+* **Consent**: :func:`simulator.hub.policy.may_know` before anything, then the hub's planning per source
+  (``may_view``), and ``may_view`` again at fetch time. Refusals cost the hub work they cost live. An
+  outside viewer's timeline that lists an entry, or a fetch it gets, is counted as a *leak*.
+
+Outputs are histograms and counters only (:class:`Results`), so memory does not grow with simulated time.
+Everything random comes from one :class:`random.Random` seeded by ``seed`` (plus the plan's own seeded
+sessions): the same inputs give the same JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import simpy
+
+from simulator.hub import policy, records
+from simulator.hub.policy import EmergencyGrant, PatientState, Viewer
+from simulator.hub.service import HubServices
+from simulator.links import LinkModel
+from simulator.workload import Rates, Session, Workload
+
+from .calibration import Calibration
+from .histogram import Histogram
+from .whatif import WhatIf
+from .world import DesWorld
+
+__all__ = ["DesModel", "Results"]
+
+Proc = Generator[simpy.Event, Any, Any]
+
+
+@dataclass
+class _Resource:
+    """A SimPy resource and what the model measures of it (time-averaged, no per-request history)."""
+
+    name: str
+    res: simpy.Resource
+    busy_s: float = 0.0
+    wait_s: float = 0.0
+    requests: int = 0
+
+    def to_json(self, duration_s: float) -> dict[str, Any]:
+        cap = self.res.capacity
+        return {
+            "capacity": cap,
+            "requests": self.requests,
+            "utilisation": round(self.busy_s / (duration_s * cap), 4) if duration_s > 0 else 0.0,
+            "mean_queue": round(self.wait_s / duration_s, 4) if duration_s > 0 else 0.0,
+            "mean_wait_ms": round(self.wait_s / self.requests * 1000, 3) if self.requests else 0.0,
+        }
+
+
+@dataclass
+class Results:
+    """What a run measured: latency histograms per operation, counts, consent and source outcomes."""
+
+    duration_s: float = 0.0
+    ops: dict[str, Histogram] = field(default_factory=dict)
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    leaks: int = 0
+    sessions: int = 0
+    timelines: int = 0
+    partial_timelines: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+
+    def record(self, op: str, seconds: float) -> None:
+        h = self.ops.get(op)
+        if h is None:
+            h = self.ops[op] = Histogram()
+        h.add(seconds)
+
+    def fail(self, op: str, reason: str, seconds: float) -> None:
+        per = self.failures.setdefault(op, {})
+        per[reason] = per.get(reason, 0) + 1
+        self.record(op, seconds)
+
+    def operations(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, h in self.ops.items():
+            fails = self.failures.get(name, {})
+            out[name] = {
+                **h.to_json(),
+                "failures": sum(fails.values()),
+                "failures_by_reason": dict(fails),
+                "refused": self.refused.get(name, 0),
+                "per_s": round(h.count / self.duration_s, 6) if self.duration_s else 0.0,
+            }
+        return out
+
+
+class DesModel:
+    """One model run. Build, then :meth:`run` for ``duration_s`` simulated seconds."""
+
+    def __init__(
+        self,
+        world: DesWorld,
+        calibration: Calibration,
+        whatif: WhatIf | None = None,
+        *,
+        seed: int = 42,
+        workload: Workload | None = None,
+        rate_override: float | None = None,
+        join_burst: bool = False,
+        start: dt.datetime | None = None,
+    ) -> None:
+        self.world = world
+        self.cal = calibration
+        self.w = whatif or WhatIf()
+        self.workload = workload or world.plan.workload
+        self.rng = random.Random(seed)
+        self.env = simpy.Environment()
+        self.results = Results()
+        self.join_burst = join_burst
+        self.start = start or dt.datetime.combine(world.plan.reference_date, dt.time())
+        scale = self.w.patients * self.w.facilities
+        self.rates = Rates(self.workload, world.registered, rate_override)
+        self.load_scale = self.w.multiplier * scale
+        cores = self.w.hub_cores or calibration.machine.hub_processes
+        self.cores = _Resource("hub", simpy.Resource(self.env, cores))
+        self.audit = _Resource("audit", simpy.Resource(self.env, 1))
+        base_shards = self.w.shards or world.shards
+        n_shards = max(1, math.ceil(base_shards * self.w.facilities))
+        self.shards = [_Resource(f"gateways-{i}", simpy.Resource(self.env, 1)) for i in range(n_shards)]
+        self.hub_time = {op: d.sampler(self.w.hub_factor) for op, d in calibration.hub.items()}
+        self.audit_time = calibration.audit_commit.sampler(self.w.audit_factor)
+        self.list_base = [calibration.shard(i).list_base.sampler() for i in range(n_shards)]
+        self.fetch_base = [calibration.shard(i).fetch_base.sampler() for i in range(n_shards)]
+        self.timeout_s = self.w.gateway_timeout_ms / 1000
+        self._in_audit = frozenset(calibration.includes_audit)
+        self.down: set[str] = set()
+        self.grants: dict[int, tuple[EmergencyGrant, ...]] = {}
+        self.services = cast(HubServices, _HubView(world))
+        self._links: dict[str, LinkModel] = {}
+        disabled = LinkModel.disabled()
+        for code, kind in world.link_type.items():
+            name = self.w.link or kind
+            self._links[code] = world.links.get(name, disabled) if self.w.links else disabled
+
+    # ------------------------------------------------------------------------------------ resources
+
+    def _hold(self, r: _Resource, seconds: float) -> Proc:
+        asked = self.env.now
+        with r.res.request() as req:
+            yield req
+            r.wait_s += self.env.now - asked
+            r.requests += 1
+            r.busy_s += seconds
+            yield self.env.timeout(seconds)
+
+    def _commit(self, op: str) -> Proc:
+        """The audit commit of an ``op`` request; for an operation calibrated with its commit inside its hub
+        time, only what ``audit_factor`` adds."""
+        if op in self._in_audit:
+            if self.w.audit_factor > 1:
+                extra = self.audit_time(self.rng) * (1 - 1 / self.w.audit_factor)
+                yield from self._hold(self.audit, extra)
+            return
+        yield from self._hold(self.audit, self.audit_time(self.rng))
+
+    def _hub(self, op: str, audited: bool = True) -> Proc:
+        yield from self._hold(self.cores, self.hub_time[op](self.rng))
+        if audited:
+            yield from self._commit(op)
+
+    def _link(self, code: str) -> LinkModel:
+        return self._links.get(code) or LinkModel.disabled()
+
+    def _gateway(self, code: str, work: float, nbytes: float) -> Proc:
+        """A gateway's answer: queue at its shard, serve, then the link (delay + transfer); never ends
+        while the gateway is down (the caller's timeout decides)."""
+        if code in self.down:
+            yield self.env.timeout(self.timeout_s * 2 + 1)
+            return False
+        shard = self.shards[self.world.shard_of.get(code, 0) % len(self.shards)]
+        yield from self._hold(shard, work)
+        link = self._link(code)
+        delay = link.sample_delay(self.rng)
+        if math.isinf(delay):
+            yield self.env.timeout(self.timeout_s * 2 + 1)
+            return False
+        yield self.env.timeout(delay + link.sample_transfer_seconds(self.rng, int(nbytes)))
+        return True
+
+    # ------------------------------------------------------------------------------------ arrivals
+
+    def _now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=self.env.now)
+
+    def _sessions(self, until: float) -> Proc:
+        top = self.rates.max_sessions_per_s(until) * self.load_scale
+        if top <= 0:
+            return
+        index = 0
+        while True:
+            yield self.env.timeout(self.rng.expovariate(top))
+            now = self.env.now
+            if now >= until:
+                return
+            rate = self.rates.sessions_per_s(now)
+            if rate is None:
+                return
+            if self.rng.random() * top <= rate * self.load_scale:
+                self.env.process(self._session(self.world.plan.session(index)))
+                index += 1
+
+    def _feeds(self, until: float, rate_1x: float, register_share: float) -> Proc:
+        top = rate_1x * self.rates.max_sessions_per_s(until) / self.rates.peak_per_s * self.load_scale
+        if top <= 0:
+            return
+        while True:
+            yield self.env.timeout(self.rng.expovariate(top))
+            if self.env.now >= until:
+                return
+            m = self.rates.multiplier_at(self.env.now)
+            if m is None:
+                return
+            if self.rng.random() * top <= rate_1x * m * self.load_scale:
+                op = "feed_register" if self.rng.random() < register_share else "feed_update"
+                self.env.process(self._feed(op))
+
+    def _feed(self, op: str) -> Proc:
+        t0 = self.env.now
+        yield from self._hub("feed")
+        self.results.record(op, self.env.now - t0)
+
+    def _burst(self) -> Proc:
+        yield self.env.timeout(self.workload.feeds.join_at_s)
+        for _ in self.world.plan.join_burst():
+            yield from self._feed("feed_join")
+
+    def _outage(self, code: str) -> Proc:
+        up = self.w.mtbf_days * 86_400
+        down = self.w.mttr_hours * 3600
+        while True:
+            yield self.env.timeout(self.rng.expovariate(1 / up))
+            self.down.add(code)
+            yield self.env.timeout(self.rng.expovariate(1 / down))
+            self.down.discard(code)
+
+    def _named_down(self, code: str) -> Proc:
+        yield self.env.timeout(self.w.down_start_h * 3600)
+        self.down.add(code)
+        yield self.env.timeout(self.w.down_hours * 3600)
+        self.down.discard(code)
+
+    # ------------------------------------------------------------------------------------ sessions
+
+    def _think(self, s: Session, step: int) -> simpy.Event | None:
+        if step < len(s.think_s) and self.w.think_scale > 0:
+            return self.env.timeout(s.think_s[step] * self.w.think_scale)
+        return None
+
+    def _state(self, s: Session) -> PatientState:
+        p = s.patient
+        return PatientState(
+            consent=self.world.plan.consents.get(p.index),
+            linked_facilities=frozenset(p.local_ids),
+            grants=self.grants.get(p.index, ()),
+        )
+
+    def _session(self, s: Session) -> Proc:
+        r = self.results
+        r.sessions += 1
+        t0 = self.env.now
+        yield from self._hub("login")
+        r.record("login", self.env.now - t0)
+        if (ev := self._think(s, 0)) is not None:
+            yield ev
+        t0 = self.env.now
+        yield from self._hub(s.find)
+        r.record(s.find, self.env.now - t0)
+        if (ev := self._think(s, 1)) is not None:
+            yield ev
+        purpose: Any = "emergency" if s.intent == "emergency" else "care"
+        tag = {"care": "", "emergency": "emergency_", "outside": "outside_"}[s.intent]
+        if s.intent == "emergency":
+            t0 = self.env.now
+            yield from self._hub("emergency")
+            self._grant(s)
+            r.record("emergency", self.env.now - t0)
+        listed = yield from self._timeline(s, purpose, tag + "timeline")
+        if s.intent == "outside":
+            if listed or self._has_entries(s):
+                yield from self._fetch(s, purpose, "outside_fetch", None, listed)
+        else:
+            for n, category in enumerate(s.categories):
+                if not listed:
+                    break
+                if (ev := self._think(s, 2 + n)) is not None:
+                    yield ev
+                yield from self._fetch(s, purpose, tag + "fetch", category, listed)
+        t0 = self.env.now
+        yield from self._hub("logout", audited=False)
+        r.record("logout", self.env.now - t0)
+
+    def _grant(self, s: Session) -> None:
+        consent = self.world.plan.consents.get(s.patient.index)
+        now = self._now()
+        minutes = self.workload.session.emergency_minutes
+        grant = EmergencyGrant(
+            viewer_facility=s.facility,
+            user_id=s.user.user_id,
+            reason="救急搬送 (model)",
+            start=now,
+            end=now + dt.timedelta(minutes=minutes),
+            form_id=consent.form.form_id if consent is not None and consent.form.emergency_allowed else "",
+        )
+        kept = tuple(g for g in self.grants.get(s.patient.index, ()) if g.end > now)
+        self.grants[s.patient.index] = (*kept, grant)
+
+    def _has_entries(self, s: Session) -> bool:
+        return bool(self.world.entries.get(s.patient.index))
+
+    def _viewer(self, s: Session) -> Viewer:
+        info = self.world.facilities.get(s.facility)
+        return Viewer(s.facility, info.kind if info else "", s.user.viewer_kind)
+
+    def _timeline(
+        self, s: Session, purpose: Any, op: str
+    ) -> Generator[simpy.Event, Any, list[tuple[str, str]]]:
+        """The hub's timeline; returns the (source, category) of each listed entry."""
+        r = self.results
+        t0 = self.env.now
+        now = self._now()
+        state = self._state(s)
+        yield from self._hold(self.cores, self.hub_time["timeline"](self.rng))
+        if not policy.may_know(state, s.facility, now):
+            yield from self._commit("timeline")
+            r.refused[op] = r.refused.get(op, 0) + 1
+            r.record(op, self.env.now - t0)
+            return []
+        viewer = self._viewer(s)
+        per_source = self.world.entries.get(s.patient.index, {})
+        fanned: list[tuple[str, frozenset[str], simpy.Process]] = []
+        statuses: list[str] = []
+        for code, local_id in sorted(s.patient.local_ids.items()):
+            info = self.world.facilities.get(code)
+            if info is None or not info.disclosing:
+                continue
+            plan = records._plan_source(
+                self.services, viewer, state, info, local_id, policy.ALL, now, purpose
+            )
+            if plan.status is not None:
+                statuses.append(plan.status)
+                continue
+            counts = per_source.get(code, {})
+            n = sum(counts.get(c, 0) for c in plan.allowed)
+            shard = self.world.shard_of.get(code, 0) % len(self.shards)
+            fit = self.cal.shard(shard)
+            work = self.list_base[shard](self.rng) + fit.list_per_entry_ms * n / 1000
+            proc = self.env.process(self._gateway(code, work, n * self.cal.list_bytes_per_entry))
+            fanned.append((code, plan.allowed, proc))
+        listed: list[tuple[str, str]] = []
+        if fanned:
+            procs = [p for _, _, p in fanned]
+            yield self.env.any_of([self.env.all_of(procs), self.env.timeout(self.timeout_s)])
+            for code, allowed, proc in fanned:
+                if proc.triggered and proc.ok and proc.value:
+                    statuses.append("ok")
+                    counts = per_source.get(code, {})
+                    listed.extend((code, c) for c in sorted(allowed) for _ in range(counts.get(c, 0)))
+                else:
+                    statuses.append("timeout")
+        yield from self._commit("timeline")
+        r.timelines += 1
+        for st in statuses:
+            r.sources[st] = r.sources.get(st, 0) + 1
+        if any(st in ("timeout", "error") for st in statuses):
+            r.partial_timelines += 1
+        if s.intent == "outside":
+            if listed or "ok" in statuses:
+                r.leaks += 1
+                r.fail(op, "consent-leak", self.env.now - t0)
+                return listed
+            r.refused[op] = r.refused.get(op, 0) + 1
+        r.record(op, self.env.now - t0)
+        return listed
+
+    def _fetch(
+        self, s: Session, purpose: Any, op: str, category: str | None, listed: list[tuple[str, str]]
+    ) -> Proc:
+        r = self.results
+        t0 = self.env.now
+        if listed:
+            match = next((x for x in listed if x[1] == category), listed[-1])
+            source, cat = match
+        else:  # an outside viewer tries an entry it saw elsewhere: the patient's first source
+            source = sorted(self.world.entries[s.patient.index])[0]
+            cat = sorted(self.world.entries[s.patient.index][source])[0]
+        yield from self._hold(self.cores, self.hub_time["fetch"](self.rng))
+        info = self.world.facilities.get(source)
+        state = self._state(s)
+        now = self._now()
+        allowed = (
+            info is not None
+            and policy.may_know(state, s.facility, now)
+            and policy.may_view(
+                viewer=self._viewer(s),
+                patient=state,
+                source_facility=source,
+                source_disclosure=info.disclosure,
+                category=cat,
+                now=now,
+                purpose=purpose,
+                rules=self.world.facilities.rules,
+            ).allowed
+        )
+        yield from self._commit("fetch")
+        if not allowed:
+            r.refused[op] = r.refused.get(op, 0) + 1
+            r.record(op, self.env.now - t0)
+            return
+        nbytes = self.cal.bytes_of(cat)
+        shard = self.world.shard_of.get(source, 0) % len(self.shards)
+        work = self.fetch_base[shard](self.rng) + self.cal.shard(shard).fetch_per_kb_ms * nbytes / 1000 / 1000
+        proc = self.env.process(self._gateway(source, work, nbytes))
+        yield self.env.any_of([proc, self.env.timeout(self.timeout_s)])
+        if s.intent == "outside":
+            r.leaks += 1
+            r.fail(op, "consent-leak", self.env.now - t0)
+        elif not (proc.triggered and proc.ok and proc.value):
+            r.fail(op, "gateway-timeout", self.env.now - t0)
+        else:
+            r.record(op, self.env.now - t0)
+
+    # ------------------------------------------------------------------------------------ run
+
+    def run(
+        self, duration_s: float, progress: Callable[[float], None] | None = None, drain_s: float = 120.0
+    ) -> Results:
+        """Simulate ``duration_s`` seconds: arrivals stop then, and requests in flight get ``drain_s`` more
+        to finish (rates are per ``duration_s``)."""
+        env = self.env
+        env.process(self._sessions(duration_s))
+        if self.w.feeds:
+            reg, upd = self.world.plan.feed_rate_per_s()
+            if reg + upd > 0:
+                env.process(self._feeds(duration_s, reg + upd, reg / (reg + upd)))
+            if self.join_burst:
+                env.process(self._burst())
+        if self.w.mtbf_days > 0:
+            for f in self.world.facilities.disclosing():
+                env.process(self._outage(f.code))
+        if self.w.down:
+            if self.world.facilities.get(self.w.down) is None:
+                raise ValueError(f"what-if down: no facility {self.w.down} in the world")
+            env.process(self._named_down(self.w.down))
+        step = max(duration_s / 100, 1.0)
+        t = 0.0
+        while t < duration_s:
+            t = min(duration_s, t + step)
+            env.run(until=t)
+            if progress is not None:
+                progress(t)
+        env.run(until=duration_s + drain_s)
+        self.results.duration_s = duration_s
+        return self.results
+
+    def events(self) -> int:
+        """Events scheduled so far: SimPy's own event-id counter (``Environment._eid``, read by advancing
+        it once, which only skips an id)."""
+        return int(next(self.env._eid))
+
+    def resources(self) -> dict[str, Any]:
+        d = self.results.duration_s
+        out = {"hub": self.cores.to_json(d), "audit": self.audit.to_json(d)}
+        for s in self.shards:
+            out[s.name] = s.to_json(d)
+        return out
+
+
+class _HubView:
+    """What :func:`simulator.hub.records._plan_source` reads of the hub: its facility directory (rules)."""
+
+    def __init__(self, world: DesWorld) -> None:
+        self.facilities = world.facilities

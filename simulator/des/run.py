@@ -1,0 +1,149 @@
+"""One ``rhin simulate``: the world read once, the model run per what-if (a sweep is several), and the
+figures as one JSON-ready dict (the HTML report is the harness's, from this dict).
+
+The knee: when the sweep is over ``multiplier``, the highest multiplier whose timeline p95 stayed below
+the workload's ``timeline.p95`` SLO with no failures, as :func:`harness.load.stats.knee` reads a step
+curve (the same rule, restated here so the simulator does not import the harness: last held, not first
+broken — the safe side for a capacity plan).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.workload import Workload
+
+from .calibration import Calibration
+from .model import DesModel
+from .whatif import WhatIf
+from .world import DesWorld
+
+__all__ = ["SimulationOptions", "knee_of", "parse_span", "simulate"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400, None: 1}
+
+
+def parse_span(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``6h``, ``1d``, ``2w``, ``1y`` (365 days) → seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy])?\s*", text)
+    if m is None or float(m[1]) <= 0:
+        raise ValueError(f"duration {text!r}: write e.g. 3600, 10m, 1d or 1y")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    world: Path
+    calibration: Calibration
+    workload: Workload
+    whatifs: Sequence[WhatIf]
+    duration_s: float
+    seed: int = 42
+    sweep_key: str | None = None
+    rate_override: float | None = None
+    join_burst: bool = False
+
+
+def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
+    return next((s.limit for s in workload.slos() if s.operation == op and s.stat == stat), None)
+
+
+def knee_of(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
+    """Highest multiplier held (p95 < limit, no failures) before the first that broke; None if the first
+    broke."""
+    held: float | None = None
+    for point in sorted(curve, key=lambda p: p["multiplier"]):
+        if point["p95_ms"] is None or point["p95_ms"] >= limit_ms or point["failures"]:
+            break
+        held = point["multiplier"]
+    return held
+
+
+def run_one(
+    world: DesWorld,
+    options: SimulationOptions,
+    whatif: WhatIf,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """One model run → its figures."""
+    model = DesModel(
+        world,
+        options.calibration,
+        whatif,
+        seed=options.seed,
+        workload=options.workload,
+        rate_override=options.rate_override,
+        join_burst=options.join_burst,
+    )
+    started = time.perf_counter()
+    results = model.run(options.duration_s, progress)
+    wall = time.perf_counter() - started
+    events = model.events()
+    ops = results.operations()
+    requests = sum(o["count"] for o in ops.values())
+    return {
+        "whatif": whatif.model_dump(exclude_defaults=True),
+        "operations": ops,
+        "throughput_per_s": round(requests / options.duration_s, 6),
+        "sessions": results.sessions,
+        "sessions_per_s": round(results.sessions / options.duration_s, 6),
+        "timelines": results.timelines,
+        "partial_timelines": results.partial_timelines,
+        "partial_share": round(results.partial_timelines / results.timelines, 6)
+        if results.timelines
+        else 0.0,
+        "sources": dict(sorted(results.sources.items())),
+        "refused": dict(sorted(results.refused.items())),
+        "consent_leaks": results.leaks,
+        "resources": model.resources(),
+        "events": events,
+        "wall_s": round(wall, 3),
+        "events_per_s": round(events / wall) if wall > 0 else 0,
+    }
+
+
+def simulate(
+    options: SimulationOptions, progress: Callable[[str, float], None] | None = None
+) -> dict[str, Any]:
+    """Every what-if of ``options`` on one world; the report dict."""
+    shards = options.calibration.machine.gateway_shards
+    world = DesWorld.load(options.world, options.workload, options.seed, shards=shards)
+    runs = []
+    for i, whatif in enumerate(options.whatifs):
+        label = f"run {i + 1}/{len(options.whatifs)}"
+        cb = (lambda t, label=label: progress(label, t)) if progress else None
+        runs.append(run_one(world, options, whatif, cb))
+    cal = options.calibration
+    report: dict[str, Any] = {
+        "format": "rhin-des-report",
+        "format_version": 1,
+        "world": str(options.world),
+        "registered_patients": world.registered,
+        "seed": options.seed,
+        "duration_s": options.duration_s,
+        "workload": {"name": options.workload.name, "shape": options.workload.shape.model_dump()},
+        "calibration": {"source": cal.source, "date": cal.date, "machine": cal.machine.model_dump()},
+        "peak_sessions_per_s_1x": world.plan.workload.views_per_day(world.registered) / 86_400,
+        "runs": runs,
+        "sweep": None,
+    }
+    if options.sweep_key is not None:
+        key = options.sweep_key
+        report["sweep"] = {"key": key, "values": [w.model_dump()[key] for w in options.whatifs]}
+        limit = _slo_ms(options.workload)
+        if key == "multiplier" and limit is not None:
+            curve = [
+                {
+                    "multiplier": w.multiplier,
+                    "p95_ms": r["operations"].get("timeline", {}).get("p95_ms"),
+                    "failures": sum(o["failures"] for o in r["operations"].values()),
+                }
+                for w, r in zip(options.whatifs, runs, strict=True)
+            ]
+            report["knee"] = {"slo_ms": limit, "multiplier": knee_of(curve, limit), "curve": curve}
+    return report

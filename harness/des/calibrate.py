@@ -43,7 +43,7 @@ from harness.scenarios.hl7build import CHARSETS, Header, Person, feed_message, p
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, load_target, reference_target
 from simulator.des.calibration import Calibration, Dist, GatewayFit, Machine
-from simulator.hub.hl7v2 import encode
+from simulator.hub.hl7v2 import HL7Error, decode, encode
 from simulator.hub.mllp import SyncMLLPClient
 from simulator.workload import PlanPatient, Session, WorldPlan, default_workload
 from synthetic.clock import jst_now
@@ -98,6 +98,21 @@ def _header(sender: str, charset: str, n: int, target: Target) -> Header:
     )
 
 
+def _regional_id(raw: bytes, namespace: str) -> str | None:
+    """The regional ID in a PIX answer: the PID-3 repetition whose CX.4 namespace is the hub's."""
+    try:
+        reply, _ = decode(raw)
+    except HL7Error:
+        return None
+    for seg in reply.segments("PID"):
+        d = seg.delimiters
+        for rep in seg.field(3).split(d.repetition):
+            comps = rep.split(d.component)
+            if len(comps) > 3 and comps[0] and comps[3].split(d.subcomponent)[0] == namespace:
+                return comps[0]
+    return None
+
+
 def _person(p: PlanPatient) -> Person:
     return Person(
         family_name=p.family_name,
@@ -137,11 +152,14 @@ class _Probe:
         self.http.close()
 
     def _mllp(self, facility: str, name: str, text: str, codec: str) -> bytes:
+        """Time one exchange on an open connection: a first copy (another control ID) opens it, as the
+        connection and TLS handshake are not the hub's per-message work."""
         host, port = self.target.mllp or ("127.0.0.1", 0)
         tls = self.target.mllp_tls.context(facility) if self.target.mllp_tls else None
         client = SyncMLLPClient(host, port, timeout=30.0, tls=tls)
+        control = f"|C{self.n}|"
         try:
-            client.send(encode(text, codec))  # the connection (and TLS handshake) is not the hub's work
+            client.send(encode(text.replace(control, f"|W{self.n}|", 1), codec))
             started = time.perf_counter()
             raw = client.send(encode(text, codec))
             self.s.hub[name].append((time.perf_counter() - started) * 1000)
@@ -159,15 +177,16 @@ class _Probe:
                 raise CalibrationRunError(f"login of {s.user.user_id}@{s.facility}: HTTP {login.status}")
             self.s.hub["login"].append(login.elapsed_ms)
             hd = f"^^^{self.target.regional_namespace}&{self.target.regional_oid}&ISO"
+            rid = (self.target.regional_ids or {}).get(s.patient.patient_id)
             if s.local_id:
                 qpd3 = f"{s.local_id}^^^{fac.namespace}&{fac.oid}&ISO"
-                self._mllp(s.facility, "pix", pix_message(_header(s.facility, s.charset, self.n, self.target),
-                           f"Q{self.n}", qpd3, [hd]), codec)  # fmt: skip
+                raw = self._mllp(s.facility, "pix", pix_message(_header(s.facility, s.charset, self.n,
+                                 self.target), f"Q{self.n}", qpd3, [hd]), codec)  # fmt: skip
+                rid = rid or _regional_id(raw, self.target.regional_namespace)
             fields = {"@PID.5.1.1": s.patient.family_kana, "@PID.7": s.patient.birth_date.replace("-", "")}
             pdq = pdq_message(_header(s.facility, s.charset, self.n, self.target), f"P{self.n}", fields, [],
                               quantity=self.plan.workload.session.pdq_page)  # fmt: skip
             self._mllp(s.facility, "pdq", pdq, codec)
-            rid = (self.target.regional_ids or {}).get(s.patient.patient_id)
             if rid is None:
                 raise CalibrationRunError(
                     f"no regional ID for {s.patient.patient_id}: is the hub bootstrapped?"
@@ -193,6 +212,30 @@ class _Probe:
                     self.s.hub["fetch"].append(max(0.01, f.elapsed_ms - (direct or 0.0)))
             out = hub.logout()
             self.s.hub["logout"].append(out.elapsed_ms)
+
+    def resolve(self, p: PlanPatient) -> str | None:
+        """A patient's regional ID: the target's bootstrap map, else a (not timed) PIX query from a facility
+        holding one of the patient's local IDs."""
+        known = (self.target.regional_ids or {}).get(p.patient_id)
+        if known is not None:
+            return known
+        host, port = self.target.mllp or ("127.0.0.1", 0)
+        for code, local in sorted(p.local_ids.items()):
+            fac = self.plan.facilities.get(code)
+            if fac is None:
+                continue
+            hd = f"^^^{self.target.regional_namespace}&{self.target.regional_oid}&ISO"
+            text = pix_message(_header(code, "utf-8", self.n, self.target), "R", f"{local}^^^{fac.namespace}&"
+                               f"{fac.oid}&ISO", [hd])  # fmt: skip
+            tls = self.target.mllp_tls.context(code) if self.target.mllp_tls else None
+            client = SyncMLLPClient(host, port, timeout=30.0, tls=tls)
+            try:
+                rid = _regional_id(client.send(encode(text, "utf-8")), self.target.regional_namespace)
+            finally:
+                client.close()
+            if rid:
+                return rid
+        return None
 
     def emergency(self, s: Session, rid: str) -> None:
         with HubClient(self.target.http or "", timeout=30.0) as hub:
@@ -319,7 +362,7 @@ def calibrate(
                 s = plan.session(index)
                 index += 1
                 if s.intent == "emergency" and emergencies < sessions:
-                    rid = (target.regional_ids or {}).get(s.patient.patient_id)
+                    rid = probe.resolve(s.patient)
                     if rid:
                         probe.emergency(s, rid)
                         emergencies += 1
@@ -334,7 +377,7 @@ def calibrate(
                     p = plan.patients[plan.emergency_patients[i % len(plan.emergency_patients)]]
                     code = plan.emergency_viewers[i % len(plan.emergency_viewers)]
                     fac = plan.facilities[code]
-                    rid = (target.regional_ids or {}).get(p.patient_id)
+                    rid = probe.resolve(p)
                     if rid and fac.users:
                         fake = Session(-1, "emergency", code, fac.users[0], p, "", "pdq", "utf-8", (), ())
                         probe.emergency(fake, rid)

@@ -203,9 +203,9 @@ def test_whatif_overlay_unknown_key_refused(tmp_path: Path) -> None:
 def test_whatifs_change_the_prediction(world: DesWorld) -> None:
     """Each knob moves what it should: more cores, slower links, a gateway down, a slower disk."""
     base_model, base = _run(world, WhatIf(multiplier=300))
-    assert base_model.cores.res.capacity == 1
+    assert base_model.cores.capacity == 1
     cores_model, _ = _run(world, WhatIf(multiplier=300, hub_cores=4))
-    assert cores_model.cores.res.capacity == 4
+    assert cores_model.cores.capacity == 4
     _, slow = _run(world, WhatIf(multiplier=300, link="Internet"))
     assert slow.ops["timeline"].percentile_ms(50) > base.ops["timeline"].percentile_ms(50) + 5
     _, nolinks = _run(world, WhatIf(multiplier=300, links=False))

@@ -10,10 +10,11 @@ Entities (one :class:`simpy.Environment`):
   logout, with the plan's think times between steps.
 * **Hub workers**: a FIFO station (:class:`_Station`) of ``hub_cores`` (default: the calibration's hub
   processes); every request holds one for the operation's calibrated own work. The **audit writer** is a
-  station of one: every audited request (all but logout) waits for its commit before it is answered, as the hub's
-  "answer only what is audited" demands. Group commit is not modelled (each request commits alone, the
-  conservative side).
-* **Gateways**: one resource per shard (a shard is one asyncio process: one request at a time of CPU);
+  station of one: every audited request (all but logout) waits for its commit before it is answered, as
+  the hub's "answer only what is audited" demands. Group commit is not modelled (each request commits
+  alone, the conservative side); operations calibrated with the commit inside their time
+  (``includes_audit``) hold the writer only for what ``audit_factor`` adds.
+* **Gateways**: one station per shard (a shard is one asyncio process: one request at a time of CPU);
   a list costs ``list_base + per_entry × entries``, a fetch ``fetch_base + per_kb × kB``, then the link:
   :meth:`LinkModel.sample_delay` (RTT, loss) and :meth:`LinkModel.sample_transfer_seconds` (bandwidth,
   lost segments) — the same pure functions the live gateways use.

@@ -341,8 +341,8 @@ class DesModel:
                 yield from self._fetch(s, purpose, "outside_fetch", None, listed)
         else:
             for n, category in enumerate(s.categories):
-                if not listed:
-                    break
+                if not any(item[2] for item in listed):
+                    break  # every listed entry opened already
                 if (ev := self._think(s, 2 + n)) is not None:
                     yield ev
                 yield from self._fetch(s, purpose, tag + "fetch", category, listed)
@@ -375,7 +375,8 @@ class DesModel:
     def _timeline(
         self, s: Session, purpose: Any, op: str
     ) -> Generator[simpy.Event, Any, list[tuple[str, str]]]:
-        """The hub's timeline; returns the (source, category) of each listed entry."""
+        """The hub's timeline; returns what it listed as ``[source, category, entries]`` items (counts,
+        not one item per entry: a patient can have hundreds)."""
         r = self.results
         t0 = self.env.now
         now = self._now()
@@ -406,7 +407,7 @@ class DesModel:
             fit = self.cal.shard(shard)
             work = self.list_base[shard](self.rng) + fit.list_per_entry_ms * n / 1000
             fanned.append((code, plan.allowed, (work, n * self.cal.list_bytes_per_entry)))
-        listed: list[tuple[str, str]] = []
+        listed: list[list[Any]] = []
         overshoot = 0.0  # time a slow source kept the model waiting past the hub's timeout
         if fanned:
             started = self.env.now
@@ -423,7 +424,7 @@ class DesModel:
                 if took is not None and took <= self.timeout_s:
                     statuses.append("ok")
                     counts = per_source.get(code, {})
-                    listed.extend((code, c) for c in sorted(allowed) for _ in range(counts.get(c, 0)))
+                    listed.extend([code, c, counts[c]] for c in sorted(allowed) if counts.get(c))
                 else:
                     statuses.append("timeout")
         yield from self._commit("timeline")
@@ -443,13 +444,17 @@ class DesModel:
         return listed
 
     def _fetch(
-        self, s: Session, purpose: Any, op: str, category: str | None, listed: list[tuple[str, str]]
+        self, s: Session, purpose: Any, op: str, category: str | None, listed: list[list[Any]]
     ) -> Proc:
+        """One fetch. The entry is chosen as Locust's viewer chooses (``loadtests.users._pick``): one of
+        the wanted category not opened yet, else any entry left; its bytes are the category's mean size."""
         r = self.results
         t0 = self.env.now
-        if listed:
-            match = next((x for x in listed if x[1] == category), listed[-1])
-            source, cat = match
+        left = [x for x in listed if x[2]]
+        if left:
+            match = next((x for x in left if x[1] == category), left[-1])
+            match[2] -= 1
+            source, cat = match[0], match[1]
         else:  # an outside viewer tries an entry it saw elsewhere: the patient's first source
             source = sorted(self.world.entries[s.patient.index])[0]
             cat = sorted(self.world.entries[s.patient.index][source])[0]

@@ -372,9 +372,7 @@ class DesModel:
         info = self.world.facilities.get(s.facility)
         return Viewer(s.facility, info.kind if info else "", s.user.viewer_kind)
 
-    def _timeline(
-        self, s: Session, purpose: Any, op: str
-    ) -> Generator[simpy.Event, Any, list[tuple[str, str]]]:
+    def _timeline(self, s: Session, purpose: Any, op: str) -> Generator[simpy.Event, Any, list[list[Any]]]:
         """The hub's timeline; returns what it listed as ``[source, category, entries]`` items (counts,
         not one item per entry: a patient can have hundreds)."""
         r = self.results

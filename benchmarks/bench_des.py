@@ -12,8 +12,8 @@
     throughput ±5 %; knee ±20 %). Takes long (each load level runs ``--seconds``): run it on a quiet machine.
 
     .venv/bin/python benchmarks/bench_des.py [--world worlds/ishikawa] [--calibration FILE]
-    .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 1,10,100]
-        [--seconds 120] [--out reports/bench-des]
+    .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 10,100,300]
+        [--seconds 300] [--step-seconds 660] [--rate R] [--out reports/bench-des]
 """
 
 from __future__ import annotations
@@ -125,7 +125,9 @@ def validate(args: argparse.Namespace) -> None:
     summary = []
     for level in args.levels:
         folder = out / f"load-x{level:g}"
-        rhin("load", "--world", str(args.world), "--shape", "peak", "--multiplier", f"{level:g}",
+        rate = ["--rate", f"{args.rate:g}"] if args.rate else []
+        rhin("load", "--world", str(args.world), "--shape", "peak", "--multiplier", f"{level:g}", *rate,
+             "--think-scale", f"{args.think_scale:g}",
              "--duration", f"{args.seconds}s", "--report", str(folder), "--seed", "42")  # fmt: skip
         v = rhin("simulate", "--validate", str(folder), "--calibration", str(cal),
                  "--report", str(out / f"sim-x{level:g}"))  # fmt: skip
@@ -133,8 +135,13 @@ def validate(args: argparse.Namespace) -> None:
         report = json.loads((out / f"sim-x{level:g}" / "report.json").read_text(encoding="utf-8"))
         val = report["validation"]
         summary.append((level, val["within_goal"], val["judged"], val["throughput"]["error"]))
+    print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
+    for level, ok, judged, err in summary:
+        print(f"  ×{level:g}: {ok}/{judged} operations within the goals; throughput error {err}")
+    if not args.step_seconds:
+        return
     step = out / "load-step"
-    rhin("load", "--world", str(args.world), "--shape", "step", "--duration", f"{args.seconds * 4}s",
+    rhin("load", "--world", str(args.world), "--shape", "step", "--duration", f"{args.step_seconds}s",
          "--report", str(step), "--seed", "42")  # fmt: skip
     measured_knee = json.loads((step / "report.json").read_text(encoding="utf-8")).get("step", {})
     levels = ",".join(f"{2**i:g}" for i in range(10))  # the step shape's multipliers: 1, 2, 4 … 512
@@ -161,7 +168,10 @@ def main() -> None:
     parser.add_argument(
         "--levels", type=lambda s: [float(x) for x in s.split(",")], default=[1.0, 10.0, 100.0]
     )
-    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--seconds", type=int, default=300, help="each load level's duration")
+    parser.add_argument("--step-seconds", type=int, default=660, help="the step run (0: none)")
+    parser.add_argument("--think-scale", type=float, default=1.0, help="rhin load's --think-scale")
+    parser.add_argument("--rate", type=float, help="sessions/s at 1x instead of the world's (small worlds)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-des")
     args = parser.parse_args()
     if not (args.world / "world.json").is_file():

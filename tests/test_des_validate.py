@@ -120,7 +120,9 @@ def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) 
     run = read_load_run(load_report)
     options = replay_options(run, load_calibration(calibration))
     assert options.seed == 5
-    assert options.rate_override == 2
+    achieved = run.report["sizing"]["achieved_sessions_per_s"]
+    assert options.rate_override == pytest.approx(achieved)  # peak shape, ×1: the rate Locust achieved
+    assert options.drain_s == 0
     assert options.whatifs[0].think_scale == 0
     assert options.whatifs[0].feeds is False
     assert options.duration_s == pytest.approx(run.report["measured_s"])

@@ -4,7 +4,10 @@ predicted beside measured, per operation.
 The conditions come from the load report (``report.json``: world, seed, workload file, shape, multiplier,
 duration, whether links were on) and the ``load-config.json`` Locust read beside it (rate override, think
 scale, feeds). The model then runs the same sessions (:meth:`WorldPlan.session` by index), the same shape
-(:class:`Rates`) and, with feeds, the same "facility joins" burst.
+(:class:`Rates`) and, with feeds, the same "facility joins" burst. Two choices, so that the comparison is of
+the network and not of Locust's pacing: for the ``peak`` shape the model's session rate is the rate Locust
+*achieved* (``sizing.achieved_sessions_per_s``), and the run is cut at its end as Locust stops its users
+(no drain: sessions still thinking when the run ends never log out, in both).
 
 Errors are relative, ``(predicted − measured) / measured``; the issue's goal is |p50|, |p95| ≤ 15 % and
 |throughput| ≤ 5 % per operation. Operations with fewer than ``MIN_COUNT`` measured requests are listed but
@@ -68,6 +71,11 @@ def replay_options(run: LoadRun, calibration: Calibration, world: Path | None = 
     """The model run that replays ``run``: same world, seed, workload, shape, duration, links, feeds."""
     r, c = run.report, run.config
     links = bool(r.get("target", {}).get("links", True))
+    rate = c.get("rate_override")
+    achieved = float(r.get("sizing", {}).get("achieved_sessions_per_s") or 0)
+    multiplier = float(r["multiplier"])
+    if r["shape"] == "peak" and achieved > 0 and multiplier > 0:
+        rate = achieved / multiplier
     whatif = WhatIf(
         links=links,
         think_scale=float(c.get("think_scale", 1.0)),
@@ -80,8 +88,9 @@ def replay_options(run: LoadRun, calibration: Calibration, world: Path | None = 
         whatifs=[whatif],
         duration_s=float(r.get("measured_s") or r["duration_s"]),
         seed=int(r["seed"]),
-        rate_override=c.get("rate_override"),
+        rate_override=rate,
         join_burst=bool(c.get("feeds", True)),
+        drain_s=0.0,
     )
 
 

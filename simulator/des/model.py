@@ -9,11 +9,12 @@ Entities (one :class:`simpy.Environment`):
   login, PIX or PDQ, (emergency grant), timeline, k fetches (or one refused fetch for an outside viewer),
   logout, with the plan's think times between steps.
 * **Hub workers**: a FIFO station (:class:`_Station`) of ``hub_cores`` (default: the calibration's hub
-  processes); every request holds one for the operation's calibrated own work. The **audit writer** is a
-  station of one: every audited request (all but logout) waits for its commit before it is answered, as
-  the hub's "answer only what is audited" demands. Group commit is not modelled (each request commits
-  alone, the conservative side); operations calibrated with the commit inside their time
-  (``includes_audit``) hold the writer only for what ``audit_factor`` adds.
+  processes); every request holds one for the operation's calibrated own work, except logins: the hub
+  hashes passwords in a thread pool, so they queue at a ``hub-login`` station of the machine's cores.
+  The **audit writer** is a station of one: every audited request (all but logout) waits for its commit
+  before it is answered, as the hub's "answer only what is audited" demands. Group commit is not
+  modelled (each request commits alone, the conservative side); operations calibrated with the commit
+  inside their time (``includes_audit``) hold the writer only for what ``audit_factor`` adds.
 * **Gateways**: one station per shard (a shard is one asyncio process: one request at a time of CPU);
   a list costs ``list_base + per_entry × entries``, a fetch ``fetch_base + per_kb × kB``, then the link:
   :meth:`LinkModel.sample_delay` (RTT, loss) and :meth:`LinkModel.sample_transfer_seconds` (bandwidth,
@@ -179,6 +180,9 @@ class DesModel:
         cores = self.w.hub_cores or calibration.machine.hub_processes
         self.cores = _Station(self.env, "hub", cores)
         self.audit = _Station(self.env, "audit", 1)
+        # The hub hashes passwords in a thread pool (run_in_threadpool; hashlib.scrypt releases the GIL),
+        # so logins use the machine's cores beside the event loop, not the hub's worker.
+        self.login_pool = _Station(self.env, "hub-login", self.w.hub_cores or calibration.machine.cores)
         base_shards = self.w.shards or world.shards
         n_shards = max(1, math.ceil(base_shards * self.w.facilities))
         self.shards = [_Station(self.env, f"gateways-{i}", 1) for i in range(n_shards)]
@@ -213,7 +217,8 @@ class DesModel:
         yield from self._hold(self.audit, self.audit_time(self.rng))
 
     def _hub(self, op: str, audited: bool = True) -> Proc:
-        yield from self._hold(self.cores, self.hub_time[op](self.rng))
+        station = self.login_pool if op == "login" else self.cores
+        yield from self._hold(station, self.hub_time[op](self.rng))
         if audited:
             yield from self._commit(op)
 
@@ -521,7 +526,8 @@ class DesModel:
             env.run(until=t)
             if progress is not None:
                 progress(t)
-        env.run(until=duration_s + drain_s)
+        if drain_s > 0:
+            env.run(until=duration_s + drain_s)
         self.results.duration_s = duration_s
         return self.results
 
@@ -532,7 +538,11 @@ class DesModel:
 
     def resources(self) -> dict[str, Any]:
         d = self.results.duration_s
-        out = {"hub": self.cores.to_json(d), "audit": self.audit.to_json(d)}
+        out = {
+            "hub": self.cores.to_json(d),
+            "hub-login": self.login_pool.to_json(d),
+            "audit": self.audit.to_json(d),
+        }
         for s in self.shards:
             out[s.name] = s.to_json(d)
         return out

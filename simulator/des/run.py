@@ -47,6 +47,7 @@ class SimulationOptions:
     sweep_key: str | None = None
     rate_override: float | None = None
     join_burst: bool = False
+    drain_s: float = 120.0  # requests in flight at the end get this long to finish (0: cut, as Locust stops)
 
 
 def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
@@ -81,7 +82,7 @@ def run_one(
         join_burst=options.join_burst,
     )
     started = time.perf_counter()
-    results = model.run(options.duration_s, progress)
+    results = model.run(options.duration_s, progress, drain_s=options.drain_s)
     wall = time.perf_counter() - started
     events = model.events()
     ops = results.operations()

@@ -19,7 +19,7 @@ from bisect import bisect_left
 from itertools import pairwise
 from pathlib import Path
 from statistics import NormalDist
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -260,9 +260,29 @@ def load_calibration(path: Path) -> Calibration:
         raise CalibrationError(str(exc)) from None
 
 
+_DIST_FIELDS: Final = {
+    "lognormal": ("median_ms", "p95_ms"),
+    "empirical": ("quantiles",),
+    "exponential": ("mean",),
+}
+
+
+def _prune(node: Any) -> Any:
+    """Each distribution with only its own kind's fields (a reader sees what the numbers are)."""
+    if isinstance(node, list):
+        return [_prune(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    kind = node.get("kind")
+    if isinstance(kind, str) and kind in _DIST_FIELDS:
+        keep = {"kind", "samples", *_DIST_FIELDS[kind]}
+        return {k: v for k, v in node.items() if k in keep}
+    return {k: _prune(v) for k, v in node.items()}
+
+
 def write_calibration(calibration: Calibration, path: Path) -> Path:
     """Human-readable YAML (keys in schema order), readable back by :func:`load_calibration`."""
-    data = calibration.model_dump(mode="json", exclude_defaults=False)
+    data = _prune(calibration.model_dump(mode="json"))
     header = (
         "# rhin calibration: service times for the SimPy model (simulator/des). Times in ms;\n"
         "# lognormal dists are given by median and p95; empirical ones by [q, ms] quantiles.\n"

@@ -93,7 +93,7 @@ def test_link_rtt_through_the_model_follows_its_lognormal(world: DesWorld) -> No
     def probe():
         for _ in range(20_000):
             t0 = model.env.now
-            yield from model._gateway(code, 0.0, 0)
+            yield from model._gateway(code, 0, 0.0, 0)
             delays.append((model.env.now - t0) * 1000)
 
     model.env.process(probe())
@@ -383,3 +383,18 @@ def test_links_are_the_worlds(world: DesWorld) -> None:
     off = DesModel(world, nominal_calibration(), WhatIf(links=False), seed=1)
     assert off._link(code) == LinkModel.disabled()
     assert isinstance(model.env, simpy.Environment)
+
+
+def test_shards_and_facilities_whatifs_use_every_gateway_station(world: DesWorld) -> None:
+    """``shards`` re-partitions the gateways as the live network would; ``facilities`` ×2 doubles the load
+    and the gateways alike, so each shard carries what it carried at ×1."""
+    base_model, _ = _run(world, WhatIf(multiplier=500, feeds=False))
+    three, _ = _run(world, WhatIf(multiplier=500, feeds=False, shards=3))
+    assert len(three.shards) == 3
+    assert all(st.requests > 0 for st in three.shards)
+    double, _ = _run(world, WhatIf(multiplier=500, feeds=False, facilities=2))
+    assert len(double.shards) == 2 * len(base_model.shards)
+    base_total = sum(st.requests for st in base_model.shards)
+    double_total = sum(st.requests for st in double.shards)
+    assert double_total == pytest.approx(2 * base_total, rel=0.15)
+    assert max(st.requests for st in double.shards) < 1.5 * max(st.requests for st in base_model.shards)

@@ -44,6 +44,7 @@ from typing import Any, cast
 
 import simpy
 
+from simulator.gateway.shard import partition
 from simulator.hub import policy, records
 from simulator.hub.policy import EmergencyGrant, PatientState, Viewer
 from simulator.hub.service import HubServices
@@ -183,8 +184,18 @@ class DesModel:
         # The hub hashes passwords in a thread pool (run_in_threadpool; hashlib.scrypt releases the GIL),
         # so logins use the machine's cores beside the event loop, not the hub's worker.
         self.login_pool = _Station(self.env, "hub-login", self.w.hub_cores or calibration.machine.cores)
-        base_shards = self.w.shards or world.shards
-        n_shards = max(1, math.ceil(base_shards * self.w.facilities))
+        # Gateways: the world's disclosing facilities partitioned over shards as the live network does
+        # (re-partitioned for a ``shards`` what-if); ``facilities`` ×F adds F copies of them on as many
+        # more shards, and session i's sources are copy i mod F (its patients are that copy's).
+        self._shard_of = world.shard_of
+        base = world.shards
+        if self.w.shards is not None and self.w.shards != world.shards:
+            groups = partition(world.meta, self.w.shards)
+            self._shard_of = {code: i for i, group in enumerate(groups) for code in group}
+            base = max(1, len(groups))
+        self._base_shards = base
+        self._replicas = max(1, math.ceil(self.w.facilities))
+        n_shards = base * self._replicas
         self.shards = [_Station(self.env, f"gateways-{i}", 1) for i in range(n_shards)]
         self.hub_time = {op: d.sampler(self.w.hub_factor) for op, d in calibration.hub.items()}
         self.audit_time = calibration.audit_commit.sampler(self.w.audit_factor)
@@ -225,7 +236,12 @@ class DesModel:
     def _link(self, code: str) -> LinkModel:
         return self._links.get(code) or LinkModel.disabled()
 
-    def _gateway(self, code: str, work: float, nbytes: float) -> Generator[simpy.Event, Any, float | None]:
+    def _shard(self, code: str, s: Session) -> int:
+        return self._shard_of.get(code, 0) + (s.index % self._replicas) * self._base_shards
+
+    def _gateway(
+        self, code: str, shard_index: int, work: float, nbytes: float
+    ) -> Generator[simpy.Event, Any, float | None]:
         """A gateway's answer: queue at its shard, serve, then the link (delay + transfer). Returns the
         seconds it took, or None when nothing came (gateway down, link in outage) — after the hub's
         timeout, which is when the hub stops waiting for it."""
@@ -233,8 +249,7 @@ class DesModel:
         if code in self.down:
             yield self.env.timeout(self.timeout_s)
             return None
-        shard = self.shards[self.world.shard_of.get(code, 0) % len(self.shards)]
-        yield from shard.hold(work)
+        yield from self.shards[shard_index].hold(work)
         link = self._link(code)
         delay = link.sample_delay(self.rng)
         if math.isinf(delay):
@@ -392,7 +407,7 @@ class DesModel:
             return []
         viewer = self._viewer(s)
         per_source = self.world.entries.get(s.patient.index, {})
-        fanned: list[tuple[str, frozenset[str], tuple[float, float]]] = []
+        fanned: list[tuple[str, frozenset[str], tuple[int, float, float]]] = []
         statuses: list[str] = []
         for code, local_id in sorted(s.patient.local_ids.items()):
             info = self.world.facilities.get(code)
@@ -406,19 +421,19 @@ class DesModel:
                 continue
             counts = per_source.get(code, {})
             n = sum(counts.get(c, 0) for c in plan.allowed)
-            shard = self.world.shard_of.get(code, 0) % len(self.shards)
+            shard = self._shard(code, s)
             fit = self.cal.shard(shard)
             work = self.list_base[shard](self.rng) + fit.list_per_entry_ms * n / 1000
-            fanned.append((code, plan.allowed, (work, n * self.cal.list_bytes_per_entry)))
+            fanned.append((code, plan.allowed, (shard, work, n * self.cal.list_bytes_per_entry)))
         listed: list[list[Any]] = []
         overshoot = 0.0  # time a slow source kept the model waiting past the hub's timeout
         if fanned:
             started = self.env.now
             if len(fanned) == 1:  # most patients: no sub-process, no condition events
-                code, allowed, (work, nbytes) = fanned[0]
-                elapsed = [(yield from self._gateway(code, work, nbytes))]
+                code, allowed, (shard, work, nbytes) = fanned[0]
+                elapsed = [(yield from self._gateway(code, shard, work, nbytes))]
             else:
-                procs = [self.env.process(self._gateway(c, w, b)) for c, _, (w, b) in fanned]
+                procs = [self.env.process(self._gateway(c, h, w, b)) for c, _, (h, w, b) in fanned]
                 yield self.env.all_of(procs)
                 elapsed = [p.value for p in procs]
             waited = self.env.now - started
@@ -485,9 +500,9 @@ class DesModel:
             r.record(op, self.env.now - t0)
             return
         nbytes = self.cal.bytes_of(cat)
-        shard = self.world.shard_of.get(source, 0) % len(self.shards)
+        shard = self._shard(source, s)
         work = self.fetch_base[shard](self.rng) + self.cal.shard(shard).fetch_per_kb_ms * nbytes / 1000 / 1000
-        took = yield from self._gateway(source, work, nbytes)
+        took = yield from self._gateway(source, shard, work, nbytes)
         if s.intent == "outside":
             r.leaks += 1
             r.fail(op, "consent-leak", self.env.now - t0)

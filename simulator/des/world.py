@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from simulator.gateway.shard import partition
 from simulator.hub.facilities import Facilities
@@ -33,6 +34,7 @@ class DesWorld:
     shards: int
     entries: dict[int, dict[str, dict[str, int]]]  # patient index → source → category → entries
     registered: int
+    meta: dict[str, Any]  # world.json (re-partitioning the gateways for a ``shards`` what-if)
 
     @classmethod
     def load(cls, world_dir: Path, workload: Workload, seed: int, shards: int = 2) -> DesWorld:
@@ -72,4 +74,5 @@ class DesWorld:
             shards=max(1, len(groups)),
             entries=entries,
             registered=int(meta.get("registered_patients") or len(plan.patients)),
+            meta=meta,
         )

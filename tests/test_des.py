@@ -398,3 +398,20 @@ def test_shards_and_facilities_whatifs_use_every_gateway_station(world: DesWorld
     double_total = sum(st.requests for st in double.shards)
     assert double_total == pytest.approx(2 * base_total, rel=0.15)
     assert max(st.requests for st in double.shards) < 1.5 * max(st.requests for st in base_model.shards)
+
+
+def test_jobs_split_the_duration_into_parallel_chunks(mini_world: Path) -> None:
+    """Two forked chunks of a long run: deterministic, the same sessions per second as one process
+    (within Poisson noise), figures merged (durations, counts, stations)."""
+    w = [WhatIf(multiplier=300, feeds=False)]
+    one = simulate(_options(mini_world, w, duration=86_400.0))["runs"][0]
+    opts = dataclasses.replace(_options(mini_world, w, duration=86_400.0), jobs=2)
+    two = simulate(opts)["runs"][0]
+    again = simulate(opts)["runs"][0]
+    assert two["jobs"] == 2
+    assert two["operations"] == again["operations"]
+    assert abs(two["sessions"] - one["sessions"]) < 4 * math.sqrt(one["sessions"]) + 1
+    assert two["resources"]["hub"]["requests"] == pytest.approx(one["resources"]["hub"]["requests"], rel=0.1)
+    assert two["operations"]["timeline"]["p50_ms"] == pytest.approx(
+        one["operations"]["timeline"]["p50_ms"], rel=0.1
+    )

@@ -72,6 +72,9 @@ def simulate_cmd(
         Path | None, typer.Option("--report", help="Report folder (reports/simulate-<time>).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Cut the duration into N chunks run in parallel (long runs).")
+    ] = 1,
 ) -> None:
     """Predict the network in SimPy time: latency per operation, throughput, utilisation, queues, partial
     timelines; what-ifs and sweeps; or replay a load run (--validate) and print predicted vs measured."""
@@ -111,6 +114,7 @@ def simulate_cmd(
                 duration_s=parse_span(duration),
                 seed=seed,
                 sweep_key=key,
+                jobs=jobs,
             )
             result = simulate(options)
     except (CalibrationError, WhatIfError, WorkloadError, ValidationError, ValueError) as exc:

@@ -137,6 +137,28 @@ class Results:
         per[reason] = per.get(reason, 0) + 1
         self.record(op, seconds)
 
+    def merge(self, other: Results) -> None:
+        """Add another chunk's figures (durations add up)."""
+        self.duration_s += other.duration_s
+        for name, h in other.ops.items():
+            mine = self.ops.get(name)
+            if mine is None:
+                self.ops[name] = mine = Histogram()
+            mine.merge(h)
+        for table_name in ("failures",):
+            for op, reasons in getattr(other, table_name).items():
+                per = self.failures.setdefault(op, {})
+                for k, v in reasons.items():
+                    per[k] = per.get(k, 0) + v
+        for mine_d, theirs in ((self.refused, other.refused), (self.sources, other.sources)):
+            for k, v in theirs.items():
+                mine_d[k] = mine_d.get(k, 0) + v
+        self.leaks += other.leaks
+        self.sessions += other.sessions
+        self.timelines += other.timelines
+        self.partial_timelines += other.partial_timelines
+        self.events += other.events
+
     def operations(self) -> dict[str, dict[str, Any]]:
         out = {}
         for name, h in self.ops.items():
@@ -165,13 +187,18 @@ class DesModel:
         rate_override: float | None = None,
         join_burst: bool = False,
         start: dt.datetime | None = None,
+        t0: float = 0.0,
+        first_session: int = 0,
     ) -> None:
+        """``t0`` and ``first_session`` start the model part-way (a chunk of a long run, :func:`.run.run_one`
+        with ``jobs``): the clock at ``t0`` seconds, sessions numbered from ``first_session``."""
         self.world = world
         self.cal = calibration
         self.w = whatif or WhatIf()
         self.workload = workload or world.plan.workload
         self.rng = random.Random(seed)
-        self.env = simpy.Environment()
+        self.env = simpy.Environment(initial_time=t0)
+        self._first_session = first_session
         self.results = Results()
         self.join_burst = join_burst
         self.start = start or dt.datetime.combine(world.plan.reference_date, dt.time())
@@ -267,7 +294,7 @@ class DesModel:
         top = self.rates.max_sessions_per_s(until) * self.load_scale
         if top <= 0:
             return
-        index = 0
+        index = self._first_session
         while True:
             yield self.env.timeout(self.rng.expovariate(top))
             now = self.env.now
@@ -315,9 +342,13 @@ class DesModel:
             self.down.discard(code)
 
     def _named_down(self, code: str) -> Proc:
-        yield self.env.timeout(self.w.down_start_h * 3600)
+        start = self.w.down_start_h * 3600
+        end = start + self.w.down_hours * 3600
+        if self.env.now >= end:
+            return
+        yield self.env.timeout(max(0.0, start - self.env.now))
         self.down.add(code)
-        yield self.env.timeout(self.w.down_hours * 3600)
+        yield self.env.timeout(end - self.env.now)
         self.down.discard(code)
 
     # ------------------------------------------------------------------------------------ sessions
@@ -520,12 +551,14 @@ class DesModel:
         """Simulate ``duration_s`` seconds: arrivals stop then, and requests in flight get ``drain_s`` more
         to finish (rates are per ``duration_s``)."""
         env = self.env
-        env.process(self._sessions(duration_s))
+        begin = env.now
+        until = begin + duration_s
+        env.process(self._sessions(until))
         if self.w.feeds:
             reg, upd = self.world.plan.feed_rate_per_s()
             if reg + upd > 0:
-                env.process(self._feeds(duration_s, reg + upd, reg / (reg + upd)))
-            if self.join_burst:
+                env.process(self._feeds(until, reg + upd, reg / (reg + upd)))
+            if self.join_burst and begin == 0:
                 env.process(self._burst())
         if self.w.mtbf_days > 0:
             for f in self.world.facilities.disclosing():
@@ -535,14 +568,14 @@ class DesModel:
                 raise ValueError(f"what-if down: no facility {self.w.down} in the world")
             env.process(self._named_down(self.w.down))
         step = max(duration_s / 100, 1.0)
-        t = 0.0
-        while t < duration_s:
-            t = min(duration_s, t + step)
+        t = begin
+        while t < until:
+            t = min(until, t + step)
             env.run(until=t)
             if progress is not None:
-                progress(t)
+                progress(t - begin)
         if drain_s > 0:
-            env.run(until=duration_s + drain_s)
+            env.run(until=until + drain_s)
         self.results.duration_s = duration_s
         return self.results
 
@@ -550,6 +583,9 @@ class DesModel:
         """Events scheduled so far: SimPy's own event-id counter (``Environment._eid``, read by advancing
         it once, which only skips an id)."""
         return int(next(self.env._eid))
+
+    def stations(self) -> list[_Station]:
+        return [self.cores, self.login_pool, self.audit, *self.shards]
 
     def resources(self) -> dict[str, Any]:
         d = self.results.duration_s

@@ -9,6 +9,7 @@ broken — the safe side for a capacity plan).
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 from simulator.workload import Workload
 
 from .calibration import Calibration
-from .model import DesModel
+from .model import DesModel, Results
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -48,6 +49,7 @@ class SimulationOptions:
     rate_override: float | None = None
     join_burst: bool = False
     drain_s: float = 120.0  # requests in flight at the end get this long to finish (0: cut, as Locust stops)
+    jobs: int = 1  # >1: the duration cut into as many chunks, simulated in parallel processes (long runs)
 
 
 def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
@@ -65,6 +67,74 @@ def knee_of(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
     return held
 
 
+def _model(
+    world: DesWorld, options: SimulationOptions, whatif: WhatIf, seed: int, t0: float, first: int
+) -> DesModel:
+    return DesModel(
+        world,
+        options.calibration,
+        whatif,
+        seed=seed,
+        workload=options.workload,
+        rate_override=options.rate_override,
+        join_burst=options.join_burst,
+        t0=t0,
+        first_session=first,
+    )
+
+
+_FORKED: tuple[DesWorld, SimulationOptions, WhatIf] | None = None  # what forked chunk workers read
+
+
+def _chunk(k: int) -> tuple[Results, list[tuple[str, int, float, float, int]], int]:
+    assert _FORKED is not None
+    world, options, whatif = _FORKED
+    span = options.duration_s / options.jobs
+    model = _model(world, options, whatif, options.seed * 1000 + k, k * span, k * 100_000_000)
+    results = model.run(span, drain_s=options.drain_s if k == options.jobs - 1 else 0.0)
+    stations = [(st.name, st.capacity, st.busy_s, st.wait_s, st.requests) for st in model.stations()]
+    return results, stations, model.events()
+
+
+def _run_chunks(
+    world: DesWorld, options: SimulationOptions, whatif: WhatIf
+) -> tuple[Results, dict[str, Any], int]:
+    """``options.jobs`` consecutive chunks of the duration in forked processes (the world is shared by
+    fork, not pickled), merged. Each chunk starts empty (no queue, grant or outage carried over: at
+    realistic load the network drains every night) with its own seed (``seed × 1000 + k``) and session
+    numbers from ``k × 10⁸`` — deterministic, but not the sessions of a one-process run."""
+    global _FORKED
+    _FORKED = (world, options, whatif)
+    try:
+        with multiprocessing.get_context("fork").Pool(options.jobs) as pool:
+            parts = pool.map(_chunk, range(options.jobs))
+    finally:
+        _FORKED = None
+    results = Results()
+    totals: dict[str, list[float]] = {}
+    events = 0
+    for part, stations, n in parts:
+        results.merge(part)
+        events += n
+        for name, cap, busy, wait, requests in stations:
+            t = totals.setdefault(name, [cap, 0.0, 0.0, 0])
+            t[1] += busy
+            t[2] += wait
+            t[3] += requests
+    d = results.duration_s
+    resources = {
+        name: {
+            "capacity": int(cap),
+            "requests": int(req),
+            "utilisation": round(busy / (d * cap), 4) if d > 0 else 0.0,
+            "mean_queue": round(wait / d, 4) if d > 0 else 0.0,
+            "mean_wait_ms": round(wait / req * 1000, 3) if req else 0.0,
+        }
+        for name, (cap, busy, wait, req) in totals.items()
+    }
+    return results, resources, events
+
+
 def run_one(
     world: DesWorld,
     options: SimulationOptions,
@@ -72,19 +142,14 @@ def run_one(
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """One model run → its figures."""
-    model = DesModel(
-        world,
-        options.calibration,
-        whatif,
-        seed=options.seed,
-        workload=options.workload,
-        rate_override=options.rate_override,
-        join_burst=options.join_burst,
-    )
     started = time.perf_counter()
-    results = model.run(options.duration_s, progress, drain_s=options.drain_s)
+    if options.jobs > 1:
+        results, resources, events = _run_chunks(world, options, whatif)
+    else:
+        model = _model(world, options, whatif, options.seed, 0.0, 0)
+        results = model.run(options.duration_s, progress, drain_s=options.drain_s)
+        resources, events = model.resources(), model.events()
     wall = time.perf_counter() - started
-    events = model.events()
     ops = results.operations()
     requests = sum(o["count"] for o in ops.values())
     return {
@@ -101,8 +166,9 @@ def run_one(
         "sources": dict(sorted(results.sources.items())),
         "refused": dict(sorted(results.refused.items())),
         "consent_leaks": results.leaks,
-        "resources": model.resources(),
+        "resources": resources,
         "events": events,
+        "jobs": options.jobs,
         "wall_s": round(wall, 3),
         "events_per_s": round(events / wall) if wall > 0 else 0,
     }

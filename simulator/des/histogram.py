@@ -36,8 +36,10 @@ class Histogram:
         self.buckets[i] += 1
         self.count += 1
         self.total += seconds
-        self.min = min(self.min, seconds)
-        self.max = max(self.max, seconds)
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
 
     def merge(self, other: Histogram) -> None:
         for i, n in enumerate(other.buckets):

@@ -232,6 +232,9 @@ class DesModel:
         self._in_audit = frozenset(calibration.includes_audit)
         self.down: set[str] = set()
         self.grants: dict[int, tuple[EmergencyGrant, ...]] = {}
+        self._states: dict[int, PatientState] = {}
+        self._viewers: dict[tuple[str, str], Viewer] = {}
+        self._source_cache: dict[int, list[tuple[str, str, Any]]] = {}
         self.services = cast(HubServices, _HubView(world))
         self._links: dict[str, LinkModel] = {}
         disabled = LinkModel.disabled()
@@ -359,12 +362,17 @@ class DesModel:
         return None
 
     def _state(self, s: Session) -> PatientState:
+        """What the hub holds for the decision. The world does not change after its reference date, so
+        the grant-free state of a patient is built once (a bounded cache: one per patient)."""
         p = s.patient
-        return PatientState(
-            consent=self.world.plan.consents.get(p.index),
-            linked_facilities=frozenset(p.local_ids),
-            grants=self.grants.get(p.index, ()),
-        )
+        grants = self.grants.get(p.index, ())
+        if grants:
+            return PatientState(self.world.plan.consents.get(p.index), frozenset(p.local_ids), grants)
+        state = self._states.get(p.index)
+        if state is None:
+            state = PatientState(self.world.plan.consents.get(p.index), frozenset(p.local_ids))
+            self._states[p.index] = state
+        return state
 
     def _session(self, s: Session) -> Proc:
         r = self.results
@@ -420,8 +428,24 @@ class DesModel:
         return bool(self.world.entries.get(s.patient.index))
 
     def _viewer(self, s: Session) -> Viewer:
-        info = self.world.facilities.get(s.facility)
-        return Viewer(s.facility, info.kind if info else "", s.user.viewer_kind)
+        key = (s.facility, s.user.viewer_kind)
+        viewer = self._viewers.get(key)
+        if viewer is None:
+            info = self.world.facilities.get(s.facility)
+            viewer = self._viewers[key] = Viewer(s.facility, info.kind if info else "", s.user.viewer_kind)
+        return viewer
+
+    def _sources(self, s: Session) -> list[tuple[str, str, Any]]:
+        """The patient's disclosing facilities with its local ID there, in the hub's order (by code)."""
+        found = self._source_cache.get(s.patient.index)
+        if found is None:
+            found = []
+            for code, local_id in sorted(s.patient.local_ids.items()):
+                info = self.world.facilities.get(code)
+                if info is not None and info.disclosing:
+                    found.append((code, local_id, info))
+            self._source_cache[s.patient.index] = found
+        return found
 
     def _timeline(self, s: Session, purpose: Any, op: str) -> Generator[simpy.Event, Any, list[list[Any]]]:
         """The hub's timeline; returns what it listed as ``[source, category, entries]`` items (counts,
@@ -440,10 +464,7 @@ class DesModel:
         per_source = self.world.entries.get(s.patient.index, {})
         fanned: list[tuple[str, frozenset[str], tuple[int, float, float]]] = []
         statuses: list[str] = []
-        for code, local_id in sorted(s.patient.local_ids.items()):
-            info = self.world.facilities.get(code)
-            if info is None or not info.disclosing:
-                continue
+        for code, local_id, info in self._sources(s):
             plan = records._plan_source(
                 self.services, viewer, state, info, local_id, policy.ALL, now, purpose
             )

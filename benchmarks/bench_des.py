@@ -88,14 +88,16 @@ def model_run(
         if "10%" not in marks and t >= seconds / 10:
             marks["10%"] = rss_mb()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     res = model.run(seconds, progress)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     events = model.events()
     end = rss_mb()
     ops = res.operations()
     print(
-        f"{label}: {wall:.1f} s wall (target ≤ 60 s) · {res.sessions} sessions · {events} events · "
+        f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU (target ≤ 60 s) · {res.sessions} sessions · "
+        f"{events} events · "
         f"{events / wall:,.0f} events/s = {events / wall / bare:.2f}× bare SimPy · "
         f"RSS {marks.get('10%', 0):.0f} MB "
         f"at 10 % → {end:.0f} MB at the end"

@@ -195,7 +195,7 @@ def simulate(
         "duration_s": options.duration_s,
         "workload": {"name": options.workload.name, "shape": options.workload.shape.model_dump()},
         "calibration": {"source": cal.source, "date": cal.date, "machine": cal.machine.model_dump()},
-        "peak_sessions_per_s_1x": world.plan.workload.views_per_day(world.registered) / 86_400,
+        "mean_sessions_per_s_1x": options.workload.views_per_day(world.registered) / 86_400,
         "runs": runs,
         "sweep": None,
     }

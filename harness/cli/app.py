@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from harness.des.commands import calibrate_cmd, simulate_cmd
 from harness.load.command import load_cmd
 
 from . import hub, network, run, scenarios, storage, world
@@ -42,6 +43,10 @@ app.command("run")(run.run_scenarios)
 
 # --- load testing (harness/load/command.py: the command beside the load runner it drives) ----------------
 app.command("load")(load_cmd)
+
+# --- the capacity model (harness/des/commands.py: calibrate from the live network, simulate in SimPy) -----
+app.command("calibrate")(calibrate_cmd)
+app.command("simulate")(simulate_cmd)
 
 
 def main() -> None:

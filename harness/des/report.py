@@ -1,0 +1,205 @@
+"""The model's report: ``report.json`` (every figure) and a self-contained ``report.html`` (inline CSS and
+SVG from :func:`harness.report.plots.figure_svg`, as the run and load reports; nothing fetched).
+
+Sections: per run (each what-if) the predicted p50/p95/p99 per operation, throughput, resource utilisation
+and queues, the share of partial timelines and the consent outcome; for a sweep, latency and utilisation
+against the swept value with the knee marked; for ``--validate``, predicted beside measured per operation.
+``<body data-runs=… data-operations=…>`` lets a browser test compare the page with the JSON.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from harness.report.plots import figure_svg
+
+__all__ = ["render_html", "write_report"]
+
+
+def _plot(prefix: str, draw: Callable[[Any], None], size: tuple[float, float] = (5.0, 2.8)) -> str:
+    with plt.rc_context({"svg.fonttype": "path", "svg.hashsalt": prefix, "font.size": 8}):
+        fig, ax = plt.subplots(figsize=size, dpi=96)
+        try:
+            draw(ax)
+            return figure_svg(fig, prefix)
+        finally:
+            plt.close(fig)
+
+
+def _sweep_latency(report: dict[str, Any]) -> Callable[[Any], None]:
+    sweep = report["sweep"]
+
+    def draw(ax: Any) -> None:
+        xs = sweep["values"]
+        for op in ("timeline", "fetch", "login"):
+            ys = [r["operations"].get(op, {}).get("p95_ms") for r in report["runs"]]
+            pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", linewidth=1, label=f"{op} p95")
+        knee = report.get("knee") or {}
+        if knee.get("slo_ms") is not None:
+            ax.axhline(knee["slo_ms"], color="#c44e52", linestyle="--", linewidth=1, label="SLO")
+        if knee.get("multiplier") is not None:
+            ax.axvline(knee["multiplier"], color="#c44e52", linestyle=":", linewidth=1, label="knee")
+        if all(isinstance(x, int | float) and x > 0 for x in xs):
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"predicted p95 vs {sweep['key']}")
+        ax.set_xlabel(sweep["key"])
+        ax.set_ylabel("ms")
+        ax.legend(fontsize=6, frameon=False)
+
+    return draw
+
+
+def _sweep_utilisation(report: dict[str, Any]) -> Callable[[Any], None]:
+    sweep = report["sweep"]
+
+    def draw(ax: Any) -> None:
+        xs = sweep["values"]
+        names = sorted(report["runs"][0]["resources"])
+        for name in names:
+            ys = [r["resources"].get(name, {}).get("utilisation", 0.0) for r in report["runs"]]
+            ax.plot(xs, ys, "o-", linewidth=1, label=name)
+        if all(isinstance(x, int | float) and x > 0 for x in xs):
+            ax.set_xscale("log")
+        ax.set_title(f"utilisation vs {sweep['key']}")
+        ax.set_xlabel(sweep["key"])
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=6, frameon=False)
+
+    return draw
+
+
+def _validation(rows: list[dict[str, Any]]) -> Callable[[Any], None]:
+    def draw(ax: Any) -> None:
+        pts = [r for r in rows if r["measured_p95_ms"] and r["predicted_p95_ms"]]
+        ax.loglog(
+            [r["measured_p95_ms"] for r in pts], [r["predicted_p95_ms"] for r in pts], "o", color="#4c72b0"
+        )
+        for r in pts:
+            ax.annotate(r["operation"], (r["measured_p95_ms"], r["predicted_p95_ms"]), fontsize=6)
+        if pts:
+            lo = min(min(r["measured_p95_ms"], r["predicted_p95_ms"]) for r in pts)
+            hi = max(max(r["measured_p95_ms"], r["predicted_p95_ms"]) for r in pts)
+            ax.plot([lo, hi], [lo, hi], color="#999", linewidth=1, linestyle="--")
+        ax.set_title("p95: predicted vs measured (ms)")
+        ax.set_xlabel("measured")
+        ax.set_ylabel("predicted")
+
+    return draw
+
+
+_CSS = """
+body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;font-size:13px}th{background:#eee}
+td.l,th.l{text-align:left}.ok{color:#1a7f37}.bad{color:#c0392b;font-weight:bold}
+figure.plot{display:inline-block;margin:.4em}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _run_html(i: int, run: dict[str, Any], e: Callable[[str], str]) -> str:
+    ops = "".join(
+        f'<tr class="op" data-run="{i}" data-op="{e(n)}"><td class="l">{e(n)}</td><td>{o["count"]}</td>'
+        f"<td>{o['failures']}</td><td>{o['refused']}</td><td>{o['p50_ms']:.2f}</td><td>{o['p95_ms']:.2f}</td>"
+        f"<td>{o['p99_ms']:.2f}</td><td>{o['per_s']:.4g}</td></tr>"
+        for n, o in run["operations"].items()
+    )
+    res = "".join(
+        f'<tr><td class="l">{e(n)}</td><td>{r["capacity"]}</td><td>{r["utilisation"]:.3f}</td>'
+        f"<td>{r['mean_queue']:.3f}</td><td>{r['mean_wait_ms']:.3f}</td></tr>"
+        for n, r in run["resources"].items()
+    )
+    leaks = run["consent_leaks"]
+    whatif = e(json.dumps(run["whatif"], ensure_ascii=False)) or "{}"
+    return f"""<h2>Run {i + 1}: what-if {whatif}</h2>
+<p>sessions {run["sessions"]} ({run["sessions_per_s"]:.4g}/s) · throughput {run["throughput_per_s"]:.4g}
+ requests/s · partial timelines {run["partial_share"] * 100:.2f} % · consent leaks
+ <b class="{"bad" if leaks else "ok"}">{leaks}</b> · {run["events"]} events in {run["wall_s"]} s</p>
+<table class="ops"><tr><th class="l">operation</th><th>count</th><th>failures</th><th>refused</th>
+<th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>req/s</th></tr>{ops}</table>
+<table class="res"><tr><th class="l">resource</th><th>capacity</th><th>utilisation</th><th>mean queue</th>
+<th>mean wait ms</th></tr>{res}</table>"""
+
+
+def render_html(report: dict[str, Any], svgs: dict[str, str]) -> str:
+    e = html.escape
+    runs = "".join(_run_html(i, r, e) for i, r in enumerate(report["runs"]))
+    plots = "".join(f'<figure class="plot" id="plot-{e(k)}">{svg}</figure>' for k, svg in svgs.items())
+    knee = ""
+    if report.get("knee"):
+        k = report["knee"]
+        held = "below the first value" if k["multiplier"] is None else f"{k['multiplier']:g}× the peak"
+        knee = f'<p id="knee">knee (timeline p95 &lt; {k["slo_ms"]:g} ms): {held}</p>'
+    validation = ""
+    if report.get("validation"):
+        v = report["validation"]
+        rows = "".join(
+            f'<tr class="val"><td class="l">{e(r["operation"])}</td>'
+            + "".join(f"<td>{_fmt(r[c])}</td>" for c in _VAL_COLUMNS)
+            + "</tr>"
+            for r in v["rows"]
+        )
+        heads = "".join(f"<th>{e(c)}</th>" for c in _VAL_COLUMNS)
+        validation = f"""<h2>Validation against {e(v["load_report"])}</h2>
+<table id="validation"><tr><th class="l">operation</th>{heads}</tr>{rows}</table>"""
+    cal = report["calibration"]
+    n_ops = sum(len(r["operations"]) for r in report["runs"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>rhin simulate</title><style>{_CSS}</style></head>
+<body data-runs="{len(report["runs"])}" data-operations="{n_ops}">
+<h1>rhin simulate · {e(report["world"])} · {report["duration_s"]:g} s simulated</h1>
+<p>seed {report["seed"]} · workload {e(report["workload"]["name"])} · calibration {e(cal["source"])}
+ ({e(cal["date"])}, {cal["machine"]["cores"]} cores)</p>{knee}
+{validation}{runs}<h2>Plots</h2>{plots}
+<script>document.body.dataset.renderedOps=document.querySelectorAll('tr.op').length;
+document.body.dataset.renderedPlots=document.querySelectorAll('figure.plot svg').length;</script>
+</body></html>
+"""
+
+
+_VAL_COLUMNS = (
+    "measured_count",
+    "predicted_count",
+    "measured_p50_ms",
+    "predicted_p50_ms",
+    "p50_error",
+    "measured_p95_ms",
+    "predicted_p95_ms",
+    "p95_error",
+    "measured_per_s",
+    "predicted_per_s",
+    "per_s_error",
+)
+
+
+def write_report(report: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """report.json and report.html in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    svgs: dict[str, str] = {}
+    if report.get("sweep") and len(report["runs"]) > 1:
+        svgs["latency"] = _plot("lat", _sweep_latency(report))
+        svgs["utilisation"] = _plot("util", _sweep_utilisation(report))
+    if report.get("validation"):
+        svgs["validation"] = _plot("val", _validation(report["validation"]["rows"]))
+    paths = {"json": folder / "report.json", "html": folder / "report.html"}
+    paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    paths["html"].write_text(render_html(report, svgs), encoding="utf-8")
+    return paths

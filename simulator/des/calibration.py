@@ -1,0 +1,291 @@
+"""The calibration file: the service times the SimPy model needs, measured on a live network.
+
+``rhin calibrate`` writes it (YAML, validated by :class:`Calibration`: unknown keys are errors, every
+problem names ``file:line: key.path``). Each service time is a :class:`Dist`: a lognormal given by its
+median and 95th percentile (the same two-number fit as :mod:`simulator.links`), or empirical quantiles
+(piecewise-linear between them). Times are the *hub's own work* per operation (its CPU, with the waits on
+gateways and on the audit commit taken out), the audit commit, and per gateway shard a list time that grows
+linearly with the entries listed and a fetch time that grows linearly with the bytes sent.
+
+:func:`nominal_calibration` is a stated guess of the same shape (figures of the order the load branch
+measured on the 2-core VM), so the model runs before anyone calibrates; a report says which was used.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_left
+from itertools import pairwise
+from pathlib import Path
+from statistics import NormalDist
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from synthetic.errors import ProfileError
+from synthetic.yamlio import load_yaml, validate
+
+__all__ = [
+    "HUB_OPERATIONS",
+    "Calibration",
+    "CalibrationError",
+    "Dist",
+    "GatewayFit",
+    "load_calibration",
+    "nominal_calibration",
+    "write_calibration",
+]
+
+Z95: Final = NormalDist().inv_cdf(0.95)
+HUB_OPERATIONS: Final = (
+    "login",
+    "logout",
+    "pix",
+    "pdq",
+    "pdq_next",
+    "timeline",
+    "fetch",
+    "emergency",
+    "feed",
+)
+"""Operations whose hub-side work the file times (``outside_*`` and ``emergency_*`` reuse their plain
+counterparts: a refused request costs what the live hub spends deciding it)."""
+
+
+class CalibrationError(ValueError):
+    """A calibration file is missing or invalid; ``str()`` names file, line and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dist(_Strict):
+    """A service time in milliseconds. ``lognormal``: ``median_ms`` and ``p95_ms`` (p95 ≥ median; equal
+    means constant). ``empirical``: ``quantiles`` as ``[q, ms]`` pairs, q rising from 0 to 1.
+    ``exponential``: ``mean_ms`` (queueing what-ifs and the M/M/1 check)."""
+
+    kind: Literal["lognormal", "empirical", "exponential"] = "lognormal"
+    mean: Annotated[float, Field(ge=0)] = 0.0
+    median_ms: Annotated[float, Field(ge=0)] = 0.0
+    p95_ms: Annotated[float, Field(ge=0)] = 0.0
+    quantiles: list[tuple[float, float]] = Field(default_factory=list)
+    samples: Annotated[int, Field(ge=0)] = 0  # how many measurements the fit rests on (0: a guess)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Dist:
+        if self.kind == "exponential":
+            if self.mean <= 0:
+                raise ValueError("an exponential needs mean > 0 (ms)")
+        elif self.kind == "lognormal":
+            if self.p95_ms < self.median_ms:
+                raise ValueError("p95_ms must be ≥ median_ms")
+            if self.median_ms == 0 and self.p95_ms > 0:
+                raise ValueError("a zero median needs a zero p95")
+        else:
+            qs = self.quantiles
+            if len(qs) < 2 or qs[0][0] != 0 or qs[-1][0] != 1:
+                raise ValueError("empirical quantiles need at least [0, ms] and [1, ms]")
+            if any(b[0] <= a[0] or b[1] < a[1] for a, b in pairwise(qs)):
+                raise ValueError("quantiles must rise in q and not fall in ms")
+        return self
+
+    @classmethod
+    def constant(cls, ms: float) -> Dist:
+        return cls(median_ms=ms, p95_ms=ms)
+
+    @classmethod
+    def fit(cls, values_ms: list[float]) -> Dist:
+        """The lognormal through the samples' median and p95 (nearest rank); constant for one sample."""
+        if not values_ms:
+            raise CalibrationError("no samples to fit")
+        ordered = sorted(values_ms)
+        median = ordered[(len(ordered) - 1) // 2]
+        p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+        median = max(median, 1e-3)
+        return cls(median_ms=round(median, 4), p95_ms=round(max(p95, median), 4), samples=len(ordered))
+
+    @property
+    def sigma(self) -> float:
+        if self.median_ms <= 0:
+            return 0.0
+        return math.log(self.p95_ms / self.median_ms) / Z95
+
+    @property
+    def mean_ms(self) -> float:
+        if self.kind == "exponential":
+            return self.mean
+        if self.kind == "lognormal":
+            return self.median_ms * math.exp(self.sigma**2 / 2)
+        qs = self.quantiles
+        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in pairwise(qs))
+
+    def sampler(self, scale: float = 1.0) -> _Sampler:
+        """A fast draw in *seconds* (× ``scale``) from a :class:`random.Random`."""
+        return _Sampler(self, scale)
+
+
+class _Sampler:
+    __slots__ = ("_const", "_exp_rate", "_mu", "_qs", "_sigma")
+
+    def __init__(self, dist: Dist, scale: float) -> None:
+        self._const: float | None = None
+        self._qs: list[tuple[float, float]] = []
+        self._mu = 0.0
+        self._sigma = dist.sigma
+        self._exp_rate = 0.0
+        if dist.kind == "exponential":
+            self._exp_rate = 1000 / (dist.mean * scale)
+        elif dist.kind == "empirical":
+            self._qs = [(q, ms * scale / 1000) for q, ms in dist.quantiles]
+        elif self._sigma == 0 or dist.median_ms == 0:
+            self._const = dist.median_ms * scale / 1000
+        else:
+            self._mu = math.log(dist.median_ms * scale / 1000)
+
+    def __call__(self, rng: random.Random) -> float:
+        if self._exp_rate:
+            return rng.expovariate(self._exp_rate)
+        if self._const is not None:
+            return self._const
+        if self._qs:
+            u = rng.random()
+            qs = self._qs
+            i = max(1, bisect_left(qs, (u, -1.0)))
+            (q0, v0), (q1, v1) = qs[i - 1], qs[i]
+            return v0 + (v1 - v0) * (u - q0) / (q1 - q0)
+        return math.exp(self._mu + self._sigma * rng.gauss(0.0, 1.0))
+
+
+class GatewayFit(_Strict):
+    """One gateway shard: ``list = list_base + list_per_entry_ms × entries``, ``fetch = fetch_base +
+    fetch_per_kb_ms × kB``; the base is a distribution, the slope a least-squares fit."""
+
+    list_base: Dist = Dist.constant(2.0)
+    list_per_entry_ms: Annotated[float, Field(ge=0)] = 0.05
+    fetch_base: Dist = Dist.constant(1.5)
+    fetch_per_kb_ms: Annotated[float, Field(ge=0)] = 0.01
+
+
+class Machine(_Strict):
+    cores: Annotated[int, Field(ge=1)]
+    hub_processes: Annotated[int, Field(ge=1)] = 1
+    gateway_shards: Annotated[int, Field(ge=1)] = 1
+    platform: str = ""
+    python: str = ""
+
+
+class Calibration(_Strict):
+    """A calibration file (``schema_version: 1``)."""
+
+    schema_version: Literal[1]
+    date: str  # ISO date-time of the measurement
+    source: str = ""  # what was measured: "reference network for worlds/mini, links off", or "nominal"
+    distribution: str = "lognormal through median and p95"
+    machine: Machine
+    hub: dict[str, Dist]
+    audit_commit: Dist
+    gateways: list[GatewayFit]
+    entry_bytes: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="mean size in bytes of a fetched entry, by item category"
+    )
+    list_bytes_per_entry: Annotated[float, Field(ge=0)] = 400.0
+    includes_audit: list[str] = Field(
+        default_factory=list,
+        description="operations whose hub time was measured with their audit commit inside it (the model "
+        "then holds the audit writer only for what a slower disk adds)",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Calibration:
+        missing = [op for op in HUB_OPERATIONS if op not in self.hub]
+        if missing:
+            raise ValueError(f"hub: missing operations {missing}")
+        unknown = sorted(set(self.hub) - set(HUB_OPERATIONS))
+        if unknown:
+            raise ValueError(f"hub: unknown operations {unknown} (known: {', '.join(HUB_OPERATIONS)})")
+        if not self.gateways:
+            raise ValueError("gateways: at least one shard")
+        stray = sorted(set(self.includes_audit) - set(HUB_OPERATIONS))
+        if stray:
+            raise ValueError(f"includes_audit: unknown operations {stray}")
+        return self
+
+    def shard(self, index: int) -> GatewayFit:
+        return self.gateways[index % len(self.gateways)]
+
+    def bytes_of(self, category: str) -> float:
+        if category in self.entry_bytes:
+            return self.entry_bytes[category]
+        return sum(self.entry_bytes.values()) / len(self.entry_bytes) if self.entry_bytes else 4000.0
+
+
+def nominal_calibration(cores: int = 2) -> Calibration:
+    """A guess of the right order (hub CPU of a few ms per request, sub-ms audit commits): for tests and
+    for a model run before ``rhin calibrate``; ``source: nominal`` says so in every report."""
+    return Calibration(
+        schema_version=1,
+        date="1970-01-01T00:00:00",
+        source="nominal (not measured)",
+        machine=Machine(cores=cores),
+        hub={
+            "login": Dist(median_ms=40.0, p95_ms=48.0),
+            "logout": Dist(median_ms=0.8, p95_ms=1.5),
+            "pix": Dist(median_ms=1.0, p95_ms=2.0),
+            "pdq": Dist(median_ms=2.0, p95_ms=4.0),
+            "pdq_next": Dist(median_ms=1.5, p95_ms=3.0),
+            "timeline": Dist(median_ms=3.0, p95_ms=6.0),
+            "fetch": Dist(median_ms=1.5, p95_ms=3.0),
+            "emergency": Dist(median_ms=1.5, p95_ms=3.0),
+            "feed": Dist(median_ms=1.5, p95_ms=3.0),
+        },
+        audit_commit=Dist(median_ms=0.3, p95_ms=1.0),
+        gateways=[GatewayFit()],
+        entry_bytes={"images": 530_000.0, "discharge_summaries": 6000.0, "progress_notes": 3000.0},
+    )
+
+
+def load_calibration(path: Path) -> Calibration:
+    """A calibration from YAML; :class:`CalibrationError` names ``file:line: key.path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    try:
+        data, lines = load_yaml(text, str(path))
+        return validate(Calibration, data, lines, str(path))
+    except ProfileError as exc:
+        raise CalibrationError(str(exc)) from None
+
+
+_DIST_FIELDS: Final = {
+    "lognormal": ("median_ms", "p95_ms"),
+    "empirical": ("quantiles",),
+    "exponential": ("mean",),
+}
+
+
+def _prune(node: Any) -> Any:
+    """Each distribution with only its own kind's fields (a reader sees what the numbers are)."""
+    if isinstance(node, list):
+        return [_prune(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    kind = node.get("kind")
+    if isinstance(kind, str) and kind in _DIST_FIELDS:
+        keep = {"kind", "samples", *_DIST_FIELDS[kind]}
+        return {k: v for k, v in node.items() if k in keep}
+    return {k: _prune(v) for k, v in node.items()}
+
+
+def write_calibration(calibration: Calibration, path: Path) -> Path:
+    """Human-readable YAML (keys in schema order), readable back by :func:`load_calibration`."""
+    data = _prune(calibration.model_dump(mode="json"))
+    header = (
+        "# rhin calibration: service times for the SimPy model (simulator/des). Times in ms;\n"
+        "# lognormal dists are given by median and p95; empirical ones by [q, ms] quantiles.\n"
+    )
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path

@@ -1,0 +1,417 @@
+"""The SimPy model on tiny cases with known answers, its determinism, what-ifs, consent, calibration files
+and the simulate report (mini world; no live network: tests/test_des_validate.py has the live part)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simpy
+from typer.testing import CliRunner
+
+import simulator.hub.policy as policy_module
+import simulator.hub.records as records_module
+from harness.cli import app
+from harness.des.report import write_report
+from simulator.des import (
+    Calibration,
+    CalibrationError,
+    DesModel,
+    DesWorld,
+    Dist,
+    Histogram,
+    WhatIf,
+    WhatIfError,
+    apply_pairs,
+    load_calibration,
+    load_overlay,
+    nominal_calibration,
+    parse_sweep,
+)
+from simulator.des.calibration import write_calibration
+from simulator.des.run import SimulationOptions, knee_of, parse_span, simulate
+from simulator.hub.policy import AccessRules
+from simulator.links import LinkModel
+from simulator.workload import default_workload
+
+
+@pytest.fixture(scope="module")
+def world(mini_world: Path) -> DesWorld:
+    return DesWorld.load(mini_world, default_workload(), 42)
+
+
+def _run(
+    world: DesWorld, whatif: WhatIf, *, seed: int = 1, hours: float = 2.0, cal: Calibration | None = None
+):
+    model = DesModel(world, cal or nominal_calibration(), whatif, seed=seed)
+    return model, model.run(hours * 3600)
+
+
+# ------------------------------------------------------------------------------------ known answers
+
+
+def test_mm1_hub_resource_matches_closed_form_mean_wait(world: DesWorld) -> None:
+    """Poisson arrivals (λ) at the hub's worker resource with exponential service (μ): the model's mean
+    wait in queue must be Wq = ρ / (μ − λ) (M/M/1), within 5 % over 200k customers."""
+    cal = nominal_calibration().model_copy(
+        update={"hub": {**nominal_calibration().hub, "pix": Dist(kind="exponential", mean=10.0)}}
+    )
+    model = DesModel(world, cal, WhatIf(hub_cores=1), seed=7)
+    lam, mu = 60.0, 100.0  # per second: ρ = 0.6
+    n = 200_000
+
+    def arrivals():
+        for _ in range(n):
+            yield model.env.timeout(model.rng.expovariate(lam))
+            model.env.process(model._hold(model.cores, model.hub_time["pix"](model.rng)))
+
+    model.env.process(arrivals())
+    model.env.run()
+    rho = lam / mu
+    expected_wq = rho / (mu - lam)
+    measured = model.cores.wait_s / model.cores.requests
+    assert model.cores.requests == n
+    assert measured == pytest.approx(expected_wq, rel=0.05)
+    assert model.cores.busy_s / model.env.now == pytest.approx(rho, rel=0.02)
+
+
+def test_link_rtt_through_the_model_follows_its_lognormal(world: DesWorld) -> None:
+    """A gateway with no work behind an IP-VPN link: the delays the model produces have the link's
+    lognormal quantiles (median and p95 of world.json, p99 from the fit) within 3 %."""
+    cal = nominal_calibration()
+    model = DesModel(world, cal, WhatIf(link="IP-VPN"), seed=3)
+    link = world.links["IP-VPN"]
+    code = sorted(world.shard_of)[0]
+    delays: list[float] = []
+
+    def probe():
+        for _ in range(20_000):
+            t0 = model.env.now
+            yield from model._gateway(code, 0, 0.0, 0)
+            delays.append((model.env.now - t0) * 1000)
+
+    model.env.process(probe())
+    model.env.run()
+    values = np.array(delays)
+    assert link.loss == 0
+    for q in (0.5, 0.95, 0.99):
+        assert float(np.quantile(values, q)) == pytest.approx(link.rtt_quantile_ms(q), rel=0.03)
+    assert float(values.mean()) == pytest.approx(link.mean_rtt_ms, rel=0.03)
+
+
+def test_histogram_percentiles_match_exact_nearest_rank() -> None:
+    rng = random.Random(5)
+    values = [rng.lognormvariate(-4, 1.2) for _ in range(50_000)]
+    h = Histogram()
+    for v in values:
+        h.add(v)
+    ordered = sorted(values)
+    for p in (50, 95, 99):
+        exact = ordered[math.ceil(p / 100 * len(ordered)) - 1] * 1000
+        assert h.percentile_ms(p) == pytest.approx(exact, rel=0.006)
+    assert h.count == len(values)
+    assert len(h.buckets) < 3000  # bounded, whatever the count
+
+
+def test_sessions_are_the_plans_and_rates_follow_the_shape(world: DesWorld) -> None:
+    """At ×N the session rate is N × the realistic peak (Poisson over 6 h: within 4 σ)."""
+    rate = 0.2
+    model = DesModel(world, nominal_calibration(), WhatIf(feeds=False), seed=2, rate_override=rate)
+    res = model.run(6 * 3600)
+    expected = rate * 6 * 3600
+    assert abs(res.sessions - expected) < 4 * math.sqrt(expected)
+    assert res.ops["login"].count == res.sessions
+
+
+# ------------------------------------------------------------------------------------ determinism
+
+
+def _options(world_dir: Path, whatifs, seed=42, duration=7200.0, key=None) -> SimulationOptions:
+    return SimulationOptions(
+        world=world_dir,
+        calibration=nominal_calibration(),
+        workload=default_workload(),
+        whatifs=whatifs,
+        duration_s=duration,
+        seed=seed,
+        sweep_key=key,
+    )
+
+
+def _strip(report: dict) -> dict:
+    for run in report["runs"]:
+        run.pop("wall_s")
+        run.pop("events_per_s")
+    return report
+
+
+def test_same_seed_same_report_other_seed_other(mini_world: Path) -> None:
+    w = [WhatIf(multiplier=200)]
+    a = _strip(simulate(_options(mini_world, w)))
+    b = _strip(simulate(_options(mini_world, w)))
+    c = _strip(simulate(_options(mini_world, w, seed=43)))
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert a["runs"][0]["sessions"] > 20
+    assert json.dumps(a["runs"], sort_keys=True) != json.dumps(c["runs"], sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------ what-ifs
+
+
+def test_whatif_pairs_overlay_and_sweep(tmp_path: Path) -> None:
+    w = apply_pairs(["hub_cores=4", "link=Internet VPN", "feeds=false", "audit_factor=2.5"])
+    assert (w.hub_cores, w.link, w.feeds, w.audit_factor) == (4, "Internet VPN", False, 2.5)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("patients: 10\ndown: '1710110072'\ndown_hours: 2\n", encoding="utf-8")
+    o = apply_pairs(["multiplier=3"], load_overlay(overlay))
+    assert (o.patients, o.down, o.down_hours, o.multiplier) == (10.0, "1710110072", 2.0, 3.0)
+    key, runs = parse_sweep("multiplier=1,10,100", o)
+    assert key == "multiplier"
+    assert [r.multiplier for r in runs] == [1.0, 10.0, 100.0]
+    assert all(r.patients == 10 for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["hub_core=4"], "unknown what-if key(s) hub_core"),
+        (["hub_cores=0"], "hub_cores"),
+        (["link=Carrier pigeon"], "link"),
+        (["multiplier"], "write key=value"),
+    ],
+)
+def test_whatif_refused(pairs: list[str], message: str) -> None:
+    with pytest.raises(WhatIfError, match=re.escape(message)) as info:
+        apply_pairs(pairs)
+    if "unknown" in message:
+        assert "known: multiplier, patients" in str(info.value)
+
+
+def test_whatif_overlay_unknown_key_refused(tmp_path: Path) -> None:
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("cores: 4\n", encoding="utf-8")
+    with pytest.raises(WhatIfError, match=r"bad.yaml: unknown what-if key\(s\) cores"):
+        load_overlay(overlay)
+
+
+def test_whatifs_change_the_prediction(world: DesWorld) -> None:
+    """Each knob moves what it should: more cores, slower links, a gateway down, a slower disk."""
+    base_model, base = _run(world, WhatIf(multiplier=300))
+    assert base_model.cores.capacity == 1
+    cores_model, _ = _run(world, WhatIf(multiplier=300, hub_cores=4))
+    assert cores_model.cores.capacity == 4
+    _, slow = _run(world, WhatIf(multiplier=300, link="Internet"))
+    assert slow.ops["timeline"].percentile_ms(50) > base.ops["timeline"].percentile_ms(50) + 5
+    _, nolinks = _run(world, WhatIf(multiplier=300, links=False))
+    assert nolinks.ops["timeline"].percentile_ms(50) < base.ops["timeline"].percentile_ms(50)
+    assert base.partial_timelines == 0
+    busiest = max(world.shard_of, key=lambda c: sum(1 for e in world.entries.values() if c in e))
+    _, down = _run(world, WhatIf(multiplier=300, down=busiest, down_hours=2, gateway_timeout_ms=800))
+    assert down.partial_timelines > 0
+    assert down.sources.get("timeout", 0) == down.partial_timelines or down.sources["timeout"] > 0
+    assert down.ops["timeline"].percentile_ms(95) >= 800
+    disk_model, _ = _run(world, WhatIf(multiplier=300, audit_factor=50))
+    assert disk_model.audit.busy_s > 20 * base_model.audit.busy_s
+
+
+def test_outage_rate_grows_partial_timelines(world: DesWorld) -> None:
+    """Partial results grow with the outage rate (the qualitative check of the issue)."""
+    shares = []
+    for mtbf in (0.0, 2.0, 0.2):
+        _, r = _run(world, WhatIf(multiplier=300, mtbf_days=mtbf, mttr_hours=6), hours=24)
+        shares.append(r.partial_timelines / r.timelines)
+    assert shares[0] == 0
+    assert shares[0] < shares[1] < shares[2]
+
+
+def test_named_facility_must_exist(world: DesWorld) -> None:
+    with pytest.raises(ValueError, match="no facility 0000000000"):
+        _run(world, WhatIf(down="0000000000"))
+
+
+# ------------------------------------------------------------------------------------ consent
+
+
+def test_outside_viewers_are_refused_by_the_hubs_decision(world: DesWorld) -> None:
+    _, r = _run(world, WhatIf(multiplier=2000), hours=1)
+    assert r.refused.get("outside_timeline", 0) > 0
+    assert r.leaks == 0
+    assert r.sources.get("denied", 0) > 0
+
+
+def test_changing_the_policy_changes_the_refusals(world: DesWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy that allows everything (the hub's may_view / may_know replaced) turns the model's outside
+    viewers into leaks: the decision is the hub's, not a copy."""
+    _, before = _run(world, WhatIf(multiplier=2000), hours=1)
+    allow = policy_module.Decision(True, "ok")
+    monkeypatch.setattr(policy_module, "may_view", lambda **_: allow)
+    monkeypatch.setattr(records_module, "may_view", lambda **_: allow)
+    monkeypatch.setattr(policy_module, "may_know", lambda *a, **k: True)
+    _, after = _run(world, WhatIf(multiplier=2000), hours=1)
+    assert before.leaks == 0
+    assert after.leaks > 0
+    assert after.sources.get("denied", 0) == 0
+    assert after.refused.get("outside_timeline", 0) == 0
+
+
+def test_viewer_rules_change_the_refusals(world: DesWorld) -> None:
+    """The world's viewer rules are the policy's input: clinics that may see nothing get only denials."""
+    rules = world.facilities.rules
+    shut = AccessRules({**rules.facility_kinds, "clinic": frozenset()}, rules.user_kinds)
+    closed = dataclasses.replace(world, facilities=_with_rules(world, shut))
+    _, open_r = _run(world, WhatIf(multiplier=2000, feeds=False), hours=1)
+    _, shut_r = _run(closed, WhatIf(multiplier=2000, feeds=False), hours=1)
+    assert shut_r.sources.get("denied", 0) > open_r.sources.get("denied", 0)
+    assert shut_r.ops["fetch"].count < open_r.ops["fetch"].count
+
+
+def _with_rules(world: DesWorld, rules: AccessRules):
+    import copy
+
+    facilities = copy.copy(world.facilities)
+    facilities.rules = rules
+    return facilities
+
+
+# ------------------------------------------------------------------------------------ calibration file
+
+
+def test_calibration_round_trip(tmp_path: Path) -> None:
+    cal = nominal_calibration(cores=8)
+    path = write_calibration(cal, tmp_path / "c.yaml")
+    assert load_calibration(path) == cal
+    assert "median_ms" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(surprise=1), r"c.yaml:\d+: surprise"),
+        (lambda d: d["hub"].pop("login"), "missing operations"),
+        (lambda d: d["hub"]["pix"].update(median_ms=5.0, p95_ms=1.0), r"hub.pix"),
+        (lambda d: d["machine"].update(cores=0), r"machine.cores"),
+        (lambda d: d.update(schema_version=2), "schema_version"),
+    ],
+)
+def test_calibration_errors_name_file_line_and_key(tmp_path: Path, edit, message: str) -> None:
+    import yaml
+
+    data = nominal_calibration().model_dump(mode="json")
+    edit(data)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(CalibrationError, match=message):
+        load_calibration(path)
+
+
+def test_calibration_missing_file() -> None:
+    with pytest.raises(CalibrationError, match="cannot read calibration file"):
+        load_calibration(Path("/nonexistent/calibration.yaml"))
+
+
+def test_dist_fit_and_samplers() -> None:
+    d = Dist.fit([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert (d.median_ms, d.p95_ms, d.samples) == (3.0, 100.0, 5)
+    rng = random.Random(1)
+    e = Dist(kind="empirical", quantiles=[(0.0, 1.0), (0.5, 2.0), (1.0, 4.0)])
+    draws = sorted(e.sampler()(rng) * 1000 for _ in range(20_000))
+    assert draws[10_000] == pytest.approx(2.0, rel=0.03)
+    assert e.mean_ms == pytest.approx(2.25)
+    assert Dist.constant(3.0).sampler()(rng) == pytest.approx(0.003)
+
+
+# ------------------------------------------------------------------------------------ report and CLI
+
+
+def test_sweep_knee_and_html_report(mini_world: Path, tmp_path: Path) -> None:
+    whatifs = [WhatIf(multiplier=m, feeds=False) for m in (100, 3000)]
+    report = simulate(_options(mini_world, whatifs, duration=1800.0, key="multiplier"))
+    assert report["sweep"] == {"key": "multiplier", "values": [100.0, 3000.0]}
+    assert report["knee"]["slo_ms"] == 800.0
+    files = write_report(report, tmp_path / "r")
+    page = files["html"].read_text(encoding="utf-8")
+    assert f'data-runs="2" data-operations="{sum(len(r["operations"]) for r in report["runs"])}"' in page
+    assert page.count("<svg") == 2
+    assert not re.search(r"""(src|href)\s*=\s*["']https?:""", page)  # self-contained: nothing fetched
+    assert json.loads(files["json"].read_text(encoding="utf-8"))["runs"][1]["whatif"]["multiplier"] == 3000.0
+
+
+def test_knee_rule() -> None:
+    curve = [
+        {"multiplier": 1, "p95_ms": 100, "failures": 0},
+        {"multiplier": 10, "p95_ms": 500, "failures": 0},
+        {"multiplier": 100, "p95_ms": 900, "failures": 0},
+    ]
+    assert knee_of(curve, 800) == 10
+    assert knee_of(curve, 50) is None
+    assert knee_of(curve, 1000) == 100
+
+
+def test_parse_span() -> None:
+    assert parse_span("1y") == 365 * 86_400
+    assert parse_span("10m") == 600
+    assert parse_span("90") == 90
+    with pytest.raises(ValueError, match="duration"):
+        parse_span("soon")
+
+
+def test_simulate_cli(mini_world: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(
+        app,
+        ["simulate", "--world", str(mini_world), "--duration", "30m", "--what-if", "multiplier=500",
+         "--report", str(tmp_path / "r"), "--seed", "3"],
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "timeline" in ok.output
+    assert (tmp_path / "r" / "report.html").is_file()
+    bad = runner.invoke(app, ["simulate", "--world", str(mini_world), "--what-if", "cpus=2"])
+    assert bad.exit_code == 2
+    assert "unknown what-if key(s) cpus" in bad.output
+
+
+def test_links_are_the_worlds(world: DesWorld) -> None:
+    model = DesModel(world, nominal_calibration(), WhatIf(link="Internet"), seed=1)
+    code = next(iter(world.shard_of))
+    assert model._link(code) == world.links["Internet"]
+    off = DesModel(world, nominal_calibration(), WhatIf(links=False), seed=1)
+    assert off._link(code) == LinkModel.disabled()
+    assert isinstance(model.env, simpy.Environment)
+
+
+def test_shards_and_facilities_whatifs_use_every_gateway_station(world: DesWorld) -> None:
+    """``shards`` re-partitions the gateways as the live network would; ``facilities`` ×2 doubles the load
+    and the gateways alike, so each shard carries what it carried at ×1."""
+    base_model, _ = _run(world, WhatIf(multiplier=500, feeds=False))
+    three, _ = _run(world, WhatIf(multiplier=500, feeds=False, shards=3))
+    assert len(three.shards) == 3
+    assert all(st.requests > 0 for st in three.shards)
+    double, _ = _run(world, WhatIf(multiplier=500, feeds=False, facilities=2))
+    assert len(double.shards) == 2 * len(base_model.shards)
+    base_total = sum(st.requests for st in base_model.shards)
+    double_total = sum(st.requests for st in double.shards)
+    assert double_total == pytest.approx(2 * base_total, rel=0.15)
+    assert max(st.requests for st in double.shards) < 1.5 * max(st.requests for st in base_model.shards)
+
+
+def test_jobs_split_the_duration_into_parallel_chunks(mini_world: Path) -> None:
+    """Two forked chunks of a long run: deterministic, the same sessions per second as one process
+    (within Poisson noise), figures merged (durations, counts, stations)."""
+    w = [WhatIf(multiplier=300, feeds=False)]
+    one = simulate(_options(mini_world, w, duration=86_400.0))["runs"][0]
+    opts = dataclasses.replace(_options(mini_world, w, duration=86_400.0), jobs=2)
+    two = simulate(opts)["runs"][0]
+    again = simulate(opts)["runs"][0]
+    assert two["jobs"] == 2
+    assert two["operations"] == again["operations"]
+    assert abs(two["sessions"] - one["sessions"]) < 4 * math.sqrt(one["sessions"]) + 1
+    assert two["resources"]["hub"]["requests"] == pytest.approx(one["resources"]["hub"]["requests"], rel=0.1)
+    assert two["operations"]["timeline"]["p50_ms"] == pytest.approx(
+        one["operations"]["timeline"]["p50_ms"], rel=0.1
+    )

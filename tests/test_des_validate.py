@@ -1,0 +1,155 @@
+"""The model against the live network, end to end and lean: one mini reference network (links off, cheap
+scrypt) shared by ``rhin calibrate`` (through a target file) and a seconds-long ``rhin load``; then
+``rhin simulate --validate`` on that load report. Checks the machinery, not the accuracy: the accuracy goal
+is benchmarks/bench_des.py's (--validate at three load levels)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.des.validate import GOALS, ValidationError, compare, read_load_run, replay_options
+from harness.scenarios.world import WorldIndex
+from harness.targets import ReferenceOptions, Target, reference_target
+from simulator.des import Calibration, load_calibration
+
+RUNNER = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def net(mini_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    options = ReferenceOptions(scrypt_cost=4, shards=2, links=False)
+    with reference_target(WorldIndex(mini_world), tmp_path_factory.mktemp("desnet"), options=options) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def target_yaml(net: Target, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert net.network is not None
+    folder = tmp_path_factory.mktemp("destarget")
+    network = folder / "network.json"
+    network.write_text(net.network.model_dump_json(), encoding="utf-8")
+    path = folder / "target.yaml"
+    path.write_text(yaml.safe_dump({"schema_version": 1, "name": "des-mini", "network": str(network)}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibration(mini_world: Path, target_yaml: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("descal") / "calibration.yaml"
+    result = RUNNER.invoke(
+        app,
+        ["calibrate", "--world", str(mini_world), "--target", str(target_yaml), "--out", str(out),
+         "--sessions", "4"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def load_report(mini_world: Path, target_yaml: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("desload") / "report"
+    result = RUNNER.invoke(
+        app,
+        ["load", "--world", str(mini_world), "--target", str(target_yaml), "--duration", "6s", "--rate", "2",
+         "--think-scale", "0", "--report", str(out), "--seed", "5", "--no-feeds"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_calibration_from_the_live_network(calibration: Path) -> None:
+    cal: Calibration = load_calibration(calibration)
+    assert cal.machine.cores >= 1
+    assert cal.machine.gateway_shards == 2
+    assert "external target" in cal.source
+    for op in ("login", "pix", "pdq", "timeline", "fetch", "logout", "feed"):
+        assert cal.hub[op].samples >= 4, op
+        assert 0 < cal.hub[op].median_ms < 5000, op
+    assert cal.hub["emergency"].samples >= 1
+    assert cal.audit_commit.samples >= 4
+    assert len(cal.gateways) == 2
+    assert any(g.list_base.samples > 0 for g in cal.gateways)
+    assert cal.entry_bytes  # sizes seen in the timelines
+    assert "schema_version: 1" in calibration.read_text(encoding="utf-8")
+
+
+def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Path) -> None:
+    """Predicted beside measured for every operation the load run measured; errors are relative to the
+    measurement and recomputed here from the two columns."""
+    result = RUNNER.invoke(
+        app,
+        ["simulate", "--validate", str(load_report), "--calibration", str(calibration),
+         "--report", str(tmp_path / "v")],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "predicted vs measured" in result.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text(encoding="utf-8"))
+    measured = json.loads((load_report / "report.json").read_text(encoding="utf-8"))
+    v = report["validation"]
+    rows = {r["operation"]: r for r in v["rows"]}
+    assert set(measured["operations"]) <= set(rows)
+    for op, m in measured["operations"].items():
+        row = rows[op]
+        assert row["measured_count"] == m["count"]
+        assert row["measured_p95_ms"] == m["p95_ms"]
+        if row["predicted_p95_ms"] is not None and m["p95_ms"]:
+            assert row["p95_error"] == pytest.approx(
+                (row["predicted_p95_ms"] - m["p95_ms"]) / m["p95_ms"], abs=1e-4
+            )
+    # the replayed conditions are the load run's: same sessions per second within Poisson noise
+    login = rows["login"]
+    assert login["predicted_count"] == pytest.approx(login["measured_count"], rel=0.6)
+    assert report["runs"][0]["whatif"]["links"] is False  # the load run had links off
+    assert report["runs"][0]["consent_leaks"] == 0
+    page = (tmp_path / "v" / "report.html").read_text(encoding="utf-8")
+    assert page.count('<tr class="val">') == len(v["rows"])
+
+
+def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) -> None:
+    run = read_load_run(load_report)
+    options = replay_options(run, load_calibration(calibration))
+    assert options.seed == 5
+    achieved = run.report["sizing"]["achieved_sessions_per_s"]
+    assert options.rate_override == pytest.approx(achieved)  # peak shape, ×1: the rate Locust achieved
+    assert options.drain_s == 0
+    assert options.whatifs[0].think_scale == 0
+    assert options.whatifs[0].feeds is False
+    assert options.duration_s == pytest.approx(run.report["measured_s"])
+
+
+def test_compare_rules() -> None:
+    m: dict[str, Any] = {"timeline": {"count": 100, "p50_ms": 100.0, "p95_ms": 200.0, "per_s": 10.0}}
+    p = {
+        "timeline": {"count": 98, "p50_ms": 110.0, "p95_ms": 150.0, "per_s": 10.2},
+        "extra": {"count": 1, "p50_ms": 1.0, "p95_ms": 1.0, "per_s": 0.1},
+    }
+    rows = compare(m, p)
+    assert [r["operation"] for r in rows] == ["timeline", "extra"]
+    assert rows[0]["p50_error"] == pytest.approx(0.10)
+    assert rows[0]["p95_error"] == pytest.approx(-0.25)
+    assert rows[0]["within_goal"] is False  # p95 25 % off > 15 %
+    assert rows[1]["within_goal"] is None
+    p["timeline"]["p95_ms"] = 220.0
+    assert compare(m, p)[0]["within_goal"] is True
+    assert GOALS == {"p50_error": 0.15, "p95_error": 0.15, "per_s_error": 0.05}
+
+
+def test_not_a_load_report(tmp_path: Path) -> None:
+    bad = tmp_path / "report.json"
+    bad.write_text('{"format": "rhin-report"}', encoding="utf-8")
+    with pytest.raises(ValidationError, match="not a rhin load report"):
+        read_load_run(tmp_path)
+    result = RUNNER.invoke(app, ["simulate", "--validate", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a rhin load report" in result.output

@@ -31,12 +31,11 @@ from locust import User, constant, constant_pacing, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from harness.load.config import LoadConfig
-from harness.scenarios.hl7build import CHARSETS, Header, Person, feed_message, pdq_message, pix_message
+from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from simulator.pki import ClientTls
 from simulator.workload import (
     FeedMessage,
     PlannedSession,
-    PlanPatient,
     Rates,
     WorldPlan,
     default_workload,
@@ -136,22 +135,6 @@ def _ids(msg: Message) -> list[list[tuple[str, str]]]:
 
 def _regional(pairs: list[tuple[str, str]], namespace: str) -> str | None:
     return next((i for i, ns in pairs if ns == namespace), None)
-
-
-def _person(p: PlanPatient, phone: str) -> Person:
-    return Person(
-        family_name=p.family_name,
-        given_name=p.given_name,
-        family_kana=p.family_kana,
-        given_kana=p.given_kana,
-        family_romaji=p.family_romaji,
-        given_romaji=p.given_romaji,
-        sex=p.sex,
-        birth_date=p.birth_date.replace("-", ""),
-        postcode=p.postcode.replace("-", ""),
-        address=p.address,
-        phone=phone,
-    )
 
 
 # ------------------------------------------------------------------------------------------- viewer
@@ -386,7 +369,8 @@ class Feeder(User):
         event = "A08" if m.kind == "update" else "A04"
         fac = ctx.plan.facilities[m.facility]
         pid3 = f"{m.local_id}^^^{fac.namespace}&{fac.oid}&ISO^PI"
-        text = feed_message(ctx.header(m.facility, "iso-2022-jp"), event, pid3, _person(m.patient, m.phone))
+        person = plan_person(m.patient, m.phone)
+        text = feed_message(ctx.header(m.facility, "iso-2022-jp"), event, pid3, person)
         try:
             mllp.exchange(f"feed_{m.kind}", text, CHARSETS["iso-2022-jp"][0])
         except MllpError:

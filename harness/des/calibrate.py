@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from harness.hubclient import HubClient
-from harness.scenarios.hl7build import CHARSETS, Header, Person, feed_message, pdq_message, pix_message
+from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, load_target, reference_target
 from hl7wire import BlockingClient, HL7Error, decode, encode
@@ -110,22 +110,6 @@ def _regional_id(raw: bytes, namespace: str) -> str | None:
             if len(comps) > 3 and comps[0] and comps[3].split(d.subcomponent)[0] == namespace:
                 return comps[0]
     return None
-
-
-def _person(p: PlanPatient) -> Person:
-    return Person(
-        family_name=p.family_name,
-        given_name=p.given_name,
-        family_kana=p.family_kana,
-        given_kana=p.given_kana,
-        family_romaji=p.family_romaji,
-        given_romaji=p.given_romaji,
-        sex=p.sex,
-        birth_date=p.birth_date.replace("-", ""),
-        postcode=p.postcode.replace("-", ""),
-        address=p.address,
-        phone=p.phone,
-    )
 
 
 class _Probe:
@@ -249,7 +233,7 @@ class _Probe:
         code = sorted(c for c in p.local_ids if c in self.plan.facilities)[0]
         fac = self.plan.facilities[code]
         pid3 = f"{p.local_ids[code]}^^^{fac.namespace}&{fac.oid}&ISO^PI"
-        text = feed_message(_header(code, "iso-2022-jp", self.n, self.target), "A08", pid3, _person(p))
+        text = feed_message(_header(code, "iso-2022-jp", self.n, self.target), "A08", pid3, plan_person(p))
         self._mllp(code, "feed", text, CHARSETS["iso-2022-jp"][0])
 
     def _get(self, code: str, path: str, params: dict[str, str] | None = None) -> tuple[float, bytes] | None:

@@ -18,21 +18,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
-from harness.report.plots import figure_svg
+from harness.report.plots import plot_svg
 
 __all__ = ["render_html", "write_report"]
-
-
-def _plot(prefix: str, draw: Callable[[Any], None], size: tuple[float, float] = (5.0, 2.8)) -> str:
-    with plt.rc_context({"svg.fonttype": "path", "svg.hashsalt": prefix, "font.size": 8}):
-        fig, ax = plt.subplots(figsize=size, dpi=96)
-        try:
-            draw(ax)
-            return figure_svg(fig, prefix)
-        finally:
-            plt.close(fig)
 
 
 def _sweep_latency(report: dict[str, Any]) -> Callable[[Any], None]:
@@ -195,10 +184,10 @@ def write_report(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     svgs: dict[str, str] = {}
     if report.get("sweep") and len(report["runs"]) > 1:
-        svgs["latency"] = _plot("lat", _sweep_latency(report))
-        svgs["utilisation"] = _plot("util", _sweep_utilisation(report))
+        svgs["latency"] = plot_svg("lat", _sweep_latency(report), (5.0, 2.8))
+        svgs["utilisation"] = plot_svg("util", _sweep_utilisation(report), (5.0, 2.8))
     if report.get("validation"):
-        svgs["validation"] = _plot("val", _validation(report["validation"]["rows"]))
+        svgs["validation"] = plot_svg("val", _validation(report["validation"]["rows"]), (5.0, 2.8))
     paths = {"json": folder / "report.json", "html": folder / "report.html"}
     paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     paths["html"].write_text(render_html(report, svgs), encoding="utf-8")

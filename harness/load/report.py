@@ -20,23 +20,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
-from harness.report.plots import figure_svg
+from harness.report.plots import plot_svg
 
 from .stats import knee_text
 
 __all__ = ["render_html", "write_report"]
-
-
-def _plot(prefix: str, draw: Callable[[Any], None], size: tuple[float, float] = (6.0, 2.6)) -> str:
-    with plt.rc_context({"svg.fonttype": "path", "svg.hashsalt": prefix, "font.size": 8}):
-        fig, ax = plt.subplots(figsize=size, dpi=96)
-        try:
-            draw(ax)
-            return figure_svg(fig, prefix)
-        finally:
-            plt.close(fig)
 
 
 def _throughput(series: dict[str, Any]) -> Callable[[Any], None]:
@@ -179,19 +168,19 @@ def write_report(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     svgs: dict[str, str] = {}
     series = report["series"]
     if series["t"]:
-        svgs["throughput"] = _plot("thr", _throughput(series))
-        svgs["latency"] = _plot("lat", _latency(series))
+        svgs["throughput"] = plot_svg("thr", _throughput(series))
+        svgs["latency"] = plot_svg("lat", _latency(series))
     if report["per_facility"]:
-        svgs["facilities"] = _plot("fac", _facilities(report["per_facility"]), (4.0, 2.8))
+        svgs["facilities"] = plot_svg("fac", _facilities(report["per_facility"]), (4.0, 2.8))
     step = report.get("step")
     if step and step["curve"]:
-        svgs["step"] = _plot(
+        svgs["step"] = plot_svg(
             "step", _curve(step["curve"], step["knee_multiplier"], step["slo_ms"]), (5.0, 3.0)
         )
     monitor = report.get("resources") or {}
     if any(info["samples"] for info in monitor.values()):
-        svgs["cpu"] = _plot("cpu", _resources(monitor, "cpu_pct", "CPU % of one core"))
-        svgs["memory"] = _plot("mem", _resources(monitor, "rss_mb", "resident memory, MB"))
+        svgs["cpu"] = plot_svg("cpu", _resources(monitor, "cpu_pct", "CPU % of one core"))
+        svgs["memory"] = plot_svg("mem", _resources(monitor, "rss_mb", "resident memory, MB"))
     paths = {"json": folder / "report.json", "html": folder / "report.html"}
     paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     paths["html"].write_text(render_html({**report, "_svgs": svgs}), encoding="utf-8")

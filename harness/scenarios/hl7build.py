@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from hl7wire import ASCII, ISO2022_JP, MSH18, UTF8, Field, Message, Raw, Repeated, escape
+
+if TYPE_CHECKING:
+    from simulator.workload import PlanPatient
 
 __all__ = [
     "CHARSETS",
@@ -24,6 +27,7 @@ __all__ = [
     "feed_message",
     "pdq_message",
     "pix_message",
+    "plan_person",
 ]
 
 CHARSETS: Final[Mapping[str, tuple[str, str]]] = {
@@ -72,6 +76,24 @@ class Person:
     postcode: str
     address: str
     phone: str
+
+
+def plan_person(p: PlanPatient, phone: str | None = None) -> Person:
+    """A workload plan's patient as a feed's person (load users and calibration feed the world's people);
+    ``phone`` overrides the plan's (an update's new number)."""
+    return Person(
+        family_name=p.family_name,
+        given_name=p.given_name,
+        family_kana=p.family_kana,
+        given_kana=p.given_kana,
+        family_romaji=p.family_romaji,
+        given_romaji=p.given_romaji,
+        sex=p.sex,
+        birth_date=p.birth_date.replace("-", ""),
+        postcode=p.postcode.replace("-", ""),
+        address=p.address,
+        phone=p.phone if phone is None else phone,
+    )
 
 
 def _message(h: Header, message_type: Sequence[str]) -> Message:

@@ -30,7 +30,6 @@ runner = CliRunner()
 
 
 def test_one_scrypt_cost_default_everywhere() -> None:
-    import harness.scenarios  # noqa: F401  (harness.targets imports through the scenarios package)
     from harness.targets import DEFAULT_SCRYPT_COST, ReferenceOptions
     from simulator.hub.accounts import ScryptParams
     from simulator.network import Network
@@ -38,7 +37,7 @@ def test_one_scrypt_cost_default_everywhere() -> None:
     assert SCRYPT_COST == DEFAULT_SCRYPT_COST == ReferenceOptions().scrypt_cost
     assert math.log2(ScryptParams().n) == SCRYPT_COST
     assert inspect.signature(Network).parameters["scrypt_cost"].default == SCRYPT_COST
-    for command in ("hub", "up", "run"):
+    for command in ("hub", "up", "run", "load", "calibrate"):
         shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert shown.exit_code == 0
         assert f"[default: {SCRYPT_COST}]" in shown.stdout, command

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,56 +21,58 @@ def parse_duration(text: str) -> float:
     return float(m[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[m[2]]
 
 
+# The command's options, declared apart so that the command reads as what it does.
+_World = Annotated[
+    Path, typer.Option("--world", help="World directory (its reference network is the target).")
+]
+_Target = Annotated[Path | None, typer.Option("--target", help="An external hub's target YAML instead.")]
+_Workload = Annotated[Path | None, typer.Option("--workload", help="Workload YAML (default: bundled).")]
+_Shape = Annotated[
+    str | None, typer.Option("--shape", help="peak | diurnal | step (default: the workload's).")
+]
+_Multiplier = Annotated[float | None, typer.Option("--multiplier", help="× the realistic weekday peak.")]
+_Users = Annotated[
+    int | None, typer.Option("--users", min=1, help="Top of the viewer pool (default: sized).")
+]
+_Duration = Annotated[str, typer.Option("--duration", help="e.g. 60s, 10m.")]
+_Processes = Annotated[int, typer.Option("--processes", min=1, help="Locust workers (>1: master + N).")]
+_Slo = Annotated[list[str] | None, typer.Option("--slo", help="e.g. 'timeline.p95<800ms' (repeatable).")]
+_Report = Annotated[Path | None, typer.Option("--report", help="Report folder (reports/load-<time>).")]
+_Seed = Annotated[int, typer.Option("--seed")]
+_Rate = Annotated[float | None, typer.Option("--rate", help="Sessions/s at 1× instead of the world's peak.")]
+_ThinkScale = Annotated[float, typer.Option("--think-scale", min=0, help="Think times × this (0: none).")]
+_NoFeeds = Annotated[bool, typer.Option("--no-feeds", help="Viewers only, no ITI-8 feeder.")]
+_NoLinks = Annotated[bool, typer.Option("--no-links", help="Reference network without link models.")]
+_ScryptCost = Annotated[int, typer.Option("--scrypt-cost", min=4, max=20, help="Reference hub's login cost.")]
+_Ui = Annotated[bool, typer.Option("--ui", help="Locust's web UI instead of a headless run.")]
+_Master = Annotated[bool, typer.Option("--master", help="Multi-host: be the Locust master.")]
+_ExpectWorkers = Annotated[int, typer.Option("--expect-workers", min=1, help="With --master.")]
+_Worker = Annotated[bool, typer.Option("--worker", help="Multi-host: be a worker (needs --target).")]
+_MasterHost = Annotated[str, typer.Option("--master-host", help="With --worker.")]
+
+
 def load_cmd(
-    world: Annotated[
-        Path, typer.Option("--world", help="World directory (its reference network is the target).")
-    ] = Path("worlds/mini"),
-    target: Annotated[
-        Path | None, typer.Option("--target", help="An external hub's target YAML instead.")
-    ] = None,
-    workload: Annotated[
-        Path | None, typer.Option("--workload", help="Workload YAML (default: bundled).")
-    ] = None,
-    shape: Annotated[
-        str | None, typer.Option("--shape", help="peak | diurnal | step (default: the workload's).")
-    ] = None,
-    multiplier: Annotated[
-        float | None, typer.Option("--multiplier", help="× the realistic weekday peak.")
-    ] = None,
-    users: Annotated[
-        int | None, typer.Option("--users", min=1, help="Top of the viewer pool (default: sized).")
-    ] = None,
-    duration: Annotated[str, typer.Option("--duration", help="e.g. 60s, 10m.")] = "60s",
-    processes: Annotated[
-        int, typer.Option("--processes", min=1, help="Locust workers (>1: master + N).")
-    ] = 1,
-    slo: Annotated[
-        list[str] | None, typer.Option("--slo", help="e.g. 'timeline.p95<800ms' (repeatable).")
-    ] = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Report folder (reports/load-<time>).")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
-    rate: Annotated[
-        float | None, typer.Option("--rate", help="Sessions/s at 1× instead of the world's peak.")
-    ] = None,
-    think_scale: Annotated[
-        float, typer.Option("--think-scale", min=0, help="Think times × this (0: none).")
-    ] = 1.0,
-    no_feeds: Annotated[bool, typer.Option("--no-feeds", help="Viewers only, no ITI-8 feeder.")] = False,
-    no_links: Annotated[
-        bool, typer.Option("--no-links", help="Reference network without link models.")
-    ] = False,
-    scrypt_cost: Annotated[
-        int, typer.Option("--scrypt-cost", min=4, max=20, help="Reference hub's login cost.")
-    ] = 14,
-    ui: Annotated[bool, typer.Option("--ui", help="Locust's web UI instead of a headless run.")] = False,
-    master: Annotated[bool, typer.Option("--master", help="Multi-host: be the Locust master.")] = False,
-    expect_workers: Annotated[int, typer.Option("--expect-workers", min=1, help="With --master.")] = 1,
-    worker: Annotated[
-        bool, typer.Option("--worker", help="Multi-host: be a worker (needs --target).")
-    ] = False,
-    master_host: Annotated[str, typer.Option("--master-host", help="With --worker.")] = "127.0.0.1",
+    world: _World = Path("worlds/mini"),
+    target: _Target = None,
+    workload: _Workload = None,
+    shape: _Shape = None,
+    multiplier: _Multiplier = None,
+    users: _Users = None,
+    duration: _Duration = "60s",
+    processes: _Processes = 1,
+    slo: _Slo = None,
+    report: _Report = None,
+    seed: _Seed = 42,
+    rate: _Rate = None,
+    think_scale: _ThinkScale = 1.0,
+    no_feeds: _NoFeeds = False,
+    no_links: _NoLinks = False,
+    scrypt_cost: _ScryptCost = 14,
+    ui: _Ui = False,
+    master: _Master = False,
+    expect_workers: _ExpectWorkers = 1,
+    worker: _Worker = False,
+    master_host: _MasterHost = "127.0.0.1",
 ) -> None:
     """Load the network like its facilities would: viewers (login, PDQ/PIX, timeline, fetch) and ITI-8 feeds,
     shaped by the workload; exact percentiles, report.json + report.html. Exit 1 when an SLO is broken or any
@@ -117,7 +119,12 @@ def load_cmd(
         raise typer.Exit(2) from None
     if options.role == "worker":
         raise typer.Exit(0)
-    r = outcome.report
+    _print_outcome(console, outcome.report, outcome.files)
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+def _print_outcome(console: Console, r: dict[str, Any], files: dict[str, Path]) -> None:
+    """The run's figures in the terminal: exact percentiles per operation, SLOs, the knee, leaks, files."""
     table = Table(title="rhin load: exact percentiles (ms)")
     for col in ("operation", "count", "failures", "p50", "p95", "p99", "max", "req/s"):
         table.add_column(col, justify="left" if col == "operation" else "right")
@@ -135,6 +142,5 @@ def load_cmd(
 
         console.print(knee_text(r["step"]))
     console.print(f"consent leaks: {r['verdict']['consent_leaks']}")
-    for kind, path in outcome.files.items():
+    for kind, path in files.items():
         console.print(f"  {kind}: {path}", highlight=False)
-    raise typer.Exit(0 if outcome.ok else 1)

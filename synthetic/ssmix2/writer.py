@@ -279,36 +279,8 @@ class StorageWriter:
         p = event.payload
         f = ctx.facility
         kind = p["doc"]
-        author = ctx.staff.get(event.doctor_id)
-        if kind == "nursing_note":
-            nurses = [s for s in f.staff if s.role == "nurse"]
-            author = nurses[event.event_id % len(nurses)] if nurses else author
-        if author is None:
-            author = next((s for s in f.staff if s.role in ("doctor", "dentist")), f.staff[0])
-        dept = event.department or author.department
-        person = docs.CdaPerson(
-            author.staff_id,
-            author.name.family,
-            author.name.given,
-            author.name.family_kana,
-            author.name.given_kana,
-            dept,
-            self.departments.get(dept, ""),
-        )
-        pt = ctx.patient
-        patient = docs.PatientInfo(
-            ctx.local_id,
-            f.oid,
-            pt.name.family_variant or pt.name.family,
-            pt.name.given,
-            pt.name.family_kana,
-            pt.name.given_kana,
-            pt.birth_date,
-            pt.sex,
-            pt.address.postcode,
-            pt.address.text,
-            pt.phone,
-        )
+        person = self._author(ctx, event, kind)
+        patient = _patient_info(ctx)
         dx_table, drug_table, lab_table, proc_table = (
             tables.diagnoses(),
             tables.drugs(),
@@ -367,6 +339,26 @@ class StorageWriter:
             ),
         )
 
+    def _author(self, ctx: m.MessageContext, event: Event, kind: str) -> docs.CdaPerson:
+        """Who signs the document: the event's doctor, a nurse for nursing notes, else the first doctor."""
+        f = ctx.facility
+        author = ctx.staff.get(event.doctor_id)
+        if kind == "nursing_note":
+            nurses = [s for s in f.staff if s.role == "nurse"]
+            author = nurses[event.event_id % len(nurses)] if nurses else author
+        if author is None:
+            author = next((s for s in f.staff if s.role in ("doctor", "dentist")), f.staff[0])
+        dept = event.department or author.department
+        return docs.CdaPerson(
+            author.staff_id,
+            author.name.family,
+            author.name.given,
+            author.name.family_kana,
+            author.name.given_kana,
+            dept,
+            self.departments.get(dept, ""),
+        )
+
     def _images(self, ctx: m.MessageContext, event: Event, stats: WriteStats) -> None:
         from synthetic.imaging import StudySpec, write_study
 
@@ -420,3 +412,21 @@ def pathway_titles(name: str) -> dict[str, str]:
     if not name:
         return {}
     return {state: spec.title for state, spec in pathway(name).states.items()}
+
+
+def _patient_info(ctx: m.MessageContext) -> docs.PatientInfo:
+    """The patient as the facility knows them (its local ID and OID; the registered variant surname)."""
+    pt = ctx.patient
+    return docs.PatientInfo(
+        ctx.local_id,
+        ctx.facility.oid,
+        pt.name.family_variant or pt.name.family,
+        pt.name.given,
+        pt.name.family_kana,
+        pt.name.given_kana,
+        pt.birth_date,
+        pt.sex,
+        pt.address.postcode,
+        pt.address.text,
+        pt.phone,
+    )

@@ -38,7 +38,7 @@ from lxml import etree
 
 from harness.hl7v3client import V3Client, pix_query
 from simulator.hub.index import DomainDirectory, PatientIndex
-from simulator.hub.mllp import MLLPClient
+from hl7wire import MLLPClient
 from simulator.pki import ClientTls
 from simulator.ready import parse as parse_ready
 from synthetic import load_profile, write_world

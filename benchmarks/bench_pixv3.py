@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lxml import etree
 
 from harness.hl7v3client import V3Client, pix_query
-from simulator.hub.index import DomainDirectory, PatientIndex
 from hl7wire import MLLPClient
+from simulator.hub.index import DomainDirectory, PatientIndex
 from simulator.pki import ClientTls
 from simulator.ready import parse as parse_ready
 from synthetic import load_profile, write_world

@@ -120,11 +120,21 @@ def create_gateway_app(
             raise unauthorized("gateway credential missing or wrong")
 
     app = FastAPI(title=f"rhin gateway {code}", docs_url=None, redoc_url=None, openapi_url=None)
-    router = APIRouter(dependencies=[Depends(guard)])
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"facility": code, "status": "ok"}
+
+    router = APIRouter(dependencies=[Depends(guard)])
+    _listing_routes(router, catalog, limiter)
+    _fetch_routes(router, catalog)
+    app.include_router(router)
+    return LinkShaper(app, link or LinkModel.disabled(), rng or random.Random(0), faults)
+
+
+def _listing_routes(router: APIRouter, catalog: Catalog, limiter: anyio.CapacityLimiter) -> None:
+    """GET /patients/{local_id}/entries: a patient's entries, listed in a worker thread (bounded)."""
+    code = catalog.code
 
     @router.get("/patients/{local_id}/entries")
     async def patient_entries(
@@ -153,6 +163,11 @@ def create_gateway_app(
         )
         entries = await anyio.to_thread.run_sync(listing, limiter=limiter)  # see LISTING_THREADS
         return JSONResponse({"facility": code, "patient": local_id, "entries": entries})
+
+
+def _fetch_routes(router: APIRouter, catalog: Catalog) -> None:
+    """GET /entries/{id} (one entry's bytes) and /studies/{uid}/instances, each as the facility discloses."""
+    code = catalog.code
 
     def respond(ref: EntryRef) -> Response:
         path = catalog.locate(ref)
@@ -185,9 +200,6 @@ def create_gateway_app(
         if instances is None:
             raise HTTPException(404, "no such study")
         return JSONResponse(instances)
-
-    app.include_router(router)
-    return LinkShaper(app, link or LinkModel.disabled(), rng or random.Random(0), faults)
 
 
 def _split(value: str | None) -> list[str] | None:

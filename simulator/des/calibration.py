@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthetic.errors import ProfileError
-from synthetic.yamlio import load_yaml, validate
+from synthetic.yamlio import load_model
 
 __all__ = [
     "HUB_OPERATIONS",
@@ -250,12 +250,9 @@ def nominal_calibration(cores: int = 2) -> Calibration:
 def load_calibration(path: Path) -> Calibration:
     """A calibration from YAML; :class:`CalibrationError` names ``file:line: key.path``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return load_model(Calibration, path)
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
-    try:
-        data, lines = load_yaml(text, str(path))
-        return validate(Calibration, data, lines, str(path))
     except ProfileError as exc:
         raise CalibrationError(str(exc)) from None
 

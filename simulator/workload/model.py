@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from synthetic.errors import ProfileError
 from synthetic.model import ITEM_CATEGORIES
-from synthetic.yamlio import load_yaml, validate
+from synthetic.yamlio import load_model
 
 __all__ = [
     "OPERATIONS",
@@ -261,11 +261,8 @@ def default_workload() -> Workload:
 def load_workload(path: Path) -> Workload:
     """A workload from YAML; :class:`WorkloadError` names ``file:line: key.path`` for every problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return load_model(Workload, path)
     except OSError as exc:
         raise WorkloadError(f"cannot read workload file {path}: {exc}") from exc
-    try:
-        data, lines = load_yaml(text, str(path))
-        return validate(Workload, data, lines, str(path))
     except ProfileError as exc:
         raise WorkloadError(str(exc)) from None

@@ -6,6 +6,7 @@ tests/test_validator.py; this module checks the table itself and the run options
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from synthetic import tables
 from synthetic.ssmix2.layout import DATA_TYPES
 from synthetic.ssmix2.messages import UNCODED_DISEASE
 from synthetic.validator import RULES, ValidatorConfig, rules_listing, validate_storage, write_junit
@@ -95,10 +97,19 @@ def test_written_messages_pass_the_table(tmp_path: Path) -> None:
     assert [f for f in report.findings if f.rule in usage_rules] == []
 
 
-def test_ppr_uses_the_uncoded_number_only_where_no_code_was_verified() -> None:
+def test_ppr_uses_the_uncoded_number_only_where_no_code_was_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every diagnoses.csv row has a verified 管理番号 now, so the fallback is tested on a row without."""
     text = cases.build("PPR-01").text
-    assert f"ZPR||{UNCODED_DISEASE}^脳梗塞^MDCDX2|||K5PV^脳梗塞^MDCDX2" in text  # no verified 管理番号
+    assert "ZPR||20083904^脳梗塞^MDCDX2|||K5PV^脳梗塞^MDCDX2" in text  # verified (支払基金 傷病名マスター)
     assert "ZPR||20054174^胃炎^MDCDX2|||TSQF^胃炎^MDCDX2||疑い" in text  # verified: its own number
+    assert UNCODED_DISEASE not in text
+    table = dict(tables.diagnoses())
+    table["cerebral_infarction"] = dataclasses.replace(table["cerebral_infarction"], medis_code="")
+    monkeypatch.setattr(tables, "diagnoses", lambda: table)
+    text = cases.build("PPR-01").text
+    assert f"PRB|AD|20260302093500|{UNCODED_DISEASE}^脳梗塞^MDCDX2|0001|" in text  # no verified 管理番号
+    assert f"ZPR||{UNCODED_DISEASE}^脳梗塞^MDCDX2|||K5PV^脳梗塞^MDCDX2" in text
+    assert "ZPR||20061593^高血圧症^MDCDX2|||UHGQ^高血圧症^MDCDX2" in text  # the others keep theirs
 
 
 def test_stroke_admission_imaging_is_stat_and_the_rest_routine() -> None:

@@ -41,6 +41,7 @@ from bench_pix import hub_process, load, prepared_world, read_records  # noqa: E
 
 import harness.scenarios  # noqa: E402, F401  (before harness.targets: their imports are circular)
 from harness.load.config import CONFIG_ENV, LoadConfig  # noqa: E402
+from harness.load.run import local_processes_argv  # noqa: E402
 from harness.targets import ReferenceOptions, launch_reference  # noqa: E402
 from simulator.workload import WorldPlan, default_workload  # noqa: E402
 from synthetic import load_profile, write_world  # noqa: E402
@@ -56,7 +57,7 @@ def run_locust(cfg: LoadConfig, folder: Path, users: int, seconds: float, procs:
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
     argv += ["-u", str(users), "-r", str(users), "-t", f"{seconds + 1:.0f}s", "--loglevel", "ERROR"]
     if procs > 1:
-        argv += ["--processes", str(procs)]
+        argv += local_processes_argv(procs)
     env = {**os.environ, CONFIG_ENV: str(path), "PYTHONPATH": str(ROOT)}
     subprocess.run(argv, cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     raw = Path(cfg.raw_log)

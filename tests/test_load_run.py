@@ -8,6 +8,7 @@ others share one network started here and reached through a target file; every r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
@@ -166,6 +167,25 @@ def test_the_step_shape_stops_when_an_slo_breaks(mini_world: Path, net: Target, 
     assert "below the first step" in result.output
 
 
+LOCUST_DEFAULT_MASTER_PORT = 5557
+
+
+@contextlib.contextmanager
+def _occupied(port: int) -> Iterator[None]:
+    """A listener on ``port`` (Locust's fixed default master port) for the duration — standing in for a
+    second load run on the same machine; if something already listens there, that serves as well."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(("0.0.0.0", port))
+            sock.listen()
+        except OSError:
+            pass  # already taken: the condition under test holds anyway
+        yield
+    finally:
+        sock.close()
+
+
 def test_refusals_succeed_on_master_and_workers_and_a_hub_ignoring_consent_fails_the_run(
     mini_world: Path, world: WorldIndex, net: Target, tmp_path: Path
 ) -> None:
@@ -182,7 +202,8 @@ def test_refusals_succeed_on_master_and_workers_and_a_hub_ignoring_consent_fails
     common = ["--world", str(mini_world), "--workload", str(workload), "--duration", "6s", "--rate", "4"]
     common += ["--think-scale", "0", "--no-feeds", "--seed", "5"]
     target = str(target_file(tmp_path, net))
-    honest = load(*common, "--target", target, "--processes", "2", "--report", str(tmp_path / "a"))
+    with _occupied(LOCUST_DEFAULT_MASTER_PORT):  # another run's master there must not matter
+        honest = load(*common, "--target", target, "--processes", "2", "--report", str(tmp_path / "a"))
     assert honest.exit_code == 0, honest.output
     fine = check_exact(tmp_path / "a")
     with (tmp_path / "a" / "raw.csv").open(newline="", encoding="utf-8") as f:

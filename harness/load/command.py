@@ -49,6 +49,9 @@ _Master = Annotated[bool, typer.Option("--master", help="Multi-host: be the Locu
 _ExpectWorkers = Annotated[int, typer.Option("--expect-workers", min=1, help="With --master.")]
 _Worker = Annotated[bool, typer.Option("--worker", help="Multi-host: be a worker (needs --target).")]
 _MasterHost = Annotated[str, typer.Option("--master-host", help="With --worker.")]
+_MasterPort = Annotated[
+    int, typer.Option("--master-port", min=1, max=65535, help="Multi-host: the master's port (both sides).")
+]
 
 
 def load_cmd(
@@ -73,6 +76,7 @@ def load_cmd(
     expect_workers: _ExpectWorkers = 1,
     worker: _Worker = False,
     master_host: _MasterHost = "127.0.0.1",
+    master_port: _MasterPort = 5557,
 ) -> None:
     """Load the network like its facilities would: viewers (login, PDQ/PIX, timeline, fetch) and ITI-8 feeds,
     shaped by the workload; exact percentiles, report.json + report.html. Exit 1 when an SLO is broken or any
@@ -109,6 +113,7 @@ def load_cmd(
         ui=ui,
         role="master" if master else "worker" if worker else "local",
         master_host=master_host,
+        master_port=master_port,
         expect_workers=expect_workers,
     )
     console = Console()

@@ -20,6 +20,7 @@ import importlib.util
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ from .stats import (
     time_series,
 )
 
-__all__ = ["LoadError", "LoadOptions", "LoadOutcome", "run_load"]
+__all__ = ["LoadError", "LoadOptions", "LoadOutcome", "local_processes_argv", "run_load"]
 
 
 class LoadError(Exception):
@@ -89,6 +90,7 @@ class LoadOptions:
     ui: bool = False
     role: Literal["local", "master", "worker"] = "local"
     master_host: str = "127.0.0.1"
+    master_port: int = 5557  # multi-host form only (Locust's default); a local run picks a free port
     expect_workers: int = 1
     quiet: bool = False  # Locust's output captured (tests) instead of shown
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -189,9 +191,20 @@ def _config(
 
 
 def _locust_argv(options: LoadOptions, folder: Path) -> list[str]:
+    """Locust's command line. A local run with ``--processes N`` binds its master to a free loopback port
+    and points its forked workers at it: on Locust's fixed default (5557) a second run on the same machine
+    (a test, another team's run) cannot bind, and its workers join the first run's master, whose users
+    then run the wrong configuration and whose counts are no longer its own."""
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
     if options.role == "worker":
-        return [*argv, "--worker", "--master-host", options.master_host]
+        return [
+            *argv,
+            "--worker",
+            "--master-host",
+            options.master_host,
+            "--master-port",
+            str(options.master_port),
+        ]
     if not options.ui:
         argv += ["--headless", "--csv", str(folder / "locust"), "--html", str(folder / "locust.html")]
     else:
@@ -199,9 +212,19 @@ def _locust_argv(options: LoadOptions, folder: Path) -> list[str]:
         argv += ["--web-host", "127.0.0.1", "--autostart", "--autoquit", "60"]
     if options.role == "master":
         argv += ["--master", "--expect-workers", str(options.expect_workers)]
+        argv += ["--master-bind-port", str(options.master_port)]
     elif options.processes > 1:
-        argv += ["--processes", str(options.processes)]
+        argv += local_processes_argv(options.processes)
     return argv
+
+
+def local_processes_argv(processes: int) -> list[str]:
+    """``--processes N`` with the master on a free loopback port its forked workers are pointed at."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    return ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--master-host", "127.0.0.1", "--master-port", port]  # fmt: skip
 
 
 def run_load(options: LoadOptions) -> LoadOutcome:

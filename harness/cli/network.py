@@ -1,6 +1,8 @@
-"""The live network: ``rhin up`` (the hub and every gateway, bootstrapped) and ``rhin fault`` (a gateway
-down, slow or failing). ``up`` starts it with :func:`harness.targets.live_reference` — the launcher the
-scenario runs use — and ``fault`` sends :func:`harness.hubclient.set_fault`, as a scenario's fault step."""
+"""The live network: ``rhin up`` (the hub and every gateway, bootstrapped), ``rhin fault`` (a gateway
+down, slow or failing) and ``rhin down`` (what a container network left behind). ``up`` starts it with
+:func:`harness.targets.live_reference` — the launcher the scenario runs use — as processes or, with
+``--backend docker``, as containers (:mod:`simulator.containers`); ``fault`` sends
+:func:`harness.hubclient.set_fault`, as a scenario's fault step."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import TaskID
 
-from .options import SCRYPT_COST, ScryptCost, WorldDir, console, fail, progress_bar
+from .options import SCRYPT_COST, Backend, DockerHost, ScryptCost, WorldDir, console, fail, progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from simulator.bootstrap import BootstrapStats
     from simulator.network import Network
 
-__all__ = ["fault", "up"]
+__all__ = ["down", "fault", "up"]
 
 FAULT_MODES = ("down", "slow", "error", "up")
 
@@ -46,16 +48,24 @@ def up(
         bool,
         typer.Option("--exit-when-ready", help="Stop everything right after `ready:` (benchmarks, checks)."),
     ] = False,
+    backend: Backend = "process",
+    docker_host: DockerHost = None,
 ) -> None:
     """Start the live network — the hub and every disclosing facility's gateway — bootstrap the hub through
     its real interfaces (ITI-8 feeds, ID links, consent documents), print `ready: ...` and run until
-    interrupted. Every process it started is stopped on exit, also when one of them crashes."""
+    interrupted. Every process (or container, with --backend docker) it started is stopped on exit, also when
+    one of them crashes."""
     from harness.scenarios.errors import TargetError
     from harness.targets import ReferenceOptions, bootstrap_reference, live_reference
 
     started = time.monotonic()
     options = ReferenceOptions(
-        links=links, shards=shards or None, scrypt_cost=scrypt_cost, overrides=overrides
+        links=links,
+        shards=shards or None,
+        scrypt_cost=scrypt_cost,
+        overrides=overrides,
+        backend=backend,
+        docker_host=docker_host,
     )
     state = {"serving": False, "stop": False}
     with _stop_on_signals(state):
@@ -156,3 +166,30 @@ def fault(
     if reply.status >= 300:
         fail(f"the shard refused: {reply.status} {reply.body.decode('utf-8', 'replace')}")
     print(f"{code}: {mode}{f' {ms} ms' if mode == 'slow' else ''}")
+
+
+def down(
+    network: Annotated[Path, typer.Option("--network", help="The network file `rhin up` wrote.")],
+    docker_host: DockerHost = None,
+) -> None:
+    """Remove every container and network a `--backend docker` network left (found by its label, so also
+    after a crash of `rhin up`); a process network needs nothing: its processes die with their launcher."""
+    from simulator.network import NetworkError, load_network_file
+
+    try:
+        document = load_network_file(network).document
+    except NetworkError as exc:
+        fail(str(exc))
+    if document.get("backend") != "docker":
+        console.print(f"{network}: a process network; its processes end with their launcher: nothing to do")
+        return
+    from simulator.containers.engine import connect, teardown
+
+    try:
+        client = connect(docker_host or document["docker"].get("host"))
+    except NetworkError as exc:
+        fail(str(exc))
+    removed = teardown(client, str(document["docker"]["network"]))
+    for what in removed:
+        print(f"removed {what}")
+    console.print(f"{document['docker']['network']}: {len(removed)} removed")

@@ -20,8 +20,11 @@ from rich.progress import (
 )
 
 __all__ = [
+    "BACKENDS",
     "SCRYPT_COST",
     "AsJson",
+    "Backend",
+    "DockerHost",
     "Jobs",
     "Keyword",
     "ScenariosRoot",
@@ -89,3 +92,27 @@ Keyword = Annotated[
     str | None, typer.Option("-k", help="e.g. 'iti9 and not needs-http': ids, titles, tags, suites.")
 ]
 ScenariosRoot = Annotated[Path | None, typer.Option("--scenarios", help="Suites root (default ./scenarios).")]
+BACKENDS: Final = ("process", "docker")
+
+
+def _backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise typer.BadParameter(f"{value!r}: one of {', '.join(BACKENDS)}")
+    return value
+
+
+Backend = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        callback=_backend,
+        help="The reference network as `process`es or `docker` containers (README: Containers).",
+    ),
+]
+DockerHost = Annotated[
+    str | None,
+    typer.Option(
+        "--docker-host",
+        help="Docker Engine API URL (--backend docker; default: $DOCKER_HOST).",
+    ),
+]

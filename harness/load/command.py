@@ -49,6 +49,10 @@ _Master = Annotated[bool, typer.Option("--master", help="Multi-host: be the Locu
 _ExpectWorkers = Annotated[int, typer.Option("--expect-workers", min=1, help="With --master.")]
 _Worker = Annotated[bool, typer.Option("--worker", help="Multi-host: be a worker (needs --target).")]
 _MasterHost = Annotated[str, typer.Option("--master-host", help="With --worker.")]
+_Backend = Annotated[
+    str, typer.Option("--backend", help="Reference network as `process`es or `docker` containers.")
+]
+_DockerHost = Annotated[str | None, typer.Option("--docker-host", help="Docker Engine API URL (docker).")]
 
 
 def load_cmd(
@@ -73,6 +77,8 @@ def load_cmd(
     expect_workers: _ExpectWorkers = 1,
     worker: _Worker = False,
     master_host: _MasterHost = "127.0.0.1",
+    backend: _Backend = "process",
+    docker_host: _DockerHost = None,
 ) -> None:
     """Load the network like its facilities would: viewers (login, PDQ/PIX, timeline, fetch) and ITI-8 feeds,
     shaped by the workload; exact percentiles, report.json + report.html. Exit 1 when an SLO is broken or any
@@ -86,6 +92,8 @@ def load_cmd(
 
     if shape not in (None, "peak", "diurnal", "step"):
         raise typer.BadParameter(f"--shape {shape!r}: one of peak, diurnal, step")
+    if backend not in ("process", "docker"):
+        raise typer.BadParameter(f"--backend {backend!r}: process or docker")
     if worker and target is None:
         raise typer.BadParameter("--worker needs --target (the hub every host reaches)")
     folder = report or Path("reports") / f"load-{dt.datetime.now():%Y%m%d-%H%M%S}"
@@ -110,6 +118,8 @@ def load_cmd(
         role="master" if master else "worker" if worker else "local",
         master_host=master_host,
         expect_workers=expect_workers,
+        backend=backend,
+        docker_host=docker_host,
     )
     console = Console()
     try:

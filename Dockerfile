@@ -47,7 +47,10 @@ RUN useradd --uid 10001 --user-group --home-dir /app --no-create-home --shell /u
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER rhin
 WORKDIR /app
-VOLUME ["/world", "/data"]
+# Mount points, not VOLUME instructions: a VOLUME would leave an anonymous volume behind every container
+# started without one (`rhin --help`, the one-shot roles). Mount the world at /world (read-only) and the
+# hub's data at /data.
+LABEL org.rhin.mounts="/world (the world, read-only), /data (the hub's data)"
 # Hub: RHIN_HEALTH_URL=http://127.0.0.1:8080/health; gateway shard: its admin port's /health. Roles without
 # a server (run, load, bootstrap) leave it unset and are healthy while they run (simulator.containers.health).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \

@@ -34,6 +34,8 @@ app.add_typer(audit_app, name="audit")
 app.command()(network.up)
 app.command()(network.fault)
 app.command()(network.down)
+app.command("bootstrap")(network.bootstrap_cmd)
+app.command()(network.compose)
 
 # --- scenarios (scenarios.py, run.py) ------------------------------------------------------------------
 scenarios_app = typer.Typer(help="Scenario files: validate them, list them, print their JSON Schema.")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from simulator.bootstrap import BootstrapStats
     from simulator.network import Network
 
-__all__ = ["down", "fault", "up"]
+__all__ = ["bootstrap_cmd", "compose", "down", "fault", "up"]
 
 FAULT_MODES = ("down", "slow", "error", "up")
 
@@ -193,3 +193,57 @@ def down(
     for what in removed:
         print(f"removed {what}")
     console.print(f"{document['docker']['network']}: {len(removed)} removed")
+
+
+def bootstrap_cmd(
+    world: WorldDir,
+    network: Annotated[Path, typer.Option("--network", help="The network file naming the hub.")],
+    data: Annotated[Path, typer.Option("--data", help="The hub's data folder (bootstrap.json goes there).")],
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for the hub and gateways to be healthy.")
+    ] = 120.0,
+) -> None:
+    """Bootstrap a running hub through its interfaces (ITI-8 feeds, ID links, consent documents), as `rhin
+    up` does after starting it: the compose file's one-shot `bootstrap` service. Skipped when already done.
+    It waits for every part's /health first: not every compose tool honours `service_healthy`."""
+    from simulator.bootstrap import BootstrapError, bootstrap
+    from simulator.netplan import check_health
+    from simulator.network import NetworkError, load_network_file
+
+    try:
+        info = load_network_file(network)
+        check_health(info.document, wait)
+        stats = bootstrap(world, info, data)
+    except (BootstrapError, NetworkError, OSError, ValueError) as exc:
+        fail(f"bootstrapping the hub failed: {exc}")
+    print(
+        f"bootstrapped: {stats.patients} patients, {stats.feeds} feeds, {stats.links} links,"
+        f" {stats.consent_documents} consent documents{' (already done)' if stats.skipped else ''}"
+    )
+
+
+def compose(
+    world: WorldDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for compose.yaml and rhin-compose/.")] = Path(
+        "."
+    ),
+    shards: Annotated[int, typer.Option("--shards", min=0, help="Gateway shards (0: one per core).")] = 0,
+    links: Annotated[bool, typer.Option("--links/--no-links", help="Apply the link models.")] = True,
+    world_path: Annotated[
+        str | None,
+        typer.Option("--world-path", help="What the world volume binds (default: WORLD's absolute path)."),
+    ] = None,
+) -> None:
+    """Write a compose file for WORLD (hub, one service per gateway shard, one-shot bootstrap; `rhin run` and
+    Locust master/workers as the profiles `run` and `load`) and the network and target files it mounts."""
+    import os
+
+    from simulator.containers.compose import write_compose
+    from simulator.netplan import NetworkError
+
+    try:
+        paths = write_compose(world, out, shards or os.cpu_count() or 1, links=links, world_path=world_path)
+    except NetworkError as exc:
+        fail(str(exc))
+    for path in paths:
+        print(path)

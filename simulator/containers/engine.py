@@ -144,7 +144,7 @@ def teardown(client: DockerClient, network_id: str, grace: float = 5.0) -> list[
             container.wait(timeout=max(0.5, deadline - time.monotonic()))
     for container in containers:
         with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+            container.remove(force=True, v=True)  # with any anonymous volume it made
             removed.append(f"container {container.name}")
     for network in client.networks.list(filters=selector):
         with contextlib.suppress(docker.errors.NotFound):

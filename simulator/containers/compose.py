@@ -32,13 +32,12 @@ from typing import Any, Final
 
 import yaml
 
+from simulator.containers import GATEWAY_BASE_PORT, HUB_PORTS
 from simulator.netplan import NetworkError, plan_network, write_network_file
 
 __all__ = ["COMPOSE_DIR", "compose_files", "write_compose"]
 
 COMPOSE_DIR: Final = "rhin-compose"
-HUB = {"mllp": 2575, "http": 8080, "soap": 8443}
-GATEWAY_BASE_PORT: Final = 9000
 HEALTH: Final = {
     "test": ["CMD", "python", "-m", "simulator.containers.health"],
     "interval": "5s",
@@ -63,7 +62,7 @@ def _harness(command: list[str], **more: Any) -> dict[str, Any]:
 
 
 TLS: Final = {"ca": "/data/pki/ca.pem", "certs": "/data/pki/facilities"}
-MLLP: Final = {"host": "127.0.0.1", "port": HUB["mllp"], "tls": TLS}
+MLLP: Final = {"host": "127.0.0.1", "port": HUB_PORTS["mllp"], "tls": TLS}
 
 
 def _gateways(groups: list[list[str]], links: bool, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -89,14 +88,14 @@ def _gateways(groups: list[list[str]], links: bool, token: str) -> tuple[dict[st
 def _hub_and_harness(shards: list[str]) -> dict[str, Any]:
     """The hub (after every shard is healthy), the one-shot bootstrap and the profiles run and load."""
     command = ["hub", "--world", "/world", "--data", "/data", "--host", "0.0.0.0"]
-    command += [a for kind, port in HUB.items() for a in (f"--{kind}-port", str(port))]
+    command += [a for kind, port in HUB_PORTS.items() for a in (f"--{kind}-port", str(port))]
     command += ["--gateways", "/etc/rhin/network.json"]
     services: dict[str, Any] = {}
     services["hub"] = _service(
         command,
         ["world:/world:ro", "hub-data:/data", CONF],
-        environment={"RHIN_HEALTH_URL": f"http://127.0.0.1:{HUB['http']}/health"},
-        ports=[f"127.0.0.1::{port}" for port in HUB.values()],
+        environment={"RHIN_HEALTH_URL": f"http://127.0.0.1:{HUB_PORTS['http']}/health"},
+        ports=[f"127.0.0.1::{port}" for port in HUB_PORTS.values()],
         healthcheck=HEALTH,
         depends_on={name: {"condition": "service_healthy"} for name in shards},
     )
@@ -141,8 +140,8 @@ def compose_files(
         "links": links,
         "hub": {
             "mllp": MLLP,
-            "http": {"base_url": f"http://127.0.0.1:{HUB['http']}"},
-            "soap": {"base_url": f"https://127.0.0.1:{HUB['soap']}"},
+            "http": {"base_url": f"http://127.0.0.1:{HUB_PORTS['http']}"},
+            "soap": {"base_url": f"https://127.0.0.1:{HUB_PORTS['soap']}"},
             "admin_token_file": "/data/admin.token",
             "data": "/data",
         },

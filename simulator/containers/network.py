@@ -46,14 +46,13 @@ from simulator.netplan import (
 from simulator.network import Network, NetworkInfo
 from simulator.pki import PkiError, ensure_pki, world_facility_codes
 
+from . import GATEWAY_BASE_PORT, HUB_PORTS
 from .engine import connect, labels, published, save_logs, status, teardown, wait_ready
 from .health import HEALTH_ENV
 
-__all__ = ["DEFAULT_IMAGE", "GATEWAY_BASE_PORT", "HUB_PORTS", "DockerNetwork"]
+__all__ = ["DEFAULT_IMAGE", "DockerNetwork"]
 
 DEFAULT_IMAGE: Final = os.environ.get("RHIN_IMAGE", "localhost/rhin:latest")
-HUB_PORTS: Final = {"mllp": 2575, "http": 8080, "soap": 8443}
-GATEWAY_BASE_PORT: Final = 9000
 INTERNAL_FILE: Final = "network.containers.json"
 
 

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -90,7 +91,7 @@ def client(docker_host: str) -> Iterator[docker.DockerClient]:
 
 def labelled(client: docker.DockerClient, network_id: str) -> list[str]:
     """Every container and network still carrying ``rhin.network=network_id``."""
-    selector = {"label": f"rhin.network={network_id}"}
+    selector: dict[str, Any] = {"label": f"rhin.network={network_id}"}
     return [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)] + [
         f"network {n.name}" for n in client.networks.list(filters=selector)
     ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -120,18 +119,11 @@ def _run_suites(world: Path, report: Path, backend: list[str]) -> RunResult:
 def test_conformance_and_consent_suites_match_the_process_backend(
     docker_host: str, mini_world: Path, tmp_path: Path
 ) -> None:
-    """Both runs at once (each starts its own network): the same assertions, every one passed."""
-    results: dict[str, RunResult] = {}
+    """One run after the other (each starts its own network): the same assertions, every one passed. Not at
+    once: on 2 cores the two networks' contention made a timing check (mllp-truncated-block's close within
+    its read window) fail on the process backend."""
     backends = {"process": [], "docker": ["--backend", "docker", "--docker-host", docker_host]}
-
-    def run(name: str) -> None:
-        results[name] = _run_suites(mini_world, tmp_path / name, backends[name])
-
-    threads = [threading.Thread(target=run, args=(name,)) for name in backends]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = {name: _run_suites(mini_world, tmp_path / name, args) for name, args in backends.items()}
     statuses = {name: {a.key: a.status for a in r.assertions()} for name, r in results.items()}
     assert len(statuses["docker"]) > 300
     assert statuses["docker"] == statuses["process"]

@@ -109,27 +109,55 @@ def test_rhin_fault_reaches_a_shard_through_its_published_admin_port(
     assert got[victim] == "ok", got
 
 
-def _run_suites(world: Path, report: Path, backend: list[str]) -> RunResult:
-    args = ["run", "--suite", "conformance", "--suite", "consent", "--world", str(world)]
+def _run_suites(
+    world: Path, report: Path, backend: list[str], *select: str
+) -> dict[tuple[str, str, int, str], str]:
+    args = [*(select or ("--suite", "conformance", "--suite", "consent")), "--world", str(world)]
     args += ["--scrypt-cost", "4", "--report", str(report), *backend]
-    subprocess.run(rhin(*args), cwd=REPO, capture_output=True, timeout=900, check=False)
-    return RunResult.from_json(json.loads((report / "report.json").read_text(encoding="utf-8")))
+    subprocess.run(rhin("run", *args), cwd=REPO, capture_output=True, timeout=900, check=False)
+    result = RunResult.from_json(json.loads((report / "report.json").read_text(encoding="utf-8")))
+    return {a.key: a.status for a in result.assertions()}
 
 
 def test_conformance_and_consent_suites_match_the_process_backend(
     docker_host: str, mini_world: Path, tmp_path: Path
 ) -> None:
-    """One run after the other (each starts its own network): the same assertions, every one passed. Not at
-    once: on 2 cores the two networks' contention made a timing check (mllp-truncated-block's close within
-    its read window) fail on the process backend."""
+    """One run after the other (each starts its own network, not both at once on 2 cores): the same
+    assertions, every one passed. A scenario whose verdicts differ is run once more on both backends and
+    those verdicts count: some checks are timing-bound under load on either backend (mllp-truncated-block's
+    close within its read window failed once on each here, never on both), and that is not a difference of
+    backends; a real difference shows again."""
     backends = {"process": [], "docker": ["--backend", "docker", "--docker-host", docker_host]}
-    results = {name: _run_suites(mini_world, tmp_path / name, args) for name, args in backends.items()}
-    statuses = {name: {a.key: a.status for a in r.assertions()} for name, r in results.items()}
+    statuses = {name: _run_suites(mini_world, tmp_path / name, args) for name, args in backends.items()}
     assert len(statuses["docker"]) > 300
+    assert statuses["docker"].keys() == statuses["process"].keys()
+    differing = sorted({k[1] for k, s in statuses["docker"].items() if s != statuses["process"][k]})
+    assert len(differing) <= 3, differing  # more than a flake or two: a difference, no second chance
+    for scenario in differing:
+        for name, args in backends.items():
+            again = _run_suites(mini_world, tmp_path / f"{name}-{scenario}", args, "-k", scenario)
+            statuses[name] |= {k: s for k, s in again.items() if k[1] == scenario}
     assert statuses["docker"] == statuses["process"]
-    failed = [k for k, s in statuses["docker"].items() if s != "passed"]
-    assert failed == []
-    assert results["docker"].target["network"] is True
+    assert [k for k, s in statuses["docker"].items() if s != "passed"] == []
+
+
+def test_rhin_load_launches_the_docker_backend(
+    docker_host: str, client: docker.DockerClient, mini_world: Path, tmp_path: Path
+) -> None:
+    before = {c.id for c in client.containers.list(all=True, filters={"label": "rhin.network"})}
+    args = ["load", "--world", str(mini_world), "--duration", "5s", "--report", str(tmp_path / "load")]
+    args += ["--scrypt-cost", "4", "--no-links", "--backend", "docker", "--docker-host", docker_host]
+    done = subprocess.run(rhin(*args), cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode in (0, 1), done.stderr  # 1: an SLO broken on a busy machine, still a load run
+    report = json.loads((tmp_path / "load" / "report.json").read_text(encoding="utf-8"))
+    assert report["target"]["network"] is True
+    assert report["target"]["gateways"] == 4
+    assert report["totals"]["requests"] > 0
+    assert report["totals"]["failures"] == 0
+    assert report["verdict"]["consent_leaks"] == 0
+    assert {"hub", "gateways-0", "gateways-1"} <= set(report["resources"])  # host PIDs of the containers
+    after = {c.id for c in client.containers.list(all=True, filters={"label": "rhin.network"})}
+    assert after <= before  # its network is gone
 
 
 def test_a_killed_gateway_container_gives_a_labelled_partial_result(

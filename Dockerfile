@@ -44,7 +44,7 @@ COPY scenarios/ /app/scenarios/
 RUN useradd --uid 10001 --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin rhin \
  && mkdir -p /world /data /app/reports && chown rhin:rhin /data /app/reports
 # The bytecode pip compiled is kept (a faster start); nothing new is written at run time.
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MPLCONFIGDIR=/tmp/matplotlib
 USER rhin
 WORKDIR /app
 # Mount points, not VOLUME instructions: a VOLUME would leave an anonymous volume behind every container

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -97,6 +98,14 @@ def test_compose_services_reach_each_other_by_name(
         ).json()
         statuses = {s["facility"]: s["status"] for s in body["sources"]}
         assert all(statuses[c] == "ok" for c in sources), statuses
+        # the `run` profile: rhin run in the hub's namespace, through rhin-compose/target.yaml (a selection)
+        run = ["--profile", "run", "run", "--rm", "run", "run", "--target", "/etc/rhin/target.yaml"]
+        run += ["--world", "/world", "--report", "/app/reports/run", "-k", "iti9"]
+        ran = _compose(docker_host, tmp_path, "-p", project, *run)
+        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+        assert re.search(
+            r"assertions in \d+ scenarios: \d+ passed, 0 failed, 0 errors, 0 skipped", ran.stdout
+        )
     finally:
         down = _compose(docker_host, tmp_path, "-p", project, "down", "-v")
         assert down.returncode == 0, down.stderr

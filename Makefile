@@ -71,11 +71,14 @@ container-deps:
 	  echo "installing podman runc debootstrap with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; }
 
-# Wheels for every dependency once (build/wheels, reused), the project's own wheel every time.
-image: $(STAMP) container-deps
-	$(CONTAINERS_ENV) containers/base.sh
+# Wheels for every dependency (build/wheels, remade when pyproject.toml changes), the project's own every time.
+build/wheels/.deps: pyproject.toml | $(STAMP)
 	@mkdir -p build/wheels
-	@ls build/wheels/pyyaml-* build/wheels/PyYAML-* >/dev/null 2>&1 || $(BIN)/python -m pip wheel -q -w build/wheels . setuptools wheel
+	$(BIN)/python -m pip wheel -q -w build/wheels . setuptools wheel
+	touch $@
+
+image: $(STAMP) container-deps build/wheels/.deps
+	$(CONTAINERS_ENV) containers/base.sh
 	rm -f build/wheels/rhin_testbed-*.whl
 	$(BIN)/python -m pip wheel -q --no-deps -w build/wheels .
 	$(CONTAINERS_ENV) podman build -q --format docker --build-arg BASE=$(BASE_IMAGE) --build-arg OFFLINE=1 -t $(IMAGE) .

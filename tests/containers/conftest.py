@@ -92,9 +92,9 @@ def client(docker_host: str) -> Iterator[docker.DockerClient]:
 def labelled(client: docker.DockerClient, network_id: str) -> list[str]:
     """Every container and network still carrying ``rhin.network=network_id``."""
     selector: dict[str, Any] = {"label": f"rhin.network={network_id}"}
-    return [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)] + [
-        f"network {n.name}" for n in client.networks.list(filters=selector)
-    ]
+    return [
+        f"container {c.name}" for c in client.containers.list(all=True, filters=selector, ignore_removed=True)
+    ] + [f"network {n.name}" for n in client.networks.list(filters=selector)]
 
 
 def rhin(*args: str) -> list[str]:

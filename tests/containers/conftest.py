@@ -92,9 +92,10 @@ def client(docker_host: str) -> Iterator[docker.DockerClient]:
 def labelled(client: docker.DockerClient, network_id: str) -> list[str]:
     """Every container and network still carrying ``rhin.network=network_id``."""
     selector: dict[str, Any] = {"label": f"rhin.network={network_id}"}
-    return [
-        f"container {c.name}" for c in client.containers.list(all=True, filters=selector, ignore_removed=True)
-    ] + [f"network {n.name}" for n in client.networks.list(filters=selector)]
+    # sparse: no per-container inspection, which fails for a container removed meanwhile (podman: 500)
+    found = client.containers.list(all=True, filters=selector, sparse=True)
+    networks = client.networks.list(filters=selector)
+    return [f"container {c.attrs['Names'][0]}" for c in found] + [f"network {n.name}" for n in networks]
 
 
 def rhin(*args: str) -> list[str]:

@@ -144,9 +144,7 @@ def test_conformance_and_consent_suites_match_the_process_backend(
 def test_rhin_load_launches_the_docker_backend(
     docker_host: str, client: docker.DockerClient, mini_world: Path, tmp_path: Path
 ) -> None:
-    before = {
-        c.id for c in client.containers.list(all=True, filters={"label": "rhin.network"}, ignore_removed=True)
-    }
+    before = {c.id for c in client.containers.list(all=True, filters={"label": "rhin.network"}, sparse=True)}
     args = ["load", "--world", str(mini_world), "--duration", "5s", "--report", str(tmp_path / "load")]
     args += ["--scrypt-cost", "4", "--no-links", "--backend", "docker", "--docker-host", docker_host]
     done = subprocess.run(rhin(*args), cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
@@ -158,9 +156,7 @@ def test_rhin_load_launches_the_docker_backend(
     assert report["totals"]["failures"] == 0
     assert report["verdict"]["consent_leaks"] == 0
     assert {"hub", "gateways-0", "gateways-1"} <= set(report["resources"])  # host PIDs of the containers
-    after = {
-        c.id for c in client.containers.list(all=True, filters={"label": "rhin.network"}, ignore_removed=True)
-    }
+    after = {c.id for c in client.containers.list(all=True, filters={"label": "rhin.network"}, sparse=True)}
     assert after <= before  # its network is gone
 
 

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 WORLD  ?= worlds/mini
 SEED   ?= 42
 
-.PHONY: run test lint typecheck pytest bench clean system-deps
+.PHONY: run test lint typecheck pytest bench clean system-deps container-deps image test-containers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,35 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) worlds reports
+
+# ---- containers (issue 17; README "Containers") ----------------------------------------------------------
+# podman serves the Docker Engine API here (no Docker Engine, no registry): the base image comes from
+# Debian's packages (containers/base.sh, cached in $(RHIN_CACHE)), the rhin image is built offline from wheels
+# made on the host, and the container tests talk to `podman system service` on a socket of their own.
+IMAGE          ?= localhost/rhin:latest
+BASE_IMAGE     ?= localhost/debian-python:bookworm
+RHIN_CACHE     ?= /var/cache/rhin
+CONTAINERS_ENV := CONTAINERS_CONF=$(CURDIR)/containers/containers.conf RHIN_CACHE=$(RHIN_CACHE)
+
+container-deps:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+	  echo "installing podman runc debootstrap with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; }
+
+# Wheels for every dependency (build/wheels, remade when pyproject.toml changes), the project's own every time.
+build/wheels/.deps: pyproject.toml | $(STAMP)
+	@mkdir -p build/wheels
+	$(BIN)/python -m pip wheel -q -w build/wheels . setuptools wheel
+	touch $@
+
+image: $(STAMP) container-deps build/wheels/.deps
+	$(CONTAINERS_ENV) containers/base.sh
+	rm -f build/wheels/rhin_testbed-*.whl
+	$(BIN)/python -m pip wheel -q --no-deps -w build/wheels .
+	$(CONTAINERS_ENV) podman build -q --format docker --build-arg BASE=$(BASE_IMAGE) --build-arg OFFLINE=1 -t $(IMAGE) .
+	@$(CONTAINERS_ENV) podman image prune -f >/dev/null
+	@$(CONTAINERS_ENV) podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(IMAGE)
+
+# The container tests (tests/containers, not in the default run): fail loudly without podman.
+test-containers: image
+	$(CONTAINERS_ENV) RHIN_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -p no:cacheprovider tests/containers

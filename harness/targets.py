@@ -498,6 +498,8 @@ class ReferenceOptions:
     shards: int | None = None  # None: one per core
     scrypt_cost: int = DEFAULT_SCRYPT_COST
     overrides: Path | None = None
+    backend: str = "process"  # or "docker": each part in a container (simulator.containers)
+    docker_host: str | None = None  # the Docker Engine API URL (default: the environment's)
 
 
 @contextlib.contextmanager
@@ -518,7 +520,12 @@ def live_reference(
     from simulator.network import NetworkError
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    net = LiveNetwork(
+    backend: Any = LiveNetwork
+    if options.backend == "docker":
+        backend = _docker_backend(options.docker_host)
+    elif options.backend != "process":
+        raise TargetError(f"unknown backend {options.backend!r}: process or docker")
+    net: LiveNetwork = backend(
         world_dir,
         data=hub_data if hub_data is not None else data_dir / "hub",
         network_file=network_file if network_file is not None else data_dir / "network.json",
@@ -535,6 +542,20 @@ def live_reference(
         yield net
     finally:
         net.stop()
+
+
+def _docker_backend(docker_host: str | None) -> Any:
+    """:class:`simulator.containers.network.DockerNetwork` bound to ``docker_host``; a clear error when the
+    ``containers`` extra (the Docker SDK) is not installed."""
+    import functools
+
+    try:
+        from simulator.containers.network import DockerNetwork
+    except ImportError as exc:
+        raise TargetError(
+            f"--backend docker needs the Docker SDK: pip install 'rhin-testbed[containers]' ({exc})"
+        ) from exc
+    return functools.partial(DockerNetwork, docker_host=docker_host)
 
 
 def bootstrap_reference(net: LiveNetwork, progress: BootstrapProgress | None = None) -> BootstrapStats:

@@ -40,22 +40,22 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-import yaml
-
 from simulator import ready as ready_line
 from simulator.gateway.faults import ADMIN_TOKEN_ENV
-from simulator.gateway.shard import partition
 from simulator.lifeline import die_with_parent
+from simulator.netplan import (
+    NetworkError,
+    check_health,
+    hub_section,
+    load_overrides,
+    plan_network,
+    write_network_file,
+)
 from simulator.pki import ClientTls, PkiError, ensure_pki, world_facility_codes
 
-__all__ = ["Network", "NetworkError", "NetworkInfo", "load_network_file"]
+__all__ = ["Network", "NetworkError", "NetworkInfo", "load_network_file", "load_overrides"]
 
 READY_TIMEOUT = 60.0
-
-
-class NetworkError(Exception):
-    """The network could not start (or a part of it died): the message says which part and why."""
 
 
 @dataclass
@@ -142,44 +142,11 @@ class NetworkInfo:
         return dict(self.document["shards"][int(gateway["shard"])])
 
 
-def _soap(ready: dict[str, Any]) -> dict[str, Any]:
-    """The hub's v3 (SOAP) listener for the network file: HTTPS with the MLLP certificates unless plain."""
-    host, port = ready["soap"]
-    return {"base_url": f"{'https' if ready.get('mllp_tls') else 'http'}://{host}:{port}"}
-
-
 def load_network_file(path: Path) -> NetworkInfo:
     try:
         return NetworkInfo(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError) as exc:
         raise NetworkError(f"cannot read the network file {path}: {exc}") from exc
-
-
-def load_overrides(path: Path, disclosing: set[str]) -> dict[str, dict[str, str]]:
-    """``gateways: {code: {url, secret?}}`` from YAML or JSON; errors name the file and the key."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise NetworkError(f"{path}: cannot read the override file: {exc}") from exc
-    if not isinstance(doc, dict) or set(doc) - {"gateways"}:
-        raise NetworkError(
-            f"{path}: expected one key, gateways (got {sorted(doc) if isinstance(doc, dict) else doc!r})"
-        )
-    out: dict[str, dict[str, str]] = {}
-    for code, entry in (doc.get("gateways") or {}).items():
-        key = f"{path}: gateways.{code}"
-        if str(code) not in disclosing:
-            raise NetworkError(f"{key}: not a disclosing facility of this world")
-        if not isinstance(entry, dict) or "url" not in entry or set(entry) - {"url", "secret"}:
-            raise NetworkError(f"{key}: expected {{url, secret?}}")
-        url = str(entry["url"])
-        if not url.startswith(("http://", "https://")):
-            raise NetworkError(f"{key}.url: {url!r} is not an http(s) URL")
-        out[str(code)] = {
-            "url": url.rstrip("/"),
-            **({"secret": str(entry["secret"])} if "secret" in entry else {}),
-        }
-    return out
 
 
 class Network:
@@ -236,20 +203,12 @@ class Network:
 
     def start(self) -> NetworkInfo:
         """Start every process, wait for each ``ready`` line and health check, write the network file."""
-        try:
-            world = json.loads((self.world / "world.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise NetworkError(f"{self.world} is not a world directory: {exc}") from exc
-        disclosing = [str(f["code"]) for f in world["facilities"] if f.get("network_role") == "disclosing"]
-        overrides = load_overrides(self.overrides_path, set(disclosing)) if self.overrides_path else {}
-        # Shards balanced by beds (simulator.gateway.partition); overridden facilities are not started.
-        served = {**world, "facilities": [f for f in world["facilities"] if str(f["code"]) not in overrides]}
-        groups = partition(served, self.shards) if len(disclosing) > len(overrides) else []
+        plan = plan_network(self.world, self.shards, self.overrides_path)
         self.data.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
-            shard_docs, gateways = self._start_shards(groups)
-            for code, entry in overrides.items():
+            shard_docs, gateways = self._start_shards(plan.groups)
+            for code, entry in plan.overrides.items():
                 gateways[code] = {**entry, "external": True}
             self.network_file.parent.mkdir(parents=True, exist_ok=True)
             document: dict[str, Any] = {
@@ -259,9 +218,9 @@ class Network:
                 "gateways": gateways,
                 "shards": shard_docs,
             }
-            self._write(document)  # the hub reads its gateways section
+            write_network_file(self.network_file, document)  # the hub reads its gateways section
             try:
-                ensure_pki(self.data / "pki", world_facility_codes(world), [self.host])
+                ensure_pki(self.data / "pki", world_facility_codes(plan.world), [self.host])
             except (OSError, PkiError) as exc:
                 raise NetworkError(
                     f"cannot make the network's TLS files in {self.data / 'pki'}: {exc}"
@@ -279,20 +238,18 @@ class Network:
                 ],
             )  # fmt: skip
             ready = hub.wait_ready(self.ready_timeout)
-            mllp_host, mllp_port = ready["mllp"]
-            http_host, http_port = ready["http"]
-            document["hub"] = {
-                "pid": ready["pid"],
-                "mllp": {"host": mllp_host, "port": mllp_port, "tls": ready.get("mllp_tls")},
-                "http": {"base_url": f"http://{http_host}:{http_port}"},
-                **({"soap": _soap(ready)} if "soap" in ready else {}),  # PIXv3/PDQv3 (simulator.hub.v3)
-                "admin_token_file": ready["admin_token_file"],
-                "data": str(self.data),  # its stores, audit key and checkpoints (offline verification)
-            }
+            document["hub"] = hub_section(
+                ready,
+                self.data,
+                mllp=ready["mllp"],
+                http=ready["http"],
+                soap=ready.get("soap"),
+                pid=ready["pid"],
+            )
             document["launcher_pid"] = os.getpid()
-            self._check_health(document)
+            check_health(document, self.ready_timeout)
             document["ready_seconds"] = round(time.monotonic() - started, 3)
-            self._write(document)
+            write_network_file(self.network_file, document)
         except BaseException:
             self.stop()
             raise
@@ -327,29 +284,6 @@ class Network:
             for code, address in ready["gateways"].items():
                 gateways[code] = {"url": f"http://{address['host']}:{address['port']}", "shard": i}
         return shards, gateways
-
-    def _write(self, document: Mapping[str, Any]) -> None:
-        tmp = self.network_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds admin tokens
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(document, out, ensure_ascii=False, indent=2)
-        tmp.replace(self.network_file)
-
-    def _check_health(self, document: Mapping[str, Any]) -> None:
-        urls = [document["hub"]["http"]["base_url"] + "/health"]
-        urls += [g["url"] + "/health" for g in document["gateways"].values() if not g.get("external")]
-        deadline = time.monotonic() + self.ready_timeout
-        with httpx.Client(timeout=5) as client:
-            for url in urls:
-                while True:
-                    try:
-                        if client.get(url).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise NetworkError(f"{url} is not healthy")
-                    time.sleep(0.05)
 
     # ----------------------------------------------------------------------------------------- run / stop
 

@@ -10,7 +10,7 @@ import typer
 from harness.des.commands import calibrate_cmd, simulate_cmd
 from harness.load.command import load_cmd
 
-from . import hub, network, run, scenarios, storage, world
+from . import gateway, hub, network, run, scenarios, storage, world
 
 __all__ = ["app", "main"]
 
@@ -27,11 +27,15 @@ app.add_typer(world_app, name="world")
 
 # --- the hub and the live network (hub.py, network.py) -------------------------------------------------
 app.command()(hub.hub)
+app.command()(gateway.gateway)
 audit_app = typer.Typer(help="The hub's audit log, offline.", no_args_is_help=True)
 audit_app.command("verify")(hub.audit_verify)
 app.add_typer(audit_app, name="audit")
 app.command()(network.up)
 app.command()(network.fault)
+app.command()(network.down)
+app.command("bootstrap")(network.bootstrap_cmd)
+app.command()(network.compose)
 
 # --- scenarios (scenarios.py, run.py) ------------------------------------------------------------------
 scenarios_app = typer.Typer(help="Scenario files: validate them, list them, print their JSON Schema.")

@@ -1,6 +1,8 @@
-"""The live network: ``rhin up`` (the hub and every gateway, bootstrapped) and ``rhin fault`` (a gateway
-down, slow or failing). ``up`` starts it with :func:`harness.targets.live_reference` — the launcher the
-scenario runs use — and ``fault`` sends :func:`harness.hubclient.set_fault`, as a scenario's fault step."""
+"""The live network: ``rhin up`` (the hub and every gateway, bootstrapped), ``rhin fault`` (a gateway
+down, slow or failing) and ``rhin down`` (what a container network left behind). ``up`` starts it with
+:func:`harness.targets.live_reference` — the launcher the scenario runs use — as processes or, with
+``--backend docker``, as containers (:mod:`simulator.containers`); ``fault`` sends
+:func:`harness.hubclient.set_fault`, as a scenario's fault step."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import TaskID
 
-from .options import SCRYPT_COST, ScryptCost, WorldDir, console, fail, progress_bar
+from .options import SCRYPT_COST, Backend, DockerHost, ScryptCost, WorldDir, console, fail, progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from simulator.bootstrap import BootstrapStats
     from simulator.network import Network
 
-__all__ = ["fault", "up"]
+__all__ = ["bootstrap_cmd", "compose", "down", "fault", "up"]
 
 FAULT_MODES = ("down", "slow", "error", "up")
 
@@ -46,16 +48,24 @@ def up(
         bool,
         typer.Option("--exit-when-ready", help="Stop everything right after `ready:` (benchmarks, checks)."),
     ] = False,
+    backend: Backend = "process",
+    docker_host: DockerHost = None,
 ) -> None:
     """Start the live network — the hub and every disclosing facility's gateway — bootstrap the hub through
     its real interfaces (ITI-8 feeds, ID links, consent documents), print `ready: ...` and run until
-    interrupted. Every process it started is stopped on exit, also when one of them crashes."""
+    interrupted. Every process (or container, with --backend docker) it started is stopped on exit, also when
+    one of them crashes."""
     from harness.scenarios.errors import TargetError
     from harness.targets import ReferenceOptions, bootstrap_reference, live_reference
 
     started = time.monotonic()
     options = ReferenceOptions(
-        links=links, shards=shards or None, scrypt_cost=scrypt_cost, overrides=overrides
+        links=links,
+        shards=shards or None,
+        scrypt_cost=scrypt_cost,
+        overrides=overrides,
+        backend=backend,
+        docker_host=docker_host,
     )
     state = {"serving": False, "stop": False}
     with _stop_on_signals(state):
@@ -156,3 +166,84 @@ def fault(
     if reply.status >= 300:
         fail(f"the shard refused: {reply.status} {reply.body.decode('utf-8', 'replace')}")
     print(f"{code}: {mode}{f' {ms} ms' if mode == 'slow' else ''}")
+
+
+def down(
+    network: Annotated[Path, typer.Option("--network", help="The network file `rhin up` wrote.")],
+    docker_host: DockerHost = None,
+) -> None:
+    """Remove every container and network a `--backend docker` network left (found by its label, so also
+    after a crash of `rhin up`); a process network needs nothing: its processes die with their launcher."""
+    from simulator.network import NetworkError, load_network_file
+
+    try:
+        document = load_network_file(network).document
+    except NetworkError as exc:
+        fail(str(exc))
+    if document.get("backend") != "docker":
+        console.print(f"{network}: a process network; its processes end with their launcher: nothing to do")
+        return
+    from simulator.containers.engine import connect, teardown
+
+    try:
+        client = connect(docker_host or document["docker"].get("host"))
+    except NetworkError as exc:
+        fail(str(exc))
+    removed = teardown(client, str(document["docker"]["network"]))
+    for what in removed:
+        print(f"removed {what}")
+    console.print(f"{document['docker']['network']}: {len(removed)} removed")
+
+
+def bootstrap_cmd(
+    world: WorldDir,
+    network: Annotated[Path, typer.Option("--network", help="The network file naming the hub.")],
+    data: Annotated[Path, typer.Option("--data", help="The hub's data folder (bootstrap.json goes there).")],
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for the hub and gateways to be healthy.")
+    ] = 120.0,
+) -> None:
+    """Bootstrap a running hub through its interfaces (ITI-8 feeds, ID links, consent documents), as `rhin
+    up` does after starting it: the compose file's one-shot `bootstrap` service. Skipped when already done.
+    It waits for every part's /health first: not every compose tool honours `service_healthy`."""
+    from simulator.bootstrap import BootstrapError, bootstrap
+    from simulator.netplan import check_health
+    from simulator.network import NetworkError, load_network_file
+
+    try:
+        info = load_network_file(network)
+        check_health(info.document, wait)
+        stats = bootstrap(world, info, data)
+    except (BootstrapError, NetworkError, OSError, ValueError) as exc:
+        fail(f"bootstrapping the hub failed: {exc}")
+    print(
+        f"bootstrapped: {stats.patients} patients, {stats.feeds} feeds, {stats.links} links,"
+        f" {stats.consent_documents} consent documents{' (already done)' if stats.skipped else ''}"
+    )
+
+
+def compose(
+    world: WorldDir,
+    out: Annotated[Path, typer.Option("--out", help="Folder for compose.yaml and rhin-compose/.")] = Path(
+        "."
+    ),
+    shards: Annotated[int, typer.Option("--shards", min=0, help="Gateway shards (0: one per core).")] = 0,
+    links: Annotated[bool, typer.Option("--links/--no-links", help="Apply the link models.")] = True,
+    world_path: Annotated[
+        str | None,
+        typer.Option("--world-path", help="What the world volume binds (default: WORLD's absolute path)."),
+    ] = None,
+) -> None:
+    """Write a compose file for WORLD (hub, one service per gateway shard, one-shot bootstrap; `rhin run` and
+    Locust master/workers as the profiles `run` and `load`) and the network and target files it mounts."""
+    import os
+
+    from simulator.containers.compose import write_compose
+    from simulator.netplan import NetworkError
+
+    try:
+        paths = write_compose(world, out, shards or os.cpu_count() or 1, links=links, world_path=world_path)
+    except NetworkError as exc:
+        fail(str(exc))
+    for path in paths:
+        print(path)

@@ -19,9 +19,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from harness.backends import BACKENDS, Backend, DockerHost
+
 __all__ = [
+    "BACKENDS",
     "SCRYPT_COST",
     "AsJson",
+    "Backend",
+    "DockerHost",
     "Jobs",
     "Keyword",
     "ScenariosRoot",

@@ -12,6 +12,8 @@ from rich.console import Console
 
 from .options import (
     SCRYPT_COST,
+    Backend,
+    DockerHost,
     Keyword,
     ScenariosRoot,
     ScryptCost,
@@ -57,6 +59,8 @@ def run_scenarios(
         ),
     ] = False,
     scrypt_cost: ScryptCost = SCRYPT_COST,
+    backend: Backend = "process",
+    docker_host: DockerHost = None,
 ) -> None:
     """Run scenario suites against the reference network (default: the live network for --world, made if
     missing, bootstrapped from it) or --target; write JSON, JUnit and HTML reports to reports/<time>/.
@@ -76,7 +80,7 @@ def run_scenarios(
         report_dir=report,
         params=_params(param or []),
         allow_skips=allow_skips,
-        reference=ReferenceOptions(scrypt_cost=scrypt_cost),
+        reference=ReferenceOptions(scrypt_cost=scrypt_cost, backend=backend, docker_host=docker_host),
     )
     result, files = _execute(options)
     _summarise(result, files, allow_skips)

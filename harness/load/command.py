@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.backends import Backend, DockerHost
+
 __all__ = ["load_cmd", "parse_duration"]
 
 
@@ -77,6 +79,8 @@ def load_cmd(
     worker: _Worker = False,
     master_host: _MasterHost = "127.0.0.1",
     master_port: _MasterPort = 5557,
+    backend: Backend = "process",
+    docker_host: DockerHost = None,
 ) -> None:
     """Load the network like its facilities would: viewers (login, PDQ/PIX, timeline, fetch) and ITI-8 feeds,
     shaped by the workload; exact percentiles, report.json + report.html. Exit 1 when an SLO is broken or any
@@ -90,6 +94,8 @@ def load_cmd(
 
     if shape not in (None, "peak", "diurnal", "step"):
         raise typer.BadParameter(f"--shape {shape!r}: one of peak, diurnal, step")
+    if backend not in ("process", "docker"):
+        raise typer.BadParameter(f"--backend {backend!r}: process or docker")
     if worker and target is None:
         raise typer.BadParameter("--worker needs --target (the hub every host reaches)")
     folder = report or Path("reports") / f"load-{dt.datetime.now():%Y%m%d-%H%M%S}"
@@ -115,6 +121,8 @@ def load_cmd(
         master_host=master_host,
         master_port=master_port,
         expect_workers=expect_workers,
+        backend=backend,
+        docker_host=docker_host,
     )
     console = Console()
     try:

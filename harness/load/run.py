@@ -87,6 +87,8 @@ class LoadOptions:
     feeds: bool = True
     links: bool = True
     scrypt_cost: int = 14
+    backend: str = "process"  # the reference network's launcher (ReferenceOptions.backend)
+    docker_host: str | None = None
     ui: bool = False
     role: Literal["local", "master", "worker"] = "local"
     master_host: str = "127.0.0.1"
@@ -138,7 +140,12 @@ def _target(options: LoadOptions, world: WorldIndex, data: Path) -> Iterator[Tar
     if options.target_file is not None:
         yield load_target(options.target_file, world)
         return
-    ref = ReferenceOptions(links=options.links, scrypt_cost=options.scrypt_cost)
+    ref = ReferenceOptions(
+        links=options.links,
+        scrypt_cost=options.scrypt_cost,
+        backend=options.backend,
+        docker_host=options.docker_host,
+    )
     with reference_target(world, data, options=ref) as target:
         yield target
 

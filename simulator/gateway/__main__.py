@@ -36,6 +36,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--admin-token", default=None, help=f"admin API bearer token (default: ${ADMIN_TOKEN_ENV})"
     )
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=0,
+        help="facility i on BASE+i, admin next (default: free)",
+    )
     parser.add_argument("--grace", type=float, default=2.0, help="seconds to finish replies on stop")
     parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return parser.parse_args(argv)
@@ -61,6 +67,7 @@ async def _run(args: argparse.Namespace) -> None:
         ready=ready,
         stop=stop,
         grace=args.grace,
+        base_port=args.base_port,
     )
 
 

@@ -139,7 +139,9 @@ class Shard:
 
     ``links=False`` gives every gateway the disabled link; ``seed`` (default: the world's) seeds one link
     random stream per facility. ``admin_token`` defaults to ``$RHIN_GATEWAY_ADMIN_TOKEN``, else a random
-    token (the admin API is then closed to everyone but this object).
+    token (the admin API is then closed to everyone but this object). ``base_port`` (0: free ports) gives
+    the i-th facility ``base_port + i`` and the admin API the next one: ports known before the start, which a
+    container needs to publish them (:mod:`simulator.containers`).
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class Shard:
         seed: int | None = None,
         admin_token: str | None = None,
         grace: float = 2.0,
+        base_port: int = 0,
     ) -> None:
         try:
             world = read_world_json(world_dir)
@@ -188,8 +191,12 @@ class Shard:
             rng = stream(self.seed, "gateway-link", code)
             app = create_gateway_app(catalog, state, link, rng, listings)
             self.catalogs[code], self.faults[code], self.links[code] = catalog, state, link
-            self.listeners[code] = Listener(code, app, host, 0, grace)
-        self.admin = Listener("admin", create_admin_app(self.token, self.faults, self.set_fault), host)
+            port = base_port + len(self.listeners) if base_port else 0
+            self.listeners[code] = Listener(code, app, host, port, grace)
+        admin_port = base_port + len(self.listeners) if base_port else 0
+        self.admin = Listener(
+            "admin", create_admin_app(self.token, self.faults, self.set_fault), host, admin_port, grace
+        )
         self._lock = asyncio.Lock()
 
     def addresses(self) -> ReadyInfo:
@@ -251,6 +258,7 @@ async def serve_gateways(
     ready: Callable[[ReadyInfo], None] | None = None,
     stop: asyncio.Event | None = None,
     grace: float = 2.0,
+    base_port: int = 0,
 ) -> None:
     """Serve the gateways of ``codes`` (default: every disclosing facility) until ``stop`` is set.
 
@@ -258,7 +266,16 @@ async def serve_gateways(
     guess them). Raises :class:`GatewayError` when the world or a facility is unusable or a port cannot
     be bound; everything is closed again on the way out, also on cancellation.
     """
-    shard = Shard(world_dir, codes, host=host, links=links, seed=seed, admin_token=admin_token, grace=grace)
+    shard = Shard(
+        world_dir,
+        codes,
+        host=host,
+        links=links,
+        seed=seed,
+        admin_token=admin_token,
+        grace=grace,
+        base_port=base_port,
+    )
     info = await shard.start()
     try:
         if ready is not None:

@@ -26,6 +26,7 @@ from typing import Final
 
 from lxml import etree
 
+from .writer import esc
 from .xmlsafe import HL7, HostileXml, parse, text
 
 __all__ = [
@@ -47,7 +48,6 @@ SOAP_MEDIA: Final = "application/soap+xml"
 FAULT_ACTION: Final = "http://www.w3.org/2005/08/addressing/soap/fault"
 _ANONYMOUS: Final = frozenset({f"{WSA}/anonymous", ""})
 _TRUE: Final = frozenset({"true", "1"})
-_NSMAP: Final = {"soap": SOAP_ENV, "wsa": WSA}
 
 
 class SoapFault(Exception):  # noqa: N818 - an answer, not a bug
@@ -155,34 +155,35 @@ def read_envelope(content_type: str, data: bytes, actions: Collection[str]) -> S
     return SoapRequest(action, message_id, element)
 
 
-def _envelope(action: str, relates_to: str) -> tuple[etree._Element, etree._Element]:
-    env = etree.Element(_q(SOAP_ENV, "Envelope"), nsmap=_NSMAP)
-    header = etree.SubElement(env, _q(SOAP_ENV, "Header"))
-    etree.SubElement(header, _q(WSA, "Action")).text = action
-    etree.SubElement(header, _q(WSA, "MessageID")).text = f"urn:uuid:{uuid.uuid4()}"
-    if relates_to:
-        etree.SubElement(header, _q(WSA, "RelatesTo")).text = relates_to
-    return env, etree.SubElement(env, _q(SOAP_ENV, "Body"))
+_OPEN: Final = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    f'<soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:wsa="{WSA}"><soap:Header><wsa:Action>'
+)
+_CLOSE: Final = "</soap:Body></soap:Envelope>"
 
 
-def reply_envelope(interaction: str, payload: etree._Element, relates_to: str) -> bytes:
-    """The SOAP 1.2 reply carrying ``payload`` with ``wsa:Action`` ``urn:hl7-org:v3:<interaction>``."""
-    env, body = _envelope(f"urn:hl7-org:v3:{interaction}", relates_to)
-    body.append(payload)
-    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+def _envelope(action: str, relates_to: str, body: str) -> bytes:
+    """The envelope as text (:mod:`.writer`'s escaping): Action, a fresh MessageID, RelatesTo if known."""
+    relates = f"<wsa:RelatesTo>{esc(relates_to)}</wsa:RelatesTo>" if relates_to else ""
+    return (
+        f"{_OPEN}{esc(action)}</wsa:Action><wsa:MessageID>urn:uuid:{uuid.uuid4()}</wsa:MessageID>{relates}"
+        f"</soap:Header><soap:Body>{body}{_CLOSE}"
+    ).encode()
+
+
+def reply_envelope(interaction: str, payload: str, relates_to: str) -> bytes:
+    """The SOAP 1.2 reply carrying ``payload`` (XML text, :func:`.writer.payload`) with ``wsa:Action``
+    ``urn:hl7-org:v3:<interaction>``."""
+    return _envelope(f"urn:hl7-org:v3:{interaction}", relates_to, payload)
 
 
 def fault_envelope(fault: SoapFault) -> bytes:
     """A SOAP 1.2 fault envelope for ``fault``."""
-    env, body = _envelope(FAULT_ACTION, fault.relates_to)
-    element = etree.SubElement(body, _q(SOAP_ENV, "Fault"))
-    code = etree.SubElement(element, _q(SOAP_ENV, "Code"))
-    etree.SubElement(code, _q(SOAP_ENV, "Value")).text = f"soap:{fault.code}"
+    subcode = ""
     if fault.subcode:
-        sub = etree.SubElement(code, _q(SOAP_ENV, "Subcode"))
-        etree.SubElement(sub, _q(SOAP_ENV, "Value")).text = f"wsa:{fault.subcode}"
-    reason = etree.SubElement(element, _q(SOAP_ENV, "Reason"))
-    reason_text = etree.SubElement(reason, _q(SOAP_ENV, "Text"))
-    reason_text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
-    reason_text.text = fault.reason
-    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+        subcode = f"<soap:Subcode><soap:Value>wsa:{esc(fault.subcode)}</soap:Value></soap:Subcode>"
+    body = (
+        f"<soap:Fault><soap:Code><soap:Value>soap:{esc(fault.code)}</soap:Value>{subcode}</soap:Code>"
+        f'<soap:Reason><soap:Text xml:lang="en">{esc(fault.reason)}</soap:Text></soap:Reason></soap:Fault>'
+    )
+    return _envelope(FAULT_ACTION, fault.relates_to, body)

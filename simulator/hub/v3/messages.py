@@ -19,6 +19,7 @@ Choices where the sources leave room:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from lxml import etree
 
@@ -50,18 +51,25 @@ class WrapperHeader:
         return self.sender_extension or self.sender_root
 
 
+_SENDER: Final = f"{q('sender')}/{q('device')}/{q('id')}"
+_RECEIVER: Final = f"{q('receiver')}/{q('device')}/{q('id')}"
+_ID: Final = q("id")
+_CONTROL: Final = q("controlActProcess")
+
+
 def read_header(root: etree._Element) -> WrapperHeader:
-    sender = root.find(f"{q('sender')}/{q('device')}/{q('id')}")
-    receiver = root.find(f"{q('receiver')}/{q('device')}/{q('id')}")
-    msg_id = root.find(q("id"))
+    """The request's wrapper fields (``root`` is the interaction element)."""
+    sender = root.find(_SENDER)
+    receiver = root.find(_RECEIVER)
+    msg_id = root.find(_ID)
     return WrapperHeader(
-        etree.QName(root).localname,
+        str(root.tag).rpartition("}")[2],
         attr(msg_id, "root"),
         attr(msg_id, "extension"),
         attr(sender, "root"),
         attr(sender, "extension"),
         attr(receiver, "root"),
-        root.find(q("controlActProcess")),
+        root.find(_CONTROL),
     )
 
 

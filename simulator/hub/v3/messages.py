@@ -24,7 +24,7 @@ from typing import Final
 from lxml import etree
 
 from ..index import Domain, DomainDirectory, IndexDemographics, IndexName
-from .xmlsafe import attr, q, text
+from .xmlsafe import attr, child, q, text
 
 __all__ = ["WrapperHeader", "demographics_of", "name_of", "read_header", "sender_facility"]
 
@@ -51,17 +51,17 @@ class WrapperHeader:
         return self.sender_extension or self.sender_root
 
 
-_SENDER: Final = f"{q('sender')}/{q('device')}/{q('id')}"
-_RECEIVER: Final = f"{q('receiver')}/{q('device')}/{q('id')}"
+_SENDER: Final = (q("sender"), q("device"), q("id"))
+_RECEIVER: Final = (q("receiver"), q("device"), q("id"))
 _ID: Final = q("id")
 _CONTROL: Final = q("controlActProcess")
 
 
 def read_header(root: etree._Element) -> WrapperHeader:
     """The request's wrapper fields (``root`` is the interaction element)."""
-    sender = root.find(_SENDER)
-    receiver = root.find(_RECEIVER)
-    msg_id = root.find(_ID)
+    sender = child(root, *_SENDER)
+    receiver = child(root, *_RECEIVER)
+    msg_id = child(root, _ID)
     return WrapperHeader(
         str(root.tag).rpartition("}")[2],
         attr(msg_id, "root"),
@@ -69,7 +69,7 @@ def read_header(root: etree._Element) -> WrapperHeader:
         attr(sender, "root"),
         attr(sender, "extension"),
         attr(receiver, "root"),
-        root.find(_CONTROL),
+        child(root, _CONTROL),
     )
 
 

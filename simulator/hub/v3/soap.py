@@ -27,7 +27,7 @@ from typing import Final
 from lxml import etree
 
 from .writer import esc
-from .xmlsafe import HL7, HostileXml, parse, text
+from .xmlsafe import HL7, HostileXml, child, parse, text
 
 __all__ = [
     "FAULT_ACTION",
@@ -100,12 +100,12 @@ def read_envelope(content_type: str, data: bytes, actions: Collection[str]) -> S
     carry an ``X`` element (the QUQI continue/cancel actions share ``QUQI_IN000003UV01``).
     """
     root = _envelope_root(content_type, data)
-    header = root.find(_HEADER)
+    header = child(root, _HEADER)
     if header is None:
         raise SoapFault("Sender", "wsa:Action is required", subcode="MessageAddressingHeaderRequired")
-    message_id = text(header.find(_MESSAGE_ID))
+    message_id = text(child(header, _MESSAGE_ID))
     _understood(header, message_id)
-    action = text(header.find(_ACTION))
+    action = text(child(header, _ACTION))
     if not action:
         raise SoapFault(
             "Sender",
@@ -122,15 +122,15 @@ def read_envelope(content_type: str, data: bytes, actions: Collection[str]) -> S
             subcode="ActionNotSupported",
             relates_to=message_id,
         )
-    reply_to = header.find(_REPLY_TO)
-    if reply_to is not None and text(reply_to.find(_ADDRESS)) not in _ANONYMOUS:
+    reply_to = child(header, _REPLY_TO)
+    if reply_to is not None and text(child(reply_to, _ADDRESS)) not in _ANONYMOUS:
         raise SoapFault(
             "Sender",
             "only the anonymous ReplyTo is supported (the answer comes on this connection)",
             subcode="OnlyAnonymousAddressSupported",
             relates_to=message_id,
         )
-    return SoapRequest(action, message_id, _body_element(root.find(_BODY), action, message_id))
+    return SoapRequest(action, message_id, _body_element(child(root, _BODY), action, message_id))
 
 
 def _envelope_root(content_type: str, data: bytes) -> etree._Element:

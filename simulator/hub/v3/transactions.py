@@ -58,7 +58,7 @@ from . import writer
 from .messages import WrapperHeader, demographics_of, read_header, sender_facility
 from .soap import SoapRequest
 from .writer import QUERY_CODES, Answer, Detail
-from .xmlsafe import attr, q, text
+from .xmlsafe import attr, child, q, text
 
 __all__ = ["FEED_ACTIONS", "PDQ_ACTIONS", "PIX_ACTIONS", "RESPONSES", "V3Hub"]
 
@@ -84,6 +84,18 @@ _CAP = "/controlActProcess"
 _QBP = _CAP + "/queryByParameter"
 _PARAMS = _QBP + "/parameterList"
 _PATIENT = _CAP + "/subject/registrationEvent/subject1/patient"
+_PRIOR_ID: Final = tuple(
+    q(n)
+    for n in (
+        "subject",
+        "registrationEvent",
+        "replacementOf",
+        "priorRegistration",
+        "subject1",
+        "priorRegisteredRole",
+        "id",
+    )
+)
 _PDQ_PARAMETERS: Final = frozenset(
     {
         "livingSubjectName",
@@ -192,7 +204,7 @@ class V3Hub:
         if answer.status == "NF" and response == "PRPA_IN201306UV02":
             note.details["hits"] = 0
         if query is not None:
-            note.details["tag"] = attr(query.find(q("queryId")), "extension")
+            note.details["tag"] = attr(child(query, q("queryId")), "extension")
         sender, target = (header.sender_root, header.sender_extension), (header.id_root, header.id_extension)
         payload = writer.payload(response, sender, target, note.now, answer, query, self.index.directory)
         if self.audit is not None:
@@ -204,14 +216,14 @@ class V3Hub:
     def _query_element(header: WrapperHeader) -> etree._Element | None:
         if header.control is None:
             return None
-        found = header.control.find(q("queryByParameter"))
-        return found if found is not None else header.control.find(q("queryContinuation"))
+        found = child(header.control, q("queryByParameter"))
+        return found if found is not None else child(header.control, q("queryContinuation"))
 
     # --------------------------------------------------------------------------------------- ITI-44
 
     def _feed(self, kind: str, control: etree._Element, own: Domain, note: Note) -> None:
-        patient = control.find(f"{q('subject')}/{q('registrationEvent')}/{q('subject1')}/{q('patient')}")
-        ids = [] if patient is None else patient.findall(q("id"))
+        patient = child(control, q("subject"), q("registrationEvent"), q("subject1"), q("patient"))
+        ids = [] if patient is None else list(patient.iterchildren(q("id")))
         if not ids or not attr(ids[0], "extension"):
             raise _ae("101", _PATIENT + "/id", "patient/id is missing")
         if len(ids) > MAX_REPETITIONS:
@@ -226,7 +238,7 @@ class V3Hub:
             if why:
                 raise _ae("204", f"{_PATIENT}/id[{n}]", why)
         note.target = f"{own.namespace}|{local_id}"
-        person = patient.find(q("patientPerson"))
+        person = child(patient, q("patientPerson"))
         demographics = demographics_of(person) if person is not None else IndexDemographics()
         if len(demographics.names) > MAX_REPETITIONS or len(demographics.phones) > MAX_REPETITIONS:
             raise _ae("102", _PATIENT + "/patientPerson", f"at most {MAX_REPETITIONS} names and telecoms")
@@ -236,20 +248,7 @@ class V3Hub:
         )
         try:
             if kind == "PRPA_IN201304UV02":
-                prior = control.find(
-                    "/".join(
-                        q(n)
-                        for n in (
-                            "subject",
-                            "registrationEvent",
-                            "replacementOf",
-                            "priorRegistration",
-                            "subject1",
-                            "priorRegisteredRole",
-                            "id",
-                        )
-                    )
-                )
+                prior = child(control, *_PRIOR_ID)
                 merged = attr(prior, "extension")
                 if not merged:
                     raise _ae("101", prior_path, "priorRegisteredRole/id is missing")
@@ -275,11 +274,11 @@ class V3Hub:
         together."""
         wanted: set[str] = set()
         bad = []
-        elements = params.findall(q(name))
+        elements = list(params.iterchildren(q(name)))
         if len(elements) > MAX_REPETITIONS:
             raise _ae("102", f"{_PARAMS}/{name}", f"at most {MAX_REPETITIONS} {name} are accepted")
         for n, element in enumerate(elements, 1):
-            for value in element.findall(q("value")):
+            for value in element.iterchildren(q("value")):
                 domain = self.index.directory.resolve("", attr(value, "root"))
                 if domain is None:
                     bad.append(
@@ -296,8 +295,8 @@ class V3Hub:
         return wanted
 
     def _pix(self, control: etree._Element, note: Note) -> Answer:
-        params = control.find(f"{q('queryByParameter')}/{q('parameterList')}")
-        value = None if params is None else params.find(f"{q('patientIdentifier')}/{q('value')}")
+        params = child(control, q("queryByParameter"), q("parameterList"))
+        value = None if params is None else child(params, q("patientIdentifier"), q("value"))
         where = _PARAMS + "/patientIdentifier/value"
         local_id, root = attr(value, "extension"), attr(value, "root")
         if params is None or value is None or not local_id:
@@ -328,19 +327,19 @@ class V3Hub:
             name = etree.QName(element).localname
             if name not in _PDQ_PARAMETERS:
                 raise _ae("103", f"{_PARAMS}/{name}", f"unsupported query parameter {name!r}")
-        names = params.findall(q("livingSubjectName"))
+        names = list(params.iterchildren(q("livingSubjectName")))
         if names:
-            value = names[0].find(q("value"))
+            value = child(names[0], q("value"))
             if value is not None:
-                values["family"] = " ".join(text(f) for f in value.findall(q("family")))
-                values["given"] = " ".join(text(g) for g in value.findall(q("given")))
-        birth = params.find(f"{q('livingSubjectBirthTime')}/{q('value')}")
+                values["family"] = " ".join(text(f) for f in value.iterchildren(q("family")))
+                values["given"] = " ".join(text(g) for g in value.iterchildren(q("given")))
+        birth = child(params, q("livingSubjectBirthTime"), q("value"))
         if birth is not None:
             values["birth_date"] = attr(birth, "value")
-        sex = params.find(f"{q('livingSubjectAdministrativeGender')}/{q('value')}")
+        sex = child(params, q("livingSubjectAdministrativeGender"), q("value"))
         if sex is not None:
             values["sex"] = attr(sex, "code")
-        address = params.find(f"{q('patientAddress')}/{q('value')}")
+        address = child(params, q("patientAddress"), q("value"))
         if address is not None:
             for part in address:
                 if isinstance(part.tag, str) and etree.QName(part).localname != "postalCode":
@@ -349,8 +348,8 @@ class V3Hub:
                     raise _ae(
                         "103", where, f"unsupported address part {local!r}: only postalCode is searched"
                     )
-            values["postcode"] = text(address.find(q("postalCode")))
-        identifier = params.find(f"{q('livingSubjectId')}/{q('value')}")
+            values["postcode"] = text(child(address, q("postalCode")))
+        identifier = child(params, q("livingSubjectId"), q("value"))
         if identifier is not None:
             values["identifier"] = attr(identifier, "extension")
             root = attr(identifier, "root")
@@ -368,8 +367,8 @@ class V3Hub:
         return criteria, self._wanted(params, "otherIDsScopingOrganization")
 
     def _pdq(self, control: etree._Element, note: Note, own: Domain) -> Answer:
-        qbp = control.find(q("queryByParameter"))
-        params = None if qbp is None else qbp.find(q("parameterList"))
+        qbp = child(control, q("queryByParameter"))
+        params = None if qbp is None else child(qbp, q("parameterList"))
         if qbp is None or params is None:
             raise _ae("101", _PARAMS, "queryByParameter/parameterList is missing")
         note.details["query"] = {
@@ -379,7 +378,7 @@ class V3Hub:
         }
         criteria, wanted = self._criteria(params)
         hits = fold_hits(self.index, criteria, wanted)
-        quantity = attr(qbp.find(q("initialQuantity")), "value")
+        quantity = attr(child(qbp, q("initialQuantity")), "value")
         limit = int(quantity) if quantity.isdigit() and int(quantity) > 0 else 0
         return self._page(note, own, qbp, hits, len(hits), limit)
 
@@ -392,7 +391,7 @@ class V3Hub:
         page, rest = (hits[:limit], hits[limit:]) if limit else (hits, [])
         note.details |= {"hits": total, "returned": len(page)}
         note.hits = [(h.record.regional_id or "", f"{h.record.domain}|{h.record.local_id}") for h in page]
-        key = self._key(own, qbp.find(q("queryId")))
+        key = self._key(own, child(qbp, q("queryId")))
         with self._lock:
             self._pending.pop(key, None)
             if rest:
@@ -406,9 +405,9 @@ class V3Hub:
         return own.namespace, attr(query_id, "root"), attr(query_id, "extension")
 
     def _continue(self, control: etree._Element, note: Note, own: Domain) -> Answer:
-        continuation = control.find(q("queryContinuation"))
+        continuation = child(control, q("queryContinuation"))
         where = _CAP + "/queryContinuation/queryId"
-        query_id = None if continuation is None else continuation.find(q("queryId"))
+        query_id = None if continuation is None else child(continuation, q("queryId"))
         if query_id is None:
             raise _ae("101", where, "queryContinuation/queryId is missing")
         assert continuation is not None
@@ -417,13 +416,13 @@ class V3Hub:
             pending = self._pending.pop(self._key(own, query_id), None)
         if pending is None:
             raise _ae("204", where, "unknown, finished or cancelled query")
-        quantity = attr(continuation.find(q("continuationQuantity")), "value")
+        quantity = attr(child(continuation, q("continuationQuantity")), "value")
         limit = int(quantity) if quantity.isdigit() and int(quantity) > 0 else pending.page
         return self._page(note, own, pending.query, pending.hits, pending.total, limit)
 
     def _cancel(self, control: etree._Element, note: Note, own: Domain) -> None:
-        continuation = control.find(q("queryContinuation"))
-        query_id = None if continuation is None else continuation.find(q("queryId"))
+        continuation = child(control, q("queryContinuation"))
+        query_id = None if continuation is None else child(continuation, q("queryId"))
         if query_id is None:
             raise _ae("101", _CAP + "/queryContinuation/queryId", "queryContinuation/queryId is missing")
         with self._lock:

@@ -27,7 +27,7 @@ from lxml import etree
 
 from ..identity import Hit
 from ..index import DomainDirectory, IndexDemographics
-from .xmlsafe import HL7, q
+from .xmlsafe import HL7, child, q
 
 __all__ = [
     "ACK_CODE_SYSTEM",
@@ -250,7 +250,7 @@ def _query_response(parts: list[str], code: str, answer: Answer, query: etree._E
     for hit in answer.hits:
         parts += (_EVENT, _patient_ids(hit.ids, directory), _STATUS, _person(hit.record.demographics))
         parts += (_MATCH, _EVENT_END)
-    query_id = query.find(q("queryId")) if query is not None else None
+    query_id = child(query, q("queryId")) if query is not None else None
     parts.append("<queryAck>" + (echo(query_id) if query_id is not None else ""))
     status = attr_esc(answer.status or "AE")
     parts.append(f'<statusCode code="deliveredResponse"/><queryResponseCode code="{status}"/>')

@@ -10,6 +10,9 @@ Then ``--clients`` concurrent clients (asyncio, persistent connections: MLLP fra
 keep-alive for ITI-45, each with one facility's client certificate) query as fast as replies come back for
 ``--seconds``: queries/s, p50/p99 for each, and **ITI-45/ITI-9** (goal ≥ 0.5). The request bytes are built
 before timing and replies are only checked for their AA/OK codes, so the driver's share is small and alike.
+Each round also prints the hub's CPU time per request (``/proc/<pid>/stat`` before and after the measure)
+and this process's own (the load driver): a side near one CPU-second per second is the bottleneck, and
+with the hub saturated for both protocols the rate ratio is the ratio of its CPU per request.
 Then ITI-45 is paced at half its measured maximum for ``--seconds`` and its p99 printed (goal < 20 ms).
 ``--rounds N`` alternates the two N times (the machine's load drifts: compare within a round).
 

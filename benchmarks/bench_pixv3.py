@@ -10,6 +10,9 @@ Then ``--clients`` concurrent clients (asyncio, persistent connections: MLLP fra
 keep-alive for ITI-45, each with one facility's client certificate) query as fast as replies come back for
 ``--seconds``: queries/s, p50/p99 for each, and **ITI-45/ITI-9** (goal ≥ 0.5). The request bytes are built
 before timing and replies are only checked for their AA/OK codes, so the driver's share is small and alike.
+Each round also prints the hub's CPU time per request (``/proc/<pid>/stat`` before and after the measure)
+and this process's own (the load driver): a side near one CPU-second per second is the bottleneck, and
+with the hub saturated for both protocols the rate ratio is the ratio of its CPU per request.
 Then ITI-45 is paced at half its measured maximum for ``--seconds`` and its p99 printed (goal < 20 ms).
 ``--rounds N`` alternates the two N times (the machine's load drifts: compare within a round).
 
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -102,6 +106,20 @@ async def feed(
         reply = await client.send(frame(msg))
         assert b"MSA|AA" in reply, reply
         await client.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, run: Callable[[], list[float]]) -> tuple[list[float], float, float]:
+    """``run()``'s latencies, and the hub's and this process's CPU seconds while it ran: which side is
+    the bottleneck (a side near 1 CPU-second per second is saturated)."""
+    hub0, own0 = cpu_seconds(pid), time.process_time()
+    lat = run()
+    return lat, cpu_seconds(pid) - hub0, time.process_time() - own0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -242,16 +260,25 @@ def main() -> None:
                 f" {len(askers)} clients; {args.seconds} s"
             )
             columns = ("ITI-9 q/s", "p50", "p99", "ITI-45 q/s", "p50", "p99", "45/9")
+            columns += ("hub µs 9", "45", "client µs 9", "45")
             print(f"{'round':>5} " + " ".join(f"{c:>{len(c) + 1}}" for c in columns))
             rates = []
+            pid = int(info["pid"])  # type: ignore[call-overload]
             for r in range(args.rounds):
-                v2 = asyncio.run(drive_mllp(mllp, tls, v2_jobs, args.seconds))  # type: ignore[arg-type]
-                v3 = asyncio.run(drive_v3(soap_addr, tls, v3_jobs, args.seconds))
+                v2, hub2, own2 = measured(
+                    pid,
+                    lambda: asyncio.run(drive_mllp(mllp, tls, v2_jobs, args.seconds)),  # type: ignore[arg-type]
+                )
+                v3, hub3, own3 = measured(
+                    pid, lambda: asyncio.run(drive_v3(soap_addr, tls, v3_jobs, args.seconds))
+                )
                 q2, q3 = len(v2) / args.seconds, len(v3) / args.seconds
                 rates.append(q3)
+                us = [1e6 * t / max(1, len(n)) for t, n in ((hub2, v2), (hub3, v3), (own2, v2), (own3, v3))]
                 print(
                     f"{r + 1:>5} {q2:>10.0f} {percentile(v2, 50):>4.2f} {percentile(v2, 99):>4.2f}"
                     f" {q3:>11.0f} {percentile(v3, 50):>4.2f} {percentile(v3, 99):>4.2f} {q3 / q2:>5.2f}"
+                    f" {us[0]:>9.0f} {us[1]:>4.0f} {us[2]:>12.0f} {us[3]:>4.0f}"
                 )
             half = max(rates) / 2
             paced = asyncio.run(drive_v3(soap_addr, tls, v3_jobs, args.seconds, rate=half))

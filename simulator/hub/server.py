@@ -382,7 +382,9 @@ async def _listen_soap(
         observed = observe_handshakes(tls, lambda reason: refused(reason, "soap-tls"))
         factory = lambda _config, _default: observed  # noqa: E731 - uvicorn's ssl_context_factory signature
     try:
-        soap = await _start_http(soap_app, host, port, http=CertifiedHttpTools, ssl_context_factory=factory)
+        soap = await _start_http(  # no proxy in front of SOAP: X-Forwarded-* is neither trusted nor parsed
+            soap_app, host, port, http=CertifiedHttpTools, ssl_context_factory=factory, proxy_headers=False
+        )
     except OSError as exc:
         raise HubError(f"cannot listen for SOAP on {host}:{port}: {exc.strerror or exc}") from exc
     stack.push_async_callback(_stop_http, soap, grace)

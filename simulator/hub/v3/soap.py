@@ -26,7 +26,8 @@ from typing import Final
 
 from lxml import etree
 
-from .xmlsafe import HL7, HostileXml, parse, text
+from .writer import esc
+from .xmlsafe import HL7, HostileXml, child, parse, text
 
 __all__ = [
     "FAULT_ACTION",
@@ -47,7 +48,6 @@ SOAP_MEDIA: Final = "application/soap+xml"
 FAULT_ACTION: Final = "http://www.w3.org/2005/08/addressing/soap/fault"
 _ANONYMOUS: Final = frozenset({f"{WSA}/anonymous", ""})
 _TRUE: Final = frozenset({"true", "1"})
-_NSMAP: Final = {"soap": SOAP_ENV, "wsa": WSA}
 
 
 class SoapFault(Exception):  # noqa: N818 - an answer, not a bug
@@ -80,41 +80,32 @@ def _q(ns: str, local: str) -> str:
     return f"{{{ns}}}{local}"
 
 
+_ENVELOPE: Final = _q(SOAP_ENV, "Envelope")
+_ENVELOPE11: Final = _q(SOAP11_ENV, "Envelope")
+_HEADER: Final = _q(SOAP_ENV, "Header")
+_BODY: Final = _q(SOAP_ENV, "Body")
+_MUST_UNDERSTAND: Final = _q(SOAP_ENV, "mustUnderstand")
+_WSA_NS: Final = "{" + WSA + "}"
+_ACTION: Final = _q(WSA, "Action")
+_MESSAGE_ID: Final = _q(WSA, "MessageID")
+_REPLY_TO: Final = _q(WSA, "ReplyTo")
+_ADDRESS: Final = _q(WSA, "Address")
+_HL7_NS: Final = "{" + HL7 + "}"
+
+
 def read_envelope(content_type: str, data: bytes, actions: Collection[str]) -> SoapRequest:
     """The request in ``data`` if it is a SOAP 1.2 envelope for one of ``actions``; else :class:`SoapFault`.
 
     ``actions`` maps to body elements by name: ``urn:hl7-org:v3:X`` and ``urn:hl7-org:v3:X_Suffix`` both
     carry an ``X`` element (the QUQI continue/cancel actions share ``QUQI_IN000003UV01``).
     """
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media != SOAP_MEDIA:
-        raise SoapFault(
-            "Sender", f"Content-Type must be {SOAP_MEDIA} (SOAP 1.2), not {media or 'none'!r}", status=415
-        )
-    try:
-        root = parse(data)
-    except HostileXml as exc:
-        raise SoapFault("Sender", f"the body was refused: {exc}") from None
-    if root.tag == _q(SOAP11_ENV, "Envelope"):
-        raise SoapFault("VersionMismatch", "SOAP 1.1 envelopes are not served: use SOAP 1.2", status=500)
-    if root.tag != _q(SOAP_ENV, "Envelope"):
-        raise SoapFault("Sender", "the document is not a SOAP 1.2 Envelope")
-    header = root.find(_q(SOAP_ENV, "Header"))
-    body = root.find(_q(SOAP_ENV, "Body"))
-    message_id = text(header.find(_q(WSA, "MessageID"))) if header is not None else ""
-    if header is not None:
-        for block in header:
-            if not isinstance(block.tag, str):
-                continue
-            must = str(block.get(_q(SOAP_ENV, "mustUnderstand"), "")).strip().lower()
-            if must in _TRUE and etree.QName(block).namespace != WSA:
-                raise SoapFault(
-                    "MustUnderstand",
-                    f"header block {block.tag} is marked mustUnderstand and is not understood",
-                    status=500,
-                    relates_to=message_id,
-                )
-    action = text(header.find(_q(WSA, "Action"))) if header is not None else ""
+    root = _envelope_root(content_type, data)
+    header = child(root, _HEADER)
+    if header is None:
+        raise SoapFault("Sender", "wsa:Action is required", subcode="MessageAddressingHeaderRequired")
+    message_id = text(child(header, _MESSAGE_ID))
+    _understood(header, message_id)
+    action = text(child(header, _ACTION))
     if not action:
         raise SoapFault(
             "Sender",
@@ -131,58 +122,97 @@ def read_envelope(content_type: str, data: bytes, actions: Collection[str]) -> S
             subcode="ActionNotSupported",
             relates_to=message_id,
         )
-    assert header is not None
-    reply_to = header.find(_q(WSA, "ReplyTo"))
-    if reply_to is not None and text(reply_to.find(_q(WSA, "Address"))) not in _ANONYMOUS:
+    reply_to = child(header, _REPLY_TO)
+    if reply_to is not None and text(child(reply_to, _ADDRESS)) not in _ANONYMOUS:
         raise SoapFault(
             "Sender",
             "only the anonymous ReplyTo is supported (the answer comes on this connection)",
             subcode="OnlyAnonymousAddressSupported",
             relates_to=message_id,
         )
+    return SoapRequest(action, message_id, _body_element(child(root, _BODY), action, message_id))
+
+
+def _envelope_root(content_type: str, data: bytes) -> etree._Element:
+    """The parsed document's root if the Content-Type is SOAP 1.2's and the root a SOAP 1.2 Envelope."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != SOAP_MEDIA:
+        raise SoapFault(
+            "Sender", f"Content-Type must be {SOAP_MEDIA} (SOAP 1.2), not {media or 'none'!r}", status=415
+        )
+    try:
+        root = parse(data)
+    except HostileXml as exc:
+        raise SoapFault("Sender", f"the body was refused: {exc}") from None
+    if root.tag == _ENVELOPE11:
+        raise SoapFault("VersionMismatch", "SOAP 1.1 envelopes are not served: use SOAP 1.2", status=500)
+    if root.tag != _ENVELOPE:
+        raise SoapFault("Sender", "the document is not a SOAP 1.2 Envelope")
+    return root
+
+
+def _understood(header: etree._Element, message_id: str) -> None:
+    """MustUnderstand for a header block marked ``mustUnderstand`` outside WS-Addressing."""
+    for block in header:
+        tag = block.tag
+        if not isinstance(tag, str) or tag.startswith(_WSA_NS):
+            continue
+        if str(block.get(_MUST_UNDERSTAND, "")).strip().lower() in _TRUE:
+            raise SoapFault(
+                "MustUnderstand",
+                f"header block {tag} is marked mustUnderstand and is not understood",
+                status=500,
+                relates_to=message_id,
+            )
+
+
+def _body_element(body: etree._Element | None, action: str, message_id: str) -> etree._Element:
+    """The Body's one element, which must be the action's interaction in the HL7 namespace."""
     children = [c for c in (body if body is not None else ()) if isinstance(c.tag, str)]
     if len(children) != 1:
         raise SoapFault("Sender", "the SOAP Body must carry exactly one element", relates_to=message_id)
     element = children[0]
     expected = action.removeprefix("urn:hl7-org:v3:")
-    name = etree.QName(element)
-    if name.namespace != HL7 or not (expected == name.localname or expected.startswith(name.localname + "_")):
+    tag = str(element.tag)
+    local = tag.removeprefix(_HL7_NS)
+    if local == tag or not (expected == local or expected.startswith(local + "_")):
         raise SoapFault(
             "Sender",
             f"the body element {element.tag} does not match the action {action!r}",
             relates_to=message_id,
         )
-    return SoapRequest(action, message_id, element)
+    return element
 
 
-def _envelope(action: str, relates_to: str) -> tuple[etree._Element, etree._Element]:
-    env = etree.Element(_q(SOAP_ENV, "Envelope"), nsmap=_NSMAP)
-    header = etree.SubElement(env, _q(SOAP_ENV, "Header"))
-    etree.SubElement(header, _q(WSA, "Action")).text = action
-    etree.SubElement(header, _q(WSA, "MessageID")).text = f"urn:uuid:{uuid.uuid4()}"
-    if relates_to:
-        etree.SubElement(header, _q(WSA, "RelatesTo")).text = relates_to
-    return env, etree.SubElement(env, _q(SOAP_ENV, "Body"))
+_OPEN: Final = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    f'<soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:wsa="{WSA}"><soap:Header><wsa:Action>'
+)
+_CLOSE: Final = "</soap:Body></soap:Envelope>"
 
 
-def reply_envelope(interaction: str, payload: etree._Element, relates_to: str) -> bytes:
-    """The SOAP 1.2 reply carrying ``payload`` with ``wsa:Action`` ``urn:hl7-org:v3:<interaction>``."""
-    env, body = _envelope(f"urn:hl7-org:v3:{interaction}", relates_to)
-    body.append(payload)
-    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+def _envelope(action: str, relates_to: str, body: str) -> bytes:
+    """The envelope as text (:mod:`.writer`'s escaping): Action, a fresh MessageID, RelatesTo if known."""
+    relates = f"<wsa:RelatesTo>{esc(relates_to)}</wsa:RelatesTo>" if relates_to else ""
+    return (
+        f"{_OPEN}{esc(action)}</wsa:Action><wsa:MessageID>urn:uuid:{uuid.uuid4()}</wsa:MessageID>{relates}"
+        f"</soap:Header><soap:Body>{body}{_CLOSE}"
+    ).encode()
+
+
+def reply_envelope(interaction: str, payload: str, relates_to: str) -> bytes:
+    """The SOAP 1.2 reply carrying ``payload`` (XML text, :func:`.writer.payload`) with ``wsa:Action``
+    ``urn:hl7-org:v3:<interaction>``."""
+    return _envelope(f"urn:hl7-org:v3:{interaction}", relates_to, payload)
 
 
 def fault_envelope(fault: SoapFault) -> bytes:
     """A SOAP 1.2 fault envelope for ``fault``."""
-    env, body = _envelope(FAULT_ACTION, fault.relates_to)
-    element = etree.SubElement(body, _q(SOAP_ENV, "Fault"))
-    code = etree.SubElement(element, _q(SOAP_ENV, "Code"))
-    etree.SubElement(code, _q(SOAP_ENV, "Value")).text = f"soap:{fault.code}"
+    subcode = ""
     if fault.subcode:
-        sub = etree.SubElement(code, _q(SOAP_ENV, "Subcode"))
-        etree.SubElement(sub, _q(SOAP_ENV, "Value")).text = f"wsa:{fault.subcode}"
-    reason = etree.SubElement(element, _q(SOAP_ENV, "Reason"))
-    reason_text = etree.SubElement(reason, _q(SOAP_ENV, "Text"))
-    reason_text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
-    reason_text.text = fault.reason
-    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+        subcode = f"<soap:Subcode><soap:Value>wsa:{esc(fault.subcode)}</soap:Value></soap:Subcode>"
+    body = (
+        f"<soap:Fault><soap:Code><soap:Value>soap:{esc(fault.code)}</soap:Value>{subcode}</soap:Code>"
+        f'<soap:Reason><soap:Text xml:lang="en">{esc(fault.reason)}</soap:Text></soap:Reason></soap:Fault>'
+    )
+    return _envelope(FAULT_ACTION, fault.relates_to, body)

@@ -33,7 +33,6 @@ v2's answer the IPF way (acknowledgementDetail with the table 0357 code; ITI-45/
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -55,20 +54,11 @@ from ..index import (
     UnknownPatientError,
 )
 from ..pixpdq import MAX_REPETITIONS
-from .messages import (
-    HUB_DEVICE_OID,
-    Detail,
-    WrapperHeader,
-    add,
-    demographics_of,
-    patient_ids,
-    patient_person,
-    read_header,
-    sender_facility,
-    wrapper,
-)
+from . import writer
+from .messages import WrapperHeader, demographics_of, read_header, sender_facility
 from .soap import SoapRequest
-from .xmlsafe import attr, q, text
+from .writer import QUERY_CODES, Answer, Detail
+from .xmlsafe import attr, child, q, text
 
 __all__ = ["FEED_ACTIONS", "PDQ_ACTIONS", "PIX_ACTIONS", "RESPONSES", "V3Hub"]
 
@@ -90,11 +80,22 @@ PIX_ACTIONS: Final = frozenset({V3 + "PRPA_IN201309UV02"})
 PDQ_ACTIONS: Final = frozenset(
     V3 + k for k in ("PRPA_IN201305UV02", "QUQI_IN000003UV01_Continue", "QUQI_IN000003UV01_Cancel")
 )
-_QUERY_CODES: Final = {"PRPA_IN201310UV02": "PRPA_TE201310UV02", "PRPA_IN201306UV02": "PRPA_TE201306UV02"}
 _CAP = "/controlActProcess"
 _QBP = _CAP + "/queryByParameter"
 _PARAMS = _QBP + "/parameterList"
 _PATIENT = _CAP + "/subject/registrationEvent/subject1/patient"
+_PRIOR_ID: Final = tuple(
+    q(n)
+    for n in (
+        "subject",
+        "registrationEvent",
+        "replacementOf",
+        "priorRegistration",
+        "subject1",
+        "priorRegisteredRole",
+        "id",
+    )
+)
 _PDQ_PARAMETERS: Final = frozenset(
     {
         "livingSubjectName",
@@ -125,18 +126,6 @@ class _Pending:
     query: etree._Element  # the queryByParameter, echoed on every page
 
 
-@dataclass
-class _Answer:
-    """What a transaction decided: the acknowledgement, the query's status and what to return."""
-
-    ack: str = "AA"
-    details: tuple[Detail, ...] = ()
-    status: str = ""  # queryResponseCode
-    ids: list[tuple[str, str]] | None = None  # ITI-45: the IDs returned
-    hits: Sequence[Hit] = ()  # ITI-47: this page
-    counts: tuple[int, int, int] | None = None  # total, current, remaining
-
-
 class V3Hub:
     """The three v3 endpoints' logic over one index and audit; :mod:`.app` is its HTTP face."""
 
@@ -155,15 +144,16 @@ class V3Hub:
         self._pending: OrderedDict[tuple[str, str, str], _Pending] = OrderedDict()
         self._lock = threading.Lock()
 
-    async def handle(self, soap: SoapRequest, tls: bool, certified: str | None) -> tuple[str, etree._Element]:
-        """The response interaction and its payload for ``soap`` (sender ``certified`` when ``tls``)."""
+    async def handle(self, soap: SoapRequest, tls: bool, certified: str | None) -> tuple[str, str]:
+        """The response interaction and its payload (XML text) for ``soap`` (sender ``certified`` when
+        ``tls``)."""
         kind = soap.action.removeprefix(V3)
         response = RESPONSES[kind]
         header = read_header(soap.body)
         directory = self.index.directory
         facility = sender_facility(directory, header)
         note = Note(self.clock())
-        answer = _Answer()
+        answer = Answer()
         query = self._query_element(header)
         try:
             if tls and (facility is None or facility.facility != certified):
@@ -207,15 +197,16 @@ class V3Hub:
                 note.action = "cancel"
                 self._cancel(header.control, note, facility)
         except _Refused as refusal:
-            answer = _Answer(refusal.ack, refusal.details, "AE" if response in _QUERY_CODES else "")
+            answer = Answer(refusal.ack, refusal.details, "AE" if response in QUERY_CODES else "")
         note.code = answer.ack
         note.status = answer.status
         note.reason = answer.details[0].text if answer.details else ""
         if answer.status == "NF" and response == "PRPA_IN201306UV02":
             note.details["hits"] = 0
         if query is not None:
-            note.details["tag"] = attr(query.find(q("queryId")), "extension")
-        payload = self._payload(response, header, note.now, answer, query)
+            note.details["tag"] = attr(child(query, q("queryId")), "extension")
+        sender, target = (header.sender_root, header.sender_extension), (header.id_root, header.id_extension)
+        payload = writer.payload(response, sender, target, note.now, answer, query, self.index.directory)
         if self.audit is not None:
             actor = facility.facility if facility is not None and facility.facility else certified
             await audit_note(self.audit, note, actor or header.sender, header.sender, kind, header.control_id)
@@ -225,81 +216,14 @@ class V3Hub:
     def _query_element(header: WrapperHeader) -> etree._Element | None:
         if header.control is None:
             return None
-        found = header.control.find(q("queryByParameter"))
-        return found if found is not None else header.control.find(q("queryContinuation"))
-
-    # --------------------------------------------------------------------------------------- answers
-
-    def _payload(
-        self,
-        response: str,
-        header: WrapperHeader,
-        now: datetime,
-        answer: _Answer,
-        query: etree._Element | None,
-    ) -> etree._Element:
-        root = wrapper(response, header, now, answer.ack, answer.details)
-        code = _QUERY_CODES.get(response)
-        if code is None:
-            return root
-        cap = add(root, "controlActProcess", classCode="CACT", moodCode="EVN")
-        add(cap, "code", code=code, codeSystem="2.16.840.1.113883.1.6")
-        directory = self.index.directory
-        if answer.ids:
-            event = self._event(cap)
-            patient = add(add(event, "subject1", typeCode="SBJ"), "patient", classCode="PAT")
-            patient_ids(patient, answer.ids, directory)
-            add(patient, "statusCode", code="active")
-            patient_person(patient, None)
-            self._custodian(event)
-        for hit in answer.hits:
-            event = self._event(cap)
-            patient = add(add(event, "subject1", typeCode="SBJ"), "patient", classCode="PAT")
-            patient_ids(patient, hit.ids, directory)
-            add(patient, "statusCode", code="active")
-            patient_person(patient, hit.record.demographics)
-            observation = add(
-                add(patient, "subjectOf1"), "queryMatchObservation", classCode="COND", moodCode="EVN"
-            )
-            add(observation, "code", code="IHE_PDQ")
-            value = add(observation, "value", value="100")
-            value.set("{http://www.w3.org/2001/XMLSchema-instance}type", "INT")
-            self._custodian(event)
-        ack = add(cap, "queryAck")
-        query_id = query.find(q("queryId")) if query is not None else None
-        if query_id is not None:
-            ack.append(copy.deepcopy(query_id))
-        add(ack, "statusCode", code="deliveredResponse")
-        add(ack, "queryResponseCode", code=answer.status or "AE")
-        if answer.counts is not None:
-            for name, value_ in zip(
-                ("resultTotalQuantity", "resultCurrentQuantity", "resultRemainingQuantity"),
-                answer.counts,
-                strict=True,
-            ):
-                add(ack, name, value=str(value_))
-        if query is not None and etree.QName(query).localname == "queryByParameter":
-            cap.append(copy.deepcopy(query))
-        return root
-
-    @staticmethod
-    def _event(cap: etree._Element) -> etree._Element:
-        subject = add(cap, "subject", typeCode="SUBJ", contextConductionInd="false")
-        event = add(subject, "registrationEvent", classCode="REG", moodCode="EVN")
-        add(event, "id", nullFlavor="NA")
-        add(event, "statusCode", code="active")
-        return event
-
-    @staticmethod
-    def _custodian(event: etree._Element) -> None:
-        entity = add(add(event, "custodian", typeCode="CST"), "assignedEntity", classCode="ASSIGNED")
-        add(entity, "id", root=HUB_DEVICE_OID)
+        found = child(header.control, q("queryByParameter"))
+        return found if found is not None else child(header.control, q("queryContinuation"))
 
     # --------------------------------------------------------------------------------------- ITI-44
 
     def _feed(self, kind: str, control: etree._Element, own: Domain, note: Note) -> None:
-        patient = control.find(f"{q('subject')}/{q('registrationEvent')}/{q('subject1')}/{q('patient')}")
-        ids = [] if patient is None else patient.findall(q("id"))
+        patient = child(control, q("subject"), q("registrationEvent"), q("subject1"), q("patient"))
+        ids = [] if patient is None else list(patient.iterchildren(q("id")))
         if not ids or not attr(ids[0], "extension"):
             raise _ae("101", _PATIENT + "/id", "patient/id is missing")
         if len(ids) > MAX_REPETITIONS:
@@ -314,7 +238,7 @@ class V3Hub:
             if why:
                 raise _ae("204", f"{_PATIENT}/id[{n}]", why)
         note.target = f"{own.namespace}|{local_id}"
-        person = patient.find(q("patientPerson"))
+        person = child(patient, q("patientPerson"))
         demographics = demographics_of(person) if person is not None else IndexDemographics()
         if len(demographics.names) > MAX_REPETITIONS or len(demographics.phones) > MAX_REPETITIONS:
             raise _ae("102", _PATIENT + "/patientPerson", f"at most {MAX_REPETITIONS} names and telecoms")
@@ -324,20 +248,7 @@ class V3Hub:
         )
         try:
             if kind == "PRPA_IN201304UV02":
-                prior = control.find(
-                    "/".join(
-                        q(n)
-                        for n in (
-                            "subject",
-                            "registrationEvent",
-                            "replacementOf",
-                            "priorRegistration",
-                            "subject1",
-                            "priorRegisteredRole",
-                            "id",
-                        )
-                    )
-                )
+                prior = child(control, *_PRIOR_ID)
                 merged = attr(prior, "extension")
                 if not merged:
                     raise _ae("101", prior_path, "priorRegisteredRole/id is missing")
@@ -363,11 +274,11 @@ class V3Hub:
         together."""
         wanted: set[str] = set()
         bad = []
-        elements = params.findall(q(name))
+        elements = list(params.iterchildren(q(name)))
         if len(elements) > MAX_REPETITIONS:
             raise _ae("102", f"{_PARAMS}/{name}", f"at most {MAX_REPETITIONS} {name} are accepted")
         for n, element in enumerate(elements, 1):
-            for value in element.findall(q("value")):
+            for value in element.iterchildren(q("value")):
                 domain = self.index.directory.resolve("", attr(value, "root"))
                 if domain is None:
                     bad.append(
@@ -383,9 +294,9 @@ class V3Hub:
             raise _Refused("AE", *bad)
         return wanted
 
-    def _pix(self, control: etree._Element, note: Note) -> _Answer:
-        params = control.find(f"{q('queryByParameter')}/{q('parameterList')}")
-        value = None if params is None else params.find(f"{q('patientIdentifier')}/{q('value')}")
+    def _pix(self, control: etree._Element, note: Note) -> Answer:
+        params = child(control, q("queryByParameter"), q("parameterList"))
+        value = None if params is None else child(params, q("patientIdentifier"), q("value"))
         where = _PARAMS + "/patientIdentifier/value"
         local_id, root = attr(value, "extension"), attr(value, "root")
         if params is None or value is None or not local_id:
@@ -403,7 +314,7 @@ class V3Hub:
         if found[0][0] == REGIONAL_NAMESPACE:
             note.patient = found[0][1]
         ids = pix_ids(found, (source.namespace, local_id), wanted)
-        return _Answer("AA", (), "OK" if ids else "NF", ids=ids or None)
+        return Answer("AA", (), "OK" if ids else "NF", ids=ids or None)
 
     # --------------------------------------------------------------------------------------- ITI-47
 
@@ -416,19 +327,19 @@ class V3Hub:
             name = etree.QName(element).localname
             if name not in _PDQ_PARAMETERS:
                 raise _ae("103", f"{_PARAMS}/{name}", f"unsupported query parameter {name!r}")
-        names = params.findall(q("livingSubjectName"))
+        names = list(params.iterchildren(q("livingSubjectName")))
         if names:
-            value = names[0].find(q("value"))
+            value = child(names[0], q("value"))
             if value is not None:
-                values["family"] = " ".join(text(f) for f in value.findall(q("family")))
-                values["given"] = " ".join(text(g) for g in value.findall(q("given")))
-        birth = params.find(f"{q('livingSubjectBirthTime')}/{q('value')}")
+                values["family"] = " ".join(text(f) for f in value.iterchildren(q("family")))
+                values["given"] = " ".join(text(g) for g in value.iterchildren(q("given")))
+        birth = child(params, q("livingSubjectBirthTime"), q("value"))
         if birth is not None:
             values["birth_date"] = attr(birth, "value")
-        sex = params.find(f"{q('livingSubjectAdministrativeGender')}/{q('value')}")
+        sex = child(params, q("livingSubjectAdministrativeGender"), q("value"))
         if sex is not None:
             values["sex"] = attr(sex, "code")
-        address = params.find(f"{q('patientAddress')}/{q('value')}")
+        address = child(params, q("patientAddress"), q("value"))
         if address is not None:
             for part in address:
                 if isinstance(part.tag, str) and etree.QName(part).localname != "postalCode":
@@ -437,8 +348,8 @@ class V3Hub:
                     raise _ae(
                         "103", where, f"unsupported address part {local!r}: only postalCode is searched"
                     )
-            values["postcode"] = text(address.find(q("postalCode")))
-        identifier = params.find(f"{q('livingSubjectId')}/{q('value')}")
+            values["postcode"] = text(child(address, q("postalCode")))
+        identifier = child(params, q("livingSubjectId"), q("value"))
         if identifier is not None:
             values["identifier"] = attr(identifier, "extension")
             root = attr(identifier, "root")
@@ -455,9 +366,9 @@ class V3Hub:
             raise _ae("101", _PARAMS, "the query has no search criteria")
         return criteria, self._wanted(params, "otherIDsScopingOrganization")
 
-    def _pdq(self, control: etree._Element, note: Note, own: Domain) -> _Answer:
-        qbp = control.find(q("queryByParameter"))
-        params = None if qbp is None else qbp.find(q("parameterList"))
+    def _pdq(self, control: etree._Element, note: Note, own: Domain) -> Answer:
+        qbp = child(control, q("queryByParameter"))
+        params = None if qbp is None else child(qbp, q("parameterList"))
         if qbp is None or params is None:
             raise _ae("101", _PARAMS, "queryByParameter/parameterList is missing")
         note.details["query"] = {
@@ -467,36 +378,36 @@ class V3Hub:
         }
         criteria, wanted = self._criteria(params)
         hits = fold_hits(self.index, criteria, wanted)
-        quantity = attr(qbp.find(q("initialQuantity")), "value")
+        quantity = attr(child(qbp, q("initialQuantity")), "value")
         limit = int(quantity) if quantity.isdigit() and int(quantity) > 0 else 0
         return self._page(note, own, qbp, hits, len(hits), limit)
 
     def _page(
         self, note: Note, own: Domain, qbp: etree._Element, hits: Sequence[Hit], total: int, limit: int
-    ) -> _Answer:
+    ) -> Answer:
         note.hits = []
         if not hits:
-            return _Answer("AA", (), "NF", counts=(0, 0, 0))
+            return Answer("AA", (), "NF", counts=(0, 0, 0))
         page, rest = (hits[:limit], hits[limit:]) if limit else (hits, [])
         note.details |= {"hits": total, "returned": len(page)}
         note.hits = [(h.record.regional_id or "", f"{h.record.domain}|{h.record.local_id}") for h in page]
-        key = self._key(own, qbp.find(q("queryId")))
+        key = self._key(own, child(qbp, q("queryId")))
         with self._lock:
             self._pending.pop(key, None)
             if rest:
                 self._pending[key] = _Pending(tuple(rest), total, limit, qbp)
                 while len(self._pending) > self.max_continuations:
                     self._pending.popitem(last=False)
-        return _Answer("AA", (), "OK", hits=page, counts=(total, len(page), len(rest)))
+        return Answer("AA", (), "OK", hits=page, counts=(total, len(page), len(rest)))
 
     @staticmethod
     def _key(own: Domain, query_id: etree._Element | None) -> tuple[str, str, str]:
         return own.namespace, attr(query_id, "root"), attr(query_id, "extension")
 
-    def _continue(self, control: etree._Element, note: Note, own: Domain) -> _Answer:
-        continuation = control.find(q("queryContinuation"))
+    def _continue(self, control: etree._Element, note: Note, own: Domain) -> Answer:
+        continuation = child(control, q("queryContinuation"))
         where = _CAP + "/queryContinuation/queryId"
-        query_id = None if continuation is None else continuation.find(q("queryId"))
+        query_id = None if continuation is None else child(continuation, q("queryId"))
         if query_id is None:
             raise _ae("101", where, "queryContinuation/queryId is missing")
         assert continuation is not None
@@ -505,13 +416,13 @@ class V3Hub:
             pending = self._pending.pop(self._key(own, query_id), None)
         if pending is None:
             raise _ae("204", where, "unknown, finished or cancelled query")
-        quantity = attr(continuation.find(q("continuationQuantity")), "value")
+        quantity = attr(child(continuation, q("continuationQuantity")), "value")
         limit = int(quantity) if quantity.isdigit() and int(quantity) > 0 else pending.page
         return self._page(note, own, pending.query, pending.hits, pending.total, limit)
 
     def _cancel(self, control: etree._Element, note: Note, own: Domain) -> None:
-        continuation = control.find(q("queryContinuation"))
-        query_id = None if continuation is None else continuation.find(q("queryId"))
+        continuation = child(control, q("queryContinuation"))
+        query_id = None if continuation is None else child(continuation, q("queryId"))
         if query_id is None:
             raise _ae("101", _CAP + "/queryContinuation/queryId", "queryContinuation/queryId is missing")
         with self._lock:

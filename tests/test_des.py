@@ -4,11 +4,13 @@ and the simulate report (mini world; no live network: tests/test_des_validate.py
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -415,3 +417,55 @@ def test_jobs_split_the_duration_into_parallel_chunks(mini_world: Path) -> None:
     assert two["operations"]["timeline"]["p50_ms"] == pytest.approx(
         one["operations"]["timeline"]["p50_ms"], rel=0.1
     )
+
+
+def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
+    """The model caches the hub's answers per consent version: over many sessions and days on both sides
+    of the consents' dates, every cached answer (asked twice, so the second comes from the cache) is what
+    the hub's own functions answer when asked afresh."""
+    model = DesModel(world, nominal_calibration(), WhatIf(), seed=1)
+    d = model.decisions
+    ref = dt.datetime.combine(world.plan.reference_date, dt.time(10))
+    days = [ref - dt.timedelta(days=n) for n in (2000, 700, 365, 90, 0)] + [ref + dt.timedelta(days=200)]
+    compared = refused = 0
+    for i in range(400):
+        s = world.plan.session(i)
+        for now in days:
+            state, cached = d.state(s, ())
+            assert cached
+            v = d.version(s.patient.index, now.date())
+            purpose: Any = "emergency" if s.intent == "emergency" else "care"
+            for _ in range(2):
+                assert d.knows(s, state, cached, now, v) == policy_module.may_know(state, s.facility, now)
+                plans = d.plan(s, state, cached, now, purpose, v)
+                fresh = [
+                    records_module._plan_source(
+                        d.services, d.viewer(s), state, info, lid, policy_module.ALL, now, purpose
+                    )
+                    for _, lid, info in d._patient_sources(s)
+                ]
+                assert [p.status for p in plans] == [f.status for f in fresh]
+                assert [dict(p.items) for p in plans] == [
+                    {c: n for c, n in world.entries.get(s.patient.index, {}).get(f.facility.code, {}).items()
+                     if c in f.allowed and n}
+                    for f in fresh
+                ]  # fmt: skip
+                for source, cats in world.entries.get(s.patient.index, {}).items():
+                    for cat in cats:
+                        info = world.facilities.get(source)
+                        assert info is not None
+                        direct = policy_module.may_know(state, s.facility, now) and policy_module.may_view(
+                            viewer=d.viewer(s), patient=state, source_facility=source,
+                            source_disclosure=info.disclosure, category=cat, now=now, purpose=purpose,
+                            rules=world.facilities.rules,
+                        ).allowed  # fmt: skip
+                        assert d.may_fetch(s, state, cached, now, purpose, v, source, cat) == direct
+                        compared += 1
+                        refused += not direct
+    assert compared > 1000
+    assert 0 < refused < compared  # both answers occur: the comparison is not of one constant
+    # the days cross consent dates (versions differ), so the cache is exercised across versions
+    assert any(d.version(p, days[0].date()) != d.version(p, days[-1].date()) for p in d._dates)
+    assert d._plans
+    assert d._views
+    assert d._know

@@ -469,3 +469,19 @@ def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
     assert d._plans
     assert d._views
     assert d._know
+
+
+def test_plan_tables_draw_as_the_weights_do() -> None:
+    """WorldPlan's cumulative-weight tables (built once, for speed) draw exactly what ``random.choices``
+    draws from the weights themselves: sessions stay those of every earlier run."""
+    from simulator.workload.plan import _choose, _table
+
+    weights = {"a": 0.1, "b": 2.5, "c": 0.0, 3: 1.25, "d": 0.7}
+    keys = sorted(weights, key=str)
+    for seed in range(200):
+        old, new = random.Random(seed), random.Random(seed)
+        expected = [old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(3)]
+        assert [_choose(new, _table(weights)) for _ in range(3)] == expected
+        assert _choose(new, _table(weights), 4) == [
+            old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(4)
+        ]

@@ -485,3 +485,57 @@ def test_plan_tables_draw_as_the_weights_do() -> None:
         assert _choose(new, _table(weights), 4) == [
             old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(4)
         ]
+
+
+# ------------------------------------------------------------------------------------ Locust's arrivals
+
+
+def test_paced_users_start_sessions_as_locust_does(world: DesWorld) -> None:
+    """Locust's pool: ceil(rate × pacing) users, all started at once, each starting a session every pacing
+    seconds (sessions here take far less): 3 users × 10 pacing intervals = 30 sessions, in bursts that queue
+    at the login pool (3 logins on 2 cores at the same instant), numbered per worker as Locust's are."""
+    model = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1, rate_override=0.7,
+        arrivals="paced", pacing_s=4.0, processes=2,
+    )  # fmt: skip
+    seen: list[int] = []
+    plan_session = world.plan.session
+
+    class Spy:
+        def session(self, i: int):
+            seen.append(i)
+            return plan_session(i)
+
+    model.world = dataclasses.replace(world, plan=Spy())  # type: ignore[arg-type]
+    res = model.run(40.0, drain_s=0)
+    assert res.sessions == 30
+    # users 0 and 2 are worker 0 (sessions 0, 2, 4 …), user 1 is worker 1 (1, 3, 5 …)
+    assert sorted(seen) == sorted([*range(0, 40, 2), *range(1, 20, 2)])
+    assert model.login_pool.wait_s > 0  # the burst queues
+    poisson = DesModel(world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1,
+                       rate_override=0.7)  # fmt: skip
+    poisson.run(40.0, drain_s=0)
+    assert poisson.login_pool.wait_s < model.login_pool.wait_s
+
+
+def test_machine_cores_and_load_generator_are_shared(world: DesWorld) -> None:
+    """With the machine modelled, every CPU hold (hub, login pool, gateways, generator) also holds one of
+    the machine's cores, and the generator costs its CPU on every request: slower than without."""
+    kw: dict[str, Any] = {"seed": 4, "rate_override": 0.3}
+    free = DesModel(world, nominal_calibration(), WhatIf(multiplier=40, feeds=False), **kw)
+    free_r = free.run(600.0)
+    shared = DesModel(
+        world, nominal_calibration(), WhatIf(multiplier=40, feeds=False), client_s=0.004, machine=True, **kw
+    )
+    shared_r = shared.run(600.0)
+    assert shared.machine is not None
+    assert shared.client is not None
+    cpu = [shared.cores, shared.login_pool, *shared.shards, shared.client]
+    assert shared.machine.busy_s == pytest.approx(sum(s.busy_s for s in cpu))
+    assert shared.machine.requests == sum(s.requests for s in cpu)
+    requests = sum(h.count for h in shared_r.ops.values())
+    assert shared.client.requests >= requests  # one generator hold per request (in flight ones too)
+    assert shared.client.busy_s == pytest.approx(0.004 * shared.client.requests)
+    assert shared_r.ops["timeline"].percentile_ms(50) > free_r.ops["timeline"].percentile_ms(50) + 4
+    assert "machine" in shared.resources()
+    assert "machine" not in free.resources()

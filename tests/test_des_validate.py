@@ -117,15 +117,32 @@ def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Pat
 
 
 def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) -> None:
+    """The Locust replay takes the run's own pacing, processes and generator CPU; the Poisson replay the
+    rate Locust achieved."""
     run = read_load_run(load_report)
-    options = replay_options(run, load_calibration(calibration))
+    cal = load_calibration(calibration)
+    options = replay_options(run, cal)
     assert options.seed == 5
-    achieved = run.report["sizing"]["achieved_sessions_per_s"]
-    assert options.rate_override == pytest.approx(achieved)  # peak shape, ×1: the rate Locust achieved
+    assert options.arrivals == "paced"
+    assert options.rate_override == pytest.approx(2.0)  # the load's --rate: the achieved rate is an output
+    assert options.pacing_s == pytest.approx(run.report["sizing"]["pacing_s"])
+    assert options.processes == run.config["processes"]
+    cpu_files = list(load_report.glob("raw.csv.cpu-*"))
+    assert cpu_files
+    total = sum(float(f.read_text(encoding="ascii")) for f in cpu_files)
+    assert options.client_s == pytest.approx(total / run.report["totals"]["requests"])
+    assert 0 < options.client_s < 0.1
+    assert options.machine is True
     assert options.drain_s == 0
     assert options.whatifs[0].think_scale == 0
     assert options.whatifs[0].feeds is False
     assert options.duration_s == pytest.approx(run.report["measured_s"])
+    poisson = replay_options(run, cal, arrivals="poisson")
+    achieved = run.report["sizing"]["achieved_sessions_per_s"]
+    assert poisson.rate_override == pytest.approx(achieved)  # peak shape, ×1: the rate Locust achieved
+    assert (poisson.arrivals, poisson.client_s, poisson.machine) == ("poisson", 0.0, False)
+    with pytest.raises(ValidationError, match="replay arrivals"):
+        replay_options(run, cal, arrivals="uniform")
 
 
 def test_compare_rules() -> None:

@@ -3,6 +3,7 @@ so memory stays flat over simulated time; chunks of a long run merge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,17 +26,52 @@ class Results:
     partial_timelines: int = 0
     sources: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    # Windows (a step-shape replay): per window of ``window_s`` seconds, requests, failures and the timeline
+    # histogram of the requests answered in it, each window's first fifth left out as the load report's
+    # step curve does (``harness.load.stats.step_curve``). Off (0) otherwise.
+    window_s: float = 0.0
+    clock: Callable[[], float] | None = None
+    windows: dict[int, list[Any]] = field(default_factory=dict)  # index → [requests, failures, Histogram]
 
-    def record(self, op: str, seconds: float) -> None:
+    def record(self, op: str, seconds: float, failed: bool = False) -> None:
         h = self.ops.get(op)
         if h is None:
             h = self.ops[op] = Histogram()
         h.add(seconds)
+        if self.window_s and self.clock is not None:
+            self._window(op, seconds, failed)
+
+    def _window(self, op: str, seconds: float, failed: bool) -> None:
+        assert self.clock is not None
+        t = self.clock()
+        i = int(t // self.window_s)
+        if t - i * self.window_s < self.window_s / 5:
+            return
+        w = self.windows.get(i)
+        if w is None:
+            w = self.windows[i] = [0, 0, Histogram()]
+        w[0] += 1
+        if failed:
+            w[1] += 1
+        elif op == "timeline":
+            w[2].add(seconds)
 
     def fail(self, op: str, reason: str, seconds: float) -> None:
         per = self.failures.setdefault(op, {})
         per[reason] = per.get(reason, 0) + 1
-        self.record(op, seconds)
+        self.record(op, seconds, failed=True)
+
+    def window_curve(self) -> list[dict[str, Any]]:
+        """Per window: requests/s over its last four fifths, timeline p95 (None: none), failures."""
+        return [
+            {
+                "window": i,
+                "per_s": round(n / (self.window_s * 4 / 5), 3),
+                "p95_ms": h.percentile_ms(95) if h.count else None,
+                "failures": f,
+            }
+            for i, (n, f, h) in sorted(self.windows.items())
+        ]
 
     def refuse(self, op: str, seconds: float) -> None:
         self.refused[op] = self.refused.get(op, 0) + 1

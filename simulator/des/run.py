@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from simulator.workload import Workload
 
 from .calibration import Calibration
 from .model import DesModel, Results
+from .stations import station_json
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -50,6 +51,14 @@ class SimulationOptions:
     join_burst: bool = False
     drain_s: float = 120.0  # requests in flight at the end get this long to finish (0: cut, as Locust stops)
     jobs: int = 1  # >1: the duration cut into as many chunks, simulated in parallel processes (long runs)
+    # Replaying a load run (harness.des.validate): Locust's paced users, its processes and CPU per request,
+    # the machine's cores shared by all, and per-window curves for a step shape (see DesModel).
+    arrivals: Literal["poisson", "paced"] = "poisson"
+    pacing_s: float = 1.0
+    processes: int = 1
+    client_s: float = 0.0
+    machine: bool = False
+    window_s: float = 0.0
 
 
 def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
@@ -70,7 +79,7 @@ def knee_of(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
 def _model(
     world: DesWorld, options: SimulationOptions, whatif: WhatIf, seed: int, t0: float, first: int
 ) -> DesModel:
-    return DesModel(
+    model = DesModel(
         world,
         options.calibration,
         whatif,
@@ -80,7 +89,17 @@ def _model(
         join_burst=options.join_burst,
         t0=t0,
         first_session=first,
+        arrivals=options.arrivals,
+        pacing_s=options.pacing_s,
+        processes=options.processes,
+        client_s=options.client_s,
+        machine=options.machine,
     )
+    if options.window_s > 0:
+        env = model.env
+        model.results.window_s = options.window_s
+        model.results.clock = lambda: env.now
+    return model
 
 
 _FORKED: tuple[DesWorld, SimulationOptions, WhatIf] | None = None  # what forked chunk workers read
@@ -92,8 +111,8 @@ def _chunk(k: int) -> tuple[Results, list[tuple[str, int, float, float, int]], i
     span = options.duration_s / options.jobs
     model = _model(world, options, whatif, options.seed * 1000 + k, k * span, k * 100_000_000)
     results = model.run(span, drain_s=options.drain_s if k == options.jobs - 1 else 0.0)
-    stations = [(st.name, st.capacity, st.busy_s, st.wait_s, st.requests) for st in model.stations()]
-    return results, stations, model.events()
+    results.clock = None  # a closure over the environment: not sent back to the parent
+    return results, [st.totals() for st in model.stations()], model.events()
 
 
 def _run_chunks(
@@ -123,13 +142,7 @@ def _run_chunks(
             t[3] += requests
     d = results.duration_s
     resources = {
-        name: {
-            "capacity": int(cap),
-            "requests": int(req),
-            "utilisation": round(busy / (d * cap), 4) if d > 0 else 0.0,
-            "mean_queue": round(wait / d, 4) if d > 0 else 0.0,
-            "mean_wait_ms": round(wait / req * 1000, 3) if req else 0.0,
-        }
+        name: station_json(int(cap), busy, wait, int(req), d)
         for name, (cap, busy, wait, req) in totals.items()
     }
     return results, resources, events
@@ -143,12 +156,15 @@ def run_one(
 ) -> dict[str, Any]:
     """One model run → its figures."""
     started = time.perf_counter()
+    extra: dict[str, Any] = {}
     if options.jobs > 1:
         results, resources, events = _run_chunks(world, options, whatif)
     else:
         model = _model(world, options, whatif, options.seed, 0.0, 0)
         results = model.run(options.duration_s, progress, drain_s=options.drain_s)
         resources, events = model.resources(), model.events()
+        if results.window_s:
+            extra["windows"] = results.window_curve()
     wall = time.perf_counter() - started
     ops = results.operations()
     requests = sum(o["count"] for o in ops.values())
@@ -171,6 +187,7 @@ def run_one(
         "jobs": options.jobs,
         "wall_s": round(wall, 3),
         "events_per_s": round(events / wall) if wall > 0 else 0,
+        **extra,
     }
 
 

@@ -539,3 +539,21 @@ def test_machine_cores_and_load_generator_are_shared(world: DesWorld) -> None:
     assert shared_r.ops["timeline"].percentile_ms(50) > free_r.ops["timeline"].percentile_ms(50) + 4
     assert "machine" in shared.resources()
     assert "machine" not in free.resources()
+
+
+def test_partial_share_grows_with_sources_as_independent_outages_predict(world: DesWorld) -> None:
+    """Gateways down a fifth of the time (up 10 min, down 2.5 min on average): a timeline asking n sources
+    is partial about 1 − 0.8ⁿ of the time — more sources, more partial results (the issue's outage
+    check; benchmarks/bench_des.py --outages compares it with a live run)."""
+    from harness.des.outages import expected_share
+
+    whatif = WhatIf(feeds=False, think_scale=0, mtbf_days=600 / 86_400, mttr_hours=150 / 3600)
+    model = DesModel(world, nominal_calibration(), whatif, seed=3, rate_override=1.0)
+    by = model.run(6 * 3600).partial_by_sources
+    shares = {n: p / t for n, (t, p) in by.items() if t >= 500}
+    assert set(shares) >= {1, 2}
+    assert shares[1] < shares[2]
+    for n, share in shares.items():
+        assert share == pytest.approx(expected_share(n, 600, 150), rel=0.25), n
+    assert expected_share(1, 600, 150) == pytest.approx(0.2)
+    assert expected_share(3, 0, 150) == 0

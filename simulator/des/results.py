@@ -25,6 +25,8 @@ class Results:
     timelines: int = 0
     partial_timelines: int = 0
     sources: dict[str, int] = field(default_factory=dict)
+    # per number of sources a timeline asked: [timelines, partial ones] (outages grow with both)
+    partial_by_sources: dict[int, list[int]] = field(default_factory=dict)
     events: int = 0
     # Windows (a step-shape replay): per window of ``window_s`` seconds, requests, failures and the timeline
     # histogram of the requests answered in it, each window's first fifth left out as the load report's
@@ -92,6 +94,10 @@ class Results:
         for mine_d, theirs in ((self.refused, other.refused), (self.sources, other.sources)):
             for k, v in theirs.items():
                 mine_d[k] = mine_d.get(k, 0) + v
+        for n, (t, p) in other.partial_by_sources.items():
+            row = self.partial_by_sources.setdefault(n, [0, 0])
+            row[0] += t
+            row[1] += p
         self.leaks += other.leaks
         self.sessions += other.sessions
         self.timelines += other.timelines

@@ -180,6 +180,7 @@ def run_one(
         if results.timelines
         else 0.0,
         "sources": dict(sorted(results.sources.items())),
+        "partial_by_sources": {str(n): v for n, v in sorted(results.partial_by_sources.items())},
         "refused": dict(sorted(results.refused.items())),
         "consent_leaks": results.leaks,
         "resources": resources,

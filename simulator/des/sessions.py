@@ -250,8 +250,16 @@ class SessionSteps:
         r.timelines += 1
         for st in statuses:
             r.sources[st] = r.sources.get(st, 0) + 1
-        if "timeout" in statuses or "error" in statuses:
+        partial = "timeout" in statuses or "error" in statuses
+        if partial:
             r.partial_timelines += 1
+        asked = statuses.count("ok") + statuses.count("timeout")
+        if asked:
+            row = r.partial_by_sources.get(asked)
+            if row is None:
+                row = r.partial_by_sources[asked] = [0, 0]
+            row[0] += 1
+            row[1] += partial
         latency = self.env.now - t0 - overshoot
         if s.intent == "outside":
             if listed or "ok" in statuses:

@@ -557,3 +557,62 @@ def test_partial_share_grows_with_sources_as_independent_outages_predict(world: 
         assert share == pytest.approx(expected_share(n, 600, 150), rel=0.25), n
     assert expected_share(1, 600, 150) == pytest.approx(0.2)
     assert expected_share(3, 0, 150) == 0
+
+
+def test_validation_html_parses_and_holds_its_plots(mini_world: Path, tmp_path: Path) -> None:
+    """A validation page (a step replay: knee and step curves) parses as HTML, holds one inline SVG per
+    plot, the replay's conditions and the knee in words; a sweep whose SLO never broke says the knee is
+    beyond it rather than marking one."""
+    from html.parser import HTMLParser
+
+    from harness.des.report import knee_text
+    from harness.des.validate import compare
+
+    report = simulate(_options(mini_world, [WhatIf(multiplier=100, feeds=False)], duration=600.0))
+    ops = report["runs"][0]["operations"]
+    curve = [{"multiplier": m, "p95_ms": 100.0 * m} for m in (1, 8)]
+    knee = {
+        "slo_ms": 800.0,
+        "measured": {"held": 8.0, "broke": 16.0, "curve": curve},
+        "predicted": {"held": 4.0, "broke": 8.0, "curve": curve[:1]},
+        "error": -0.5,
+    }
+    report["validation"] = {
+        "load_report": "x/report.json",
+        "rows": compare(ops, ops),
+        "judged": 3,
+        "within_goal": 3,
+        "throughput": {"measured_per_s": 1.0, "predicted_per_s": 1.1, "error": 0.1},
+        "replay": {"arrivals": "locust", "pacing_s": 31.5, "processes": 1, "client_cpu_ms_per_request": 0.4,
+                   "machine_cores": 2},
+        "knee": knee,
+    }  # fmt: skip
+    page = write_report(report, tmp_path / "v")["html"].read_text(encoding="utf-8")
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.open: list[str] = []
+            self.svgs = 0
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag == "svg":
+                self.svgs += 1
+            if tag in ("table", "tr", "svg", "figure", "p", "body", "html"):
+                self.open.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("table", "tr", "svg", "figure", "p", "body", "html"):
+                assert self.open.pop() == tag
+
+    tags = Tags()
+    tags.feed(page)
+    assert tags.open == []
+    assert tags.svgs == 2  # predicted vs measured, and the step curves
+    assert 'id="plot-step"' in page
+    assert "locust arrivals, pacing 31.5 s" in page
+    assert "measured 8×, predicted 4×" in page
+    assert knee_text({"slo_ms": 800.0, "multiplier": 100.0, "broke": None}).endswith(
+        "up to 100×, the last value"
+    )
+    assert "300× broke it" in knee_text({"slo_ms": 800.0, "multiplier": 100.0, "broke": 300.0})

@@ -179,8 +179,9 @@ def _print(console: Console, result: dict[str, Any]) -> None:
             highlight=False,
         )
     if result.get("knee"):
-        k = result["knee"]
-        console.print(f"knee (timeline p95 < {k['slo_ms']:g} ms): {k['multiplier']}× the realistic peak")
+        from .report import knee_text
+
+        console.print(knee_text(result["knee"]), highlight=False)
 
 
 def _f(v: Any) -> str:

@@ -25,7 +25,7 @@ from .stations import station_json
 from .whatif import WhatIf
 from .world import DesWorld
 
-__all__ = ["SimulationOptions", "knee_of", "parse_span", "simulate"]
+__all__ = ["SimulationOptions", "broke_at", "knee_of", "parse_span", "simulate"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400, None: 1}
 
@@ -65,15 +65,26 @@ def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> floa
     return next((s.limit for s in workload.slos() if s.operation == op and s.stat == stat), None)
 
 
+def _broke(point: dict[str, Any], limit_ms: float) -> bool:
+    return bool(point["p95_ms"] is None or point["p95_ms"] >= limit_ms or point["failures"])
+
+
 def knee_of(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
     """Highest multiplier held (p95 < limit, no failures) before the first that broke; None if the first
     broke."""
     held: float | None = None
     for point in sorted(curve, key=lambda p: p["multiplier"]):
-        if point["p95_ms"] is None or point["p95_ms"] >= limit_ms or point["failures"]:
+        if _broke(point, limit_ms):
             break
         held = point["multiplier"]
     return held
+
+
+def broke_at(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
+    """The first multiplier that broke the SLO (None: the whole sweep held — the knee is beyond it)."""
+    return next(
+        (p["multiplier"] for p in sorted(curve, key=lambda p: p["multiplier"]) if _broke(p, limit_ms)), None
+    )
 
 
 def _model(
@@ -230,5 +241,10 @@ def simulate(
                 }
                 for w, r in zip(options.whatifs, runs, strict=True)
             ]
-            report["knee"] = {"slo_ms": limit, "multiplier": knee_of(curve, limit), "curve": curve}
+            report["knee"] = {
+                "slo_ms": limit,
+                "multiplier": knee_of(curve, limit),
+                "broke": broke_at(curve, limit),
+                "curve": curve,
+            }
     return report

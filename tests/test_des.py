@@ -616,3 +616,28 @@ def test_validation_html_parses_and_holds_its_plots(mini_world: Path, tmp_path: 
         "up to 100×, the last value"
     )
     assert "300× broke it" in knee_text({"slo_ms": 800.0, "multiplier": 100.0, "broke": 300.0})
+
+
+def test_audit_writer_commits_in_groups_as_the_hubs_batcher() -> None:
+    """Ten records asked at once, commits of 1 ms: the first commits alone at once, the nine that queued
+    meanwhile in one group (2 ms); a lone later record commits alone. Every caller waits for its group."""
+    from simulator.des.stations import GroupCommit
+
+    env = simpy.Environment()
+    writer = GroupCommit(env, "audit")
+    done: list[float] = []
+
+    def caller(at: float):
+        yield env.timeout(at)
+        yield from writer.commit(lambda: 0.001)
+        done.append(round(env.now, 6))
+
+    for _ in range(10):
+        env.process(caller(0.0))
+    env.process(caller(1.0))
+    env.run()
+    assert done == [0.001] + [0.002] * 9 + [1.001]
+    assert (writer.requests, writer.groups) == (11, 3)
+    assert writer.busy_s == pytest.approx(0.003)
+    assert writer.wait_s == pytest.approx(9 * 0.001)  # the nine waited for the first commit
+    assert writer.to_json(10.0)["groups"] == 3

@@ -9,9 +9,9 @@ Entities (one :class:`simpy.Environment`), by module:
   ``i`` has.
 * :mod:`.sessions` — a session's steps and the requests' paths through the stations.
 * :mod:`.stations` — FIFO stations: the hub's workers (``hub_cores``, default the calibration's hub
-  processes), its login thread pool (the machine's cores), the audit writer (one), one per gateway shard
-  (a shard is one asyncio process), and when a load run is replayed the load generator's processes and
-  the machine's cores that all of them share (``machine=True``).
+  processes), its login thread pool (the machine's cores), the audit writer (group commit), one per
+  gateway shard (a shard is one asyncio process), and when a load run is replayed the load generator's
+  processes and the machine's cores that all of them share (``machine=True``).
 * :mod:`.consent` — the hub's own ``may_know`` / ``_plan_source`` / ``may_view``, asked once per case.
 * Links: the world's link models through :meth:`LinkModel.sample_delay` and
   :meth:`LinkModel.sample_transfer_seconds` — the same pure functions the live gateways use.
@@ -40,7 +40,7 @@ from .arrivals import Arrivals
 from .calibration import Calibration
 from .consent import HubDecisions
 from .results import Results
-from .stations import Station
+from .stations import GroupCommit, Station
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -119,7 +119,7 @@ class DesModel(Arrivals):
         self.machine = Station(env, "machine", cores) if machine else None
         cpu = self.machine
         self.cores = Station(env, "hub", self.w.hub_cores or calibration.machine.hub_processes, cpu)
-        self.audit = Station(env, "audit", 1)
+        self.audit = GroupCommit(env, "audit")
         # The hub hashes passwords in a thread pool (run_in_threadpool; hashlib.scrypt releases the GIL),
         # so logins use the machine's cores beside the event loop, not the hub's worker.
         self.login_pool = Station(env, "hub-login", self.w.hub_cores or cores, cpu)
@@ -183,7 +183,7 @@ class DesModel(Arrivals):
         it once, which only skips an id)."""
         return int(next(self.env._eid))
 
-    def stations(self) -> list[Station]:
+    def stations(self) -> list[Station | GroupCommit]:
         extra = [s for s in (self.client, self.machine) if s is not None]
         return [self.cores, self.login_pool, self.audit, *self.shards, *extra]
 

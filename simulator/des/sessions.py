@@ -3,10 +3,10 @@ PIX or PDQ, (emergency grant), timeline, k fetches (or one refused fetch for an 
 with the plan's think times between steps.
 
 * Each request holds a hub worker for its calibrated own work (logins the ``hub-login`` pool: the hub
-  hashes passwords in a thread pool), then waits for its audit commit (one writer; "answer only what is
-  audited"). Group commit is not modelled: each request commits alone, the conservative side; operations
-  calibrated with the commit inside their time (``includes_audit``) hold the writer only for what
-  ``audit_factor`` adds.
+  hashes passwords in a thread pool), then waits for its audit record's commit ("answer only what is
+  audited"), in groups as the hub's writer commits them (:class:`.stations.GroupCommit`); operations
+  calibrated with the commit inside their time (``includes_audit``) wait only for what ``audit_factor``
+  adds.
 * A timeline is planned by the hub's own rules (:class:`.consent.HubDecisions`) and fanned out to the
   sources' gateway shards in parallel; a source that has not answered within the per-source timeout is
   ``timeout`` and the timeline *partial*. A down gateway answers nothing (the hub waits the timeout).
@@ -32,7 +32,7 @@ from simulator.workload import PlannedSession, Workload
 from .calibration import Calibration
 from .consent import HubDecisions, SourcePlan
 from .results import Results
-from .stations import Proc, Station
+from .stations import GroupCommit, Proc, Station
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -55,7 +55,7 @@ class SessionSteps:
     start: dt.datetime
     cores: Station
     login_pool: Station
-    audit: Station
+    audit: GroupCommit
     shards: list[Station]
     client: Station | None
     client_s: float
@@ -80,14 +80,19 @@ class SessionSteps:
         return r.hold(seconds)
 
     def _commit(self, op: str) -> Proc:
-        """The audit commit of an ``op`` request; for an operation calibrated with its commit inside its hub
-        time, only what ``audit_factor`` adds."""
+        """The audit commit of an ``op`` request, in the writer's next group; for an operation calibrated
+        with its commit inside its hub time, only what ``audit_factor`` adds."""
         if op in self._in_audit:
             if self.w.audit_factor > 1:
-                extra = self.audit_time(self.rng) * (1 - 1 / self.w.audit_factor)
-                yield from self.audit.hold(extra)
+                yield from self.audit.commit(self._slower_commit)
             return
-        yield from self.audit.hold(self.audit_time(self.rng))
+        yield from self.audit.commit(self._one_commit)
+
+    def _one_commit(self) -> float:
+        return self.audit_time(self.rng)
+
+    def _slower_commit(self) -> float:
+        return self.audit_time(self.rng) * (1 - 1 / self.w.audit_factor)
 
     def _hub(self, op: str, audited: bool = True) -> Proc:
         if self.client is not None:

@@ -99,17 +99,12 @@ class Arrivals(SessionSteps):
                 return
             if self.rng.random() * top <= rate_1x * m * self.load_scale:
                 op = "feed_register" if self.rng.random() < register_share else "feed_update"
-                self.env.process(self._timed_feed(op))
-
-    def _timed_feed(self, op: str) -> Proc:
-        t0 = self.env.now
-        yield from self._hub("feed")
-        self.results.record(op, self.env.now - t0)
+                self.env.process(self._timed(op, "feed"))
 
     def _burst(self) -> Proc:
         yield self.env.timeout(self.workload.feeds.join_at_s)
         for _ in self.world.plan.join_burst():
-            yield from self._timed_feed("feed_join")
+            yield from self._timed("feed_join", "feed")
 
     def _outage(self, code: str) -> Proc:
         up = self.w.mtbf_days * 86_400

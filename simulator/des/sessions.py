@@ -79,28 +79,18 @@ class SessionSteps:
     def _hold(self, r: Station, seconds: float) -> Proc:
         return r.hold(seconds)
 
-    def _commit(self, op: str) -> Proc:
-        """The audit commit of an ``op`` request, in the writer's next group; for an operation calibrated
-        with its commit inside its hub time, only what ``audit_factor`` adds."""
+    def _commit_draw(self, op: str) -> Callable[[], float] | None:
+        """How long an ``op`` request's audit commit takes (drawn when its group commits); for an operation
+        calibrated with its commit inside its hub time, only what ``audit_factor`` adds (None: nothing)."""
         if op in self._in_audit:
-            if self.w.audit_factor > 1:
-                yield from self.audit.commit(self._slower_commit)
-            return
-        yield from self.audit.commit(self._one_commit)
+            return self._slower_commit if self.w.audit_factor > 1 else None
+        return self._one_commit
 
     def _one_commit(self) -> float:
         return self.audit_time(self.rng)
 
     def _slower_commit(self) -> float:
         return self.audit_time(self.rng) * (1 - 1 / self.w.audit_factor)
-
-    def _hub(self, op: str, audited: bool = True) -> Proc:
-        if self.client is not None:
-            yield from self.client.hold(self.client_s)
-        station = self.login_pool if op == "login" else self.cores
-        yield from station.hold(self.hub_time[op](self.rng))
-        if audited:
-            yield from self._commit(op)
 
     def _link(self, code: str) -> LinkModel:
         return self._links.get(code) or LinkModel.disabled()
@@ -138,10 +128,20 @@ class SessionSteps:
             return self.env.timeout(s.think_s[step] * self.w.think_scale)
         return None
 
-    def _timed(self, op: str, audited: bool = True) -> Proc:
-        t0 = self.env.now
-        yield from self._hub(op, audited)
-        self.results.record(op, self.env.now - t0)
+    def _timed(self, op: str, work: str = "", audited: bool = True) -> Proc:
+        """A request the hub answers alone (login, PIX / PDQ, grant, logout, feeds), recorded as ``op``: the
+        generator's CPU, the hub's work for ``work`` (default ``op``), its audit commit. One generator
+        deep on purpose: every level of ``yield from`` costs at each resume."""
+        env = self.env
+        t0 = env.now
+        work = work or op
+        if self.client is not None:
+            yield from self.client.hold(self.client_s)
+        station = self.login_pool if work == "login" else self.cores
+        yield from station.hold(self.hub_time[work](self.rng))
+        if audited and (draw := self._commit_draw(work)) is not None:
+            yield from self.audit.commit(draw)
+        self.results.record(op, env.now - t0)
 
     def _session(self, s: PlannedSession) -> Proc:
         self.results.sessions += 1
@@ -154,10 +154,8 @@ class SessionSteps:
         purpose: Purpose = "emergency" if s.intent == "emergency" else "care"
         tag = _TAGS[s.intent]
         if s.intent == "emergency":
-            t0 = self.env.now
-            yield from self._hub("emergency")
+            yield from self._timed("emergency")
             self._grant(s)
-            self.results.record("emergency", self.env.now - t0)
         listed = yield from self._timeline(s, purpose, tag + "timeline")
         if s.intent == "outside":
             if listed or self.world.entries.get(s.patient.index):
@@ -246,12 +244,14 @@ class SessionSteps:
             yield from self.client.hold(self.client_s)
         yield from self.cores.hold(self.hub_time["timeline"](self.rng))
         if not d.knows(s, state, cached, now, v):
-            yield from self._commit("timeline")
+            if (draw := self._commit_draw("timeline")) is not None:
+                yield from self.audit.commit(draw)
             r.refuse(op, self.env.now - t0)
             return []
         statuses: list[str] = []
         listed, overshoot = yield from self._fan_out(s, d.plan(s, state, cached, now, purpose, v), statuses)
-        yield from self._commit("timeline")
+        if (draw := self._commit_draw("timeline")) is not None:
+            yield from self.audit.commit(draw)
         r.timelines += 1
         for st in statuses:
             r.sources[st] = r.sources.get(st, 0) + 1
@@ -298,7 +298,8 @@ class SessionSteps:
         state, cached = d.state(s, self._grants(s, now))
         v = d.version(s.patient.index, now.date())
         allowed = d.may_fetch(s, state, cached, now, purpose, v, source, cat)
-        yield from self._commit("fetch")
+        if (draw := self._commit_draw("fetch")) is not None:
+            yield from self.audit.commit(draw)
         if not allowed:
             r.refuse(op, self.env.now - t0)
             return

@@ -15,7 +15,14 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.des.validate import GOALS, ValidationError, compare, read_load_run, replay_options
+from harness.des.validate import (
+    GOALS,
+    ValidationError,
+    compare,
+    cpu_comparison,
+    read_load_run,
+    replay_options,
+)
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, reference_target
 from simulator.des import Calibration, load_calibration
@@ -170,3 +177,17 @@ def test_not_a_load_report(tmp_path: Path) -> None:
     result = RUNNER.invoke(app, ["simulate", "--validate", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a rhin load report" in result.output
+
+
+def test_cpu_comparison_sums_a_process_stations() -> None:
+    """The hub process runs the worker and the login thread pool: its predicted CPU is both stations' busy
+    share; a shard is its own station."""
+    measured = {"hub": {"cpu_pct_mean": 80.0}, "gateways-0": {"cpu_pct_mean": 10.0}}
+    predicted = {
+        "hub": {"utilisation": 0.5, "capacity": 1},
+        "hub-login": {"utilisation": 0.1, "capacity": 2},
+        "gateways-0": {"utilisation": 0.12, "capacity": 1},
+    }
+    out = cpu_comparison(measured, predicted)
+    assert out["hub"] == {"measured_pct": 80.0, "predicted_pct": 70.0}
+    assert out["gateways-0"] == {"measured_pct": 10.0, "predicted_pct": 12.0}

@@ -154,6 +154,11 @@ def _print(console: Console, result: dict[str, Any]) -> None:
             f"({_pct(t['error'])}); {v['within_goal']} of {v['judged']} judged operations within the goals",
             highlight=False,
         )
+        cpu = ", ".join(
+            f"{name} {c['measured_pct']}/{c['predicted_pct']} %" for name, c in (v.get("cpu") or {}).items()
+        )
+        if cpu:
+            console.print(f"CPU, measured/predicted (% of a core): {cpu}", highlight=False)
         if v.get("knee"):
             k = v["knee"]
             console.print(

@@ -37,7 +37,15 @@ from simulator.des import Calibration, WhatIf
 from simulator.des.run import SimulationOptions, simulate
 from simulator.workload import Workload, default_workload, load_workload
 
-__all__ = ["GOALS", "MIN_COUNT", "ValidationError", "compare", "replay_options", "validate"]
+__all__ = [
+    "GOALS",
+    "MIN_COUNT",
+    "ValidationError",
+    "compare",
+    "cpu_comparison",
+    "replay_options",
+    "validate",
+]
 
 GOALS: Final = {"p50_error": 0.15, "p95_error": 0.15, "per_s_error": 0.05}
 MIN_COUNT: Final = 20
@@ -168,6 +176,21 @@ def compare(
     return rows
 
 
+def cpu_comparison(measured: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]:
+    """Per process the load run monitored (hub, gateway shards): its mean CPU (% of one core) beside the
+    model's busy share of the stations that process runs — the hub's worker and its login thread pool for
+    ``hub``, the shard's station for ``gateways-i``."""
+    out: dict[str, Any] = {}
+    for name, m in measured.items():
+        parts = ["hub", "hub-login"] if name == "hub" else [name]
+        busy = [predicted[p]["utilisation"] * predicted[p]["capacity"] for p in parts if p in predicted]
+        out[name] = {
+            "measured_pct": m.get("cpu_pct_mean"),
+            "predicted_pct": round(100 * sum(busy), 2) if busy else None,
+        }
+    return out
+
+
 def step_knees(run: LoadRun, options: SimulationOptions, predicted: dict[str, Any]) -> dict[str, Any]:
     """A step run's knee, measured and predicted, by the load report's rule over the step curves."""
     spec = options.workload.shape
@@ -219,7 +242,7 @@ def validate(
             "client_cpu_ms_per_request": round(options.client_s * 1000, 4),
             "machine_cores": calibration.machine.cores if options.machine else None,
         },
-        "measured_cpu": run.report.get("resources", {}),
+        "cpu": cpu_comparison(run.report.get("resources", {}), report["runs"][0]["resources"]),
     }
     if run.report["shape"] == "step":
         report["validation"]["knee"] = step_knees(run, options, report["runs"][0])

@@ -220,7 +220,10 @@ def outages(args: argparse.Namespace) -> None:
     for lv, md in zip(live, model, strict=True):
         print(
             f"  MTBF {lv['mtbf_s']:g} s: live {lv['partial_share']} of {lv['timelines']} "
-            f"({lv['fault_switches']} fault switches), model {md['partial_share']} of {md['timelines']}"
+            f"({lv['fault_switches']} fault switches), model {md['partial_share']} of {md['timelines']}; "
+            f"live share the realised down fractions predict {lv['expected_from_realised']}, partial matched "
+            f"'a source was down when sent' in {lv['partial_matches_down']} of timelines; realised down "
+            f"fractions {lv['down_fractions']}"
         )
         for n in sorted(set(lv["by_sources"]) | set(md["by_sources"])):
             a, b = lv["by_sources"].get(n, {}), md["by_sources"].get(n, {})

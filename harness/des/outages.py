@@ -15,7 +15,9 @@ Modelled (:func:`model_outages`): the same world and plan in the model with the 
 Two choices, stated: a live ``down`` gateway refuses at once (``error``) where the model's waits for the
 hub's timeout (``timeout``), so the two agree on *whether* a timeline is partial, not on how long it took;
 and the expected share is ``1 − ∏(1 − u)`` over a timeline's sources with ``u = mttr / (mtbf + mttr)``
-(each source's down fraction), printed beside both.
+(each source's down fraction), printed beside both. A live run of minutes sees few outages per gateway,
+so its realised down fractions are also reported, with the share they predict for the timelines it sent
+and how often "partial" matched "one of its sources was down when it was sent".
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class _Injector(threading.Thread):
         self.rng = random.Random(seed)
         self.stop = threading.Event()
         self.switches = 0
+        self.down: set[str] = set()  # down now (read by the client thread: a copy per timeline)
+        self.down_s = dict.fromkeys(codes, 0.0)  # realised down time per gateway
+        self._since: dict[str, float] = {}
+        self.started = time.monotonic()
 
     def _set(self, code: str, mode: str) -> None:
         assert self.target.network is not None
@@ -66,41 +72,88 @@ class _Injector(threading.Thread):
             raise RuntimeError(f"fault {mode} on {code}: HTTP {out.status}")
         self.switches += 1
 
+    def _switch(self, code: str, up: bool) -> None:
+        if up:
+            self._set(code, "up")
+            self.down = self.down - {code}
+            self.down_s[code] += time.monotonic() - self._since.pop(code)
+        else:
+            self._set(code, "down")
+            self._since[code] = time.monotonic()
+            self.down = self.down | {code}
+
     def run(self) -> None:
-        now = time.monotonic()
+        self.started = now = time.monotonic()
         due = {c: now + self.rng.expovariate(1 / self.mtbf_s) for c in self.codes}
-        down: set[str] = set()
         while not self.stop.is_set():
             code = min(due, key=due.__getitem__)
             if self.stop.wait(max(0.0, due[code] - time.monotonic())):
                 break
-            if code in down:
-                self._set(code, "up")
-                down.discard(code)
-                due[code] = time.monotonic() + self.rng.expovariate(1 / self.mtbf_s)
-            else:
-                self._set(code, "down")
-                down.add(code)
-                due[code] = time.monotonic() + self.rng.expovariate(1 / self.mttr_s)
-        for code in down:
-            self._set(code, "up")
+            was_down = code in self.down
+            self._switch(code, up=was_down)
+            mean = self.mtbf_s if was_down else self.mttr_s
+            due[code] = time.monotonic() + self.rng.expovariate(1 / mean)
+        for code in sorted(self.down):
+            self._switch(code, up=True)
+
+    def fractions(self) -> dict[str, float]:
+        """Each gateway's realised share of the run spent down."""
+        span = max(time.monotonic() - self.started, 1e-9)
+        return {c: d / span for c, d in self.down_s.items()}
 
 
-def _count(by: dict[int, list[int]], statuses: list[str]) -> None:
-    asked = [s for s in statuses if s in ("ok", "timeout", "error")]
-    if asked:
-        row = by.setdefault(len(asked), [0, 0])
+class _Tally:
+    """Per number of sources asked, [timelines, partial ones]; per set of sources asked, how many; and how
+    often "partial" matched "a source was down when the timeline was sent"."""
+
+    def __init__(self) -> None:
+        self.by: dict[int, list[int]] = {}
+        self.sets: dict[frozenset[str], int] = {}
+        self.matched = 0
+        self.checked = 0
+
+    def add(self, sources: list[dict[str, Any]], down: set[str]) -> None:
+        asked = [(str(x["facility"]), str(x["status"])) for x in sources if x["status"] in _ASKED]
+        if not asked:
+            return
+        partial = any(st != "ok" for _, st in asked)
+        row = self.by.setdefault(len(asked), [0, 0])
         row[0] += 1
-        row[1] += any(s != "ok" for s in asked)
+        row[1] += partial
+        codes = frozenset(c for c, _ in asked)
+        self.sets[codes] = self.sets.get(codes, 0) + 1
+        self.checked += 1
+        self.matched += partial == bool(codes & down)
+
+    def expected(self, fractions: dict[str, float]) -> float | None:
+        """The partial share the realised down fractions predict for these timelines' sources."""
+        total = sum(self.sets.values())
+        if not total:
+            return None
+        share = 0.0
+        for codes, n in self.sets.items():
+            up = 1.0
+            for c in codes:
+                up *= 1 - fractions.get(c, 0.0)
+            share += n * (1 - up)
+        return round(share / total, 4)
+
+
+_ASKED = ("ok", "timeout", "error")
 
 
 def _timelines(
-    target: Target, plan: WorldPlan, seconds: float, timeout_ms: int, every_s: float
-) -> dict[int, list[int]]:
+    target: Target,
+    plan: WorldPlan,
+    seconds: float,
+    timeout_ms: int,
+    every_s: float,
+    injector: _Injector | None,
+) -> _Tally:
     """Care sessions' timelines for ``seconds``, one every ``every_s`` seconds on a fixed schedule (at once
     when late): time-uniform sampling, as the model's Poisson arrivals are — back to back, a down gateway's
-    fast refusals would be over-sampled. Per number of sources asked, [timelines, partial ones]."""
-    by: dict[int, list[int]] = {}
+    fast refusals would be over-sampled."""
+    tally = _Tally()
     clients: dict[tuple[str, str], HubClient] = {}
     start = time.monotonic()
     end = start + seconds
@@ -121,14 +174,15 @@ def _timelines(
                     raise RuntimeError(f"login of {s.user.user_id}@{s.facility} failed")
             time.sleep(max(0.0, start + sent * every_s - now))
             sent += 1
+            down = set(injector.down) if injector is not None else set()
             reply = hub.timeline(rid, timeout_ms=timeout_ms)
             if reply.status != 200:
                 raise RuntimeError(f"timeline of {rid}: HTTP {reply.status}")
-            _count(by, [str(src["status"]) for src in reply.json()["sources"]])
+            tally.add(reply.json()["sources"], down)
     finally:
         for c in clients.values():
             c.close()
-    return by
+    return tally
 
 
 def live_outages(
@@ -153,12 +207,19 @@ def live_outages(
                 if injector is not None:
                     injector.start()
                 try:
-                    by = _timelines(target, plan, seconds, timeout_ms, every_s)
+                    tally = _timelines(target, plan, seconds, timeout_ms, every_s, injector)
                 finally:
                     if injector is not None:
                         injector.stop.set()
                         injector.join(30)
-                out.append(_row(mtbf_s, mttr_s, by, injector.switches if injector else 0))
+                row = _row(mtbf_s, mttr_s, tally.by, injector.switches if injector else 0)
+                fractions = injector.fractions() if injector else {}
+                row["down_fractions"] = {c: round(f, 4) for c, f in fractions.items()}
+                row["expected_from_realised"] = tally.expected(fractions)
+                row["partial_matches_down"] = (
+                    round(tally.matched / tally.checked, 4) if tally.checked else None
+                )
+                out.append(row)
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return out

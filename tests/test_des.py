@@ -641,3 +641,21 @@ def test_audit_writer_commits_in_groups_as_the_hubs_batcher() -> None:
     assert writer.busy_s == pytest.approx(0.003)
     assert writer.wait_s == pytest.approx(9 * 0.001)  # the nine waited for the first commit
     assert writer.to_json(10.0)["groups"] == 3
+
+
+def test_consent_answer_caches_are_bounded(world: DesWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caches empty themselves when full, so memory stays flat over a long run, and the answers are
+    unchanged (the same report as with an unbounded cache)."""
+    import simulator.des.consent as consent_module
+
+    def report(limit: int) -> tuple[dict[str, Any], int]:
+        monkeypatch.setattr(consent_module, "CACHE_LIMIT", limit)
+        model, res = _run(world, WhatIf(multiplier=2000, feeds=False), hours=1)
+        d = model.decisions
+        return res.operations(), max(len(d._plans), len(d._views), len(d._know))
+
+    small, biggest = report(5)
+    assert biggest <= 5
+    large, biggest_large = report(10**9)
+    assert biggest_large > 5
+    assert small == large

@@ -16,7 +16,9 @@ What is cached is *their answer*, per (patient, viewing facility, user kind, pur
 
 ``tests/test_des.py`` checks cached against freshly asked answers over many sessions and days.
 Per patient the disclosing sources, their entry counts per allowed category and their gateway shard are
-built once with the first plan that needs them.
+built once with the first plan that needs them. The answer caches are bounded (:data:`CACHE_LIMIT` entries
+each, emptied when full): they grow with the distinct (patient, viewer) pairs a run meets, not with
+simulated time, and the bound keeps a long run's memory flat (a year of ``ishikawa`` met ~10⁵ pairs).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from simulator.workload import PlannedSession
 
 from .world import DesWorld
 
-__all__ = ["HubDecisions", "SourcePlan"]
+__all__ = ["CACHE_LIMIT", "HubDecisions", "SourcePlan"]
+
+CACHE_LIMIT = 100_000
 
 
 class SourcePlan(NamedTuple):
@@ -131,6 +135,8 @@ class HubDecisions:
         key = (s.patient.index, s.facility, v)
         known = self._know.get(key)
         if known is None:
+            if len(self._know) >= CACHE_LIMIT:
+                self._know.clear()
             known = self._know[key] = policy.may_know(state, s.facility, now)
         return known
 
@@ -165,6 +171,8 @@ class HubDecisions:
             out.append(SourcePlan(code, None, n, self._shard_of.get(code, 0), items))
         plans = tuple(out)
         if cached:
+            if len(self._plans) >= CACHE_LIMIT:
+                self._plans.clear()
             self._plans[key] = plans
         return plans
 
@@ -201,5 +209,7 @@ class HubDecisions:
             ).allowed
         )
         if cached:
+            if len(self._views) >= CACHE_LIMIT:
+                self._views.clear()
             self._views[key] = allowed
         return allowed

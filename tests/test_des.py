@@ -659,3 +659,14 @@ def test_consent_answer_caches_are_bounded(world: DesWorld, monkeypatch: pytest.
     large, biggest_large = report(10**9)
     assert biggest_large > 5
     assert small == large
+
+
+def test_paced_pool_follows_a_recorded_user_count(world: DesWorld) -> None:
+    """Replaying the pool Locust recorded: 4 users for the first 18 s, then 1 (a run that lost users;
+    the others stop at their next turn, t = 20), sessions far shorter than the 5-s pacing: 4 × 4 + 4 = 20
+    sessions in 40 s."""
+    model = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1, rate_override=0.7,
+        arrivals="paced", pacing_s=5.0, users_series=((0.0, 4), (18.0, 1)),
+    )  # fmt: skip
+    assert model.run(40.0, drain_s=0).sessions == 20

@@ -191,3 +191,20 @@ def test_cpu_comparison_sums_a_process_stations() -> None:
     out = cpu_comparison(measured, predicted)
     assert out["hub"] == {"measured_pct": 80.0, "predicted_pct": 70.0}
     assert out["gateways-0"] == {"measured_pct": 10.0, "predicted_pct": 12.0}
+
+
+def test_recorded_users_read_from_locusts_history(tmp_path: Path) -> None:
+    """Locust's stats history gives the pool it really ran: the Aggregated rows' user count less the
+    feeder, as seconds since the first row, one point per change."""
+    from harness.des.validate import LoadRun, recorded_users
+
+    (tmp_path / "locust_stats_history.csv").write_text(
+        "Timestamp,User Count,Type,Name,Requests/s\n"
+        "100,0,,Aggregated,0\n100,108,,Aggregated,1\n101,108,GET,login,1\n115,108,,Aggregated,1\n"
+        "281,72,,Aggregated,1\n296,72,,Aggregated,1\n",
+        encoding="utf-8",
+    )
+    run = LoadRun({}, {"feeds": True}, tmp_path / "report.json")
+    assert recorded_users(run) == ((0.0, 107), (181.0, 71))
+    assert recorded_users(LoadRun({}, {"feeds": False}, tmp_path / "report.json"))[0] == (0.0, 108)
+    assert recorded_users(LoadRun({}, {}, tmp_path / "nowhere" / "report.json")) == ()

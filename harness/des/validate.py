@@ -10,7 +10,8 @@ end as Locust stops its users (no drain: sessions still thinking then never log 
 Two replays (``arrivals``):
 
 * ``locust`` (the default): the load run as Locust made it, not an idealised one — its user pool paced
-  at ``pacing_s`` and started in bursts (:mod:`simulator.des.arrivals`), its processes, and the CPU it
+  at ``pacing_s`` and started in bursts (:mod:`simulator.des.arrivals`), as large as Locust recorded it
+  over time (``locust_stats_history.csv``: a run can lose users mid-way), its processes, and the CPU it
   spent per request (the ``raw.csv.cpu-*`` files each Locust process leaves: their sum over the requests
   measured, a condition of the run like its pacing), all on the machine's cores with the hub and the
   gateways (``machine``). The session rate is then an *output*: the throughput comparison means something.
@@ -27,6 +28,7 @@ not judged (a p95 of three requests says nothing).
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,36 @@ def client_cpu_per_request(run: LoadRun) -> float:
     return total / requests if requests and total > 0 else 0.0
 
 
+def recorded_users(run: LoadRun) -> tuple[tuple[float, int], ...]:
+    """Locust's own record of its viewer pool (``locust_stats_history.csv``: the ``Aggregated`` rows' user
+    count, less the feeder when feeds were on), as (seconds since the first row, viewers). Empty when
+    absent. Locust's pool is not always what the shape asked for (a run can lose users mid-way); the
+    replay runs the pool the run had."""
+    path = run.path.parent / "locust_stats_history.csv"
+    if not path.is_file():
+        return ()
+    feeder = 1 if run.config.get("feeds", True) else 0
+    points: list[tuple[float, int]] = []
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("Name") != "Aggregated":
+                continue
+            try:
+                t, users = float(row["Timestamp"]), int(float(row["User Count"]))
+            except (KeyError, ValueError) as exc:
+                raise ValidationError(f"{path}: unreadable row {row}: {exc}") from exc
+            if users > 0:
+                points.append((t, max(1, users - feeder)))
+    if not points:
+        return ()
+    t0 = points[0][0]
+    out: list[tuple[float, int]] = [(0.0, points[0][1])]
+    for t, n in points[1:]:
+        if n != out[-1][1]:
+            out.append((t - t0, n))
+    return tuple(out)
+
+
 def replay_options(
     run: LoadRun, calibration: Calibration, world: Path | None = None, arrivals: str = "locust"
 ) -> SimulationOptions:
@@ -140,6 +172,7 @@ def replay_options(
         client_s=client_cpu_per_request(run) if paced else 0.0,
         machine=paced,
         window_s=workload.shape.step_s if r["shape"] == "step" else 0.0,
+        users_series=recorded_users(run) if paced else (),
     )
 
 
@@ -241,6 +274,7 @@ def validate(
             "processes": options.processes,
             "client_cpu_ms_per_request": round(options.client_s * 1000, 4),
             "machine_cores": calibration.machine.cores if options.machine else None,
+            "recorded_users": [list(p) for p in options.users_series],
         },
         "cpu": cpu_comparison(run.report.get("resources", {}), report["runs"][0]["resources"]),
     }

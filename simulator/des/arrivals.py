@@ -14,11 +14,14 @@ what-if multipliers:
   once; the difference is one session each). With ``processes`` workers, user ``u`` is worker
   ``u mod processes``'s and takes that worker's session numbers ``w, w + P, w + 2P…`` as Locust's workers
   do. Paced users start in bursts and queue behind each other at login: that, not the mean rate, is
-  what a Locust run's latencies show, and a Poisson model does not.
+  what a Locust run's latencies show, and a Poisson model does not. Replaying a run, the pool can follow
+  the user count Locust itself recorded (``users_series``: seconds since the start → viewers), which
+  is what it ran, whatever it was asked for.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterator
@@ -37,6 +40,7 @@ class Arrivals(SessionSteps):
     rates: Rates
     load_scale: float
     join_burst: bool
+    users_series: tuple[tuple[float, int], ...]
     _first_session: int
 
     def _sessions(self, until: float) -> Proc:
@@ -58,15 +62,20 @@ class Arrivals(SessionSteps):
                 index += 1
 
     def _paced(self, until: float, pacing_s: float, processes: int) -> Proc:
-        """Locust's user pool, one tick a second (see the module docstring)."""
+        """Locust's user pool, one tick a second (see the module docstring); with ``users_series`` the
+        pool the run really had (Locust's own user count over time, less its feeder)."""
         counters = [itertools.count(self._first_session + w, processes) for w in range(processes)]
         running: list[list[bool]] = []
         env = self.env
+        series = self.users_series
         while env.now < until:
             rate = self.rates.sessions_per_s(env.now)
             if rate is None:
                 break
             target = max(1, math.ceil(rate * self.load_scale * pacing_s - 1e-9))
+            if series:
+                at = bisect.bisect_right(series, (env.now, math.inf)) - 1
+                target = series[max(at, 0)][1]
             while len(running) < target:
                 flag = [True]
                 env.process(self._user(flag, counters[len(running) % processes], until, pacing_s))

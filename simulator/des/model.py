@@ -68,12 +68,14 @@ class DesModel(Arrivals):
         processes: int = 1,
         client_s: float = 0.0,
         machine: bool = False,
+        users_series: tuple[tuple[float, int], ...] = (),
     ) -> None:
         """``t0`` and ``first_session`` start the model part-way (a chunk of a long run, :func:`.run.run_one`
         with ``jobs``): the clock at ``t0`` seconds, sessions numbered from ``first_session``.
         ``arrivals="paced"`` with ``pacing_s`` and ``processes`` is Locust's user pool (:mod:`.arrivals`);
         ``client_s`` is the load generator's CPU seconds per request, on ``processes`` processes;
-        ``machine`` puts hub, login pool, gateways and generator on the calibration's machine cores."""
+        ``machine`` puts hub, login pool, gateways and generator on the calibration's machine cores;
+        ``users_series`` (seconds → viewers) replaces the paced pool's size by the one a run recorded."""
         self.world = world
         self.cal = calibration
         self.w = whatif or WhatIf()
@@ -86,6 +88,7 @@ class DesModel(Arrivals):
         self.arrivals = arrivals
         self.pacing_s = pacing_s
         self.processes = max(1, processes)
+        self.users_series = tuple(sorted(users_series))
         self.start = start or dt.datetime.combine(world.plan.reference_date, dt.time())
         self.rates = Rates(self.workload, world.registered, rate_override)
         self.load_scale = self.w.multiplier * self.w.patients * self.w.facilities

@@ -59,6 +59,7 @@ class SimulationOptions:
     client_s: float = 0.0
     machine: bool = False
     window_s: float = 0.0
+    users_series: tuple[tuple[float, int], ...] = ()  # Locust's recorded viewer count (seconds → users)
 
 
 def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
@@ -105,6 +106,7 @@ def _model(
         processes=options.processes,
         client_s=options.client_s,
         machine=options.machine,
+        users_series=options.users_series,
     )
     if options.window_s > 0:
         env = model.env

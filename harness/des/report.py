@@ -194,10 +194,10 @@ def render_html(report: dict[str, Any], svgs: dict[str, str]) -> str:
         rows = "".join(
             f'<tr class="val"><td class="l">{e(r["operation"])}</td>'
             + "".join(f"<td>{_fmt(r[c])}</td>" for c in _VAL_COLUMNS)
-            + "</tr>"
+            + f"<td>{ {True: 'met', False: 'missed', None: '-'}[r['within_goal']] }</td></tr>"
             for r in v["rows"]
         )
-        heads = "".join(f"<th>{e(c)}</th>" for c in _VAL_COLUMNS)
+        heads = "".join(f"<th>{e(_VAL_HEADS.get(c, c))}</th>" for c in _VAL_COLUMNS) + "<th>goal</th>"
         validation = f"""<h2>Validation against {e(v["load_report"])}</h2>
 {_replay_html(v, e)}
 <table id="validation"><tr><th class="l">operation</th>{heads}</tr>{rows}</table>"""
@@ -229,6 +229,21 @@ _VAL_COLUMNS = (
     "predicted_per_s",
     "per_s_error",
 )
+
+
+_VAL_HEADS = {
+    "measured_count": "n meas",
+    "predicted_count": "n pred",
+    "measured_p50_ms": "p50 meas",
+    "predicted_p50_ms": "p50 pred",
+    "p50_error": "err",
+    "measured_p95_ms": "p95 meas",
+    "predicted_p95_ms": "p95 pred",
+    "p95_error": "err",
+    "measured_per_s": "req/s meas",
+    "predicted_per_s": "req/s pred",
+    "per_s_error": "err",
+}
 
 
 def write_report(report: dict[str, Any], folder: Path) -> dict[str, Path]:

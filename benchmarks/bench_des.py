@@ -6,14 +6,21 @@
     events, events/s beside (a)'s, and resident memory at 10 % and at the end of the run (flat: the model
     keeps histograms, not requests).
 (c) ``--validate``: ``rhin calibrate`` on the world's reference network, then ``rhin load`` at three load
-    levels (``--levels``, × the realistic peak, links on) and ``rhin simulate --validate`` on each report;
-    a step-shape load run and a model sweep over the same multipliers compare the knees. Prints predicted
-    vs measured per operation and the share of operations within the issue's goals (p50/p95 ±15 %,
-    throughput ±5 %; knee ±20 %). Takes long (each load level runs ``--seconds``): run it on a quiet machine.
+    levels (``--levels``, × the realistic peak, links on) and a step-shape run, and ``rhin simulate
+    --validate`` on each report twice (``--replay locust``: Locust's paced users, its CPU, the shared cores;
+    ``--replay poisson``: the idealised replay). Prints predicted vs measured per operation, the share of
+    operations within the issue's goals (p50/p95 ±15 %, throughput ±5 %) and the knees (±20 %). Takes long
+    (each level runs ``--seconds``): run it on a quiet machine; ``--reuse`` re-judges a changed model on
+    the load runs already made.
+(d) ``--outages``: partial timelines as gateways go down and up (exponential up/down times, injected through
+    the shards' fault API on a live reference network) against the model with the same ``mtbf_days`` /
+    ``mttr_hours``, per outage rate and per number of sources a timeline asked (harness.des.outages).
 
     .venv/bin/python benchmarks/bench_des.py [--world worlds/ishikawa] [--calibration FILE]
     .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 10,100,300]
-        [--seconds 300] [--step-seconds 660] [--rate R] [--out reports/bench-des]
+        [--seconds 300] [--step-seconds 660] [--rate R] [--out reports/bench-des] [--reuse]
+    .venv/bin/python benchmarks/bench_des.py --outages --world worlds/mini [--mtbf 60,20] [--mttr 6]
+        [--seconds 60]
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ def chunked_run(
 
 def model_run(
     world: DesWorld, cal: Any, whatif: WhatIf, seconds: float, workload: Any, label: str, bare: float
-):
+) -> float:
     model = DesModel(world, cal, whatif, seed=42, workload=workload)
     marks: dict[str, float] = {}
 
@@ -136,11 +143,37 @@ def rhin(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, check=False)
 
 
+def _replay(out: Path, load: Path, cal: Path, name: str, replay: str) -> dict[str, Any]:
+    folder = out / f"sim-{name}-{replay}"
+    v = rhin("simulate", "--validate", str(load), "--calibration", str(cal), "--replay", replay,
+             "--report", str(folder))  # fmt: skip
+    print(v.stdout[-6000:], v.stderr[-2000:])
+    if v.returncode:
+        sys.exit(v.returncode)
+    validation: dict[str, Any] = json.loads((folder / "report.json").read_text(encoding="utf-8"))[
+        "validation"
+    ]
+    return validation
+
+
+def _load(args: argparse.Namespace, folder: Path, *extra: str) -> None:
+    if args.reuse and (folder / "report.json").is_file():
+        print(f"reusing {folder}")
+        return
+    rate = ["--rate", f"{args.rate:g}"] if args.rate else []
+    done = rhin("load", "--world", str(args.world), *extra, *rate, "--think-scale", f"{args.think_scale:g}",
+                "--report", str(folder), "--seed", "42")  # fmt: skip
+    print(done.stdout[-1500:], done.stderr[-1500:])
+
+
 def validate(args: argparse.Namespace) -> None:
+    """Calibrate, load at each level (and the step shape), then replay each run in the model twice: as
+    Locust made it (paced users, generator CPU, shared cores) and idealised (Poisson at the achieved rate).
+    ``--reuse`` keeps calibration and load runs already in ``--out`` (re-judging a changed model)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     cal = args.calibration or out / "calibration.yaml"
-    if args.calibration is None:
+    if args.calibration is None and not (args.reuse and cal.is_file()):
         done = rhin("calibrate", "--world", str(args.world), "--out", str(cal), "--sessions", "60")
         print(done.stdout[-3000:], done.stderr[-2000:])
         if done.returncode:
@@ -148,37 +181,60 @@ def validate(args: argparse.Namespace) -> None:
     summary = []
     for level in args.levels:
         folder = out / f"load-x{level:g}"
-        rate = ["--rate", f"{args.rate:g}"] if args.rate else []
-        rhin("load", "--world", str(args.world), "--shape", "peak", "--multiplier", f"{level:g}", *rate,
-             "--think-scale", f"{args.think_scale:g}",
-             "--duration", f"{args.seconds}s", "--report", str(folder), "--seed", "42")  # fmt: skip
-        v = rhin("simulate", "--validate", str(folder), "--calibration", str(cal),
-                 "--report", str(out / f"sim-x{level:g}"))  # fmt: skip
-        print(v.stdout[-6000:], v.stderr[-2000:])
-        report = json.loads((out / f"sim-x{level:g}" / "report.json").read_text(encoding="utf-8"))
-        val = report["validation"]
-        summary.append((level, val["within_goal"], val["judged"], val["throughput"]["error"]))
+        _load(args, folder, "--shape", "peak", "--multiplier", f"{level:g}", "--duration", f"{args.seconds}s")
+        for replay in ("locust", "poisson"):
+            val = _replay(out, folder, cal, f"x{level:g}", replay)
+            summary.append(
+                (f"×{level:g}", replay, val["within_goal"], val["judged"], val["throughput"]["error"])
+            )
+    knees = []
+    if args.step_seconds:
+        step = out / "load-step"
+        _load(args, step, "--shape", "step", "--duration", f"{args.step_seconds}s")
+        for replay in ("locust", "poisson"):
+            knees.append((replay, _replay(out, step, cal, "step", replay).get("knee", {})))
     print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
-    for level, ok, judged, err in summary:
-        print(f"  ×{level:g}: {ok}/{judged} operations within the goals; throughput error {err}")
-    if not args.step_seconds:
-        return
-    step = out / "load-step"
-    rhin("load", "--world", str(args.world), "--shape", "step", "--duration", f"{args.step_seconds}s",
-         "--report", str(step), "--seed", "42")  # fmt: skip
-    measured_knee = json.loads((step / "report.json").read_text(encoding="utf-8")).get("step", {})
-    levels = ",".join(f"{2**i:g}" for i in range(10))  # the step shape's multipliers: 1, 2, 4 … 512
-    sweep = rhin("simulate", "--world", str(args.world), "--calibration", str(cal), "--shape", "peak",
-                 "--duration", "10m", "--sweep", f"multiplier={levels}",
-                 "--report", str(out / "sim-step"))  # fmt: skip
-    print(sweep.stdout[-3000:])
-    predicted = json.loads((out / "sim-step" / "report.json").read_text(encoding="utf-8")).get("knee", {})
-    print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
-    for level, ok, judged, err in summary:
-        print(f"  ×{level:g}: {ok}/{judged} operations within the goals; throughput error {err}")
-    print(
-        f"  knee: measured {measured_knee.get('knee_multiplier')}×, predicted {predicted.get('multiplier')}×"
-    )
+    for level, replay, ok, judged, err in summary:
+        print(
+            f"  {level} ({replay} replay): {ok}/{judged} operations within the goals; throughput error {err}"
+        )
+    for replay, k in knees:
+        print(
+            f"  knee ({replay} replay): measured {k.get('measured', {}).get('held')}×, predicted "
+            f"{k.get('predicted', {}).get('held')}× (error {k.get('error')})"
+        )
+
+
+def outages(args: argparse.Namespace) -> None:
+    """Partial timelines under gateway outages: live (faults injected) against the model, per outage rate
+    and number of sources (harness.des.outages)."""
+    from harness.des.outages import live_outages, model_outages
+
+    settings = [(0.0, 0.0), *((mtbf, args.mttr) for mtbf in args.mtbf)]
+    cal = load_calibration(args.calibration) if args.calibration else nominal_calibration()
+    started = time.perf_counter()
+    live = live_outages(args.world, settings, args.seconds)
+    print(f"live: {time.perf_counter() - started:.0f} s")
+    model = model_outages(args.world, cal, settings)
+    print(f"outages (mean down {args.mttr:g} s per gateway; share of partial timelines, by sources asked)")
+    for lv, md in zip(live, model, strict=True):
+        print(
+            f"  MTBF {lv['mtbf_s']:g} s: live {lv['partial_share']} of {lv['timelines']} "
+            f"({lv['fault_switches']} fault switches), model {md['partial_share']} of {md['timelines']}; "
+            f"live share the realised down fractions predict {lv['expected_from_realised']}, partial matched "
+            f"'a source was down when sent' in {lv['partial_matches_down']} of timelines; realised down "
+            f"fractions {lv['down_fractions']}"
+        )
+        for n in sorted(set(lv["by_sources"]) | set(md["by_sources"])):
+            a, b = lv["by_sources"].get(n, {}), md["by_sources"].get(n, {})
+            print(
+                f"    {n} source(s): live {a.get('partial_share')} ({a.get('timelines', 0)}), "
+                f"model {b.get('partial_share')} ({b.get('timelines', 0)}), expected "
+                f"{(a or b).get('expected')}"
+            )
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "outages.json").write_text(json.dumps({"live": live, "model": model}, indent=1))
 
 
 def main() -> None:
@@ -188,19 +244,30 @@ def main() -> None:
     parser.add_argument("--world", type=Path, default=ROOT / "worlds" / "ishikawa")
     parser.add_argument("--calibration", type=Path)
     parser.add_argument("--validate", action="store_true")
+    parser.add_argument("--outages", action="store_true", help="partial timelines, live with faults vs model")
+    parser.add_argument(
+        "--mtbf", type=lambda t: [float(x) for x in t.split(",")], default=[60.0, 20.0],
+        help="--outages: mean seconds up per gateway, one run each",
+    )  # fmt: skip
+    parser.add_argument("--mttr", type=float, default=6.0, help="--outages: mean seconds down")
     parser.add_argument("--jobs", type=int, default=2, help="chunks for the parallel year run")
     parser.add_argument(
         "--levels", type=lambda s: [float(x) for x in s.split(",")], default=[1.0, 10.0, 100.0]
     )
-    parser.add_argument("--seconds", type=int, default=300, help="each load level's duration")
+    parser.add_argument(
+        "--seconds", type=int, default=300, help="each load level's (or outage run's) seconds"
+    )
     parser.add_argument("--step-seconds", type=int, default=660, help="the step run (0: none)")
     parser.add_argument("--think-scale", type=float, default=1.0, help="rhin load's --think-scale")
     parser.add_argument("--rate", type=float, help="sessions/s at 1x instead of the world's (small worlds)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-des")
+    parser.add_argument("--reuse", action="store_true", help="keep calibration and load runs found in --out")
     args = parser.parse_args()
     if not (args.world / "world.json").is_file():
         sys.exit(f"no world at {args.world}: rhin generate --profile ishikawa --seed 42 --out {args.world}")
-    if args.validate:
+    if args.outages:
+        outages(args)
+    elif args.validate:
         validate(args)
     else:
         speed(args)

@@ -4,11 +4,13 @@ and the simulate report (mini world; no live network: tests/test_des_validate.py
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -415,3 +417,256 @@ def test_jobs_split_the_duration_into_parallel_chunks(mini_world: Path) -> None:
     assert two["operations"]["timeline"]["p50_ms"] == pytest.approx(
         one["operations"]["timeline"]["p50_ms"], rel=0.1
     )
+
+
+def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
+    """The model caches the hub's answers per consent version: over many sessions and days on both sides
+    of the consents' dates, every cached answer (asked twice, so the second comes from the cache) is what
+    the hub's own functions answer when asked afresh."""
+    model = DesModel(world, nominal_calibration(), WhatIf(), seed=1)
+    d = model.decisions
+    ref = dt.datetime.combine(world.plan.reference_date, dt.time(10))
+    days = [ref - dt.timedelta(days=n) for n in (2000, 700, 365, 90, 0)] + [ref + dt.timedelta(days=200)]
+    compared = refused = 0
+    for i in range(400):
+        s = world.plan.session(i)
+        for now in days:
+            state, cached = d.state(s, ())
+            assert cached
+            v = d.version(s.patient.index, now.date())
+            purpose: Any = "emergency" if s.intent == "emergency" else "care"
+            for _ in range(2):
+                assert d.knows(s, state, cached, now, v) == policy_module.may_know(state, s.facility, now)
+                plans = d.plan(s, state, cached, now, purpose, v)
+                fresh = [
+                    records_module._plan_source(
+                        d.services, d.viewer(s), state, info, lid, policy_module.ALL, now, purpose
+                    )
+                    for _, lid, info in d._patient_sources(s)
+                ]
+                assert [p.status for p in plans] == [f.status for f in fresh]
+                assert [dict(p.items) for p in plans] == [
+                    {c: n for c, n in world.entries.get(s.patient.index, {}).get(f.facility.code, {}).items()
+                     if c in f.allowed and n}
+                    for f in fresh
+                ]  # fmt: skip
+                for source, cats in world.entries.get(s.patient.index, {}).items():
+                    for cat in cats:
+                        info = world.facilities.get(source)
+                        assert info is not None
+                        direct = policy_module.may_know(state, s.facility, now) and policy_module.may_view(
+                            viewer=d.viewer(s), patient=state, source_facility=source,
+                            source_disclosure=info.disclosure, category=cat, now=now, purpose=purpose,
+                            rules=world.facilities.rules,
+                        ).allowed  # fmt: skip
+                        assert d.may_fetch(s, state, cached, now, purpose, v, source, cat) == direct
+                        compared += 1
+                        refused += not direct
+    assert compared > 1000
+    assert 0 < refused < compared  # both answers occur: the comparison is not of one constant
+    # the days cross consent dates (versions differ), so the cache is exercised across versions
+    assert any(d.version(p, days[0].date()) != d.version(p, days[-1].date()) for p in d._dates)
+    assert d._plans
+    assert d._views
+    assert d._know
+
+
+def test_plan_tables_draw_as_the_weights_do() -> None:
+    """WorldPlan's cumulative-weight tables (built once, for speed) draw exactly what ``random.choices``
+    draws from the weights themselves: sessions stay those of every earlier run."""
+    from simulator.workload.plan import _choose, _table
+
+    weights = {"a": 0.1, "b": 2.5, "c": 0.0, 3: 1.25, "d": 0.7}
+    keys = sorted(weights, key=str)
+    for seed in range(200):
+        old, new = random.Random(seed), random.Random(seed)
+        expected = [old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(3)]
+        assert [_choose(new, _table(weights)) for _ in range(3)] == expected
+        assert _choose(new, _table(weights), 4) == [
+            old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(4)
+        ]
+
+
+# ------------------------------------------------------------------------------------ Locust's arrivals
+
+
+def test_paced_users_start_sessions_as_locust_does(world: DesWorld) -> None:
+    """Locust's pool: ceil(rate × pacing) users, all started at once, each starting a session every pacing
+    seconds (sessions here take far less): 3 users × 10 pacing intervals = 30 sessions, in bursts that queue
+    at the login pool (3 logins on 2 cores at the same instant), numbered per worker as Locust's are."""
+    model = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1, rate_override=0.7,
+        arrivals="paced", pacing_s=4.0, processes=2,
+    )  # fmt: skip
+    seen: list[int] = []
+    plan_session = world.plan.session
+
+    class Spy:
+        def session(self, i: int):
+            seen.append(i)
+            return plan_session(i)
+
+    model.world = dataclasses.replace(world, plan=Spy())  # type: ignore[arg-type]
+    res = model.run(40.0, drain_s=0)
+    assert res.sessions == 30
+    # users 0 and 2 are worker 0 (sessions 0, 2, 4 …), user 1 is worker 1 (1, 3, 5 …)
+    assert sorted(seen) == sorted([*range(0, 40, 2), *range(1, 20, 2)])
+    assert model.login_pool.wait_s > 0  # the burst queues
+    poisson = DesModel(world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1,
+                       rate_override=0.7)  # fmt: skip
+    poisson.run(40.0, drain_s=0)
+    assert poisson.login_pool.wait_s < model.login_pool.wait_s
+
+
+def test_machine_cores_and_load_generator_are_shared(world: DesWorld) -> None:
+    """With the machine modelled, every CPU hold (hub, login pool, gateways, generator) also holds one of
+    the machine's cores, and the generator costs its CPU on every request: slower than without."""
+    kw: dict[str, Any] = {"seed": 4, "rate_override": 0.3}
+    free = DesModel(world, nominal_calibration(), WhatIf(multiplier=40, feeds=False), **kw)
+    free_r = free.run(600.0)
+    shared = DesModel(
+        world, nominal_calibration(), WhatIf(multiplier=40, feeds=False), client_s=0.004, machine=True, **kw
+    )
+    shared_r = shared.run(600.0)
+    assert shared.machine is not None
+    assert shared.client is not None
+    cpu = [shared.cores, shared.login_pool, *shared.shards, shared.client]
+    assert shared.machine.busy_s == pytest.approx(sum(s.busy_s for s in cpu))
+    assert shared.machine.requests == sum(s.requests for s in cpu)
+    requests = sum(h.count for h in shared_r.ops.values())
+    assert shared.client.requests >= requests  # one generator hold per request (in flight ones too)
+    assert shared.client.busy_s == pytest.approx(0.004 * shared.client.requests)
+    assert shared_r.ops["timeline"].percentile_ms(50) > free_r.ops["timeline"].percentile_ms(50) + 4
+    assert "machine" in shared.resources()
+    assert "machine" not in free.resources()
+
+
+def test_partial_share_grows_with_sources_as_independent_outages_predict(world: DesWorld) -> None:
+    """Gateways down a fifth of the time (up 10 min, down 2.5 min on average): a timeline asking n sources
+    is partial about 1 − 0.8ⁿ of the time — more sources, more partial results (the issue's outage
+    check; benchmarks/bench_des.py --outages compares it with a live run)."""
+    from harness.des.outages import expected_share
+
+    whatif = WhatIf(feeds=False, think_scale=0, mtbf_days=600 / 86_400, mttr_hours=150 / 3600)
+    model = DesModel(world, nominal_calibration(), whatif, seed=3, rate_override=1.0)
+    by = model.run(6 * 3600).partial_by_sources
+    shares = {n: p / t for n, (t, p) in by.items() if t >= 500}
+    assert set(shares) >= {1, 2}
+    assert shares[1] < shares[2]
+    for n, share in shares.items():
+        assert share == pytest.approx(expected_share(n, 600, 150), rel=0.25), n
+    assert expected_share(1, 600, 150) == pytest.approx(0.2)
+    assert expected_share(3, 0, 150) == 0
+
+
+def test_validation_html_parses_and_holds_its_plots(mini_world: Path, tmp_path: Path) -> None:
+    """A validation page (a step replay: knee and step curves) parses as HTML, holds one inline SVG per
+    plot, the replay's conditions and the knee in words; a sweep whose SLO never broke says the knee is
+    beyond it rather than marking one."""
+    from html.parser import HTMLParser
+
+    from harness.des.report import knee_text
+    from harness.des.validate import compare
+
+    report = simulate(_options(mini_world, [WhatIf(multiplier=100, feeds=False)], duration=600.0))
+    ops = report["runs"][0]["operations"]
+    curve = [{"multiplier": m, "p95_ms": 100.0 * m} for m in (1, 8)]
+    knee = {
+        "slo_ms": 800.0,
+        "measured": {"held": 8.0, "broke": 16.0, "curve": curve},
+        "predicted": {"held": 4.0, "broke": 8.0, "curve": curve[:1]},
+        "error": -0.5,
+    }
+    report["validation"] = {
+        "load_report": "x/report.json",
+        "rows": compare(ops, ops),
+        "judged": 3,
+        "within_goal": 3,
+        "throughput": {"measured_per_s": 1.0, "predicted_per_s": 1.1, "error": 0.1},
+        "replay": {"arrivals": "locust", "pacing_s": 31.5, "processes": 1, "client_cpu_ms_per_request": 0.4,
+                   "machine_cores": 2},
+        "knee": knee,
+    }  # fmt: skip
+    page = write_report(report, tmp_path / "v")["html"].read_text(encoding="utf-8")
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.open: list[str] = []
+            self.svgs = 0
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag == "svg":
+                self.svgs += 1
+            if tag in ("table", "tr", "svg", "figure", "p", "body", "html"):
+                self.open.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("table", "tr", "svg", "figure", "p", "body", "html"):
+                assert self.open.pop() == tag
+
+    tags = Tags()
+    tags.feed(page)
+    assert tags.open == []
+    assert tags.svgs == 2  # predicted vs measured, and the step curves
+    assert 'id="plot-step"' in page
+    assert "locust arrivals, pacing 31.5 s" in page
+    assert "measured 8×, predicted 4×" in page
+    assert knee_text({"slo_ms": 800.0, "multiplier": 100.0, "broke": None}).endswith(
+        "up to 100×, the last value"
+    )
+    assert "300× broke it" in knee_text({"slo_ms": 800.0, "multiplier": 100.0, "broke": 300.0})
+
+
+def test_audit_writer_commits_in_groups_as_the_hubs_batcher() -> None:
+    """Ten records asked at once, commits of 1 ms: the first commits alone at once, the nine that queued
+    meanwhile in one group (2 ms); a lone later record commits alone. Every caller waits for its group."""
+    from simulator.des.stations import GroupCommit
+
+    env = simpy.Environment()
+    writer = GroupCommit(env, "audit")
+    done: list[float] = []
+
+    def caller(at: float):
+        yield env.timeout(at)
+        yield from writer.commit(lambda: 0.001)
+        done.append(round(env.now, 6))
+
+    for _ in range(10):
+        env.process(caller(0.0))
+    env.process(caller(1.0))
+    env.run()
+    assert done == [0.001] + [0.002] * 9 + [1.001]
+    assert (writer.requests, writer.groups) == (11, 3)
+    assert writer.busy_s == pytest.approx(0.003)
+    assert writer.wait_s == pytest.approx(9 * 0.001)  # the nine waited for the first commit
+    assert writer.to_json(10.0)["groups"] == 3
+
+
+def test_consent_answer_caches_are_bounded(world: DesWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caches empty themselves when full, so memory stays flat over a long run, and the answers are
+    unchanged (the same report as with an unbounded cache)."""
+    import simulator.des.consent as consent_module
+
+    def report(limit: int) -> tuple[dict[str, Any], int]:
+        monkeypatch.setattr(consent_module, "CACHE_LIMIT", limit)
+        model, res = _run(world, WhatIf(multiplier=2000, feeds=False), hours=1)
+        d = model.decisions
+        return res.operations(), max(len(d._plans), len(d._views), len(d._know))
+
+    small, biggest = report(5)
+    assert biggest <= 5
+    large, biggest_large = report(10**9)
+    assert biggest_large > 5
+    assert small == large
+
+
+def test_paced_pool_follows_a_recorded_user_count(world: DesWorld) -> None:
+    """Replaying the pool Locust recorded: 4 users for the first 18 s, then 1 (a run that lost users;
+    the others stop at their next turn, t = 20), sessions far shorter than the 5-s pacing: 4 × 4 + 4 = 20
+    sessions in 40 s."""
+    model = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1, rate_override=0.7,
+        arrivals="paced", pacing_s=5.0, users_series=((0.0, 4), (18.0, 1)),
+    )  # fmt: skip
+    assert model.run(40.0, drain_s=0).sessions == 20

@@ -15,7 +15,14 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.des.validate import GOALS, ValidationError, compare, read_load_run, replay_options
+from harness.des.validate import (
+    GOALS,
+    ValidationError,
+    compare,
+    cpu_comparison,
+    read_load_run,
+    replay_options,
+)
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, reference_target
 from simulator.des import Calibration, load_calibration
@@ -117,15 +124,32 @@ def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Pat
 
 
 def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) -> None:
+    """The Locust replay takes the run's own pacing, processes and generator CPU; the Poisson replay the
+    rate Locust achieved."""
     run = read_load_run(load_report)
-    options = replay_options(run, load_calibration(calibration))
+    cal = load_calibration(calibration)
+    options = replay_options(run, cal)
     assert options.seed == 5
-    achieved = run.report["sizing"]["achieved_sessions_per_s"]
-    assert options.rate_override == pytest.approx(achieved)  # peak shape, ×1: the rate Locust achieved
+    assert options.arrivals == "paced"
+    assert options.rate_override == pytest.approx(2.0)  # the load's --rate: the achieved rate is an output
+    assert options.pacing_s == pytest.approx(run.report["sizing"]["pacing_s"])
+    assert options.processes == run.config["processes"]
+    cpu_files = list(load_report.glob("raw.csv.cpu-*"))
+    assert cpu_files
+    total = sum(float(f.read_text(encoding="ascii")) for f in cpu_files)
+    assert options.client_s == pytest.approx(total / run.report["totals"]["requests"])
+    assert 0 < options.client_s < 0.1
+    assert options.machine is True
     assert options.drain_s == 0
     assert options.whatifs[0].think_scale == 0
     assert options.whatifs[0].feeds is False
     assert options.duration_s == pytest.approx(run.report["measured_s"])
+    poisson = replay_options(run, cal, arrivals="poisson")
+    achieved = run.report["sizing"]["achieved_sessions_per_s"]
+    assert poisson.rate_override == pytest.approx(achieved)  # peak shape, ×1: the rate Locust achieved
+    assert (poisson.arrivals, poisson.client_s, poisson.machine) == ("poisson", 0.0, False)
+    with pytest.raises(ValidationError, match="replay arrivals"):
+        replay_options(run, cal, arrivals="uniform")
 
 
 def test_compare_rules() -> None:
@@ -153,3 +177,34 @@ def test_not_a_load_report(tmp_path: Path) -> None:
     result = RUNNER.invoke(app, ["simulate", "--validate", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a rhin load report" in result.output
+
+
+def test_cpu_comparison_sums_a_process_stations() -> None:
+    """The hub process runs the worker and the login thread pool: its predicted CPU is both stations' busy
+    share; a shard is its own station."""
+    measured = {"hub": {"cpu_pct_mean": 80.0}, "gateways-0": {"cpu_pct_mean": 10.0}}
+    predicted = {
+        "hub": {"utilisation": 0.5, "capacity": 1},
+        "hub-login": {"utilisation": 0.1, "capacity": 2},
+        "gateways-0": {"utilisation": 0.12, "capacity": 1},
+    }
+    out = cpu_comparison(measured, predicted)
+    assert out["hub"] == {"measured_pct": 80.0, "predicted_pct": 70.0}
+    assert out["gateways-0"] == {"measured_pct": 10.0, "predicted_pct": 12.0}
+
+
+def test_recorded_users_read_from_locusts_history(tmp_path: Path) -> None:
+    """Locust's stats history gives the pool it really ran: the Aggregated rows' user count less the
+    feeder, as seconds since the first row, one point per change."""
+    from harness.des.validate import LoadRun, recorded_users
+
+    (tmp_path / "locust_stats_history.csv").write_text(
+        "Timestamp,User Count,Type,Name,Requests/s\n"
+        "100,0,,Aggregated,0\n100,108,,Aggregated,1\n101,108,GET,login,1\n115,108,,Aggregated,1\n"
+        "281,72,,Aggregated,1\n296,72,,Aggregated,1\n",
+        encoding="utf-8",
+    )
+    run = LoadRun({}, {"feeds": True}, tmp_path / "report.json")
+    assert recorded_users(run) == ((0.0, 107), (181.0, 71))
+    assert recorded_users(LoadRun({}, {"feeds": False}, tmp_path / "report.json"))[0] == (0.0, 108)
+    assert recorded_users(LoadRun({}, {}, tmp_path / "nowhere" / "report.json")) == ()

@@ -68,6 +68,12 @@ def simulate_cmd(
     validate: Annotated[
         Path | None, typer.Option("--validate", help="A rhin load report to replay and compare.")
     ] = None,
+    replay: Annotated[
+        str,
+        typer.Option(
+            "--replay", help="With --validate: locust (its paced users, CPU, shared cores) or poisson."
+        ),
+    ] = "locust",
     report: Annotated[
         Path | None, typer.Option("--report", help="Report folder (reports/simulate-<time>).")
     ] = None,
@@ -93,7 +99,7 @@ def simulate_cmd(
     try:
         cal = load_calibration(calibration) if calibration else nominal_calibration()
         if validate is not None:
-            result = run_validation(validate, cal)
+            result = run_validation(validate, cal, arrivals=replay)
         else:
             if shape not in (None, "peak", "diurnal", "step"):
                 raise WorkloadError(f"--shape {shape!r}: one of peak, diurnal, step")
@@ -148,6 +154,18 @@ def _print(console: Console, result: dict[str, Any]) -> None:
             f"({_pct(t['error'])}); {v['within_goal']} of {v['judged']} judged operations within the goals",
             highlight=False,
         )
+        cpu = ", ".join(
+            f"{name} {c['measured_pct']}/{c['predicted_pct']} %" for name, c in (v.get("cpu") or {}).items()
+        )
+        if cpu:
+            console.print(f"CPU, measured/predicted (% of a core): {cpu}", highlight=False)
+        if v.get("knee"):
+            k = v["knee"]
+            console.print(
+                f"knee (timeline p95 < {k['slo_ms']:g} ms): measured {k['measured']['held']}×, predicted "
+                f"{k['predicted']['held']}× ({_pct(k['error'])})",
+                highlight=False,
+            )
         return
     for i, run in enumerate(result["runs"]):
         table = Table(title=f"run {i + 1}: {run['whatif'] or 'as calibrated'}")
@@ -166,8 +184,9 @@ def _print(console: Console, result: dict[str, Any]) -> None:
             highlight=False,
         )
     if result.get("knee"):
-        k = result["knee"]
-        console.print(f"knee (timeline p95 < {k['slo_ms']:g} ms): {k['multiplier']}× the realistic peak")
+        from .report import knee_text
+
+        console.print(knee_text(result["knee"]), highlight=False)
 
 
 def _f(v: Any) -> str:

@@ -20,8 +20,25 @@ import matplotlib
 matplotlib.use("Agg")
 
 from harness.report.plots import plot_svg
+from simulator.workload import OPERATIONS
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["knee_text", "render_html", "write_report"]
+
+
+def knee_text(k: dict[str, Any]) -> str:
+    """A sweep's knee in words: reached (held … broke …), beyond the sweep, or below its first value."""
+    held, broke, slo = k.get("multiplier"), k.get("broke"), k["slo_ms"]
+    if held is None:
+        return f"knee (timeline p95 < {slo:g} ms): below the first value ({broke:g}× broke the SLO)"
+    if broke is None:
+        return f"knee (timeline p95 < {slo:g} ms): not reached — the SLO held up to {held:g}×, the last value"
+    return f"knee (timeline p95 < {slo:g} ms): {held:g}× the realistic peak held the SLO; {broke:g}× broke it"
+
+
+def _ordered(ops: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Operations in the load report's order (login … feeds), unknown ones last."""
+    rank = {op: i for i, op in enumerate(OPERATIONS)}
+    return sorted(ops.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 
 def _sweep_latency(report: dict[str, Any]) -> Callable[[Any], None]:
@@ -37,8 +54,8 @@ def _sweep_latency(report: dict[str, Any]) -> Callable[[Any], None]:
         knee = report.get("knee") or {}
         if knee.get("slo_ms") is not None:
             ax.axhline(knee["slo_ms"], color="#c44e52", linestyle="--", linewidth=1, label="SLO")
-        if knee.get("multiplier") is not None:
-            ax.axvline(knee["multiplier"], color="#c44e52", linestyle=":", linewidth=1, label="knee")
+        if knee.get("multiplier") is not None and knee.get("broke") is not None:  # a knee inside the sweep
+            ax.axvline(knee["multiplier"], color="#c44e52", linestyle=":", linewidth=1, label="knee (held)")
         if all(isinstance(x, int | float) and x > 0 for x in xs):
             ax.set_xscale("log")
         ax.set_yscale("log")
@@ -109,7 +126,7 @@ def _run_html(i: int, run: dict[str, Any], e: Callable[[str], str]) -> str:
         f'<tr class="op" data-run="{i}" data-op="{e(n)}"><td class="l">{e(n)}</td><td>{o["count"]}</td>'
         f"<td>{o['failures']}</td><td>{o['refused']}</td><td>{o['p50_ms']:.2f}</td><td>{o['p95_ms']:.2f}</td>"
         f"<td>{o['p99_ms']:.2f}</td><td>{o['per_s']:.4g}</td></tr>"
-        for n, o in run["operations"].items()
+        for n, o in _ordered(run["operations"])
     )
     res = "".join(
         f'<tr><td class="l">{e(n)}</td><td>{r["capacity"]}</td><td>{r["utilisation"]:.3f}</td>'
@@ -128,26 +145,61 @@ def _run_html(i: int, run: dict[str, Any], e: Callable[[str], str]) -> str:
 <th>mean wait ms</th></tr>{res}</table>"""
 
 
+def _replay_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
+    """The replay's conditions, the throughput and (a step run) the knees, in words."""
+    r = v.get("replay", {})
+    t = v["throughput"]
+    err = "" if t["error"] is None else f" ({t['error'] * 100:+.1f} %)"
+    parts = [
+        f"replay: {e(str(r.get('arrivals', 'poisson')))} arrivals, pacing {_fmt(r.get('pacing_s'))} s, "
+        f"{_fmt(r.get('processes'))} generator process(es) at {_fmt(r.get('client_cpu_ms_per_request'))} ms "
+        f"CPU per request, shared cores: {_fmt(r.get('machine_cores')) or 'no'}",
+        f"throughput: measured {t['measured_per_s']:.4g}/s, predicted {t['predicted_per_s']:.4g}/s{err}; "
+        f"{v['within_goal']} of {v['judged']} judged operations within the goals",
+    ]
+    k = v.get("knee")
+    if k:
+        parts.append(
+            f"knee (timeline p95 &lt; {k['slo_ms']:g} ms): measured {_fmt(k['measured']['held'])}×, "
+            f"predicted {_fmt(k['predicted']['held'])}×"
+        )
+    return "".join(f'<p class="replay">{p}</p>' for p in parts)
+
+
+def _step_curves(knee: dict[str, Any]) -> Callable[[Any], None]:
+    def draw(ax: Any) -> None:
+        for side, style in (("measured", "s-"), ("predicted", "o--")):
+            pts = [(p["multiplier"], p["p95_ms"]) for p in knee[side]["curve"] if p.get("p95_ms")]
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], style, linewidth=1, label=side)
+        ax.axhline(knee["slo_ms"], color="#c44e52", linestyle="--", linewidth=1, label="SLO")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title("step run: timeline p95 per step")
+        ax.set_xlabel("multiplier")
+        ax.set_ylabel("ms")
+        ax.legend(fontsize=6, frameon=False)
+
+    return draw
+
+
 def render_html(report: dict[str, Any], svgs: dict[str, str]) -> str:
     e = html.escape
     runs = "".join(_run_html(i, r, e) for i, r in enumerate(report["runs"]))
     plots = "".join(f'<figure class="plot" id="plot-{e(k)}">{svg}</figure>' for k, svg in svgs.items())
-    knee = ""
-    if report.get("knee"):
-        k = report["knee"]
-        held = "below the first value" if k["multiplier"] is None else f"{k['multiplier']:g}× the peak"
-        knee = f'<p id="knee">knee (timeline p95 &lt; {k["slo_ms"]:g} ms): {held}</p>'
+    knee = f'<p id="knee">{e(knee_text(report["knee"]))}</p>' if report.get("knee") else ""
     validation = ""
     if report.get("validation"):
         v = report["validation"]
         rows = "".join(
             f'<tr class="val"><td class="l">{e(r["operation"])}</td>'
             + "".join(f"<td>{_fmt(r[c])}</td>" for c in _VAL_COLUMNS)
-            + "</tr>"
+            + f"<td>{ {True: 'met', False: 'missed', None: '-'}[r['within_goal']] }</td></tr>"
             for r in v["rows"]
         )
-        heads = "".join(f"<th>{e(c)}</th>" for c in _VAL_COLUMNS)
+        heads = "".join(f"<th>{e(_VAL_HEADS.get(c, c))}</th>" for c in _VAL_COLUMNS) + "<th>goal</th>"
         validation = f"""<h2>Validation against {e(v["load_report"])}</h2>
+{_replay_html(v, e)}
 <table id="validation"><tr><th class="l">operation</th>{heads}</tr>{rows}</table>"""
     cal = report["calibration"]
     n_ops = sum(len(r["operations"]) for r in report["runs"])
@@ -157,7 +209,7 @@ def render_html(report: dict[str, Any], svgs: dict[str, str]) -> str:
 <h1>rhin simulate · {e(report["world"])} · {report["duration_s"]:g} s simulated</h1>
 <p>seed {report["seed"]} · workload {e(report["workload"]["name"])} · calibration {e(cal["source"])}
  ({e(cal["date"])}, {cal["machine"]["cores"]} cores)</p>{knee}
-{validation}{runs}<h2>Plots</h2>{plots}
+{validation}<h2>Plots</h2>{plots}{runs}
 <script>document.body.dataset.renderedOps=document.querySelectorAll('tr.op').length;
 document.body.dataset.renderedPlots=document.querySelectorAll('figure.plot svg').length;</script>
 </body></html>
@@ -179,6 +231,21 @@ _VAL_COLUMNS = (
 )
 
 
+_VAL_HEADS = {
+    "measured_count": "n meas",
+    "predicted_count": "n pred",
+    "measured_p50_ms": "p50 meas",
+    "predicted_p50_ms": "p50 pred",
+    "p50_error": "err",
+    "measured_p95_ms": "p95 meas",
+    "predicted_p95_ms": "p95 pred",
+    "p95_error": "err",
+    "measured_per_s": "req/s meas",
+    "predicted_per_s": "req/s pred",
+    "per_s_error": "err",
+}
+
+
 def write_report(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     """report.json and report.html in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,6 +255,8 @@ def write_report(report: dict[str, Any], folder: Path) -> dict[str, Path]:
         svgs["utilisation"] = plot_svg("util", _sweep_utilisation(report), (5.0, 2.8))
     if report.get("validation"):
         svgs["validation"] = plot_svg("val", _validation(report["validation"]["rows"]), (5.0, 2.8))
+        if report["validation"].get("knee"):
+            svgs["step"] = plot_svg("step", _step_curves(report["validation"]["knee"]), (5.0, 2.8))
     paths = {"json": folder / "report.json", "html": folder / "report.html"}
     paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     paths["html"].write_text(render_html(report, svgs), encoding="utf-8")

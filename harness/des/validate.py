@@ -3,11 +3,23 @@ predicted beside measured, per operation.
 
 The conditions come from the load report (``report.json``: world, seed, workload file, shape, multiplier,
 duration, whether links were on) and the ``load-config.json`` Locust read beside it (rate override, think
-scale, feeds). The model then runs the same sessions (:meth:`WorldPlan.session` by index), the same shape
-(:class:`Rates`) and, with feeds, the same "facility joins" burst. Two choices, so that the comparison is of
-the network and not of Locust's pacing: for the ``peak`` shape the model's session rate is the rate Locust
-*achieved* (``sizing.achieved_sessions_per_s``), and the run is cut at its end as Locust stops its users
-(no drain: sessions still thinking when the run ends never log out, in both).
+scale, feeds, pacing, processes). The model then runs the same sessions (:meth:`WorldPlan.session` by
+index), the same shape (:class:`Rates`) and, with feeds, the same "facility joins" burst, cut at the run's
+end as Locust stops its users (no drain: sessions still thinking then never log out, in both).
+
+Two replays (``arrivals``):
+
+* ``locust`` (the default): the load run as Locust made it, not an idealised one — its user pool paced
+  at ``pacing_s`` and started in bursts (:mod:`simulator.des.arrivals`), as large as Locust recorded it
+  over time (``locust_stats_history.csv``: a run can lose users mid-way), its processes, and the CPU it
+  spent per request (the ``raw.csv.cpu-*`` files each Locust process leaves: their sum over the requests
+  measured, a condition of the run like its pacing), all on the machine's cores with the hub and the
+  gateways (``machine``). The session rate is then an *output*: the throughput comparison means something.
+* ``poisson``: the earlier, idealised replay — Poisson arrivals at the rate Locust *achieved*
+  (``sizing.achieved_sessions_per_s``), no generator, no shared cores. Kept to show what each gap costs.
+
+A step-shape run is replayed with its steps as windows: the model's step curve and knee are read by the
+load report's own rules (:func:`harness.load.stats.knee`; each step's first fifth left out).
 
 Errors are relative, ``(predicted − measured) / measured``; the issue's goal is |p50|, |p95| ≤ 15 % and
 |throughput| ≤ 5 % per operation. Operations with fewer than ``MIN_COUNT`` measured requests are listed but
@@ -16,16 +28,26 @@ not judged (a p95 of three requests says nothing).
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from harness.load.stats import knee, step_multipliers
 from simulator.des import Calibration, WhatIf
 from simulator.des.run import SimulationOptions, simulate
 from simulator.workload import Workload, default_workload, load_workload
 
-__all__ = ["GOALS", "MIN_COUNT", "ValidationError", "compare", "replay_options", "validate"]
+__all__ = [
+    "GOALS",
+    "MIN_COUNT",
+    "ValidationError",
+    "compare",
+    "cpu_comparison",
+    "replay_options",
+    "validate",
+]
 
 GOALS: Final = {"p50_error": 0.15, "p95_error": 0.15, "per_s_error": 0.05}
 MIN_COUNT: Final = 20
@@ -67,15 +89,68 @@ def _workload(run: LoadRun) -> Workload:
     return workload.model_copy(update={"shape": shape})
 
 
-def replay_options(run: LoadRun, calibration: Calibration, world: Path | None = None) -> SimulationOptions:
-    """The model run that replays ``run``: same world, seed, workload, shape, duration, links, feeds."""
+def client_cpu_per_request(run: LoadRun) -> float:
+    """Seconds of load-generator CPU per measured request: every Locust process's ``raw.csv.cpu-<pid>``
+    (its CPU over the test, start-up excluded) summed, over the report's requests. 0 when absent."""
+    raw = Path(run.config.get("raw_log") or run.path.parent / "raw.csv")
+    if not raw.is_absolute() or not raw.parent.is_dir():
+        raw = run.path.parent / "raw.csv"
+    total = 0.0
+    for f in raw.parent.glob(f"{raw.name}.cpu-*"):
+        try:
+            total += float(f.read_text(encoding="ascii").strip())
+        except (OSError, ValueError) as exc:
+            raise ValidationError(f"unreadable generator CPU file {f}: {exc}") from exc
+    requests = int(run.report.get("totals", {}).get("requests") or 0)
+    return total / requests if requests and total > 0 else 0.0
+
+
+def recorded_users(run: LoadRun) -> tuple[tuple[float, int], ...]:
+    """Locust's own record of its viewer pool (``locust_stats_history.csv``: the ``Aggregated`` rows' user
+    count, less the feeder when feeds were on), as (seconds since the first row, viewers). Empty when
+    absent. Locust's pool is not always what the shape asked for (a run can lose users mid-way); the
+    replay runs the pool the run had."""
+    path = run.path.parent / "locust_stats_history.csv"
+    if not path.is_file():
+        return ()
+    feeder = 1 if run.config.get("feeds", True) else 0
+    points: list[tuple[float, int]] = []
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("Name") != "Aggregated":
+                continue
+            try:
+                t, users = float(row["Timestamp"]), int(float(row["User Count"]))
+            except (KeyError, ValueError) as exc:
+                raise ValidationError(f"{path}: unreadable row {row}: {exc}") from exc
+            if users > 0:
+                points.append((t, max(1, users - feeder)))
+    if not points:
+        return ()
+    t0 = points[0][0]
+    out: list[tuple[float, int]] = [(0.0, points[0][1])]
+    for t, n in points[1:]:
+        if n != out[-1][1]:
+            out.append((t - t0, n))
+    return tuple(out)
+
+
+def replay_options(
+    run: LoadRun, calibration: Calibration, world: Path | None = None, arrivals: str = "locust"
+) -> SimulationOptions:
+    """The model run that replays ``run``: same world, seed, workload, shape, duration, links, feeds; with
+    ``arrivals="locust"`` also its paced users, processes and generator CPU on the shared cores."""
+    if arrivals not in ("locust", "poisson"):
+        raise ValidationError(f"replay arrivals {arrivals!r}: locust or poisson")
     r, c = run.report, run.config
     links = bool(r.get("target", {}).get("links", True))
     rate = c.get("rate_override")
     achieved = float(r.get("sizing", {}).get("achieved_sessions_per_s") or 0)
     multiplier = float(r["multiplier"])
-    if r["shape"] == "peak" and achieved > 0 and multiplier > 0:
+    if arrivals == "poisson" and r["shape"] == "peak" and achieved > 0 and multiplier > 0:
         rate = achieved / multiplier
+    paced = arrivals == "locust"
+    workload = _workload(run)
     whatif = WhatIf(
         links=links,
         think_scale=float(c.get("think_scale", 1.0)),
@@ -84,13 +159,20 @@ def replay_options(run: LoadRun, calibration: Calibration, world: Path | None = 
     return SimulationOptions(
         world=world or Path(r["world"]),
         calibration=calibration,
-        workload=_workload(run),
+        workload=workload,
         whatifs=[whatif],
         duration_s=float(r.get("measured_s") or r["duration_s"]),
         seed=int(r["seed"]),
         rate_override=rate,
         join_burst=bool(c.get("feeds", True)),
         drain_s=0.0,
+        arrivals="paced" if paced else "poisson",
+        pacing_s=float(r.get("sizing", {}).get("pacing_s") or c.get("pacing_s") or 1.0),
+        processes=int(c.get("processes") or r.get("processes") or 1),
+        client_s=client_cpu_per_request(run) if paced else 0.0,
+        machine=paced,
+        window_s=workload.shape.step_s if r["shape"] == "step" else 0.0,
+        users_series=recorded_users(run) if paced else (),
     )
 
 
@@ -127,10 +209,48 @@ def compare(
     return rows
 
 
-def validate(load_report: Path, calibration: Calibration, world: Path | None = None) -> dict[str, Any]:
+def cpu_comparison(measured: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]:
+    """Per process the load run monitored (hub, gateway shards): its mean CPU (% of one core) beside the
+    model's busy share of the stations that process runs — the hub's worker and its login thread pool for
+    ``hub``, the shard's station for ``gateways-i``."""
+    out: dict[str, Any] = {}
+    for name, m in measured.items():
+        parts = ["hub", "hub-login"] if name == "hub" else [name]
+        busy = [predicted[p]["utilisation"] * predicted[p]["capacity"] for p in parts if p in predicted]
+        out[name] = {
+            "measured_pct": m.get("cpu_pct_mean"),
+            "predicted_pct": round(100 * sum(busy), 2) if busy else None,
+        }
+    return out
+
+
+def step_knees(run: LoadRun, options: SimulationOptions, predicted: dict[str, Any]) -> dict[str, Any]:
+    """A step run's knee, measured and predicted, by the load report's rule over the step curves."""
+    spec = options.workload.shape
+    multipliers = step_multipliers(spec.step_start, spec.step_factor, spec.step_max)
+    curve = [
+        {**w, "multiplier": multipliers[w["window"]]}
+        for w in predicted.get("windows", [])
+        if w["window"] < len(multipliers)
+    ]
+    step = run.report.get("step", {})
+    limit = float(step.get("slo_ms") or 800.0)
+    held, broke = knee(curve, limit)
+    measured = step.get("knee_multiplier")
+    return {
+        "slo_ms": limit,
+        "measured": {"held": measured, "broke": step.get("broke_multiplier"), "curve": step.get("curve", [])},
+        "predicted": {"held": held, "broke": broke, "curve": curve},
+        "error": _err(held, measured),
+    }
+
+
+def validate(
+    load_report: Path, calibration: Calibration, world: Path | None = None, arrivals: str = "locust"
+) -> dict[str, Any]:
     """The model replaying the load run, with a ``validation`` section (rows from :func:`compare`)."""
     run = read_load_run(load_report)
-    options = replay_options(run, calibration, world)
+    options = replay_options(run, calibration, world, arrivals)
     if not options.world.is_dir():
         raise ValidationError(f"the load run's world {options.world} is not here (pass --world)")
     report = simulate(options)
@@ -148,5 +268,16 @@ def validate(load_report: Path, calibration: Calibration, world: Path | None = N
             "predicted_per_s": report["runs"][0]["throughput_per_s"],
             "error": _err(report["runs"][0]["throughput_per_s"], measured_total),
         },
+        "replay": {
+            "arrivals": arrivals,
+            "pacing_s": options.pacing_s,
+            "processes": options.processes,
+            "client_cpu_ms_per_request": round(options.client_s * 1000, 4),
+            "machine_cores": calibration.machine.cores if options.machine else None,
+            "recorded_users": [list(p) for p in options.users_series],
+        },
+        "cpu": cpu_comparison(run.report.get("resources", {}), report["runs"][0]["resources"]),
     }
+    if run.report["shape"] == "step":
+        report["validation"]["knee"] = step_knees(run, options, report["runs"][0])
     return report

@@ -15,16 +15,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from simulator.workload import Workload
 
 from .calibration import Calibration
 from .model import DesModel, Results
+from .stations import station_json
 from .whatif import WhatIf
 from .world import DesWorld
 
-__all__ = ["SimulationOptions", "knee_of", "parse_span", "simulate"]
+__all__ = ["SimulationOptions", "broke_at", "knee_of", "parse_span", "simulate"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400, None: 1}
 
@@ -50,10 +51,23 @@ class SimulationOptions:
     join_burst: bool = False
     drain_s: float = 120.0  # requests in flight at the end get this long to finish (0: cut, as Locust stops)
     jobs: int = 1  # >1: the duration cut into as many chunks, simulated in parallel processes (long runs)
+    # Replaying a load run (harness.des.validate): Locust's paced users, its processes and CPU per request,
+    # the machine's cores shared by all, and per-window curves for a step shape (see DesModel).
+    arrivals: Literal["poisson", "paced"] = "poisson"
+    pacing_s: float = 1.0
+    processes: int = 1
+    client_s: float = 0.0
+    machine: bool = False
+    window_s: float = 0.0
+    users_series: tuple[tuple[float, int], ...] = ()  # Locust's recorded viewer count (seconds → users)
 
 
 def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
     return next((s.limit for s in workload.slos() if s.operation == op and s.stat == stat), None)
+
+
+def _broke(point: dict[str, Any], limit_ms: float) -> bool:
+    return bool(point["p95_ms"] is None or point["p95_ms"] >= limit_ms or point["failures"])
 
 
 def knee_of(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
@@ -61,16 +75,23 @@ def knee_of(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
     broke."""
     held: float | None = None
     for point in sorted(curve, key=lambda p: p["multiplier"]):
-        if point["p95_ms"] is None or point["p95_ms"] >= limit_ms or point["failures"]:
+        if _broke(point, limit_ms):
             break
         held = point["multiplier"]
     return held
 
 
+def broke_at(curve: Sequence[dict[str, Any]], limit_ms: float) -> float | None:
+    """The first multiplier that broke the SLO (None: the whole sweep held — the knee is beyond it)."""
+    return next(
+        (p["multiplier"] for p in sorted(curve, key=lambda p: p["multiplier"]) if _broke(p, limit_ms)), None
+    )
+
+
 def _model(
     world: DesWorld, options: SimulationOptions, whatif: WhatIf, seed: int, t0: float, first: int
 ) -> DesModel:
-    return DesModel(
+    model = DesModel(
         world,
         options.calibration,
         whatif,
@@ -80,7 +101,18 @@ def _model(
         join_burst=options.join_burst,
         t0=t0,
         first_session=first,
+        arrivals=options.arrivals,
+        pacing_s=options.pacing_s,
+        processes=options.processes,
+        client_s=options.client_s,
+        machine=options.machine,
+        users_series=options.users_series,
     )
+    if options.window_s > 0:
+        env = model.env
+        model.results.window_s = options.window_s
+        model.results.clock = lambda: env.now
+    return model
 
 
 _FORKED: tuple[DesWorld, SimulationOptions, WhatIf] | None = None  # what forked chunk workers read
@@ -92,8 +124,8 @@ def _chunk(k: int) -> tuple[Results, list[tuple[str, int, float, float, int]], i
     span = options.duration_s / options.jobs
     model = _model(world, options, whatif, options.seed * 1000 + k, k * span, k * 100_000_000)
     results = model.run(span, drain_s=options.drain_s if k == options.jobs - 1 else 0.0)
-    stations = [(st.name, st.capacity, st.busy_s, st.wait_s, st.requests) for st in model.stations()]
-    return results, stations, model.events()
+    results.clock = None  # a closure over the environment: not sent back to the parent
+    return results, [st.totals() for st in model.stations()], model.events()
 
 
 def _run_chunks(
@@ -123,13 +155,7 @@ def _run_chunks(
             t[3] += requests
     d = results.duration_s
     resources = {
-        name: {
-            "capacity": int(cap),
-            "requests": int(req),
-            "utilisation": round(busy / (d * cap), 4) if d > 0 else 0.0,
-            "mean_queue": round(wait / d, 4) if d > 0 else 0.0,
-            "mean_wait_ms": round(wait / req * 1000, 3) if req else 0.0,
-        }
+        name: station_json(int(cap), busy, wait, int(req), d)
         for name, (cap, busy, wait, req) in totals.items()
     }
     return results, resources, events
@@ -143,12 +169,15 @@ def run_one(
 ) -> dict[str, Any]:
     """One model run → its figures."""
     started = time.perf_counter()
+    extra: dict[str, Any] = {}
     if options.jobs > 1:
         results, resources, events = _run_chunks(world, options, whatif)
     else:
         model = _model(world, options, whatif, options.seed, 0.0, 0)
         results = model.run(options.duration_s, progress, drain_s=options.drain_s)
         resources, events = model.resources(), model.events()
+        if results.window_s:
+            extra["windows"] = results.window_curve()
     wall = time.perf_counter() - started
     ops = results.operations()
     requests = sum(o["count"] for o in ops.values())
@@ -164,6 +193,7 @@ def run_one(
         if results.timelines
         else 0.0,
         "sources": dict(sorted(results.sources.items())),
+        "partial_by_sources": {str(n): v for n, v in sorted(results.partial_by_sources.items())},
         "refused": dict(sorted(results.refused.items())),
         "consent_leaks": results.leaks,
         "resources": resources,
@@ -171,6 +201,7 @@ def run_one(
         "jobs": options.jobs,
         "wall_s": round(wall, 3),
         "events_per_s": round(events / wall) if wall > 0 else 0,
+        **extra,
     }
 
 
@@ -212,5 +243,10 @@ def simulate(
                 }
                 for w, r in zip(options.whatifs, runs, strict=True)
             ]
-            report["knee"] = {"slo_ms": limit, "multiplier": knee_of(curve, limit), "curve": curve}
+            report["knee"] = {
+                "slo_ms": limit,
+                "multiplier": knee_of(curve, limit),
+                "broke": broke_at(curve, limit),
+                "curve": curve,
+            }
     return report

@@ -134,6 +134,13 @@ class WorldPlan:
             db.close()
         self.sharing = sharing_patients(world_dir, self.reference_date)
         self._build_candidates()
+        mix = workload.session
+        self._tables = {
+            "find": _table(mix.find),
+            "charsets": _table(mix.charsets),
+            "fetch_k": _table({str(k): w for k, w in mix.fetch_k.items()}),
+            "categories": _table(mix.categories),
+        }
 
     # ------------------------------------------------------------------------------- candidates
 
@@ -225,12 +232,13 @@ class WorldPlan:
         facility = self.facilities[code]
         user = facility.users[rng.randrange(len(facility.users))]
         local_id = patient.local_ids.get(code, "")
-        find: Literal["pdq", "pix"] = _choose(rng, mix.find)
+        tables = self._tables
+        find: Literal["pdq", "pix"] = _choose(rng, tables["find"])
         if not local_id:
             find = "pdq"
-        charset = str(_choose(rng, mix.charsets))
-        k = int(_choose(rng, {str(k): w for k, w in mix.fetch_k.items()}))
-        categories = tuple(_choose(rng, mix.categories) for _ in range(k))
+        charset = str(_choose(rng, tables["charsets"]))
+        k = int(_choose(rng, tables["fetch_k"]))
+        categories = tuple(_choose(rng, tables["categories"], k)) if k else ()
         mean = mix.think_time_s
         think = tuple(rng.expovariate(1 / mean) if mean > 0 else 0.0 for _ in range(k + 2))
         return PlannedSession(index, intent, code, user, patient, local_id, find, charset, categories, think)
@@ -297,9 +305,17 @@ class WorldPlan:
         }
 
 
-def _choose(rng: random.Random, weights: Mapping[Any, float]) -> Any:
+def _table(weights: Mapping[Any, float]) -> tuple[list[Any], list[float]]:
+    """Keys in a stable order (by their text) and their cumulative weights, for :func:`_choose`."""
     keys = sorted(weights, key=str)
-    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
+    return keys, list(itertools.accumulate(weights[k] for k in keys))
+
+
+def _choose(rng: random.Random, table: tuple[list[Any], list[float]], k: int = 0) -> Any:
+    """One draw (``k`` = 0) or a list of ``k``: ``random.choices`` over the table's cumulative weights, which
+    draws exactly as it does from the weights themselves (it accumulates them the same way)."""
+    keys, cum = table
+    return rng.choices(keys, cum_weights=cum, k=k) if k else rng.choices(keys, cum_weights=cum)[0]
 
 
 def _base36(number: int, width: int) -> str:

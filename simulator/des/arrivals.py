@@ -1,0 +1,135 @@
+"""Where the model's work comes from: viewer sessions (a Poisson process, or Locust's paced users), ITI-8
+feeds, the "facility joins" burst, and gateway outages.
+
+Two arrival processes, both following the workload's shape (:class:`simulator.workload.Rates`) × the
+what-if multipliers:
+
+* ``poisson`` (the default, for capacity questions): sessions arrive as a Poisson process thinned to the
+  instantaneous rate — independent clinicians.
+* ``paced`` (replaying a ``rhin load`` run): what Locust does (``loadtests.shapes.RhinShape`` and
+  ``constant_pacing``). Every second the shape asks for ``max(1, ceil(rate × pacing))`` users; new users
+  start together (the spawn rate is the whole pool per second, so Locust dispatches them in one batch);
+  each starts a session, and the next one ``pacing`` seconds after the last started, or at once when a
+  session took longer. Users beyond a falling target stop after their session (Locust stops them at
+  once; the difference is one session each). With ``processes`` workers, user ``u`` is worker
+  ``u mod processes``'s and takes that worker's session numbers ``w, w + P, w + 2P…`` as Locust's workers
+  do. Paced users start in bursts and queue behind each other at login: that, not the mean rate, is
+  what a Locust run's latencies show, and a Poisson model does not. Replaying a run, the pool can follow
+  the user count Locust itself recorded (``users_series``: seconds since the start → viewers), which
+  is what it ran, whatever it was asked for.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Iterator
+
+from simulator.workload import Rates
+
+from .sessions import SessionSteps
+from .stations import Proc
+
+__all__ = ["Arrivals"]
+
+
+class Arrivals(SessionSteps):
+    """The arrival processes; :class:`.model.DesModel` starts them."""
+
+    rates: Rates
+    load_scale: float
+    join_burst: bool
+    users_series: tuple[tuple[float, int], ...]
+    _first_session: int
+
+    def _sessions(self, until: float) -> Proc:
+        top = self.rates.max_sessions_per_s(until) * self.load_scale
+        if top <= 0:
+            return
+        index = self._first_session
+        peak = self.rates.peak_per_s  # what Rates.sessions_per_s multiplies by, read once
+        while True:
+            yield self.env.timeout(self.rng.expovariate(top))
+            now = self.env.now
+            if now >= until:
+                return
+            m = self.rates.multiplier_at(now)
+            if m is None:
+                return
+            if self.rng.random() * top <= m * peak * self.load_scale:
+                self.env.process(self._session(self.world.plan.session(index)))
+                index += 1
+
+    def _paced(self, until: float, pacing_s: float, processes: int) -> Proc:
+        """Locust's user pool, one tick a second (see the module docstring); with ``users_series`` the
+        pool the run really had (Locust's own user count over time, less its feeder)."""
+        counters = [itertools.count(self._first_session + w, processes) for w in range(processes)]
+        running: list[list[bool]] = []
+        env = self.env
+        series = self.users_series
+        while env.now < until:
+            rate = self.rates.sessions_per_s(env.now)
+            if rate is None:
+                break
+            target = max(1, math.ceil(rate * self.load_scale * pacing_s - 1e-9))
+            if series:
+                at = bisect.bisect_right(series, (env.now, math.inf)) - 1
+                target = series[max(at, 0)][1]
+            while len(running) < target:
+                flag = [True]
+                env.process(self._user(flag, counters[len(running) % processes], until, pacing_s))
+                running.append(flag)
+            while len(running) > target:
+                running.pop()[0] = False
+            yield env.timeout(1.0)
+        for flag in running:
+            flag[0] = False
+
+    def _user(self, active: list[bool], numbers: Iterator[int], until: float, pacing_s: float) -> Proc:
+        env = self.env
+        while active[0] and env.now < until:
+            started = env.now
+            yield from self._session(self.world.plan.session(next(numbers)))
+            wait = pacing_s - (env.now - started)
+            if wait > 0:
+                yield env.timeout(wait)
+
+    def _feeds(self, until: float, rate_1x: float, register_share: float) -> Proc:
+        top = rate_1x * self.rates.max_sessions_per_s(until) / self.rates.peak_per_s * self.load_scale
+        if top <= 0:
+            return
+        while True:
+            yield self.env.timeout(self.rng.expovariate(top))
+            if self.env.now >= until:
+                return
+            m = self.rates.multiplier_at(self.env.now)
+            if m is None:
+                return
+            if self.rng.random() * top <= rate_1x * m * self.load_scale:
+                op = "feed_register" if self.rng.random() < register_share else "feed_update"
+                self.env.process(self._timed(op, "feed"))
+
+    def _burst(self) -> Proc:
+        yield self.env.timeout(self.workload.feeds.join_at_s)
+        for _ in self.world.plan.join_burst():
+            yield from self._timed("feed_join", "feed")
+
+    def _outage(self, code: str) -> Proc:
+        up = self.w.mtbf_days * 86_400
+        down = self.w.mttr_hours * 3600
+        while True:
+            yield self.env.timeout(self.rng.expovariate(1 / up))
+            self.down.add(code)
+            yield self.env.timeout(self.rng.expovariate(1 / down))
+            self.down.discard(code)
+
+    def _named_down(self, code: str) -> Proc:
+        start = self.w.down_start_h * 3600
+        end = start + self.w.down_hours * 3600
+        if self.env.now >= end:
+            return
+        yield self.env.timeout(max(0.0, start - self.env.now))
+        self.down.add(code)
+        yield self.env.timeout(end - self.env.now)
+        self.down.discard(code)

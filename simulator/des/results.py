@@ -1,0 +1,118 @@
+"""What a model run measured: latency histograms per operation and counters only (no per-request records),
+so memory stays flat over simulated time; chunks of a long run merge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .histogram import Histogram
+
+__all__ = ["Results"]
+
+
+@dataclass
+class Results:
+    """Latency histograms per operation, counts, consent and source outcomes."""
+
+    duration_s: float = 0.0
+    ops: dict[str, Histogram] = field(default_factory=dict)
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    leaks: int = 0
+    sessions: int = 0
+    timelines: int = 0
+    partial_timelines: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+    # per number of sources a timeline asked: [timelines, partial ones] (outages grow with both)
+    partial_by_sources: dict[int, list[int]] = field(default_factory=dict)
+    events: int = 0
+    # Windows (a step-shape replay): per window of ``window_s`` seconds, requests, failures and the timeline
+    # histogram of the requests answered in it, each window's first fifth left out as the load report's
+    # step curve does (``harness.load.stats.step_curve``). Off (0) otherwise.
+    window_s: float = 0.0
+    clock: Callable[[], float] | None = None
+    windows: dict[int, list[Any]] = field(default_factory=dict)  # index → [requests, failures, Histogram]
+
+    def record(self, op: str, seconds: float, failed: bool = False) -> None:
+        h = self.ops.get(op)
+        if h is None:
+            h = self.ops[op] = Histogram()
+        h.add(seconds)
+        if self.window_s and self.clock is not None:
+            self._window(op, seconds, failed)
+
+    def _window(self, op: str, seconds: float, failed: bool) -> None:
+        assert self.clock is not None
+        t = self.clock()
+        i = int(t // self.window_s)
+        if t - i * self.window_s < self.window_s / 5:
+            return
+        w = self.windows.get(i)
+        if w is None:
+            w = self.windows[i] = [0, 0, Histogram()]
+        w[0] += 1
+        if failed:
+            w[1] += 1
+        elif op == "timeline":
+            w[2].add(seconds)
+
+    def fail(self, op: str, reason: str, seconds: float) -> None:
+        per = self.failures.setdefault(op, {})
+        per[reason] = per.get(reason, 0) + 1
+        self.record(op, seconds, failed=True)
+
+    def window_curve(self) -> list[dict[str, Any]]:
+        """Per window: requests/s over its last four fifths, timeline p95 (None: none), failures."""
+        return [
+            {
+                "window": i,
+                "per_s": round(n / (self.window_s * 4 / 5), 3),
+                "p95_ms": h.percentile_ms(95) if h.count else None,
+                "failures": f,
+            }
+            for i, (n, f, h) in sorted(self.windows.items())
+        ]
+
+    def refuse(self, op: str, seconds: float) -> None:
+        self.refused[op] = self.refused.get(op, 0) + 1
+        self.record(op, seconds)
+
+    def merge(self, other: Results) -> None:
+        """Add another chunk's figures (durations add up)."""
+        self.duration_s += other.duration_s
+        for name, h in other.ops.items():
+            mine = self.ops.get(name)
+            if mine is None:
+                self.ops[name] = mine = Histogram()
+            mine.merge(h)
+        for op, reasons in other.failures.items():
+            per = self.failures.setdefault(op, {})
+            for k, v in reasons.items():
+                per[k] = per.get(k, 0) + v
+        for mine_d, theirs in ((self.refused, other.refused), (self.sources, other.sources)):
+            for k, v in theirs.items():
+                mine_d[k] = mine_d.get(k, 0) + v
+        for n, (t, p) in other.partial_by_sources.items():
+            row = self.partial_by_sources.setdefault(n, [0, 0])
+            row[0] += t
+            row[1] += p
+        self.leaks += other.leaks
+        self.sessions += other.sessions
+        self.timelines += other.timelines
+        self.partial_timelines += other.partial_timelines
+        self.events += other.events
+
+    def operations(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, h in self.ops.items():
+            fails = self.failures.get(name, {})
+            out[name] = {
+                **h.to_json(),
+                "failures": sum(fails.values()),
+                "failures_by_reason": dict(fails),
+                "refused": self.refused.get(name, 0),
+                "per_s": round(h.count / self.duration_s, 6) if self.duration_s else 0.0,
+            }
+        return out

@@ -1,0 +1,317 @@
+"""One viewer session in SimPy time, step by step as Locust's viewer takes it (``loadtests.users``): login,
+PIX or PDQ, (emergency grant), timeline, k fetches (or one refused fetch for an outside viewer), logout,
+with the plan's think times between steps.
+
+* Each request holds a hub worker for its calibrated own work (logins the ``hub-login`` pool: the hub
+  hashes passwords in a thread pool), then waits for its audit record's commit ("answer only what is
+  audited"), in groups as the hub's writer commits them (:class:`.stations.GroupCommit`); operations
+  calibrated with the commit inside their time (``includes_audit``) wait only for what ``audit_factor``
+  adds.
+* A timeline is planned by the hub's own rules (:class:`.consent.HubDecisions`) and fanned out to the
+  sources' gateway shards in parallel; a source that has not answered within the per-source timeout is
+  ``timeout`` and the timeline *partial*. A down gateway answers nothing (the hub waits the timeout).
+* With the load generator modelled (``client``), each request first costs the generator its CPU per
+  request on its own process, inside the timed window, as Locust's timing includes it.
+* An outside viewer's timeline that lists an entry, or a fetch it gets, is a *leak*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from simulator.hub.policy import EmergencyGrant, Purpose
+from simulator.links import LinkModel
+from simulator.workload import PlannedSession, Workload
+
+from .calibration import Calibration
+from .consent import HubDecisions, SourcePlan
+from .results import Results
+from .stations import GroupCommit, Proc, Station
+from .whatif import WhatIf
+from .world import DesWorld
+
+__all__ = ["SessionSteps"]
+
+Sampler = Callable[[random.Random], float]
+_TAGS = {"care": "", "emergency": "emergency_", "outside": "outside_"}
+
+
+class SessionSteps:
+    """The session's steps; :class:`.model.DesModel` builds the state they use."""
+
+    env: simpy.Environment
+    rng: random.Random
+    results: Results
+    world: DesWorld
+    cal: Calibration
+    w: WhatIf
+    workload: Workload
+    start: dt.datetime
+    cores: Station
+    login_pool: Station
+    audit: GroupCommit
+    shards: list[Station]
+    client: Station | None
+    client_s: float
+    hub_time: dict[str, Sampler]
+    audit_time: Sampler
+    list_base: list[Sampler]
+    fetch_base: list[Sampler]
+    list_per_entry_ms: list[float]
+    fetch_per_kb_ms: list[float]
+    timeout_s: float
+    down: set[str]
+    grants: dict[int, tuple[EmergencyGrant, ...]]
+    decisions: HubDecisions
+    _in_audit: frozenset[str]
+    _links: dict[str, LinkModel]
+    _replicas: int
+    _base_shards: int
+
+    # ------------------------------------------------------------------------------------ resources
+
+    def _hold(self, r: Station, seconds: float) -> Proc:
+        return r.hold(seconds)
+
+    def _commit_draw(self, op: str) -> Callable[[], float] | None:
+        """How long an ``op`` request's audit commit takes (drawn when its group commits); for an operation
+        calibrated with its commit inside its hub time, only what ``audit_factor`` adds (None: nothing)."""
+        if op in self._in_audit:
+            return self._slower_commit if self.w.audit_factor > 1 else None
+        return self._one_commit
+
+    def _one_commit(self) -> float:
+        return self.audit_time(self.rng)
+
+    def _slower_commit(self) -> float:
+        return self.audit_time(self.rng) * (1 - 1 / self.w.audit_factor)
+
+    def _link(self, code: str) -> LinkModel:
+        return self._links.get(code) or LinkModel.disabled()
+
+    def _shard(self, base: int, s: PlannedSession) -> int:
+        return base + (s.index % self._replicas) * self._base_shards
+
+    def _gateway(
+        self, code: str, shard_index: int, work: float, nbytes: float
+    ) -> Generator[simpy.Event, Any, float | None]:
+        """A gateway's answer: queue at its shard, serve, then the link (delay + transfer). Returns the
+        seconds it took, or None when nothing came (gateway down, link in outage) — after the hub's
+        timeout, which is when the hub stops waiting for it."""
+        env = self.env
+        t0 = env.now
+        if code in self.down:
+            yield env.timeout(self.timeout_s)
+            return None
+        yield from self.shards[shard_index].hold(work)
+        link = self._link(code)
+        delay = link.sample_delay(self.rng)
+        if math.isinf(delay):
+            yield env.timeout(max(0.0, self.timeout_s - (env.now - t0)))
+            return None
+        yield env.timeout(delay + link.sample_transfer_seconds(self.rng, int(nbytes)))
+        return env.now - t0
+
+    def _now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=self.env.now)
+
+    # ------------------------------------------------------------------------------------ the session
+
+    def _think(self, s: PlannedSession, step: int) -> simpy.Event | None:
+        if step < len(s.think_s) and self.w.think_scale > 0:
+            return self.env.timeout(s.think_s[step] * self.w.think_scale)
+        return None
+
+    def _timed(self, op: str, work: str = "", audited: bool = True) -> Proc:
+        """A request the hub answers alone (login, PIX / PDQ, grant, logout, feeds), recorded as ``op``: the
+        generator's CPU, the hub's work for ``work`` (default ``op``), its audit commit. One generator
+        deep on purpose: every level of ``yield from`` costs at each resume."""
+        env = self.env
+        t0 = env.now
+        work = work or op
+        if self.client is not None:
+            yield from self.client.hold(self.client_s)
+        station = self.login_pool if work == "login" else self.cores
+        yield from station.hold(self.hub_time[work](self.rng))
+        if audited and (draw := self._commit_draw(work)) is not None:
+            yield from self.audit.commit(draw)
+        self.results.record(op, env.now - t0)
+
+    def _session(self, s: PlannedSession) -> Proc:
+        self.results.sessions += 1
+        yield from self._timed("login")
+        if (ev := self._think(s, 0)) is not None:
+            yield ev
+        yield from self._timed(s.find)
+        if (ev := self._think(s, 1)) is not None:
+            yield ev
+        purpose: Purpose = "emergency" if s.intent == "emergency" else "care"
+        tag = _TAGS[s.intent]
+        if s.intent == "emergency":
+            yield from self._timed("emergency")
+            self._grant(s)
+        listed = yield from self._timeline(s, purpose, tag + "timeline")
+        if s.intent == "outside":
+            if listed or self.world.entries.get(s.patient.index):
+                yield from self._fetch(s, purpose, "outside_fetch", None, listed)
+        else:
+            for n, category in enumerate(s.categories):
+                if not any(item[2] for item in listed):
+                    break  # every listed entry opened already
+                if (ev := self._think(s, 2 + n)) is not None:
+                    yield ev
+                yield from self._fetch(s, purpose, tag + "fetch", category, listed)
+        yield from self._timed("logout", audited=False)
+
+    def _grant(self, s: PlannedSession) -> None:
+        consent = self.world.plan.consents.get(s.patient.index)
+        now = self._now()
+        minutes = self.workload.session.emergency_minutes
+        grant = EmergencyGrant(
+            viewer_facility=s.facility,
+            user_id=s.user.user_id,
+            reason="救急搬送 (model)",
+            start=now,
+            end=now + dt.timedelta(minutes=minutes),
+            form_id=consent.form.form_id if consent is not None and consent.form.emergency_allowed else "",
+        )
+        kept = tuple(g for g in self.grants.get(s.patient.index, ()) if g.end > now)
+        self.grants[s.patient.index] = (*kept, grant)
+
+    def _grants(self, s: PlannedSession, now: dt.datetime) -> tuple[EmergencyGrant, ...]:
+        """The patient's grants the model still holds; once every one has ended they are dropped, and the
+        patient's decisions are cacheable again (an ended grant opens nothing: ``EmergencyGrant.active``)."""
+        grants = self.grants.get(s.patient.index, ())
+        if grants and all(g.end <= now for g in grants):
+            del self.grants[s.patient.index]
+            return ()
+        return grants
+
+    def _fan_out(
+        self, s: PlannedSession, plans: tuple[SourcePlan, ...], statuses: list[str]
+    ) -> Generator[simpy.Event, Any, tuple[list[list[Any]], float]]:
+        """Ask the planned sources in parallel; (what they listed, how long a slow one kept the model
+        waiting past the hub's timeout)."""
+        fanned: list[tuple[SourcePlan, int, float]] = []
+        for p in plans:
+            if p.status is not None:
+                statuses.append(p.status)
+                continue
+            shard = self._shard(p.shard, s)
+            fanned.append(
+                (p, shard, self.list_base[shard](self.rng) + self.list_per_entry_ms[shard] * p.entries / 1000)
+            )
+        listed: list[list[Any]] = []
+        if not fanned:
+            return listed, 0.0
+        started = self.env.now
+        per_entry = self.cal.list_bytes_per_entry
+        if len(fanned) == 1:  # most patients: no sub-process, no condition events
+            p, shard, work = fanned[0]
+            elapsed = [(yield from self._gateway(p.code, shard, work, p.entries * per_entry))]
+        else:
+            procs = [
+                self.env.process(self._gateway(p.code, h, w, p.entries * per_entry)) for p, h, w in fanned
+            ]
+            yield self.env.all_of(procs)
+            elapsed = [proc.value for proc in procs]
+        for (p, _, _), took in zip(fanned, elapsed, strict=True):
+            if took is not None and took <= self.timeout_s:
+                statuses.append("ok")
+                listed.extend([p.code, c, n] for c, n in p.items)
+            else:
+                statuses.append("timeout")
+        return listed, max(0.0, self.env.now - started - self.timeout_s)
+
+    def _timeline(
+        self, s: PlannedSession, purpose: Purpose, op: str
+    ) -> Generator[simpy.Event, Any, list[list[Any]]]:
+        """The hub's timeline; returns what it listed as ``[source, category, entries]`` items (counts,
+        not one item per entry: a patient can have hundreds)."""
+        r = self.results
+        t0 = self.env.now
+        now = self._now()
+        d = self.decisions
+        state, cached = d.state(s, self._grants(s, now))
+        v = d.version(s.patient.index, now.date())
+        if self.client is not None:
+            yield from self.client.hold(self.client_s)
+        yield from self.cores.hold(self.hub_time["timeline"](self.rng))
+        if not d.knows(s, state, cached, now, v):
+            if (draw := self._commit_draw("timeline")) is not None:
+                yield from self.audit.commit(draw)
+            r.refuse(op, self.env.now - t0)
+            return []
+        statuses: list[str] = []
+        listed, overshoot = yield from self._fan_out(s, d.plan(s, state, cached, now, purpose, v), statuses)
+        if (draw := self._commit_draw("timeline")) is not None:
+            yield from self.audit.commit(draw)
+        r.timelines += 1
+        for st in statuses:
+            r.sources[st] = r.sources.get(st, 0) + 1
+        partial = "timeout" in statuses or "error" in statuses
+        if partial:
+            r.partial_timelines += 1
+        asked = statuses.count("ok") + statuses.count("timeout")
+        if asked:
+            row = r.partial_by_sources.get(asked)
+            if row is None:
+                row = r.partial_by_sources[asked] = [0, 0]
+            row[0] += 1
+            row[1] += partial
+        latency = self.env.now - t0 - overshoot
+        if s.intent == "outside":
+            if listed or "ok" in statuses:
+                r.leaks += 1
+                r.fail(op, "consent-leak", latency)
+                return listed
+            r.refused[op] = r.refused.get(op, 0) + 1
+        r.record(op, latency)
+        return listed
+
+    def _fetch(
+        self, s: PlannedSession, purpose: Purpose, op: str, category: str | None, listed: list[list[Any]]
+    ) -> Proc:
+        """One fetch. The entry is chosen as Locust's viewer chooses (``loadtests.users._pick``): one of
+        the wanted category not opened yet, else any entry left; its bytes are the category's mean size."""
+        r = self.results
+        t0 = self.env.now
+        left = [x for x in listed if x[2]]
+        if left:
+            match = next((x for x in left if x[1] == category), left[-1])
+            match[2] -= 1
+            source, cat = match[0], match[1]
+        else:  # an outside viewer tries an entry it saw elsewhere: the patient's first source
+            source = sorted(self.world.entries[s.patient.index])[0]
+            cat = sorted(self.world.entries[s.patient.index][source])[0]
+        if self.client is not None:
+            yield from self.client.hold(self.client_s)
+        yield from self.cores.hold(self.hub_time["fetch"](self.rng))
+        now = self._now()
+        d = self.decisions
+        state, cached = d.state(s, self._grants(s, now))
+        v = d.version(s.patient.index, now.date())
+        allowed = d.may_fetch(s, state, cached, now, purpose, v, source, cat)
+        if (draw := self._commit_draw("fetch")) is not None:
+            yield from self.audit.commit(draw)
+        if not allowed:
+            r.refuse(op, self.env.now - t0)
+            return
+        nbytes = self.cal.bytes_of(cat)
+        shard = self._shard(d.shard_of(source), s)
+        work = self.fetch_base[shard](self.rng) + self.fetch_per_kb_ms[shard] * nbytes / 1000 / 1000
+        took = yield from self._gateway(source, shard, work, nbytes)
+        if s.intent == "outside":
+            r.leaks += 1
+            r.fail(op, "consent-leak", self.env.now - t0)
+        elif took is None or took > self.timeout_s:
+            overshoot = 0.0 if took is None else took - self.timeout_s
+            r.fail(op, "gateway-timeout", self.env.now - t0 - overshoot)
+        else:
+            r.record(op, self.env.now - t0)

@@ -22,9 +22,8 @@ def _up(world: Path, tmp_path: Path, docker_host: str) -> subprocess.Popen[str]:
     args = ["up", "--world", str(world), "--no-links", "--scrypt-cost", "4", "--shards", "2"]
     args += ["--data", str(tmp_path / "hub"), "--network-file", str(tmp_path / "network.json")]
     args += ["--backend", "docker", "--docker-host", docker_host]
-    return subprocess.Popen(
-        rhin(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+    errors = (tmp_path / "up.stderr").open("w", encoding="utf-8")  # read back when the exit code is wrong
+    return subprocess.Popen(rhin(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True)
 
 
 def _network_id(tmp_path: Path, timeout: float = 120) -> str:
@@ -57,7 +56,11 @@ def test_an_interrupted_up_leaves_no_container_or_network(
             assert proc.stdout is not None
             assert proc.stdout.readline().startswith("ready:")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) in (0, 130)
+        code = proc.wait(60)
+        # 130 from `rhin up`'s own handler; -SIGINT when the interrupt ended it by the signal (Python's way
+        # of passing Ctrl-C on to the parent: seen once in three CI runs, not reproduced since); 0 once it
+        # was serving. What the test is about is the next line: nothing is left, whichever way it ended.
+        assert code in (0, 130, -signal.SIGINT), (tmp_path / "up.stderr").read_text(encoding="utf-8")[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
 import signal
 import subprocess
@@ -38,7 +37,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from simulator import ready as ready_line
 from simulator.gateway.faults import ADMIN_TOKEN_ENV
@@ -69,34 +68,16 @@ class Child:
     pump: threading.Thread | None = None
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump(stream: IO[str]) -> None:
-            for text in stream:
-                lines.put(text)
-            lines.put(None)
-
         assert self.proc.stdout is not None
-        self.pump = threading.Thread(
-            target=pump, args=(self.proc.stdout,), daemon=True, name=f"{self.name}-out"
-        )
-        self.pump.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise NetworkError(f"{self.name} was not ready within {timeout:.0f} s (see {self.log_path})")
-            try:
-                text = lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if text is None:
-                code = self.proc.wait(5)
-                raise NetworkError(f"{self.name} exited ({code}) before it was ready: {self._tail()}")
-            info = ready_line.parse(text)
-            if info is not None:
-                self.ready = info
-                return self.ready
+        try:
+            self.ready, self.pump = ready_line.wait_for(self.proc.stdout, timeout, self.name)
+        except TimeoutError:
+            problem = f"{self.name} was not ready within {timeout:.0f} s (see {self.log_path})"
+            raise NetworkError(problem) from None
+        except EOFError:
+            code = self.proc.wait(5)
+            raise NetworkError(f"{self.name} exited ({code}) before it was ready: {self._tail()}") from None
+        return self.ready
 
     def _tail(self) -> str:
         try:

@@ -7,11 +7,14 @@ and the reader cannot drift apart: exactly one line, the prefix, then compact JS
 from __future__ import annotations
 
 import json
+import queue
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["PREFIX", "announce", "parse"]
+__all__ = ["PREFIX", "announce", "parse", "wait_for"]
 
 PREFIX: Final = "ready: "
 
@@ -28,3 +31,33 @@ def parse(line: str) -> dict[str, Any] | None:
         return None
     info: dict[str, Any] = json.loads(line[len(PREFIX) :])
     return info
+
+
+def wait_for(lines: Iterable[str], timeout: float, name: str) -> tuple[dict[str, Any], threading.Thread]:
+    """The ready document among ``lines`` (a child's stdout, a container's log stream), read on a daemon
+    thread so the wait keeps its deadline; also that thread (it goes on draining ``lines``). Raises
+    :class:`TimeoutError` when no ready line came within ``timeout`` s, :class:`EOFError` when ``lines``
+    ended first — the callers word both for their kind of child."""
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for text in lines:
+                found.put(text)
+        finally:
+            found.put(None)
+
+    thread = threading.Thread(target=pump, daemon=True, name=f"{name}-out")
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            text = found.get(timeout=left)
+        except queue.Empty:
+            break
+        if text is None:
+            raise EOFError(name)
+        info = parse(text)
+        if info is not None:
+            return info, thread
+    raise TimeoutError(name)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import threading
-import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -63,33 +61,24 @@ def labels(network_id: str, role: str) -> dict[str, str]:
 def wait_ready(container: Container, name: str, timeout: float) -> dict[str, Any]:
     """The ``ready: {json}`` document ``container`` prints on stdout (read from its log stream; chunks are
     joined into lines), or :class:`NetworkError` when it exits first or says nothing within ``timeout``."""
-    lines: queue.Queue[str | None] = queue.Queue()
+    try:
+        return ready_line.wait_for(_log_lines(container), timeout, name)[0]
+    except TimeoutError:
+        problem = f"container {name} was not ready within {timeout:.0f} s: {_tail(container)}"
+        raise NetworkError(problem) from None
+    except EOFError:
+        raise NetworkError(f"container {name} stopped before it was ready: {_tail(container)}") from None
 
-    def pump() -> None:
-        buffer = ""
-        with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
-                buffer += chunk.decode("utf-8", "replace")
-                while "\n" in buffer:
-                    line, buffer = buffer.split("\n", 1)
-                    lines.put(line)
-        lines.put(None)
 
-    threading.Thread(target=pump, daemon=True, name=f"{name}-out").start()
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise NetworkError(f"container {name} was not ready within {timeout:.0f} s: {_tail(container)}")
-        try:
-            text = lines.get(timeout=left)
-        except queue.Empty:
-            continue
-        if text is None:
-            raise NetworkError(f"container {name} stopped before it was ready: {_tail(container)}")
-        info = ready_line.parse(text)
-        if info is not None:
-            return info
+def _log_lines(container: Container) -> Iterator[str]:
+    """``container``'s stdout as lines, until the stream ends or the engine connection fails."""
+    buffer = ""
+    with contextlib.suppress(docker.errors.DockerException, OSError, ValueError):
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
+            buffer += chunk.decode("utf-8", "replace")
+            while "\n" in buffer:
+                line, buffer = buffer.split("\n", 1)
+                yield line
 
 
 def published(container: Container, port: int) -> tuple[str, int]:

@@ -5,7 +5,8 @@
     and one simulated day at 100× the realistic peak (target ≤ 60 s). Printed: wall time, sessions,
     events, events/s beside (a)'s, and resident memory at 10 % and at the end of the run (flat: the model
     keeps histograms, not requests).
-(c) ``--validate``: ``rhin calibrate`` on the world's reference network, then ``rhin load`` at three load
+(c) ``--validate``: ``rhin calibrate`` on the world's reference network (with its light Locust run for the
+    client parts, ``--client-seconds``), then ``rhin load`` at three load
     levels (``--levels``, × the realistic peak, links on) and a step-shape run, and ``rhin simulate
     --validate`` on each report twice (``--replay locust``: Locust's paced users, its CPU, the shared cores;
     ``--replay poisson``: the idealised replay). Prints predicted vs measured per operation, the share of
@@ -17,8 +18,8 @@
     ``mttr_hours``, per outage rate and per number of sources a timeline asked (harness.des.outages).
 
     .venv/bin/python benchmarks/bench_des.py [--world worlds/ishikawa] [--calibration FILE]
-    .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 10,100,300]
-        [--seconds 300] [--step-seconds 660] [--rate R] [--out reports/bench-des] [--reuse]
+    .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 10,100,200]
+        [--seconds 300] [--step-seconds 660] [--processes 2] [--rate R] [--out reports/bench-des] [--reuse]
     .venv/bin/python benchmarks/bench_des.py --outages --world worlds/mini [--mtbf 60,20] [--mttr 6]
         [--seconds 60]
 """
@@ -162,7 +163,7 @@ def _load(args: argparse.Namespace, folder: Path, *extra: str) -> None:
         return
     rate = ["--rate", f"{args.rate:g}"] if args.rate else []
     done = rhin("load", "--world", str(args.world), *extra, *rate, "--think-scale", f"{args.think_scale:g}",
-                "--report", str(folder), "--seed", "42")  # fmt: skip
+                "--processes", str(args.processes), "--report", str(folder), "--seed", "42")  # fmt: skip
     print(done.stdout[-1500:], done.stderr[-1500:])
 
 
@@ -174,7 +175,8 @@ def validate(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cal = args.calibration or out / "calibration.yaml"
     if args.calibration is None and not (args.reuse and cal.is_file()):
-        done = rhin("calibrate", "--world", str(args.world), "--out", str(cal), "--sessions", "60")
+        light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
+        done = rhin("calibrate", "--world", str(args.world), "--out", str(cal), "--sessions", "60", *light)
         print(done.stdout[-3000:], done.stderr[-2000:])
         if done.returncode:
             sys.exit(done.returncode)
@@ -252,7 +254,11 @@ def main() -> None:
     parser.add_argument("--mttr", type=float, default=6.0, help="--outages: mean seconds down")
     parser.add_argument("--jobs", type=int, default=2, help="chunks for the parallel year run")
     parser.add_argument(
-        "--levels", type=lambda s: [float(x) for x in s.split(",")], default=[1.0, 10.0, 100.0]
+        "--levels", type=lambda s: [float(x) for x in s.split(",")], default=[10.0, 100.0, 200.0]
+    )
+    parser.add_argument("--processes", type=int, default=2, help="rhin load's Locust processes")
+    parser.add_argument(
+        "--client-seconds", type=float, default=240.0, help="rhin calibrate's light Locust run (client parts)"
     )
     parser.add_argument(
         "--seconds", type=int, default=300, help="each load level's (or outage run's) seconds"

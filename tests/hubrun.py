@@ -80,8 +80,10 @@ class RunningHub:
 def running_hub(
     world: Path, data: Path, *, clock: MovableClock | None = None, **options: Any
 ) -> Iterator[RunningHub]:
-    """The hub for ``world`` with its stores in ``data``, stopped (cleanly) when the block ends."""
+    """The hub for ``world`` with its stores in ``data``, stopped (cleanly) when the block ends (``scrypt``
+    among ``options`` replaces the tests' cheap hashing)."""
     clock = clock or MovableClock()
+    options.setdefault("scrypt", FAST_SCRYPT)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     ready = threading.Event()
@@ -95,9 +97,7 @@ def running_hub(
     def serve() -> None:
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(
-                run_hub(world, data, ready=on_ready, stop=stop, clock=clock, scrypt=FAST_SCRYPT, **options)
-            )
+            loop.run_until_complete(run_hub(world, data, ready=on_ready, stop=stop, clock=clock, **options))
         except BaseException as exc:
             failure.append(exc)
             ready.set()

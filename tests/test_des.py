@@ -38,6 +38,7 @@ from simulator.des import (
 )
 from simulator.des.calibration import write_calibration
 from simulator.des.run import SimulationOptions, knee_of, parse_span, simulate
+from simulator.des.stations import SharedCores
 from simulator.hub.policy import AccessRules
 from simulator.links import LinkModel
 from simulator.workload import default_workload
@@ -81,6 +82,48 @@ def test_mm1_hub_resource_matches_closed_form_mean_wait(world: DesWorld) -> None
     assert model.cores.requests == n
     assert measured == pytest.approx(expected_wq, rel=0.05)
     assert model.cores.busy_s / model.env.now == pytest.approx(rho, rel=0.02)
+
+
+def test_shared_cores_are_processor_sharing_with_closed_form_response_times() -> None:
+    """The machine's cores (:class:`SharedCores`) as M/G/1-PS: Poisson arrivals (λ = 60/s) of two job sizes
+    (2 ms and 30 ms, as queries beside password hashes). Under processor sharing a job of size x takes
+    x / (1 − ρ) on average whatever the size mix, so the 2-ms jobs are *not* stuck behind the 30-ms ones
+    as in a FIFO queue (whose mean wait, the same for both, is λ·E[S²] / 2(1 − ρ) ≈ 22 ms here)."""
+    env = simpy.Environment()
+    cores = SharedCores(env, "machine", 1)
+    rng = random.Random(11)
+    lam, small, large, share_large = 60.0, 0.002, 0.030, 0.3
+    rho = lam * (share_large * large + (1 - share_large) * small)  # 0.624
+    took: dict[float, list[float]] = {small: [], large: []}
+
+    def job(size: float):
+        t0 = env.now
+        yield from cores.run(size)
+        took[size].append(env.now - t0)
+
+    def arrivals():
+        for _ in range(150_000):
+            yield env.timeout(rng.expovariate(lam))
+            env.process(job(large if rng.random() < share_large else small))
+
+    env.process(arrivals())
+    env.run()
+    for size in (small, large):
+        assert sum(took[size]) / len(took[size]) == pytest.approx(size / (1 - rho), rel=0.05)
+    assert cores.busy_s / env.now == pytest.approx(rho, rel=0.02)
+    # two cores: a lone job runs at full speed, three jobs share two cores
+    env2 = simpy.Environment()
+    two = SharedCores(env2, "machine", 2)
+    ends: list[float] = []
+
+    def timed(size: float):
+        yield from two.run(size)
+        ends.append(env2.now)
+
+    for _ in range(3):
+        env2.process(timed(1.0))
+    env2.run()
+    assert ends == pytest.approx([1.5, 1.5, 1.5])
 
 
 def test_link_rtt_through_the_model_follows_its_lognormal(world: DesWorld) -> None:
@@ -511,16 +554,16 @@ def test_paced_users_start_sessions_as_locust_does(world: DesWorld) -> None:
     assert res.sessions == 30
     # users 0 and 2 are worker 0 (sessions 0, 2, 4 …), user 1 is worker 1 (1, 3, 5 …)
     assert sorted(seen) == sorted([*range(0, 40, 2), *range(1, 20, 2)])
-    assert model.login_pool.wait_s > 0  # the burst queues
+    assert model.hasher.wait_s > 0  # the burst queues at the password worker
     poisson = DesModel(world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), seed=1,
                        rate_override=0.7)  # fmt: skip
     poisson.run(40.0, drain_s=0)
-    assert poisson.login_pool.wait_s < model.login_pool.wait_s
+    assert poisson.hasher.wait_s < model.hasher.wait_s
 
 
 def test_machine_cores_and_load_generator_are_shared(world: DesWorld) -> None:
-    """With the machine modelled, every CPU hold (hub, login pool, gateways, generator) also holds one of
-    the machine's cores, and the generator costs its CPU on every request: slower than without."""
+    """With the machine modelled, every CPU hold (hub, password worker, gateways, generator) is work on the
+    machine's shared cores, and the generator costs its CPU on every request: slower than without."""
     kw: dict[str, Any] = {"seed": 4, "rate_override": 0.3}
     free = DesModel(world, nominal_calibration(), WhatIf(multiplier=40, feeds=False), **kw)
     free_r = free.run(600.0)
@@ -530,7 +573,7 @@ def test_machine_cores_and_load_generator_are_shared(world: DesWorld) -> None:
     shared_r = shared.run(600.0)
     assert shared.machine is not None
     assert shared.client is not None
-    cpu = [shared.cores, shared.login_pool, *shared.shards, shared.client]
+    cpu = [shared.cores, shared.hasher, *shared.shards, shared.client]
     assert shared.machine.busy_s == pytest.approx(sum(s.busy_s for s in cpu))
     assert shared.machine.requests == sum(s.requests for s in cpu)
     requests = sum(h.count for h in shared_r.ops.values())
@@ -670,3 +713,18 @@ def test_paced_pool_follows_a_recorded_user_count(world: DesWorld) -> None:
         arrivals="paced", pacing_s=5.0, users_series=((0.0, 4), (18.0, 1)),
     )  # fmt: skip
     assert model.run(40.0, drain_s=0).sessions == 20
+
+
+def test_dist_quantiles_of_each_kind() -> None:
+    """``Dist.quantile_ms`` (reports): a lognormal's median and p95 are its own two numbers, an
+    exponential's median is ln 2 × mean, empirical quantiles interpolate linearly."""
+    logn = Dist(median_ms=10.0, p95_ms=30.0)
+    assert logn.quantile_ms(0.5) == pytest.approx(10.0)
+    assert logn.quantile_ms(0.95) == pytest.approx(30.0)
+    assert Dist(kind="exponential", mean=4.0).quantile_ms(0.5) == pytest.approx(4.0 * math.log(2))
+    emp = Dist(kind="empirical", quantiles=[(0.0, 1.0), (0.5, 3.0), (1.0, 11.0)])
+    assert emp.quantile_ms(0.25) == pytest.approx(2.0)
+    assert emp.quantile_ms(0.75) == pytest.approx(7.0)
+    rng = random.Random(2)
+    draws = sorted(emp.sampler()(rng) * 1000 for _ in range(20_000))
+    assert draws[10_000] == pytest.approx(3.0, rel=0.05)

@@ -54,7 +54,7 @@ def calibration(mini_world: Path, target_yaml: Path, tmp_path_factory: pytest.Te
     result = RUNNER.invoke(
         app,
         ["calibrate", "--world", str(mini_world), "--target", str(target_yaml), "--out", str(out),
-         "--sessions", "4"],
+         "--sessions", "4", "--client-seconds", "10", "--client-rate", "4", "--processes", "1"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -79,9 +79,24 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     assert cal.machine.cores >= 1
     assert cal.machine.gateway_shards == 2
     assert "external target" in cal.source
-    for op in ("login", "pix", "pdq", "timeline", "fetch", "logout", "feed"):
+    # the target file's network runs here: each request's CPU is read per process, the rest is the client's
+    assert cal.hub_measure == "cpu"
+    assert "CPU per process" in cal.source
+    for op in ("login", "pix", "pdq", "pdq_next", "timeline", "fetch", "logout", "feed"):
         assert cal.hub[op].samples >= 4, op
         assert 0 < cal.hub[op].median_ms < 5000, op
+        assert cal.client[op].samples >= 4, op
+    assert cal.login_hash.samples >= 4
+    assert "timeline" in cal.includes_audit
+    # the light Locust run (10 s at 4 sessions/s) gave the client parts of the operations it had 30 of
+    assert "light Locust run" in cal.source
+    for op in ("login", "timeline", "logout"):
+        d = cal.client[op]
+        assert d.kind == "empirical", op
+        assert d.samples >= 30, op
+        assert 0 < d.quantile_ms(0.5) <= d.quantile_ms(0.95) < 5000, op
+    # the probe's own: a session's first MLLP exchange opens a TLS connection, a next page an open one
+    assert cal.client["pdq_next"].kind == "lognormal"
     assert cal.hub["emergency"].samples >= 1
     assert cal.audit_commit.samples >= 4
     assert len(cal.gateways) == 2
@@ -134,12 +149,15 @@ def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) 
     assert options.rate_override == pytest.approx(2.0)  # the load's --rate: the achieved rate is an output
     assert options.pacing_s == pytest.approx(run.report["sizing"]["pacing_s"])
     assert options.processes == run.config["processes"]
+    assert options.client_s == 0  # the calibration's client times are each request's client part
+    assert options.machine is True
+    # a calibration without client times (an external hub's) falls back on the generator's CPU files
     cpu_files = list(load_report.glob("raw.csv.cpu-*"))
     assert cpu_files
     total = sum(float(f.read_text(encoding="ascii")) for f in cpu_files)
-    assert options.client_s == pytest.approx(total / run.report["totals"]["requests"])
-    assert 0 < options.client_s < 0.1
-    assert options.machine is True
+    wall = replay_options(run, cal.model_copy(update={"client": {}}))
+    assert wall.client_s == pytest.approx(total / run.report["totals"]["requests"])
+    assert 0 < wall.client_s < 0.1
     assert options.drain_s == 0
     assert options.whatifs[0].think_scale == 0
     assert options.whatifs[0].feeds is False
@@ -179,17 +197,17 @@ def test_not_a_load_report(tmp_path: Path) -> None:
     assert "not a rhin load report" in result.output
 
 
-def test_cpu_comparison_sums_a_process_stations() -> None:
-    """The hub process runs the worker and the login thread pool: its predicted CPU is both stations' busy
-    share; a shard is its own station."""
+def test_cpu_comparison_matches_each_process_with_its_station() -> None:
+    """The monitored hub process is the hub's event-loop station (its password worker is another process,
+    which the load run does not monitor); a shard is its own station."""
     measured = {"hub": {"cpu_pct_mean": 80.0}, "gateways-0": {"cpu_pct_mean": 10.0}}
     predicted = {
         "hub": {"utilisation": 0.5, "capacity": 1},
-        "hub-login": {"utilisation": 0.1, "capacity": 2},
+        "hub-hasher": {"utilisation": 0.1, "capacity": 1},
         "gateways-0": {"utilisation": 0.12, "capacity": 1},
     }
     out = cpu_comparison(measured, predicted)
-    assert out["hub"] == {"measured_pct": 80.0, "predicted_pct": 70.0}
+    assert out["hub"] == {"measured_pct": 80.0, "predicted_pct": 50.0}
     assert out["gateways-0"] == {"measured_pct": 10.0, "predicted_pct": 12.0}
 
 
@@ -208,3 +226,38 @@ def test_recorded_users_read_from_locusts_history(tmp_path: Path) -> None:
     assert recorded_users(run) == ((0.0, 107), (181.0, 71))
     assert recorded_users(LoadRun({}, {"feeds": False}, tmp_path / "report.json"))[0] == (0.0, 108)
     assert recorded_users(LoadRun({}, {}, tmp_path / "nowhere" / "report.json")) == ()
+
+
+def test_client_parts_are_the_runs_latencies_less_the_networks_median_cpu() -> None:
+    """Each operation with ≥ MIN_SAMPLES requests: its latencies shifted by the median CPU the probe measured
+    for it, as empirical quantiles (floored at 10 µs); fewer requests, or no CPU measured: left out."""
+    from harness.des.clientrun import MIN_SAMPLES, QUANTILES, client_parts
+
+    latencies = {
+        "pix": [5.0 + i / 10 for i in range(100)],
+        "pdq": [4.0] * (MIN_SAMPLES - 1),
+        "feed": [1.0] * 50,
+    }
+    server = {"pix": [2.0, 3.0, 4.0], "pdq": [1.0], "feed": [3.0]}
+    parts = client_parts(latencies, server)
+    assert set(parts) == {"pix", "feed"}
+    pix = parts["pix"]
+    assert pix.kind == "empirical"
+    assert pix.samples == 100
+    assert [q for q, _ in pix.quantiles] == list(QUANTILES)
+    assert pix.quantile_ms(0.5) == pytest.approx(5.0 + 5.0 - 3.0, abs=0.1)  # median 10, less median CPU 3
+    assert pix.quantiles[0][1] == pytest.approx(2.0)
+    assert pix.quantiles[-1][1] == pytest.approx(14.9 - 3.0)
+    assert parts["feed"].quantile_ms(0.9) == pytest.approx(0.01)  # faster than the CPU median: floored
+
+
+def test_cpu_is_read_only_from_rhins_own_processes() -> None:
+    """A network file's process IDs are trusted only when they are rhin's hub and gateways on this machine:
+    this test process is neither, so the probe falls back on wall times."""
+    import os
+
+    from harness.des.calibrate import _local_network
+
+    assert _local_network({}) is False
+    assert _local_network({"hub": os.getpid()}) is False
+    assert _local_network({"hub": 2**22 + 7}) is False  # no such process

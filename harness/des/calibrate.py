@@ -6,44 +6,65 @@ at a time, from the harness's own clients (:class:`harness.hubclient.HubClient` 
 :class:`~simulator.hub.mllp.BlockingClient` for PIX / PDQ / ITI-8), over the workload plan's care sessions
 (the patients a viewer really opens):
 
-* **hub own work** per operation: login, logout, PIX, PDQ, the emergency grant and ITI-8 feeds are answered
-  by the hub alone, so their whole time is its work, audit commit included (``includes_audit``: subtracting
-  a typical commit from each sample leaves noise, not a service time). The timeline's comes from the hub's
-  ``Server-Timing`` header (``plan`` + ``encode``: the fan-out to gateways and the audit are measured
-  apart). A fetch's is the hub's time less the same entry fetched straight from its gateway.
-* **audit commit**: the timeline's ``Server-Timing`` ``audit`` part (one group commit, alone).
-* **gateways**, per shard: the list time straight from the gateway (its credential from the world) against
-  the number of entries listed, and the fetch time against the bytes, each fitted as ``base + slope × x``
-  by least squares (the base's distribution is the residuals' around the line, shifted to the intercept).
+Requests go as Locust's viewer sends them: one HTTP connection kept across sessions (login … logout), and a
+session's first MLLP exchange (its PIX or PDQ) on a new TLS connection, so the handshake is in that
+exchange's time as it is in the load report's; a PDQ's next page and ITI-8 feeds on an open connection.
+
+* **The reference network** (its process IDs in the network file): each request's CPU is read from the
+  scheduler (:func:`harness.load.monitor.cpu_ns`, ns) for the hub, its password worker and each gateway
+  shard, before and after it (``hub_measure: cpu``). The hub's CPU is its work per operation (the
+  handshake's hub side included); the password worker's is ``login_hash``; the rest of what the client
+  waited (the wall time less every process's CPU) is ``client``: the client's own work, the kernel, the
+  audit commit's disk wait. What competes for cores in the model is then CPU, and only CPU.
+* **An external target** (no process IDs): the whole wall time of a request the hub answers alone is its
+  work (``hub_measure: wall``), the timeline's from its ``Server-Timing`` (``plan`` + ``encode``), a
+  fetch's the hub's time less the same entry fetched straight from its gateway.
+* Either way the audit writer's commit is included in the operations' times (``includes_audit``:
+  subtracting a typical commit from each sample leaves noise); ``audit_commit`` is the timeline's
+  ``Server-Timing`` ``audit`` part, which the slower-disk what-if scales.
+* **gateways**, per shard: the list (fetch) straight from the gateway (its credential from the world)
+  against the number of entries listed (bytes sent), fitted as ``base + slope × x`` by least squares (the
+  base's distribution is the residuals' around the line, shifted to the intercept); the shard's CPU on
+  the reference network, the wall time on an external one.
 * **entry sizes** by item category, from the timelines' ``size`` fields.
 
-Times include this client's own overhead on the same machine (a few hundred µs): the model's predictions
-are of what a client sees, like the load report's. Lognormal fits (median and p95) are the default; the
-file says so.
+Lognormal fits (median and p95) are the default; the file says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import httpx
 
-from harness.hubclient import HubClient
+from harness.hubclient import HttpOutcome, HubClient
+from harness.load.monitor import children, cpu_ns
+from harness.load.run import monitored_pids
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, load_target, reference_target
 from hl7wire import BlockingClient, HL7Error, decode, encode
-from simulator.des.calibration import Calibration, Dist, GatewayFit, Machine
+from simulator.des.calibration import (
+    HUB_OPERATIONS,
+    OPTIONAL_OPERATIONS,
+    Calibration,
+    Dist,
+    GatewayFit,
+    Machine,
+)
 from simulator.workload import PlannedSession, PlanPatient, WorldPlan, default_workload
 from synthetic.clock import jst_now
 from synthetic.store import read_world_json
@@ -55,13 +76,101 @@ class CalibrationRunError(Exception):
     """The target could not be calibrated (unreachable, no sessions, a request failed)."""
 
 
+def _series() -> defaultdict[str, list[float]]:
+    return defaultdict(list)
+
+
+def _points() -> defaultdict[int, list[tuple[float, float]]]:
+    return defaultdict(list)
+
+
 @dataclass
 class _Samples:
-    hub: dict[str, list[float]]
-    audit: list[float]
-    lists: dict[int, list[tuple[float, float]]]  # shard → (entries, ms)
-    fetches: dict[int, list[tuple[float, float]]]  # shard → (bytes, ms)
-    sizes: dict[str, list[int]]
+    """Everything measured; ``lists``/``fetches`` per shard as (entries or bytes, ms)."""
+
+    hub: defaultdict[str, list[float]] = field(default_factory=_series)
+    audit: list[float] = field(default_factory=list)
+    lists: defaultdict[int, list[tuple[float, float]]] = field(
+        default_factory=_points
+    )  # shard → (entries, ms)
+    fetches: defaultdict[int, list[tuple[float, float]]] = field(
+        default_factory=_points
+    )  # shard → (bytes, ms)
+    sizes: defaultdict[str, list[float]] = field(default_factory=_series)
+    client: defaultdict[str, list[float]] = field(default_factory=_series)
+    hashing: list[float] = field(default_factory=list)
+    server: defaultdict[str, list[float]] = field(default_factory=_series)  # every process's CPU per op
+    burst_hash: list[float] = field(default_factory=list)  # the password worker's CPU per login in bursts
+    list_bytes: list[tuple[int, int]] = field(default_factory=list)  # (entries, bytes) of each listing
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """One request: the client's wall time and the CPU each process spent on it (ms)."""
+
+    wall: float
+    hub: float
+    hasher: float
+    shards: tuple[float, ...]
+
+    @property
+    def rest(self) -> float:
+        """What the client waited beyond every process's CPU."""
+        return max(0.01, self.wall - self.hub - self.hasher - sum(self.shards))
+
+
+def _local_network(pids: dict[str, int]) -> bool:
+    """Are the network file's process IDs rhin's hub and gateway shards, running on this machine? (A network
+    file from another host, or from containers, names processes that are not these.)"""
+    if "hub" not in pids:
+        return False
+    for name, pid in pids.items():
+        module = "simulator.hub" if name == "hub" else "simulator.gateway"
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        if module.encode() not in argv:
+            return False
+    return True
+
+
+class _Meter:
+    """CPU counters of the reference network's processes: the hub, its children (the password worker) and
+    each gateway shard. A short pause before the second reading lets a process finish what it does after
+    its answer has left."""
+
+    SETTLE_S: Final = 0.002
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.hub = pids["hub"]
+        self.shards = [pids[k] for k in sorted(k for k in pids if k.startswith("gateways-"))]
+        self.hasher: list[int] = []
+
+    def refresh(self) -> None:
+        """Find the hub's password worker (started at the first login)."""
+        self.hasher = children(self.hub)
+
+    def read(self) -> tuple[int, int, list[int]]:
+        return cpu_ns([self.hub]), cpu_ns(self.hasher), [cpu_ns([p]) for p in self.shards]
+
+    @contextlib.contextmanager
+    def cost(self, out: list[_Cost]) -> Iterator[None]:
+        """Time the block (wall) and read every process's CPU around it; appends one :class:`_Cost`."""
+        hub0, hash0, shards0 = self.read()
+        started = time.perf_counter()
+        yield
+        wall = (time.perf_counter() - started) * 1000
+        time.sleep(self.SETTLE_S)
+        hub1, hash1, shards1 = self.read()
+        out.append(
+            _Cost(
+                wall,
+                (hub1 - hub0) / 1e6,
+                (hash1 - hash0) / 1e6,
+                tuple((b - a) / 1e6 for a, b in zip(shards0, shards1, strict=True)),
+            )
+        )
 
 
 def _linear(points: list[tuple[float, float]]) -> tuple[float, Dist]:
@@ -127,74 +236,128 @@ class _Probe:
             for code, gw in target.network.gateways.items():
                 if gw.url:
                     self.gateways[code] = (gw.url.rstrip("/"), int(gw.shard or 0))
+        pids = monitored_pids(target)
+        self.meter = _Meter(pids) if _local_network(pids) else None
         self.http = httpx.Client(timeout=30.0, trust_env=False)
-        self.s = _Samples(defaultdict(list), [], defaultdict(list), defaultdict(list), defaultdict(list))
+        self.hub = HubClient(target.http, timeout=30.0)  # one connection for every session, as Locust's
+        self.s = _Samples()
         self.n = 0
 
     def close(self) -> None:
         self.http.close()
+        self.hub.close()
 
-    def _mllp(self, facility: str, name: str, text: str, codec: str) -> bytes:
-        """Time one exchange on an open connection: a first copy (another control ID) opens it, as the
-        connection and TLS handshake are not the hub's per-message work."""
+    # ----------------------------------------------------------------------------------- timing
+
+    @contextlib.contextmanager
+    def _timed(self, name: str) -> Iterator[list[_Cost]]:
+        """Time one request as operation ``name``: its CPU per process on the reference network (hub's into
+        ``hub``, the password worker's into ``hashing``, the rest of the wall time into ``client``), else
+        its wall time into ``hub``."""
+        costs: list[_Cost] = []
+        if self.meter is None:
+            started = time.perf_counter()
+            yield costs
+            self.s.hub[name].append((time.perf_counter() - started) * 1000)
+            return
+        with self.meter.cost(costs):
+            yield costs
+        c = costs[0]
+        self.s.hub[name].append(max(0.01, c.hub))
+        self.s.client[name].append(c.rest)
+        self.s.server[name].append(c.hub + c.hasher + sum(c.shards))
+        if name == "login":
+            self.s.hashing.append(max(0.01, c.hasher))
+
+    def _http(self, name: str, call: Callable[[], HttpOutcome]) -> HttpOutcome:
+        with self._timed(name):
+            return call()
+
+    def _mllp(self, facility: str, name: str, text: str, codec: str, *, fresh: bool) -> bytes:
+        """Time one exchange: with ``fresh``, on a new connection (connect and TLS handshake inside, as a
+        session's first exchange); else on an open one (a first copy, another control ID, opens it)."""
         host, port = self.target.mllp or ("127.0.0.1", 0)
         tls = self.target.mllp_tls.context(facility) if self.target.mllp_tls else None
+        payload = encode(text, codec)
+        if fresh:
+            with self._timed(name):
+                client = BlockingClient(host, port, timeout=30.0, tls=tls)
+                try:
+                    return client.send(payload)
+                finally:
+                    client.close()
         client = BlockingClient(host, port, timeout=30.0, tls=tls)
-        control = f"|C{self.n}|"
         try:
-            client.send(encode(text.replace(control, f"|W{self.n}|", 1), codec))
-            started = time.perf_counter()
-            raw = client.send(encode(text, codec))
-            self.s.hub[name].append((time.perf_counter() - started) * 1000)
-            return raw
+            client.send(encode(text.replace(f"|C{self.n}|", f"|W{self.n}|", 1), codec))
+            with self._timed(name):
+                return client.send(payload)
         finally:
             client.close()
+
+    # ----------------------------------------------------------------------------------- a session
 
     def session(self, s: PlannedSession) -> None:
         self.n += 1
         fac = self.plan.facilities[s.facility]
         codec = CHARSETS[s.charset][0]
-        with HubClient(self.target.http or "", timeout=30.0) as hub:
-            login = hub.login(s.facility, s.user.user_id, s.user.password)
-            if login.status != 200:
-                raise CalibrationRunError(f"login of {s.user.user_id}@{s.facility}: HTTP {login.status}")
-            self.s.hub["login"].append(login.elapsed_ms)
-            hd = f"^^^{self.target.regional_namespace}&{self.target.regional_oid}&ISO"
-            rid = (self.target.regional_ids or {}).get(s.patient.patient_id)
-            if s.local_id:
-                qpd3 = f"{s.local_id}^^^{fac.namespace}&{fac.oid}&ISO"
-                raw = self._mllp(s.facility, "pix", pix_message(_header(s.facility, s.charset, self.n,
-                                 self.target), f"Q{self.n}", qpd3, [hd]), codec)  # fmt: skip
-                rid = rid or _regional_id(raw, self.target.regional_namespace)
-            fields = {"@PID.5.1.1": s.patient.family_kana, "@PID.7": s.patient.birth_date.replace("-", "")}
-            pdq = pdq_message(_header(s.facility, s.charset, self.n, self.target), f"P{self.n}", fields, [],
-                              quantity=self.plan.workload.session.pdq_page)  # fmt: skip
-            self._mllp(s.facility, "pdq", pdq, codec)
-            if rid is None:
-                raise CalibrationRunError(
-                    f"no regional ID for {s.patient.patient_id}: is the hub bootstrapped?"
-                )
+        hub = self.hub
+        if self.meter is not None:
+            self.meter.refresh()
+        login = self._http("login", lambda: hub.login(s.facility, s.user.user_id, s.user.password))
+        if login.status != 200:
+            raise CalibrationRunError(f"login of {s.user.user_id}@{s.facility}: HTTP {login.status}")
+        hd = f"^^^{self.target.regional_namespace}&{self.target.regional_oid}&ISO"
+        rid = (self.target.regional_ids or {}).get(s.patient.patient_id)
+        if s.local_id:
+            qpd3 = f"{s.local_id}^^^{fac.namespace}&{fac.oid}&ISO"
+            raw = self._mllp(s.facility, "pix", pix_message(_header(s.facility, s.charset, self.n,
+                             self.target), f"Q{self.n}", qpd3, [hd]), codec, fresh=True)  # fmt: skip
+            rid = rid or _regional_id(raw, self.target.regional_namespace)
+        fields = {"@PID.5.1.1": s.patient.family_kana, "@PID.7": s.patient.birth_date.replace("-", "")}
+        pdq = pdq_message(_header(s.facility, s.charset, self.n, self.target), f"P{self.n}", fields, [],
+                          quantity=self.plan.workload.session.pdq_page)  # fmt: skip
+        self._mllp(s.facility, "pdq", pdq, codec, fresh=True)
+        self._mllp(s.facility, "pdq_next", pdq, codec, fresh=False)
+        if rid is None:
+            raise CalibrationRunError(f"no regional ID for {s.patient.patient_id}: is the hub bootstrapped?")
+        self._timeline(s, rid)
+        out = self._http("logout", hub.logout)
+        if out.status not in (200, 204):
+            raise CalibrationRunError(f"logout of {s.user.user_id}@{s.facility}: HTTP {out.status}")
+
+    def _timeline(self, s: PlannedSession, rid: str) -> None:
+        hub = self.hub
+        if self.meter is None:
             t = hub.timeline(rid)
-            if t.status != 200:
-                raise CalibrationRunError(f"timeline of {rid}: HTTP {t.status}")
             timing = _timing(t.headers.get("server-timing", ""))
             if "plan" in timing:
                 self.s.hub["timeline"].append(timing["plan"] + timing.get("encode", 0.0))
-                self.s.audit.append(timing.get("audit", 0.0))
-            body = t.json()
-            for src in body["sources"]:
-                if src["status"] == "ok":
-                    self._list(src["facility"], s.patient.local_ids.get(src["facility"], ""))
-            entries = body["entries"]
-            for e in entries:
-                self.s.sizes[e["category"]].append(int(e["size"]))
-            for e in entries[-2:]:
-                f = hub.fetch(rid, e["source"], e["id"])
+        else:
+            t = self._http("timeline", lambda: hub.timeline(rid))
+            timing = _timing(t.headers.get("server-timing", ""))
+        if t.status != 200:
+            raise CalibrationRunError(f"timeline of {rid}: HTTP {t.status}")
+        if "audit" in timing:
+            self.s.audit.append(timing["audit"])
+        body = t.json()
+        for src in body["sources"]:
+            if src["status"] == "ok":
+                self._list(src["facility"], s.patient.local_ids.get(src["facility"], ""))
+        entries = body["entries"]
+        for e in entries:
+            self.s.sizes[e["category"]].append(int(e["size"]))
+        for e in entries[-2:]:
+            source, entry_id = str(e["source"]), str(e["id"])
+            if self.meter is not None:
+                with self._timed("fetch"):
+                    f = hub.fetch(rid, source, entry_id)
                 if f.status == 200:
-                    direct = self._fetch(e["source"], e["id"])
-                    self.s.hub["fetch"].append(max(0.01, f.elapsed_ms - (direct or 0.0)))
-            out = hub.logout()
-            self.s.hub["logout"].append(out.elapsed_ms)
+                    self._fetch(source, entry_id)
+                continue
+            f = hub.fetch(rid, e["source"], e["id"])
+            if f.status == 200:
+                direct = self._fetch(e["source"], e["id"])
+                self.s.hub["fetch"].append(max(0.01, f.elapsed_ms - (direct or 0.0)))
 
     def resolve(self, p: PlanPatient) -> str | None:
         """A patient's regional ID: the target's bootstrap map, else a (not timed) PIX query from a facility
@@ -220,39 +383,89 @@ class _Probe:
                 return rid
         return None
 
+    def outside(self, s: PlannedSession, rid: str) -> None:
+        """A viewer outside the patient's consent asks for the timeline: timed as ``refused`` (the hub
+        decides without asking a gateway). Anything listed would be a consent leak: the calibration stops."""
+        hub = self.hub
+        if hub.login(s.facility, s.user.user_id, s.user.password).status != 200:
+            raise CalibrationRunError(f"login of {s.user.user_id}@{s.facility} failed")
+        t = self._http("refused", lambda: hub.timeline(rid))
+        hub.logout()
+        if t.status == 200 and (t.json().get("entries") or any(
+            x.get("status") == "ok" for x in t.json().get("sources", [])
+        )):  # fmt: skip
+            raise CalibrationRunError(f"consent leak: {s.facility} outside the consent got {rid}'s timeline")
+        if t.status not in (200, 403, 404):
+            self._drop("refused")
+
+    def hash_burst(self, s: PlannedSession, logins: int) -> None:
+        """``logins`` logins at once (one user, as a burst of paced users sends them): the password worker's
+        CPU per login while it hashes back to back (``burst``). A lone login's hash costs more CPU than one
+        in a burst (measured on the 2-core VM: 26.8 ms against 23-24 ms), and bursts are where the worker's
+        speed decides anything."""
+        if self.meter is None or logins < 2:
+            return
+        body = {"facility": s.facility, "user_id": s.user.user_id, "password": s.user.password}
+        url = (self.target.http or "").rstrip("/") + "/auth/login"
+
+        def one(_: int) -> int:
+            with httpx.Client(timeout=60.0, trust_env=False) as c:
+                return c.post(url, json=body).status_code
+
+        self.meter.refresh()
+        costs: list[_Cost] = []
+        with self.meter.cost(costs), ThreadPoolExecutor(logins) as pool:
+            statuses = list(pool.map(one, range(logins)))
+        if any(code != 200 for code in statuses):
+            raise CalibrationRunError(f"burst of {logins} logins: HTTP {sorted(set(statuses))}")
+        self.s.burst_hash.append(costs[0].hasher / logins)
+
     def emergency(self, s: PlannedSession, rid: str) -> None:
-        with HubClient(self.target.http or "", timeout=30.0) as hub:
-            if hub.login(s.facility, s.user.user_id, s.user.password).status != 200:
-                return
-            e = hub.emergency(rid, "救急搬送 (calibration)", 5)
-            if e.status == 201:
-                self.s.hub["emergency"].append(e.elapsed_ms)
-            hub.logout()
+        hub = self.hub
+        if hub.login(s.facility, s.user.user_id, s.user.password).status != 200:
+            return
+        e = self._http("emergency", lambda: hub.emergency(rid, "救急搬送 (calibration)", 5))
+        if e.status != 201:  # a refused grant is no sample of a granted one
+            self._drop("emergency")
+        hub.logout()
+
+    def _drop(self, name: str) -> None:
+        for series in (self.s.hub, self.s.client):
+            if series.get(name):
+                series[name].pop()
 
     def feed(self, p: PlanPatient) -> None:
         code = sorted(c for c in p.local_ids if c in self.plan.facilities)[0]
         fac = self.plan.facilities[code]
         pid3 = f"{p.local_ids[code]}^^^{fac.namespace}&{fac.oid}&ISO^PI"
         text = feed_message(_header(code, "iso-2022-jp", self.n, self.target), "A08", pid3, plan_person(p))
-        self._mllp(code, "feed", text, CHARSETS["iso-2022-jp"][0])
+        self._mllp(code, "feed", text, CHARSETS["iso-2022-jp"][0], fresh=False)
 
-    def _get(self, code: str, path: str, params: dict[str, str] | None = None) -> tuple[float, bytes] | None:
+    def _get(self, code: str, path: str) -> tuple[float, bytes] | None:
+        """A gateway's answer straight from it: (its cost in ms — the shard's CPU on the reference network,
+        the wall time elsewhere — and the body), or None."""
         where = self.gateways.get(code)
         if where is None:
             return None
         headers = {"Authorization": f"Bearer {self.secrets.get(code, '')}"}
-        started = time.perf_counter()
-        r = self.http.get(where[0] + path, params=params, headers=headers)
-        ms = (time.perf_counter() - started) * 1000
-        return (ms, r.content) if r.status_code == 200 else None
+        costs: list[_Cost] = []
+        if self.meter is None:
+            started = time.perf_counter()
+            r = self.http.get(where[0] + path, headers=headers)
+            ms = (time.perf_counter() - started) * 1000
+        else:
+            with self.meter.cost(costs):
+                r = self.http.get(where[0] + path, headers=headers)
+            shard = where[1]
+            ms = costs[0].shards[shard] if shard < len(costs[0].shards) else costs[0].wall
+        return (max(0.01, ms), r.content) if r.status_code == 200 else None
 
     def _list(self, code: str, local_id: str) -> None:
         got = self._get(code, f"/patients/{local_id}/entries")
         if got is not None:
-            import json
-
             n = len(json.loads(got[1]).get("entries", []))
             self.s.lists[self.gateways[code][1]].append((float(n), got[0]))
+            self.s.list_bytes.append((n, len(got[1])))
 
     def _fetch(self, code: str, entry_id: str) -> float | None:
         got = self._get(code, f"/entries/{entry_id}")
@@ -262,15 +475,32 @@ class _Probe:
         return got[0]
 
 
+def _hash_fit(samples: _Samples) -> Dist:
+    """The password worker's CPU per login: lone logins' spread, centred on the burst's median when one was
+    measured (a burst is where the worker's speed matters; lone hashes cost more)."""
+    lone = Dist.fit(samples.hashing)
+    if not samples.burst_hash:
+        return lone
+    median = sorted(samples.burst_hash)[(len(samples.burst_hash) - 1) // 2]
+    ratio = lone.p95_ms / lone.median_ms if lone.median_ms else 1.0
+    return Dist(
+        median_ms=round(median, 4),
+        p95_ms=round(median * ratio, 4),
+        samples=len(samples.hashing) + len(samples.burst_hash),
+    )
+
+
 def _fit(samples: _Samples, target: Target, source: str) -> Calibration:
     audit = Dist.fit(samples.audit) if samples.audit else Dist.constant(0.0)
     hub: dict[str, Dist] = {}
-    for op in ("login", "logout", "pix", "pdq", "timeline", "fetch", "emergency", "feed"):
+    for op in HUB_OPERATIONS:
         values = samples.hub.get(op) or []
-        if not values:
+        if values:
+            hub[op] = Dist.fit(values)
+        elif op not in OPTIONAL_OPERATIONS:
             raise CalibrationRunError(f"no measurement of {op}")
-        hub[op] = Dist.fit(values)
-    hub["pdq_next"] = hub["pdq"]
+    cpu = bool(samples.client)
+    client = {op: Dist.fit(v) for op, v in samples.client.items() if v} if cpu else {}
     shards = sorted(set(samples.lists) | set(samples.fetches)) or [0]
     gateways = []
     for i in range(max(shards) + 1):
@@ -289,6 +519,8 @@ def _fit(samples: _Samples, target: Target, source: str) -> Calibration:
             )
         )
     sizes = {c: round(sum(v) / len(v), 1) for c, v in sorted(samples.sizes.items()) if v}
+    listed = sum(n for n, _ in samples.list_bytes)
+    per_entry = round(sum(b for _, b in samples.list_bytes) / listed, 1) if listed else 400.0
     shard_count = len(target.network.shards) if target.network is not None and target.network.shards else 1
     return Calibration(
         schema_version=1,
@@ -302,10 +534,24 @@ def _fit(samples: _Samples, target: Target, source: str) -> Calibration:
             python=platform.python_version(),
         ),
         hub=hub,
+        hub_measure="cpu" if cpu else "wall",
+        login_hash=_hash_fit(samples) if cpu and samples.hashing else Dist.constant(0.0),
+        client=client,
         audit_commit=audit,
         gateways=gateways,
         entry_bytes=sizes,
-        includes_audit=["login", "pix", "pdq", "pdq_next", "emergency", "feed", "fetch"],
+        list_bytes_per_entry=per_entry,
+        includes_audit=[
+            "login",
+            "logout",
+            "pix",
+            "pdq",
+            "pdq_next",
+            "emergency",
+            "feed",
+            "fetch",
+            *(["timeline", "refused"] if cpu else []),
+        ],
     )
 
 
@@ -331,15 +577,20 @@ def calibrate(
     sessions: int = 40,
     seed: int = 42,
     scrypt_cost: int = 14,
+    client_seconds: float = 0.0,
+    client_rate: float = 1.0,
+    processes: int = 2,
 ) -> Calibration:
     """Measure the target over ``sessions`` of the workload plan's care sessions (plus emergency grants and
-    ITI-8 updates, one per session) and fit the calibration."""
+    ITI-8 updates, one per session) and fit the calibration. With ``client_seconds``, a light Locust run
+    (:mod:`.clientrun`: ``client_rate`` sessions/s on ``processes`` processes) then gives the client parts
+    as the load generator sees them."""
     world = WorldIndex(world_dir)
     plan = WorldPlan(world_dir, default_workload(), seed)
     with _target(world, target_file, scrypt_cost) as target:
         probe = _Probe(target, plan, world_dir)
         try:
-            done = emergencies = 0
+            done = emergencies = outsiders = 0
             index = 0
             while done < sessions and index < sessions * 50:
                 s = plan.session(index)
@@ -349,6 +600,12 @@ def calibrate(
                     if rid:
                         probe.emergency(s, rid)
                         emergencies += 1
+                    continue
+                if s.intent == "outside" and outsiders < sessions:
+                    rid = probe.resolve(s.patient)
+                    if rid:
+                        probe.outside(s, rid)
+                        outsiders += 1
                     continue
                 if s.intent != "care":
                     continue
@@ -366,11 +623,57 @@ def calibrate(
                             -1, "emergency", code, fac.users[0], p, "", "pdq", "utf-8", (), ()
                         )
                         probe.emergency(fake, rid)
+            first_care = next(plan.session(i) for i in range(index) if plan.session(i).intent == "care")
+            for _ in range(3):
+                probe.hash_burst(first_care, 20)
             where = "an external target" if target_file else f"the reference network for {world_dir}"
-            cal = _fit(probe.s, target, f"{where}, links off, {done} sessions")
+            how = "CPU per process from the scheduler" if probe.meter else "wall times"
+            cal = _fit(probe.s, target, f"{where}, links off, {done} sessions, {how}")
         finally:
             probe.close()
+        if client_seconds > 0:
+            cal = _with_light_run(
+                cal, probe.s, world_dir, target, client_seconds, client_rate, seed, processes
+            )
     return cal
+
+
+def _with_light_run(
+    cal: Calibration,
+    samples: _Samples,
+    world_dir: Path,
+    target: Target,
+    seconds: float,
+    rate: float,
+    seed: int,
+    processes: int,
+) -> Calibration:
+    """``cal`` with the client parts of a light Locust run where it had enough requests (the probe's
+    elsewhere)."""
+    from .clientrun import client_parts, light_run
+
+    if cal.hub_measure != "cpu":
+        raise CalibrationRunError(
+            "the light Locust run needs the network's processes on this machine (their CPU is subtracted)"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="rhin-calibrate-locust-"))
+    try:
+        latencies = light_run(
+            world_dir, target, folder, seconds=seconds, rate=rate, seed=seed, processes=processes
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    parts = client_parts(latencies, samples.server)
+    if not parts:
+        raise CalibrationRunError(f"the light Locust run ({seconds:g} s) gave too few requests to fit")
+    runs = ", ".join(f"{op} {d.samples}" for op, d in parts.items())
+    return cal.model_copy(
+        update={
+            "client": {**cal.client, **parts},
+            "source": f"{cal.source}; client parts from a light Locust run ({rate:g} sessions/s, "
+            f"{seconds:g} s, {processes} processes: {runs})",
+        }
+    )
 
 
 def describe(cal: Calibration) -> list[tuple[str, str]]:
@@ -379,6 +682,16 @@ def describe(cal: Calibration) -> list[tuple[str, str]]:
         (f"hub {op}", f"median {d.median_ms:.2f} ms, p95 {d.p95_ms:.2f} ms (n={d.samples})")
         for op, d in cal.hub.items()
     ]
+    if cal.hub_measure == "cpu":
+        h = cal.login_hash
+        rows.append(("password hash", f"median {h.median_ms:.2f} ms, p95 {h.p95_ms:.2f} ms"))
+        rows += [
+            (
+                f"client {op}",
+                f"median {d.quantile_ms(0.5):.2f} ms, p95 {d.quantile_ms(0.95):.2f} ms ({d.kind})",
+            )
+            for op, d in cal.client.items()
+        ]
     rows.append(
         ("audit commit", f"median {cal.audit_commit.median_ms:.3f} ms, p95 {cal.audit_commit.p95_ms:.3f} ms")
     )

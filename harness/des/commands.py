@@ -24,8 +24,19 @@ def calibrate_cmd(
     scrypt_cost: Annotated[
         int, typer.Option("--scrypt-cost", min=4, max=20, help="Reference hub's login cost (as rhin load).")
     ] = 14,
+    client_seconds: Annotated[
+        float,
+        typer.Option(
+            "--client-seconds", min=0, help="Then a light Locust run this long: the client parts (0: none)."
+        ),
+    ] = 0.0,
+    client_rate: Annotated[
+        float, typer.Option("--client-rate", min=0.01, help="Its sessions/s (think times off).")
+    ] = 1.0,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="Its Locust processes.")] = 2,
 ) -> None:
     """Measure the network's service times at low load (links off) and write the model's calibration."""
+    from harness.load.run import LoadError
     from harness.scenarios.errors import TargetError
     from simulator.des.calibration import write_calibration
     from simulator.workload import WorkloadError
@@ -34,8 +45,17 @@ def calibrate_cmd(
 
     console = Console()
     try:
-        cal = calibrate(world, target, sessions=sessions, seed=seed, scrypt_cost=scrypt_cost)
-    except (CalibrationRunError, TargetError, WorkloadError) as exc:
+        cal = calibrate(
+            world,
+            target,
+            sessions=sessions,
+            seed=seed,
+            scrypt_cost=scrypt_cost,
+            client_seconds=client_seconds,
+            client_rate=client_rate,
+            processes=processes,
+        )
+    except (CalibrationRunError, TargetError, WorkloadError, LoadError) as exc:
         console.print(f"[red]rhin calibrate:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     write_calibration(cal, out)

@@ -3,6 +3,10 @@
 A thread reads ``/proc/<pid>/stat`` (utime + stime, in clock ticks) and ``/proc/<pid>/statm`` (resident
 pages) once per ``interval_s``; CPU is reported as the percentage of one core over each interval. A process
 that has gone (or a host without ``/proc``) yields no samples rather than an error: the report says so.
+
+:func:`cpu_ns` is the precise counter for one request's cost (``rhin calibrate``): the scheduler's run time
+of every thread of a process and of its child processes, in nanoseconds (``/proc/<pid>/task/*/schedstat``),
+where ``stat``'s clock ticks (10 ms) are far coarser than a request.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessMonitor"]
+__all__ = ["ProcessMonitor", "children", "cpu_ns"]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -29,6 +33,35 @@ def _read(pid: int) -> tuple[float, int] | None:
     fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
     return cpu, int(statm.split()[1]) * _PAGE
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (e.g. the hub's password worker), from ``/proc/*/stat``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """Nanoseconds the scheduler ran every thread of ``pids`` so far (threads that have ended no longer
+    count: read before and after a request, the difference is that request's CPU). Raises ``OSError``
+    when a process cannot be read: a calibration must not silently measure nothing."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that ended while being read
+    return total
 
 
 class ProcessMonitor:

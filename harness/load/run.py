@@ -49,7 +49,7 @@ from .stats import (
     time_series,
 )
 
-__all__ = ["LoadError", "LoadOptions", "LoadOutcome", "local_processes_argv", "run_load"]
+__all__ = ["LoadError", "LoadOptions", "LoadOutcome", "local_processes_argv", "monitored_pids", "run_load"]
 
 
 class LoadError(Exception):
@@ -150,7 +150,7 @@ def _target(options: LoadOptions, world: WorldIndex, data: Path) -> Iterator[Tar
         yield target
 
 
-def _monitored(target: Target) -> dict[str, int]:
+def monitored_pids(target: Target) -> dict[str, int]:
     """The hub's and each gateway shard's process IDs, when the network file gives them."""
     pids: dict[str, int] = {}
     if target.network is None:
@@ -251,7 +251,7 @@ def run_load(options: LoadOptions) -> LoadOutcome:
         with _target(options, world, data) as target:
             cfg = _config(options, workload, target, pacing, raw, slos)
             cfg_path = cfg.write(folder / "load-config.json")
-            monitor = ProcessMonitor(_monitored(target)).start()
+            monitor = ProcessMonitor(monitored_pids(target)).start()
             started = time.time()
             output = _run_locust(options, folder, cfg_path)
             ended = time.time()

@@ -5,7 +5,10 @@ problem names ``file:line: key.path``). Each service time is a :class:`Dist`: a 
 median and 95th percentile (the same two-number fit as :mod:`simulator.links`), or empirical quantiles
 (piecewise-linear between them). Times are the *hub's own work* per operation (its CPU, with the waits on
 gateways and on the audit commit taken out), the audit commit, and per gateway shard a list time that grows
-linearly with the entries listed and a fetch time that grows linearly with the bytes sent.
+linearly with the entries listed and a fetch time that grows linearly with the bytes sent. A calibration of
+the reference network (``hub_measure: cpu``) gives the hub's *CPU* per operation, the password worker's per
+login, the gateways' CPU, and per operation the rest of what the client waited (``client``): what queues
+for the machine's cores is then CPU, and what does not is the rest.
 
 :func:`nominal_calibration` is a stated guess of the same shape (figures of the order the load branch
 measured on the 2-core VM), so the model runs before anyone calibrates; a report says which was used.
@@ -29,6 +32,7 @@ from synthetic.yamlio import load_model
 
 __all__ = [
     "HUB_OPERATIONS",
+    "OPTIONAL_OPERATIONS",
     "Calibration",
     "CalibrationError",
     "Dist",
@@ -49,9 +53,12 @@ HUB_OPERATIONS: Final = (
     "fetch",
     "emergency",
     "feed",
+    "refused",
 )
-"""Operations whose hub-side work the file times (``outside_*`` and ``emergency_*`` reuse their plain
-counterparts: a refused request costs what the live hub spends deciding it)."""
+"""Operations whose hub-side work the file times (``emergency_*`` reuse their plain counterparts;
+``refused`` is a timeline that asks no gateway — an outside viewer's, refused or empty — and may be
+missing from older files, which then reuse the timeline's)."""
+OPTIONAL_OPERATIONS: Final = frozenset({"refused"})
 
 
 class CalibrationError(ValueError):
@@ -122,6 +129,17 @@ class Dist(_Strict):
         qs = self.quantiles
         return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in pairwise(qs))
 
+    def quantile_ms(self, q: float) -> float:
+        """The time below which a share ``q`` of draws falls (reports; ``0 < q < 1``)."""
+        if self.kind == "exponential":
+            return -self.mean * math.log(1 - q)
+        if self.kind == "lognormal":
+            return self.median_ms * math.exp(self.sigma * NormalDist().inv_cdf(q)) if self.median_ms else 0.0
+        qs = self.quantiles
+        i = max(1, bisect_left(qs, (q, -1.0)))
+        (q0, v0), (q1, v1) = qs[i - 1], qs[i]
+        return v0 + (v1 - v0) * (q - q0) / (q1 - q0)
+
     def sampler(self, scale: float = 1.0) -> _Sampler:
         """A fast draw in *seconds* (× ``scale``) from a :class:`random.Random`."""
         return _Sampler(self, scale)
@@ -172,6 +190,9 @@ class GatewayFit(_Strict):
 class Machine(_Strict):
     cores: Annotated[int, Field(ge=1)]
     hub_processes: Annotated[int, Field(ge=1)] = 1
+    hash_workers: Annotated[int, Field(ge=1)] = Field(
+        1, description="the hub's password-hashing worker processes (each runs one scrypt at a time)"
+    )
     gateway_shards: Annotated[int, Field(ge=1)] = 1
     platform: str = ""
     python: str = ""
@@ -192,6 +213,20 @@ class Calibration(_Strict):
         default_factory=dict, description="mean size in bytes of a fetched entry, by item category"
     )
     list_bytes_per_entry: Annotated[float, Field(ge=0)] = 400.0
+    hub_measure: Literal["wall", "cpu"] = Field(
+        "wall",
+        description="what the hub times are: `cpu`, the hub process's own CPU per request (its threads' "
+        "scheduler run time, the password worker's in `login_hash`); `wall`, a client's whole wait",
+    )
+    login_hash: Dist = Field(
+        Dist.constant(0.0), description="the password worker's CPU per login (`cpu` calibrations)"
+    )
+    client: dict[str, Dist] = Field(
+        default_factory=dict,
+        description="per operation, what a client waited beyond the hub's and the gateways' CPU: its own "
+        "work, the connection and TLS handshake a session's first MLLP exchange opens, the loopback, the "
+        "audit commit's disk wait (`pix`/`pdq` as a session's first exchange, on a new connection)",
+    )
     includes_audit: list[str] = Field(
         default_factory=list,
         description="operations whose hub time was measured with their audit commit inside it (the model "
@@ -200,7 +235,7 @@ class Calibration(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Calibration:
-        missing = [op for op in HUB_OPERATIONS if op not in self.hub]
+        missing = [op for op in HUB_OPERATIONS if op not in self.hub and op not in OPTIONAL_OPERATIONS]
         if missing:
             raise ValueError(f"hub: missing operations {missing}")
         unknown = sorted(set(self.hub) - set(HUB_OPERATIONS))
@@ -211,6 +246,9 @@ class Calibration(_Strict):
         stray = sorted(set(self.includes_audit) - set(HUB_OPERATIONS))
         if stray:
             raise ValueError(f"includes_audit: unknown operations {stray}")
+        stray = sorted(set(self.client) - set(HUB_OPERATIONS))
+        if stray:
+            raise ValueError(f"client: unknown operations {stray} (known: {', '.join(HUB_OPERATIONS)})")
         return self
 
     def shard(self, index: int) -> GatewayFit:
@@ -240,6 +278,7 @@ def nominal_calibration(cores: int = 2) -> Calibration:
             "fetch": Dist(median_ms=1.5, p95_ms=3.0),
             "emergency": Dist(median_ms=1.5, p95_ms=3.0),
             "feed": Dist(median_ms=1.5, p95_ms=3.0),
+            "refused": Dist(median_ms=1.0, p95_ms=2.0),
         },
         audit_commit=Dist(median_ms=0.3, p95_ms=1.0),
         gateways=[GatewayFit()],

@@ -8,10 +8,11 @@ Entities (one :class:`simpy.Environment`), by module:
   Session ``i`` is :meth:`WorldPlan.session` ``i``: the same viewer, patient and steps Locust's session
   ``i`` has.
 * :mod:`.sessions` — a session's steps and the requests' paths through the stations.
-* :mod:`.stations` — FIFO stations: the hub's workers (``hub_cores``, default the calibration's hub
-  processes), its login thread pool (the machine's cores), the audit writer (group commit), one per
-  gateway shard (a shard is one asyncio process), and when a load run is replayed the load generator's
-  processes and the machine's cores that all of them share (``machine=True``).
+* :mod:`.stations` — FIFO stations: the hub's event loops (``hub_cores``, default the calibration's hub
+  processes), its password worker (a process pool of ``hash_workers``), the audit writer (group
+  commit), one per gateway shard (a shard is one asyncio process), and when a load run is replayed the
+  load generator's processes and the machine's cores that all of them share by processor sharing
+  (``machine=True``).
 * :mod:`.consent` — the hub's own ``may_know`` / ``_plan_source`` / ``may_view``, asked once per case.
 * Links: the world's link models through :meth:`LinkModel.sample_delay` and
   :meth:`LinkModel.sample_transfer_seconds` — the same pure functions the live gateways use.
@@ -40,7 +41,7 @@ from .arrivals import Arrivals
 from .calibration import Calibration
 from .consent import HubDecisions
 from .results import Results
-from .stations import GroupCommit, Station
+from .stations import GroupCommit, SharedCores, Station
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -94,6 +95,12 @@ class DesModel(Arrivals):
         self.load_scale = self.w.multiplier * self.w.patients * self.w.facilities
         self._build_stations(calibration, machine, client_s)
         self.hub_time = {op: d.sampler(self.w.hub_factor) for op, d in calibration.hub.items()}
+        self.hash_time = calibration.login_hash.sampler(self.w.hub_factor)
+        self.client_time = {op: d.sampler() for op, d in calibration.client.items()}
+        for times in (self.hub_time, self.client_time):  # files from before `refused` was measured
+            if "refused" not in times and "timeline" in times:
+                times["refused"] = times["timeline"]
+        self.seen: set[tuple[int, int]] = set()
         self.audit_time = calibration.audit_commit.sampler(self.w.audit_factor)
         fits = [calibration.shard(i) for i in range(len(self.shards))]
         self.list_base = [f.list_base.sampler() for f in fits]
@@ -112,21 +119,25 @@ class DesModel(Arrivals):
             self._links[code] = world.links.get(name, disabled) if self.w.links else disabled
 
     def _build_stations(self, calibration: Calibration, machine: bool, client_s: float) -> None:
-        """Hub workers, login pool, audit writer, gateway shards; the generator and the machine's cores.
+        """Hub event loop, password worker, audit writer, gateway shards; the generator and the machine.
+
+        The hub answers on one event loop per process (``hub_cores`` what-if, default the calibration's hub
+        processes) and hashes passwords in a worker *process* pool (``hash_workers``, one live), so logins
+        queue there one at a time. With ``machine`` every CPU hold runs on the calibration's cores, shared
+        by processor sharing (:class:`SharedCores`) as the kernel shares them; the load generator's
+        processes are a station then (its per-request time queues on its own process and on the cores).
 
         Gateways: the world's disclosing facilities partitioned over shards as the live network does
         (re-partitioned for a ``shards`` what-if); ``facilities`` ×F adds F copies of them on as many more
         shards, and session i's sources are copy i mod F (its patients are that copy's)."""
         env = self.env
-        cores = calibration.machine.cores
-        self.machine = Station(env, "machine", cores) if machine else None
+        self.machine = SharedCores(env, "machine", calibration.machine.cores) if machine else None
         cpu = self.machine
         self.cores = Station(env, "hub", self.w.hub_cores or calibration.machine.hub_processes, cpu)
         self.audit = GroupCommit(env, "audit")
-        # The hub hashes passwords in a thread pool (run_in_threadpool; hashlib.scrypt releases the GIL),
-        # so logins use the machine's cores beside the event loop, not the hub's worker.
-        self.login_pool = Station(env, "hub-login", self.w.hub_cores or cores, cpu)
-        self.client = Station(env, "load-generator", self.processes, cpu) if client_s > 0 else None
+        self.hasher = Station(env, "hub-hasher", calibration.machine.hash_workers, cpu)
+        generator = machine or client_s > 0
+        self.client = Station(env, "load-generator", self.processes, cpu) if generator else None
         self.client_s = client_s
         self._shard_of = self.world.shard_of
         base = self.world.shards
@@ -186,9 +197,9 @@ class DesModel(Arrivals):
         it once, which only skips an id)."""
         return int(next(self.env._eid))
 
-    def stations(self) -> list[Station | GroupCommit]:
+    def stations(self) -> list[Station | GroupCommit | SharedCores]:
         extra = [s for s in (self.client, self.machine) if s is not None]
-        return [self.cores, self.login_pool, self.audit, *self.shards, *extra]
+        return [self.cores, self.hasher, self.audit, *self.shards, *extra]
 
     def resources(self) -> dict[str, Any]:
         d = self.results.duration_s

@@ -2,16 +2,22 @@
 PIX or PDQ, (emergency grant), timeline, k fetches (or one refused fetch for an outside viewer), logout,
 with the plan's think times between steps.
 
-* Each request holds a hub worker for its calibrated own work (logins the ``hub-login`` pool: the hub
-  hashes passwords in a thread pool), then waits for its audit record's commit ("answer only what is
-  audited"), in groups as the hub's writer commits them (:class:`.stations.GroupCommit`); operations
-  calibrated with the commit inside their time (``includes_audit``) wait only for what ``audit_factor``
-  adds.
+* Each request first costs its client's part (``Calibration.client``: the client's own work, a new
+  connection's TLS handshake, the loopback), then holds the hub's event loop for the hub's calibrated
+  work; a login's password hash then waits for the hub's password worker (a one-process pool, so logins
+  queue there). It then waits for its audit record's commit ("answer only what is audited"), in groups
+  as the hub's writer commits them (:class:`.stations.GroupCommit`); operations calibrated with the
+  commit inside their time (``includes_audit``) wait only for what ``audit_factor`` adds.
 * A timeline is planned by the hub's own rules (:class:`.consent.HubDecisions`) and fanned out to the
   sources' gateway shards in parallel; a source that has not answered within the per-source timeout is
   ``timeout`` and the timeline *partial*. A down gateway answers nothing (the hub waits the timeout).
-* With the load generator modelled (``client``), each request first costs the generator its CPU per
-  request on its own process, inside the timed window, as Locust's timing includes it.
+* With the load generator modelled (``client``, a replayed load run), the client's part is held on the
+  generator's processes and the machine's cores, inside the timed window, as Locust's timing includes it;
+  without it, it is a fixed addition to the answer's time (it loads nothing the model shares). A
+  calibration without client times falls back on the run's mean generator CPU per request
+  (``client_s``).
+* An outside viewer tries an entry only when its Locust process saw one of the patient's entries
+  earlier (``ctx.seen_entries``): the model keeps the same (process, patient) pairs.
 * An outside viewer's timeline that lists an entry, or a fetch it gets, is a *leak*.
 """
 
@@ -54,12 +60,16 @@ class SessionSteps:
     workload: Workload
     start: dt.datetime
     cores: Station
-    login_pool: Station
+    hasher: Station
     audit: GroupCommit
     shards: list[Station]
     client: Station | None
     client_s: float
     hub_time: dict[str, Sampler]
+    hash_time: Sampler
+    client_time: dict[str, Sampler]
+    seen: set[tuple[int, int]]
+    processes: int
     audit_time: Sampler
     list_base: list[Sampler]
     fetch_base: list[Sampler]
@@ -85,6 +95,10 @@ class SessionSteps:
         if op in self._in_audit:
             return self._slower_commit if self.w.audit_factor > 1 else None
         return self._one_commit
+
+    def _client_draw(self, op: str) -> float:
+        draw = self.client_time.get(op)
+        return draw(self.rng) if draw is not None else self.client_s
 
     def _one_commit(self) -> float:
         return self.audit_time(self.rng)
@@ -135,13 +149,20 @@ class SessionSteps:
         env = self.env
         t0 = env.now
         work = work or op
+        extra = self._client_draw(work)
         if self.client is not None:
-            yield from self.client.hold(self.client_s)
-        station = self.login_pool if work == "login" else self.cores
-        yield from station.hold(self.hub_time[work](self.rng))
+            yield from self.client.hold(extra)
+            extra = 0.0
+        if work != "login":
+            yield from self.cores.hold(self.hub_time[work](self.rng))
+        elif self.cal.hub_measure == "cpu":
+            yield from self.cores.hold(self.hub_time["login"](self.rng))
+            yield from self.hasher.hold(self.hash_time(self.rng))
+        else:  # a wall-time calibration: the whole login, hash included, on the password worker
+            yield from self.hasher.hold(self.hub_time["login"](self.rng))
         if audited and (draw := self._commit_draw(work)) is not None:
             yield from self.audit.commit(draw)
-        self.results.record(op, env.now - t0)
+        self.results.record(op, env.now - t0 + extra)
 
     def _session(self, s: PlannedSession) -> Proc:
         self.results.sessions += 1
@@ -158,7 +179,7 @@ class SessionSteps:
             self._grant(s)
         listed = yield from self._timeline(s, purpose, tag + "timeline")
         if s.intent == "outside":
-            if listed or self.world.entries.get(s.patient.index):
+            if (s.index % self.processes, s.patient.index) in self.seen:
                 yield from self._fetch(s, purpose, "outside_fetch", None, listed)
         else:
             for n, category in enumerate(s.categories):
@@ -240,16 +261,22 @@ class SessionSteps:
         d = self.decisions
         state, cached = d.state(s, self._grants(s, now))
         v = d.version(s.patient.index, now.date())
+        knows = d.knows(s, state, cached, now, v)
+        plans = d.plan(s, state, cached, now, purpose, v) if knows else ()
+        # a timeline that asks no gateway (refused, or nothing the viewer may see) costs the hub far less
+        work = "timeline" if any(p.status is None for p in plans) else "refused"
+        extra = self._client_draw(work)
         if self.client is not None:
-            yield from self.client.hold(self.client_s)
-        yield from self.cores.hold(self.hub_time["timeline"](self.rng))
-        if not d.knows(s, state, cached, now, v):
+            yield from self.client.hold(extra)
+            extra = 0.0
+        yield from self.cores.hold(self.hub_time[work](self.rng))
+        if not knows:
             if (draw := self._commit_draw("timeline")) is not None:
                 yield from self.audit.commit(draw)
-            r.refuse(op, self.env.now - t0)
+            r.refuse(op, self.env.now - t0 + extra)
             return []
         statuses: list[str] = []
-        listed, overshoot = yield from self._fan_out(s, d.plan(s, state, cached, now, purpose, v), statuses)
+        listed, overshoot = yield from self._fan_out(s, plans, statuses)
         if (draw := self._commit_draw("timeline")) is not None:
             yield from self.audit.commit(draw)
         r.timelines += 1
@@ -265,7 +292,9 @@ class SessionSteps:
                 row = r.partial_by_sources[asked] = [0, 0]
             row[0] += 1
             row[1] += partial
-        latency = self.env.now - t0 - overshoot
+        latency = self.env.now - t0 - overshoot + extra
+        if listed and s.intent != "outside":
+            self.seen.add((s.index % self.processes, s.patient.index))
         if s.intent == "outside":
             if listed or "ok" in statuses:
                 r.leaks += 1
@@ -290,8 +319,11 @@ class SessionSteps:
         else:  # an outside viewer tries an entry it saw elsewhere: the patient's first source
             source = sorted(self.world.entries[s.patient.index])[0]
             cat = sorted(self.world.entries[s.patient.index][source])[0]
+        extra = self._client_draw("fetch")
         if self.client is not None:
-            yield from self.client.hold(self.client_s)
+            yield from self.client.hold(extra)
+            extra = 0.0
+        t0 -= extra  # the client's part, when not simulated, counts as time already spent
         yield from self.cores.hold(self.hub_time["fetch"](self.rng))
         now = self._now()
         d = self.decisions

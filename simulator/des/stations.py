@@ -1,16 +1,18 @@
-"""FIFO service stations: the hub's workers, its login thread pool, the audit writer, a gateway shard, the
-load generator's process and the machine's cores — with what the model measures of each (time-averaged, no
-per-request history)."""
+"""Service stations: FIFO ones (the hub's event loop, its password worker, a gateway shard, the load
+generator's processes), the audit writer's group commit, and the machine's cores shared among whatever
+runs (processor sharing) — with what the model measures of each (time-averaged, no per-request history)."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
 
-__all__ = ["GroupCommit", "Proc", "Station", "station_json"]
+__all__ = ["GroupCommit", "Proc", "SharedCores", "Station", "station_json"]
 
 Proc = Generator[simpy.Event, Any, Any]
 
@@ -22,13 +24,16 @@ class Station:
     three (request, timeout, release), which is most of the model's speed at realistic load; a waiting
     request gets its slot handed over by the one leaving, in arrival order. The M/M/1 test checks it.
 
-    ``cpu`` (optional) is the machine's cores: a hold then also waits for a core for its whole service time
-    (hub, gateways and the load generator share the machine's cores as they do live). Without it a hold
-    is a plain timeout, so the model without a machine station is unchanged."""
+    ``cpu`` (optional) is the machine's cores (:class:`SharedCores`): a hold's service time is then CPU
+    work done at the share of a core the machine gives it (hub, password worker, gateways and the load
+    generator share the machine's cores as they do live). Without it a hold is a plain timeout, so the
+    model without a machine station is unchanged."""
 
     __slots__ = ("busy", "busy_s", "capacity", "cpu", "env", "name", "queue", "requests", "wait_s")
 
-    def __init__(self, env: simpy.Environment, name: str, capacity: int, cpu: Station | None = None) -> None:
+    def __init__(
+        self, env: simpy.Environment, name: str, capacity: int, cpu: SharedCores | None = None
+    ) -> None:
         self.env = env
         self.name = name
         self.capacity = capacity
@@ -52,7 +57,7 @@ class Station:
         self.requests += 1
         self.busy_s += seconds
         if self.cpu is not None:
-            yield from self.cpu.hold(seconds)
+            yield from self.cpu.run(seconds)
         elif seconds > 0:
             yield env.timeout(seconds)
         if self.queue:
@@ -77,6 +82,94 @@ def station_json(cap: int, busy_s: float, wait_s: float, requests: int, duration
         "mean_queue": round(wait_s / duration_s, 4) if duration_s > 0 else 0.0,
         "mean_wait_ms": round(wait_s / requests * 1000, 3) if requests else 0.0,
     }
+
+
+class SharedCores:
+    """The machine's ``cores`` shared by everything runnable, as the kernel's scheduler shares them:
+    egalitarian processor sharing. With ``n`` jobs running each does ``min(1, cores / n)`` seconds of its
+    work per second, so a 2-ms query beside forty 30-ms hashes is slowed, not queued behind them (a FIFO
+    core queue made it wait for all of them).
+
+    Kept exact and cheap with a virtual clock: ``v`` is the work every running job has done since the
+    start; a job of ``w`` seconds arriving at ``v0`` ends when ``v`` reaches ``v0 + w``, so only the
+    smallest such end matters. Each arrival or departure reschedules one timeout for it; earlier timeouts
+    are recognised as stale by a generation number and do nothing. The M/G/1-PS test checks the mean
+    response time of a job of size ``x``, ``x / (1 − ρ)``."""
+
+    __slots__ = (
+        "_gen",
+        "_jobs",
+        "_seq",
+        "_t",
+        "_v",
+        "busy_s",
+        "capacity",
+        "env",
+        "name",
+        "requests",
+        "wait_s",
+    )
+
+    def __init__(self, env: simpy.Environment, name: str, cores: int) -> None:
+        self.env = env
+        self.name = name
+        self.capacity = cores
+        self._jobs: list[tuple[float, int, simpy.Event]] = []
+        self._seq = itertools.count()
+        self._gen = 0
+        self._v = 0.0
+        self._t = env.now
+        self.busy_s = 0.0  # core-seconds of work done
+        self.wait_s = 0.0  # seconds jobs took beyond their work (slowed by sharing)
+        self.requests = 0
+
+    def _advance(self) -> None:
+        now = self.env.now
+        n = len(self._jobs)
+        if n and now > self._t:
+            self._v += (now - self._t) * min(1.0, self.capacity / n)
+        self._t = now
+
+    def run(self, seconds: float) -> Proc:
+        """Do ``seconds`` of CPU work at the share the machine gives."""
+        self.requests += 1
+        if seconds <= 0:
+            return
+        self.busy_s += seconds
+        started = self.env.now
+        self._advance()
+        done = self.env.event()
+        heapq.heappush(self._jobs, (self._v + seconds, next(self._seq), done))
+        self._schedule()
+        yield done
+        self.wait_s += self.env.now - started - seconds
+
+    def _schedule(self) -> None:
+        self._gen += 1
+        end_v = self._jobs[0][0]
+        rate = min(1.0, self.capacity / len(self._jobs))
+        timer = self.env.timeout(max(0.0, (end_v - self._v) / rate))
+        timer.callbacks.append(self._tick(self._gen))
+
+    def _tick(self, gen: int) -> Callable[[simpy.Event], None]:
+        def fire(_: simpy.Event) -> None:
+            if gen != self._gen:
+                return  # an arrival or departure since rescheduled the next end
+            self._advance()
+            jobs = self._jobs
+            eps = 1e-12 * max(1.0, abs(self._v))
+            while jobs and jobs[0][0] <= self._v + eps:
+                heapq.heappop(jobs)[2].succeed()
+            if jobs:
+                self._schedule()
+
+        return fire
+
+    def totals(self) -> tuple[str, int, float, float, int]:
+        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
+
+    def to_json(self, duration_s: float) -> dict[str, Any]:
+        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
 
 
 class GroupCommit:

@@ -4,6 +4,11 @@ operator.
 Module-level (not closures inside ``create_app``) so that annotations resolve: the app carries its
 :class:`~.service.HubServices` in ``app.state.hub`` and its :class:`~.records.Gateways` in
 ``app.state.gateways`` (:func:`.api.create_app` sets both).
+
+Every dependency is ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in the thread pool,
+so each request would first need one of anyio's 40 thread tokens — and a login burst holds them all while
+its logins wait for the password worker (found by the SimPy model's validation: timeline p95 rose to
+seconds in login bursts while its median stayed 25 ms). ``tests/test_hub_threads.py`` checks both.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def hub_of(request: Request) -> HubServices:
+async def hub_of(request: Request) -> HubServices:
     hub: HubServices = request.app.state.hub
     return hub
 
@@ -42,7 +47,7 @@ def hub_of(request: Request) -> HubServices:
 Hub = Annotated[HubServices, Depends(hub_of)]
 
 
-def gateways_of(request: Request) -> Gateways:
+async def gateways_of(request: Request) -> Gateways:
     gateways: Gateways = request.app.state.gateways
     return gateways
 

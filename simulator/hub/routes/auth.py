@@ -4,13 +4,18 @@ Login failures answer 401 ``invalid-credentials`` for an unknown user and a wron
 enumeration: same body, one scrypt either way, throttled alike — :mod:`..accounts`); the audit record keeps
 the true reason and the source address. ``retry-later`` is 429 and ``locked`` 423, both with
 ``Retry-After``.
+
+A login waits for the hub's password worker (one process: hashes run one at a time) in a thread of its
+own limiter (:data:`LOGIN_THREADS`), not in anyio's shared pool: a burst of logins then queues for those
+few threads without taking the tokens every other request's thread work needs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -21,9 +26,21 @@ from ..deps import Credentials, Hub, User
 from ..service import Refused
 from .fields import FacilityCode, StrictBody
 
-__all__ = ["HealthReply", "LoginReply", "LoginRequest", "router"]
+__all__ = ["LOGIN_THREADS", "HealthReply", "LoginReply", "LoginRequest", "login_threads", "router"]
 
 router = APIRouter()
+
+LOGIN_THREADS: Final = 4
+"""Logins in threads at once: more than the one password worker can hash, so the next login's own database
+work overlaps a hash; a burst's other logins wait for a thread without holding one."""
+
+
+def login_threads(request: Request) -> anyio.CapacityLimiter:
+    """The app's login limiter (made on first use, in the app's event loop)."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "login_threads", None)
+    if limiter is None:
+        limiter = request.app.state.login_threads = anyio.CapacityLimiter(LOGIN_THREADS)
+    return limiter
 
 
 class LoginRequest(StrictBody):
@@ -67,10 +84,11 @@ async def login(body: LoginRequest, request: Request, hub: Hub) -> LoginReply:
     # A user the world enrols but who never logged in is hashed and stored by this login, if right
     # (see facilities.py); the enrolment is passed in so that it costs one hash, like any attempt.
     enrolment = hub.facilities.enrolment(body.facility, body.user_id)
-    result = await run_in_threadpool(
+    result = await anyio.to_thread.run_sync(
         lambda: hub.accounts.login(
             body.facility, body.user_id, body.password, now, address=address, enrolment=enrolment
-        )
+        ),
+        limiter=login_threads(request),
     )
     if isinstance(result, Refusal):
         await hub.record(

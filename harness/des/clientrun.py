@@ -1,0 +1,110 @@
+"""The client's part of each request as the load generator itself sees it: a short, light ``rhin load`` run.
+
+The one-request-at-a-time probe (:mod:`.calibrate`) measures what each *process* of the network spends on a
+request; what a Locust user waits beyond that is not the probe's to measure: Locust's own client
+(geventhttpclient, one gevent loop per process for all its users), its recorder, and the background of a
+machine running Locust, the hub and the gateways at once. Its distribution has a tail the probe never sees
+(PIX in a ×100 run: p50 5.9 ms, p95 10.6, p99 17.5 — at every phase of the pacing interval, so not a
+queue). So calibration ends with a run of Locust itself against the same network — links off, think times
+off, a light rate (about one session a second: requests seldom overlap) — and per operation the client's
+part is the run's latencies less the median CPU the probe measured for that operation across the network's
+processes, kept as empirical quantiles (:data:`QUANTILES`).
+
+The run uses another seed than a validation run's, so its sessions are not the ones later compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from harness.load.run import LoadOptions, run_load
+from harness.load.stats import read_raw
+from harness.targets import Target
+from simulator.des.calibration import Dist
+
+__all__ = ["OPERATIONS", "QUANTILES", "client_parts", "light_run"]
+
+OPERATIONS: Final = {
+    "login": "login",
+    "logout": "logout",
+    "pix": "pix",
+    "pdq": "pdq",
+    "pdq_next": "pdq_next",
+    "timeline": "timeline",
+    "fetch": "fetch",
+    "emergency": "emergency",
+    "feed_join": "feed",  # on one open connection, as the probe's feeds
+    "outside_timeline": "refused",
+}
+"""Locust's request names → the calibration's operations (an outside viewer's timeline is ``refused``; the
+emergency variants and outside fetches are left out: too rare in a light run)."""
+
+QUANTILES: Final = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 1.0)
+MIN_SAMPLES: Final = 30
+"""Fewer requests of an operation in the run than this: the probe's own client part stays."""
+
+
+def _target_file(target: Target, folder: Path) -> Path:
+    """A target file for the running network (its address file and nothing else)."""
+    if target.network is None:
+        raise ValueError("the light run needs the network's address file")
+    network = folder / "network.json"
+    network.write_text(target.network.model_dump_json(), encoding="utf-8")
+    path = folder / "target.yaml"
+    spec = {"schema_version": 1, "name": f"{target.name} (calibration)", "network": str(network)}
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def light_run(
+    world_dir: Path,
+    target: Target,
+    folder: Path,
+    *,
+    seconds: float,
+    rate: float = 1.0,
+    seed: int = 42,
+    processes: int = 2,
+) -> dict[str, list[float]]:
+    """Run Locust at ``rate`` sessions/s (think times off) for ``seconds`` against ``target``; the successful
+    requests' latencies (ms) per calibration operation."""
+    folder.mkdir(parents=True, exist_ok=True)
+    options = LoadOptions(
+        world=world_dir,
+        report=folder / "report",
+        target_file=_target_file(target, folder),
+        shape="peak",
+        multiplier=1.0,
+        rate=rate,
+        duration_s=seconds,
+        processes=processes,
+        think_scale=0.0,
+        seed=seed + 1000,
+        quiet=True,
+    )
+    run_load(options)
+    out: dict[str, list[float]] = defaultdict(list)
+    for row in read_raw(folder / "report" / "raw.csv"):
+        op = OPERATIONS.get(row.name)
+        if op is not None and row.ok:
+            out[op].append(row.ms)
+    return dict(out)
+
+
+def client_parts(latencies: dict[str, list[float]], server_ms: dict[str, list[float]]) -> dict[str, Dist]:
+    """Per operation with enough requests: the run's latencies less the median of the network's CPU for
+    it (``server_ms``, the probe's), as empirical quantiles (floored at 10 µs)."""
+    out: dict[str, Dist] = {}
+    for op, values in sorted(latencies.items()):
+        if len(values) < MIN_SAMPLES or not server_ms.get(op):
+            continue
+        shift = statistics.median(server_ms[op])
+        rest = sorted(max(0.01, v - shift) for v in values)
+        points = [(q, round(rest[round(q * (len(rest) - 1))], 4)) for q in QUANTILES]
+        out[op] = Dist(kind="empirical", quantiles=points, samples=len(rest))
+    return out

@@ -175,7 +175,7 @@ def validate(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cal = args.calibration or out / "calibration.yaml"
     if args.calibration is None and not (args.reuse and cal.is_file()):
-        light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
+        light = ["--client-seconds", f"{args.client_seconds:g}"]
         done = rhin("calibrate", "--world", str(args.world), "--out", str(cal), "--sessions", "60", *light)
         print(done.stdout[-3000:], done.stderr[-2000:])
         if done.returncode:

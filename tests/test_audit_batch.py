@@ -86,6 +86,37 @@ def test_concurrent_callers_are_grouped_and_the_chain_verifies(log: AuditLog) ->
     assert [r.actor_user for r in log.records(patient="R000000003")] == [f"u{300 + i}" for i in range(25)]
 
 
+def test_a_lone_caller_waits_for_company_at_most_once_after_callers_met(log: AuditLog) -> None:
+    """Two records that meet raise the group size the writer waits for (up to GROUP_WAIT) to 2. A lone
+    client then sending record after record must not wait GROUP_WAIT for each: the first wait that runs out
+    short lowers the expectation. (It stayed up for a second: 0.25 → 1.3 ms per record.)"""
+
+    async def scenario() -> tuple[int, list[int]]:
+        batcher = AuditBatcher(log)
+        waits: list[int] = []
+        gather = batcher._gather
+
+        async def counted(loop: asyncio.AbstractEventLoop) -> None:
+            before = batcher._expected
+            await gather(loop)
+            waits.append(before)
+
+        batcher._gather = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(batcher.record(entry(n)) for n in range(2)))
+        raised = batcher._expected
+        for n in range(2, 40):
+            await batcher.record(entry(n))
+        await batcher.close()
+        return raised, waits
+
+    raised, waits = run(scenario())
+    assert raised == 2
+    lone = waits[1:]  # the groups the lone caller's records formed
+    assert len(lone) == 38
+    assert sum(1 for expected in lone if expected > 1) == 1  # one wait ran out short, then none
+    assert log.verify() == []
+
+
 def test_a_group_is_in_call_order_and_one_transaction(log: AuditLog) -> None:
     async def scenario() -> list[AuditRecord]:
         batcher = AuditBatcher(log)

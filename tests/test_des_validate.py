@@ -54,7 +54,7 @@ def calibration(mini_world: Path, target_yaml: Path, tmp_path_factory: pytest.Te
     result = RUNNER.invoke(
         app,
         ["calibrate", "--world", str(mini_world), "--target", str(target_yaml), "--out", str(out),
-         "--sessions", "4", "--client-seconds", "10", "--client-rate", "4", "--processes", "1"],
+         "--sessions", "4", "--client-seconds", "10", "--client-rate", "4"],
         catch_exceptions=False,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -88,7 +88,8 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
         assert cal.client[op].samples >= 4, op
     assert cal.login_hash.samples >= 4
     assert "timeline" in cal.includes_audit
-    # the light Locust run (10 s at 4 sessions/s) gave the client parts of the operations it had 30 of
+    # the light Locust run (one viewer, 4 sessions/s, 10 s) gave the client parts of the operations it had
+    # 30 of
     assert "light Locust run" in cal.source
     for op in ("login", "timeline", "logout"):
         d = cal.client[op]

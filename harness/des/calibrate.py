@@ -326,14 +326,19 @@ class _Probe:
             raise CalibrationRunError(f"logout of {s.user.user_id}@{s.facility}: HTTP {out.status}")
 
     def _timeline(self, s: PlannedSession, rid: str) -> None:
+        """The timeline and a fetch of its last two entries. On the reference network the gateways' fits
+        come from the shards' CPU *during the hub's requests* — the first listing of a patient, with its
+        storage read cold as in a load run (a listing asked again straight after is warm and cheaper)."""
         hub = self.hub
+        costs: list[_Cost] = []
         if self.meter is None:
             t = hub.timeline(rid)
             timing = _timing(t.headers.get("server-timing", ""))
             if "plan" in timing:
                 self.s.hub["timeline"].append(timing["plan"] + timing.get("encode", 0.0))
         else:
-            t = self._http("timeline", lambda: hub.timeline(rid))
+            with self._timed("timeline") as costs:
+                t = hub.timeline(rid)
             timing = _timing(t.headers.get("server-timing", ""))
         if t.status != 200:
             raise CalibrationRunError(f"timeline of {rid}: HTTP {t.status}")
@@ -342,17 +347,25 @@ class _Probe:
         body = t.json()
         for src in body["sources"]:
             if src["status"] == "ok":
-                self._list(src["facility"], s.patient.local_ids.get(src["facility"], ""))
+                self._list(src["facility"], s.patient.local_ids.get(src["facility"], ""), fit=not costs)
         entries = body["entries"]
         for e in entries:
             self.s.sizes[e["category"]].append(int(e["size"]))
+        if costs:
+            per_shard: dict[int, int] = defaultdict(int)
+            for e in entries:
+                if (where := self.gateways.get(str(e["source"]))) is not None:
+                    per_shard[where[1]] += 1
+            for shard, n in per_shard.items():
+                self.s.lists[shard].append((float(n), max(0.01, costs[0].shards[shard])))
         for e in entries[-2:]:
             source, entry_id = str(e["source"]), str(e["id"])
             if self.meter is not None:
-                with self._timed("fetch"):
+                with self._timed("fetch") as fetched:
                     f = hub.fetch(rid, source, entry_id)
-                if f.status == 200:
-                    self._fetch(source, entry_id)
+                if f.status == 200 and (where := self.gateways.get(source)) is not None:
+                    cpu = fetched[0].shards[where[1]]
+                    self.s.fetches[where[1]].append((float(len(f.body)), max(0.01, cpu)))
                 continue
             f = hub.fetch(rid, e["source"], e["id"])
             if f.status == 200:
@@ -460,11 +473,13 @@ class _Probe:
             ms = costs[0].shards[shard] if shard < len(costs[0].shards) else costs[0].wall
         return (max(0.01, ms), r.content) if r.status_code == 200 else None
 
-    def _list(self, code: str, local_id: str) -> None:
+    def _list(self, code: str, local_id: str, *, fit: bool = True) -> None:
+        """A listing straight from the gateway: its bytes per entry, and with ``fit`` its cost."""
         got = self._get(code, f"/patients/{local_id}/entries")
         if got is not None:
             n = len(json.loads(got[1]).get("entries", []))
-            self.s.lists[self.gateways[code][1]].append((float(n), got[0]))
+            if fit:
+                self.s.lists[self.gateways[code][1]].append((float(n), got[0]))
             self.s.list_bytes.append((n, len(got[1])))
 
     def _fetch(self, code: str, entry_id: str) -> float | None:
@@ -578,34 +593,27 @@ def calibrate(
     seed: int = 42,
     scrypt_cost: int = 14,
     client_seconds: float = 0.0,
-    client_rate: float = 1.0,
-    processes: int = 2,
+    client_rate: float = 2.0,
 ) -> Calibration:
     """Measure the target over ``sessions`` of the workload plan's care sessions (plus emergency grants and
     ITI-8 updates, one per session) and fit the calibration. With ``client_seconds``, a light Locust run
-    (:mod:`.clientrun`: ``client_rate`` sessions/s on ``processes`` processes) then gives the client parts
-    as the load generator sees them."""
+    (:mod:`.clientrun`: one viewer, ``client_rate`` sessions/s) then gives the client parts as the load
+    generator sees them."""
     world = WorldIndex(world_dir)
     plan = WorldPlan(world_dir, default_workload(), seed)
     with _target(world, target_file, scrypt_cost) as target:
         probe = _Probe(target, plan, world_dir)
         try:
-            done = emergencies = outsiders = 0
-            index = 0
+            done = index = 0
+            special = {"emergency": probe.emergency, "outside": probe.outside}
+            counts = dict.fromkeys(special, 0)
             while done < sessions and index < sessions * 50:
                 s = plan.session(index)
                 index += 1
-                if s.intent == "emergency" and emergencies < sessions:
-                    rid = probe.resolve(s.patient)
-                    if rid:
-                        probe.emergency(s, rid)
-                        emergencies += 1
-                    continue
-                if s.intent == "outside" and outsiders < sessions:
-                    rid = probe.resolve(s.patient)
-                    if rid:
-                        probe.outside(s, rid)
-                        outsiders += 1
+                if s.intent in special:
+                    if counts[s.intent] < sessions and (rid := probe.resolve(s.patient)):
+                        special[s.intent](s, rid)
+                        counts[s.intent] += 1
                     continue
                 if s.intent != "care":
                     continue
@@ -632,9 +640,7 @@ def calibrate(
         finally:
             probe.close()
         if client_seconds > 0:
-            cal = _with_light_run(
-                cal, probe.s, world_dir, target, client_seconds, client_rate, seed, processes
-            )
+            cal = _with_light_run(cal, probe.s, world_dir, target, client_seconds, client_rate, seed)
     return cal
 
 
@@ -646,7 +652,6 @@ def _with_light_run(
     seconds: float,
     rate: float,
     seed: int,
-    processes: int,
 ) -> Calibration:
     """``cal`` with the client parts of a light Locust run where it had enough requests (the probe's
     elsewhere)."""
@@ -658,9 +663,7 @@ def _with_light_run(
         )
     folder = Path(tempfile.mkdtemp(prefix="rhin-calibrate-locust-"))
     try:
-        latencies = light_run(
-            world_dir, target, folder, seconds=seconds, rate=rate, seed=seed, processes=processes
-        )
+        latencies = light_run(world_dir, target, folder, seconds=seconds, rate=rate, seed=seed)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     parts = client_parts(latencies, samples.server)
@@ -670,8 +673,8 @@ def _with_light_run(
     return cal.model_copy(
         update={
             "client": {**cal.client, **parts},
-            "source": f"{cal.source}; client parts from a light Locust run ({rate:g} sessions/s, "
-            f"{seconds:g} s, {processes} processes: {runs})",
+            "source": f"{cal.source}; client parts from a light Locust run (one viewer, {rate:g} "
+            f"sessions/s, {seconds:g} s: {runs})",
         }
     )
 

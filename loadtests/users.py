@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Final
 from locust import User, constant, constant_pacing, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from harness.load.config import LoadConfig
+from harness.load.config import HTTP_TIMEOUT_S, LoadConfig
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from simulator.pki import ClientTls
 from simulator.workload import (
@@ -145,7 +145,7 @@ class ViewerUser(FastHttpUser):
 
     abstract = True  # the locustfile makes the concrete class with the run's host and pacing
     connection_timeout = 10.0
-    network_timeout = 30.0
+    network_timeout = HTTP_TIMEOUT_S
 
     @task
     def session(self) -> None:

@@ -150,15 +150,16 @@ def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) 
     assert options.rate_override == pytest.approx(2.0)  # the load's --rate: the achieved rate is an output
     assert options.pacing_s == pytest.approx(run.report["sizing"]["pacing_s"])
     assert options.processes == run.config["processes"]
-    assert options.client_s == 0  # the calibration's client times are each request's client part
     assert options.machine is True
-    # a calibration without client times (an external hub's) falls back on the generator's CPU files
+    # the generator's CPU per request, from the CPU files its processes leave: the part of each request's
+    # client time that computes on the machine's cores
     cpu_files = list(load_report.glob("raw.csv.cpu-*"))
     assert cpu_files
     total = sum(float(f.read_text(encoding="ascii")) for f in cpu_files)
-    wall = replay_options(run, cal.model_copy(update={"client": {}}))
-    assert wall.client_s == pytest.approx(total / run.report["totals"]["requests"])
-    assert 0 < wall.client_s < 0.1
+    assert options.client_s == pytest.approx(total / run.report["totals"]["requests"])
+    assert 0 < options.client_s < 0.1
+    assert options.client_timeouts["login"] == 30.0  # Locust's HTTP timeout; MLLP the run's own
+    assert options.client_timeouts["pix"] == run.config["timeout_s"]
     assert options.drain_s == 0
     assert options.whatifs[0].think_scale == 0
     assert options.whatifs[0].feeds is False

@@ -12,9 +12,10 @@ Two replays (``arrivals``):
 * ``locust`` (the default): the load run as Locust made it, not an idealised one — its user pool paced
   at ``pacing_s`` and started in bursts (:mod:`simulator.des.arrivals`), as large as Locust recorded it
   over time (``locust_stats_history.csv``: a run can lose users mid-way), its processes, each request's
-  client part on them (the calibration's ``client`` times; for a calibration without them, the CPU the
-  run spent per request: the ``raw.csv.cpu-*`` files each Locust process leaves, summed over the
-  requests measured), all on the machine's cores with the hub and the gateways (``machine``). The
+  client part on them (the calibration's ``client`` times, of which the CPU the run spent per request —
+  the ``raw.csv.cpu-*`` files each Locust process leaves, summed over the requests measured — is computed
+  on the cores and the rest passes as a delay; for a calibration without client times that CPU is the
+  whole client part), all on the machine's cores with the hub and the gateways (``machine``). The
   session rate is then an *output*: the throughput comparison means something.
 * ``poisson``: the earlier, idealised replay — Poisson arrivals at the rate Locust *achieved*
   (``sizing.achieved_sessions_per_s``), no generator, no shared cores. Kept to show what each gap costs.
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from harness.load.config import HTTP_TIMEOUT_S
 from harness.load.stats import knee, step_multipliers
 from simulator.des import Calibration, WhatIf
 from simulator.des.run import SimulationOptions, simulate
@@ -171,11 +173,20 @@ def replay_options(
         arrivals="paced" if paced else "poisson",
         pacing_s=float(r.get("sizing", {}).get("pacing_s") or c.get("pacing_s") or 1.0),
         processes=int(c.get("processes") or r.get("processes") or 1),
-        client_s=client_cpu_per_request(run) if paced and not calibration.client else 0.0,
+        client_s=client_cpu_per_request(run) if paced else 0.0,
         machine=paced,
         window_s=workload.shape.step_s if r["shape"] == "step" else 0.0,
         users_series=recorded_users(run) if paced else (),
+        client_timeouts=_client_timeouts(c) if paced else {},
     )
+
+
+def _client_timeouts(config: dict[str, Any]) -> dict[str, float]:
+    """How long Locust's users waited before giving up: HTTP requests :data:`HTTP_TIMEOUT_S`, MLLP
+    exchanges the run's ``timeout_s``."""
+    mllp = float(config.get("timeout_s") or 10.0)
+    http = dict.fromkeys(("login", "logout", "emergency"), HTTP_TIMEOUT_S)
+    return {**http, **dict.fromkeys(("pix", "pdq", "pdq_next", "feed"), mllp)}
 
 
 def _err(pred: float | None, meas: float | None) -> float | None:

@@ -16,7 +16,11 @@ from pydantic import BaseModel, ConfigDict
 
 from simulator.hub.index import REGIONAL_NAMESPACE, REGIONAL_OID
 
-__all__ = ["CONFIG_ENV", "LoadConfig"]
+__all__ = ["CONFIG_ENV", "HTTP_TIMEOUT_S", "LoadConfig"]
+
+HTTP_TIMEOUT_S: Final = 30.0
+"""How long a Locust viewer waits for an HTTP answer (``ViewerUser.network_timeout``); MLLP exchanges wait
+:attr:`LoadConfig.timeout_s`. The SimPy replay gives up after the same times."""
 
 CONFIG_ENV: Final = "RHIN_LOAD_CONFIG"
 

@@ -41,7 +41,7 @@ from .arrivals import Arrivals
 from .calibration import Calibration
 from .consent import HubDecisions
 from .results import Results
-from .stations import GroupCommit, SharedCores, Station
+from .stations import GroupCommit, Interleaved, SharedCores, Station
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -70,13 +70,17 @@ class DesModel(Arrivals):
         client_s: float = 0.0,
         machine: bool = False,
         users_series: tuple[tuple[float, int], ...] = (),
+        client_timeouts: dict[str, float] | None = None,
     ) -> None:
         """``t0`` and ``first_session`` start the model part-way (a chunk of a long run, :func:`.run.run_one`
         with ``jobs``): the clock at ``t0`` seconds, sessions numbered from ``first_session``.
         ``arrivals="paced"`` with ``pacing_s`` and ``processes`` is Locust's user pool (:mod:`.arrivals`);
         ``client_s`` is the load generator's CPU seconds per request, on ``processes`` processes;
-        ``machine`` puts hub, login pool, gateways and generator on the calibration's machine cores;
-        ``users_series`` (seconds → viewers) replaces the paced pool's size by the one a run recorded."""
+        ``machine`` puts hub, password worker, gateways and generator on the calibration's machine cores;
+        ``users_series`` (seconds → viewers) replaces the paced pool's size by the one a run recorded;
+        ``client_timeouts`` (operation → seconds): the generator gives up on such a request (login, PIX/PDQ,
+        grant, logout, feed) after that long — a failure, and after a login the session ends as Locust's
+        does — while the hub still does it."""
         self.world = world
         self.cal = calibration
         self.w = whatif or WhatIf()
@@ -90,6 +94,7 @@ class DesModel(Arrivals):
         self.pacing_s = pacing_s
         self.processes = max(1, processes)
         self.users_series = tuple(sorted(users_series))
+        self.client_timeouts = dict(client_timeouts or {})
         self.start = start or dt.datetime.combine(world.plan.reference_date, dt.time())
         self.rates = Rates(self.workload, world.registered, rate_override)
         self.load_scale = self.w.multiplier * self.w.patients * self.w.facilities
@@ -124,8 +129,8 @@ class DesModel(Arrivals):
         The hub answers on one event loop per process (``hub_cores`` what-if, default the calibration's hub
         processes) and hashes passwords in a worker *process* pool (``hash_workers``, one live), so logins
         queue there one at a time. With ``machine`` every CPU hold runs on the calibration's cores, shared
-        by processor sharing (:class:`SharedCores`) as the kernel shares them; the load generator's
-        processes are a station then (its per-request time queues on its own process and on the cores).
+        by processor sharing (:class:`SharedCores`) as the kernel shares them, and the load generator's
+        requests interleave on them (:class:`Interleaved`: Locust's users are greenlets, not a queue).
 
         Gateways: the world's disclosing facilities partitioned over shards as the live network does
         (re-partitioned for a ``shards`` what-if); ``facilities`` ×F adds F copies of them on as many more
@@ -136,8 +141,11 @@ class DesModel(Arrivals):
         self.cores = Station(env, "hub", self.w.hub_cores or calibration.machine.hub_processes, cpu)
         self.audit = GroupCommit(env, "audit")
         self.hasher = Station(env, "hub-hasher", calibration.machine.hash_workers, cpu)
-        generator = machine or client_s > 0
-        self.client = Station(env, "load-generator", self.processes, cpu) if generator else None
+        self.client: Station | Interleaved | None = None
+        if cpu is not None:
+            self.client = Interleaved(env, "load-generator", self.processes, cpu)
+        elif client_s > 0:
+            self.client = Station(env, "load-generator", self.processes)
         self.client_s = client_s
         self._shard_of = self.world.shard_of
         base = self.world.shards
@@ -197,7 +205,7 @@ class DesModel(Arrivals):
         it once, which only skips an id)."""
         return int(next(self.env._eid))
 
-    def stations(self) -> list[Station | GroupCommit | SharedCores]:
+    def stations(self) -> list[Station | GroupCommit | SharedCores | Interleaved]:
         extra = [s for s in (self.client, self.machine) if s is not None]
         return [self.cores, self.hasher, self.audit, *self.shards, *extra]
 

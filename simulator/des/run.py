@@ -13,7 +13,7 @@ import multiprocessing
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,8 @@ class SimulationOptions:
     machine: bool = False
     window_s: float = 0.0
     users_series: tuple[tuple[float, int], ...] = ()  # Locust's recorded viewer count (seconds → users)
+    # operation → seconds after which the load generator gives up on a request (none: it waits)
+    client_timeouts: dict[str, float] = field(default_factory=dict)
 
 
 def _slo_ms(workload: Workload, op: str = "timeline", stat: str = "p95") -> float | None:
@@ -107,6 +109,7 @@ def _model(
         client_s=options.client_s,
         machine=options.machine,
         users_series=options.users_series,
+        client_timeouts=options.client_timeouts,
     )
     if options.window_s > 0:
         env = model.env

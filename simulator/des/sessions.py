@@ -11,11 +11,11 @@ with the plan's think times between steps.
 * A timeline is planned by the hub's own rules (:class:`.consent.HubDecisions`) and fanned out to the
   sources' gateway shards in parallel; a source that has not answered within the per-source timeout is
   ``timeout`` and the timeline *partial*. A down gateway answers nothing (the hub waits the timeout).
-* With the load generator modelled (``client``, a replayed load run), the client's part is held on the
-  generator's processes and the machine's cores, inside the timed window, as Locust's timing includes it;
-  without it, it is a fixed addition to the answer's time (it loads nothing the model shares). A
-  calibration without client times falls back on the run's mean generator CPU per request
-  (``client_s``).
+* With the load generator modelled (``client``, a replayed load run), the client's part is inside the
+  timed window, as Locust's timing includes it: up to the generator's CPU per request (``client_s``,
+  from the run's own CPU files) computed on the machine's cores, the rest a plain delay; without it, it
+  is a fixed addition to the answer's time (it loads nothing the model shares). A calibration without
+  client times uses ``client_s`` as each request's whole client part.
 * An outside viewer tries an entry only when its Locust process saw one of the patient's entries
   earlier (``ctx.seen_entries``): the model keeps the same (process, patient) pairs.
 * An outside viewer's timeline that lists an entry, or a fetch it gets, is a *leak*.
@@ -38,7 +38,7 @@ from simulator.workload import PlannedSession, Workload
 from .calibration import Calibration
 from .consent import HubDecisions, SourcePlan
 from .results import Results
-from .stations import GroupCommit, Proc, Station
+from .stations import GroupCommit, Interleaved, Proc, Station
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -63,13 +63,14 @@ class SessionSteps:
     hasher: Station
     audit: GroupCommit
     shards: list[Station]
-    client: Station | None
+    client: Station | Interleaved | None
     client_s: float
     hub_time: dict[str, Sampler]
     hash_time: Sampler
     client_time: dict[str, Sampler]
     seen: set[tuple[int, int]]
     processes: int
+    client_timeouts: dict[str, float]
     audit_time: Sampler
     list_base: list[Sampler]
     fetch_base: list[Sampler]
@@ -95,6 +96,16 @@ class SessionSteps:
         if op in self._in_audit:
             return self._slower_commit if self.w.audit_factor > 1 else None
         return self._one_commit
+
+    def _client_part(self, seconds: float) -> Proc:
+        """The client's part of a request on the load generator: as much of it as the generator's CPU per
+        request (``client_s``, the replayed run's own) computes on the machine, the rest — the kernel,
+        waits for a cold disk behind a gateway — passes without a core."""
+        assert self.client is not None
+        cpu = min(seconds, self.client_s) if self.client_s > 0 else seconds
+        yield from self.client.hold(cpu)
+        if seconds > cpu:
+            yield self.env.timeout(seconds - cpu)
 
     def _client_draw(self, op: str) -> float:
         draw = self.client_time.get(op)
@@ -142,17 +153,52 @@ class SessionSteps:
             return self.env.timeout(s.think_s[step] * self.w.think_scale)
         return None
 
-    def _timed(self, op: str, work: str = "", audited: bool = True) -> Proc:
+    def _timed(self, op: str, work: str = "", audited: bool = True) -> Generator[simpy.Event, Any, bool]:
         """A request the hub answers alone (login, PIX / PDQ, grant, logout, feeds), recorded as ``op``: the
-        generator's CPU, the hub's work for ``work`` (default ``op``), its audit commit. One generator
-        deep on purpose: every level of ``yield from`` costs at each resume."""
+        client's part, the hub's work for ``work`` (default ``op``), its audit commit. One generator
+        deep on purpose: every level of ``yield from`` costs at each resume. False when the client gave
+        up on it (``client_timeouts``)."""
+        if self.client_timeouts and (limit := self.client_timeouts.get(work or op)):
+            return (yield from self._timed_or_timeout(op, work or op, audited, limit))
         env = self.env
         t0 = env.now
         work = work or op
         extra = self._client_draw(work)
         if self.client is not None:
-            yield from self.client.hold(extra)
+            yield from self._client_part(extra)
             extra = 0.0
+        yield from self._answer(work, audited)
+        self.results.record(op, env.now - t0 + extra)
+        return True
+
+    def _timed_or_timeout(
+        self, op: str, work: str, audited: bool, limit_s: float
+    ) -> Generator[simpy.Event, Any, bool]:
+        """:meth:`_timed` with the generator's timeout: the request goes on in the hub (a process of its own)
+        while the client stops waiting after ``limit_s``: a ``timeout`` failure."""
+        env = self.env
+        t0 = env.now
+        answered = env.process(self._client_then_answer(work, audited))
+        yield answered | env.timeout(limit_s)
+        if not answered.triggered:
+            self.results.fail(op, "timeout", limit_s)
+            return False
+        extra = answered.value
+        assert isinstance(extra, float)
+        self.results.record(op, env.now - t0 + extra)
+        return True
+
+    def _client_then_answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float]:
+        extra = self._client_draw(work)
+        if self.client is not None:
+            yield from self._client_part(extra)
+            extra = 0.0
+        yield from self._answer(work, audited)
+        return extra
+
+    def _answer(self, work: str, audited: bool) -> Proc:
+        """The hub's part of a :meth:`_timed` request: its work (a login's hash on the password worker)
+        and the audit commit."""
         if work != "login":
             yield from self.cores.hold(self.hub_time[work](self.rng))
         elif self.cal.hub_measure == "cpu":
@@ -162,11 +208,11 @@ class SessionSteps:
             yield from self.hasher.hold(self.hub_time["login"](self.rng))
         if audited and (draw := self._commit_draw(work)) is not None:
             yield from self.audit.commit(draw)
-        self.results.record(op, env.now - t0 + extra)
 
     def _session(self, s: PlannedSession) -> Proc:
         self.results.sessions += 1
-        yield from self._timed("login")
+        if not (yield from self._timed("login")):
+            return  # Locust's viewer ends a session whose login failed
         if (ev := self._think(s, 0)) is not None:
             yield ev
         yield from self._timed(s.find)
@@ -267,7 +313,7 @@ class SessionSteps:
         work = "timeline" if any(p.status is None for p in plans) else "refused"
         extra = self._client_draw(work)
         if self.client is not None:
-            yield from self.client.hold(extra)
+            yield from self._client_part(extra)
             extra = 0.0
         yield from self.cores.hold(self.hub_time[work](self.rng))
         if not knows:
@@ -321,7 +367,7 @@ class SessionSteps:
             cat = sorted(self.world.entries[s.patient.index][source])[0]
         extra = self._client_draw("fetch")
         if self.client is not None:
-            yield from self.client.hold(extra)
+            yield from self._client_part(extra)
             extra = 0.0
         t0 -= extra  # the client's part, when not simulated, counts as time already spent
         yield from self.cores.hold(self.hub_time["fetch"](self.rng))

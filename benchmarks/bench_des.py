@@ -175,7 +175,7 @@ def validate(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cal = args.calibration or out / "calibration.yaml"
     if args.calibration is None and not (args.reuse and cal.is_file()):
-        light = ["--client-seconds", f"{args.client_seconds:g}"]
+        light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
         done = rhin("calibrate", "--world", str(args.world), "--out", str(cal), "--sessions", "60", *light)
         print(done.stdout[-3000:], done.stderr[-2000:])
         if done.returncode:
@@ -258,7 +258,7 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=2, help="rhin load's Locust processes")
     parser.add_argument(
-        "--client-seconds", type=float, default=240.0, help="rhin calibrate's light Locust run (client parts)"
+        "--client-seconds", type=float, default=300.0, help="rhin calibrate's light Locust run (client parts)"
     )
     parser.add_argument(
         "--seconds", type=int, default=300, help="each load level's (or outage run's) seconds"

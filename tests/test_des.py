@@ -728,3 +728,27 @@ def test_dist_quantiles_of_each_kind() -> None:
     rng = random.Random(2)
     draws = sorted(emp.sampler()(rng) * 1000 for _ in range(20_000))
     assert draws[10_000] == pytest.approx(3.0, rel=0.05)
+
+
+def test_the_generators_timeout_fails_a_login_and_ends_its_session(world: DesWorld) -> None:
+    """Replaying Locust: a login not answered within the client's timeout is a ``timeout`` failure and its
+    session ends there (no PIX/PDQ follows), while the hub still hashes it — the password worker sees every
+    login. 12 users logging in at once at 40 ms a hash, a 0.2-s timeout: the later ones give up."""
+    kw: dict[str, Any] = {
+        "seed": 1, "rate_override": 1.0, "arrivals": "paced", "pacing_s": 12.0, "processes": 1,
+        "machine": True,
+    }  # fmt: skip
+    model = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), client_timeouts={"login": 0.2}, **kw
+    )
+    res = model.run(5.0, drain_s=5.0)
+    timeouts = res.failures["login"]["timeout"]
+    answered = res.ops["login"].count - timeouts
+    assert 0 < timeouts < 12
+    assert model.hasher.requests == 12  # every login hashed, given up on or not
+    finds = sum(res.ops[op].count for op in ("pix", "pdq") if op in res.ops)
+    assert finds == answered  # a session whose login failed goes no further
+    free = DesModel(world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), **kw).run(
+        5.0, drain_s=5.0
+    )
+    assert "login" not in free.failures  # without a timeout every login is waited for

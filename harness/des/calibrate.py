@@ -593,12 +593,13 @@ def calibrate(
     seed: int = 42,
     scrypt_cost: int = 14,
     client_seconds: float = 0.0,
-    client_rate: float = 2.0,
+    client_rate: float = 1.0,
+    processes: int = 2,
 ) -> Calibration:
     """Measure the target over ``sessions`` of the workload plan's care sessions (plus emergency grants and
     ITI-8 updates, one per session) and fit the calibration. With ``client_seconds``, a light Locust run
-    (:mod:`.clientrun`: one viewer, ``client_rate`` sessions/s) then gives the client parts as the load
-    generator sees them."""
+    (:mod:`.clientrun`: ``client_rate`` sessions/s on ``processes`` processes) then gives the client parts
+    as the load generator sees them."""
     world = WorldIndex(world_dir)
     plan = WorldPlan(world_dir, default_workload(), seed)
     with _target(world, target_file, scrypt_cost) as target:
@@ -640,7 +641,8 @@ def calibrate(
         finally:
             probe.close()
         if client_seconds > 0:
-            cal = _with_light_run(cal, probe.s, world_dir, target, client_seconds, client_rate, seed)
+            light = (client_seconds, client_rate, seed, processes)
+            cal = _with_light_run(cal, probe.s, world_dir, target, *light)
     return cal
 
 
@@ -652,6 +654,7 @@ def _with_light_run(
     seconds: float,
     rate: float,
     seed: int,
+    processes: int,
 ) -> Calibration:
     """``cal`` with the client parts of a light Locust run where it had enough requests (the probe's
     elsewhere)."""
@@ -663,7 +666,9 @@ def _with_light_run(
         )
     folder = Path(tempfile.mkdtemp(prefix="rhin-calibrate-locust-"))
     try:
-        latencies = light_run(world_dir, target, folder, seconds=seconds, rate=rate, seed=seed)
+        latencies = light_run(
+            world_dir, target, folder, seconds=seconds, rate=rate, seed=seed, processes=processes
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     parts = client_parts(latencies, samples.server)
@@ -673,8 +678,8 @@ def _with_light_run(
     return cal.model_copy(
         update={
             "client": {**cal.client, **parts},
-            "source": f"{cal.source}; client parts from a light Locust run (one viewer, {rate:g} "
-            f"sessions/s, {seconds:g} s: {runs})",
+            "source": f"{cal.source}; client parts from a light Locust run ({rate:g} sessions/s, "
+            f"{seconds:g} s, {processes} processes: {runs})",
         }
     )
 

@@ -5,11 +5,13 @@ request; what a Locust user waits beyond that is not the probe's to measure: Loc
 (geventhttpclient, one gevent loop per process for all its users), its recorder, and the background of a
 machine running Locust, the hub and the gateways at once. Its distribution has a tail the probe never sees
 (PIX in a ×100 run: p50 5.9 ms, p95 10.6, p99 17.5 — at every phase of the pacing interval, so not a
-queue). So calibration ends with a run of Locust itself against the same network — links off, think times
-off, *one* viewer (a paced pool of two started together and stayed in step: every login of one waited for
-the other's hash) doing a session every ``1 / rate`` seconds — and per operation the client's part is the
-run's latencies less the median CPU the probe measured for that operation across the network's processes,
-kept as empirical quantiles (:data:`QUANTILES`).
+queue). So calibration ends with a run of Locust itself against the same network, as a load run makes it —
+think times on, paced users, two processes — but links off and at a light rate (about one session a
+second: the machine mostly idle, as in a load run below the knee, its processes waking for each request),
+and per operation the client's part is the run's latencies less the median CPU the probe measured for that
+operation across the network's processes, kept as empirical quantiles (:data:`QUANTILES`). Logins are left
+to the probe: paced users log in together, so a light run's logins queue for the password worker — the
+model's to predict, not a client's part.
 
 The run uses another seed than a validation run's, so its sessions are not the ones later compared.
 """
@@ -31,7 +33,6 @@ from simulator.des.calibration import Dist
 __all__ = ["OPERATIONS", "QUANTILES", "client_parts", "light_run"]
 
 OPERATIONS: Final = {
-    "login": "login",
     "logout": "logout",
     "pix": "pix",
     "pdq": "pdq",
@@ -68,11 +69,12 @@ def light_run(
     folder: Path,
     *,
     seconds: float,
-    rate: float = 2.0,
+    rate: float = 1.0,
     seed: int = 42,
+    processes: int = 2,
 ) -> dict[str, list[float]]:
-    """Run one Locust viewer at ``rate`` sessions/s (think times off) for ``seconds`` against ``target``;
-    the successful requests' latencies (ms) per calibration operation."""
+    """Run Locust at ``rate`` sessions/s (think times on) for ``seconds`` against ``target``; the successful
+    requests' latencies (ms) per calibration operation."""
     folder.mkdir(parents=True, exist_ok=True)
     options = LoadOptions(
         world=world_dir,
@@ -82,9 +84,7 @@ def light_run(
         multiplier=1.0,
         rate=rate,
         duration_s=seconds,
-        users=1,
-        processes=1,
-        think_scale=0.0,
+        processes=processes,
         seed=seed + 1000,
         quiet=True,
     )

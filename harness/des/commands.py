@@ -31,8 +31,9 @@ def calibrate_cmd(
         ),
     ] = 0.0,
     client_rate: Annotated[
-        float, typer.Option("--client-rate", min=0.01, help="Its one viewer's sessions/s (think times off).")
-    ] = 2.0,
+        float, typer.Option("--client-rate", min=0.01, help="Its sessions/s (think times on, links off).")
+    ] = 1.0,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="Its Locust processes.")] = 2,
 ) -> None:
     """Measure the network's service times at low load (links off) and write the model's calibration."""
     from harness.load.run import LoadError
@@ -52,6 +53,7 @@ def calibrate_cmd(
             scrypt_cost=scrypt_cost,
             client_seconds=client_seconds,
             client_rate=client_rate,
+            processes=processes,
         )
     except (CalibrationRunError, TargetError, WorkloadError, LoadError) as exc:
         console.print(f"[red]rhin calibrate:[/] {exc}", highlight=False, soft_wrap=True)

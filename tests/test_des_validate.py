@@ -91,6 +91,7 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     # the light Locust run (6 sessions/s for 12 s) gave the client parts of the operations it had 30 of;
     # logins stay the probe's (paced users log in together: their queue is the model's to predict)
     assert "light Locust run" in cal.source
+    assert "load factor" in cal.source  # the hub's times scaled by its CPU in that run (≥ 1)
     assert cal.client["login"].kind == "lognormal"
     for op in ("timeline", "logout"):
         d = cal.client[op]

@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -70,6 +71,9 @@ from synthetic.clock import jst_now
 from synthetic.store import read_world_json
 
 __all__ = ["CalibrationRunError", "calibrate"]
+
+IDLE_S: Final = 3.0
+"""How long the hub's idle CPU is read before the light Locust run (subtracted from its CPU over the run)."""
 
 
 class CalibrationRunError(Exception):
@@ -150,6 +154,12 @@ class _Meter:
     def refresh(self) -> None:
         """Find the hub's password worker (started at the first login)."""
         self.hasher = children(self.hub)
+
+    def idle_hub_ms_per_s(self, seconds: float) -> float:
+        """The hub's CPU while nobody asks it anything (its timers), in ms per second."""
+        before = cpu_ns([self.hub])
+        time.sleep(seconds)
+        return (cpu_ns([self.hub]) - before) / 1e6 / seconds
 
     def read(self) -> tuple[int, int, list[int]]:
         return cpu_ns([self.hub]), cpu_ns(self.hasher), [cpu_ns([p]) for p in self.shards]
@@ -641,14 +651,19 @@ def calibrate(
         finally:
             probe.close()
         if client_seconds > 0:
+            if probe.meter is None or cal.hub_measure != "cpu":
+                raise CalibrationRunError(
+                    "the light Locust run needs the network's processes on this machine (their CPU is read)"
+                )
             light = (client_seconds, client_rate, seed, processes)
-            cal = _with_light_run(cal, probe.s, world_dir, target, *light)
+            cal = _with_light_run(cal, probe.s, probe.meter, world_dir, target, *light)
     return cal
 
 
 def _with_light_run(
     cal: Calibration,
     samples: _Samples,
+    meter: _Meter,
     world_dir: Path,
     target: Target,
     seconds: float,
@@ -656,30 +671,37 @@ def _with_light_run(
     seed: int,
     processes: int,
 ) -> Calibration:
-    """``cal`` with the client parts of a light Locust run where it had enough requests (the probe's
-    elsewhere)."""
+    """``cal`` with the hub's times scaled by the load run's factor and the client parts of a light Locust
+    run where it had enough requests (the probe's elsewhere); see :mod:`.clientrun`."""
     from .clientrun import client_parts, light_run
 
-    if cal.hub_measure != "cpu":
-        raise CalibrationRunError(
-            "the light Locust run needs the network's processes on this machine (their CPU is subtracted)"
-        )
+    idle = meter.idle_hub_ms_per_s(IDLE_S)
     folder = Path(tempfile.mkdtemp(prefix="rhin-calibrate-locust-"))
     try:
-        latencies = light_run(
+        hub0, started = cpu_ns([meter.hub]), time.perf_counter()
+        latencies, counts = light_run(
             world_dir, target, folder, seconds=seconds, rate=rate, seed=seed, processes=processes
         )
+        used = (cpu_ns([meter.hub]) - hub0) / 1e6 - idle * (time.perf_counter() - started)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    parts = client_parts(latencies, samples.server)
+    expected = sum(n * cal.hub[op].median_ms for op, n in counts.items() if op in cal.hub)
+    factor = round(min(3.0, max(1.0, used / expected)), 3) if expected > 0 else 1.0
+    hub = {op: d.model_copy(update={"median_ms": d.median_ms * factor, "p95_ms": d.p95_ms * factor})
+           for op, d in cal.hub.items()}  # fmt: skip
+    extra = {op: (factor - 1) * statistics.median(v) for op, v in samples.hub.items() if v}
+    server = {op: [c + extra.get(op, 0.0) for c in v] for op, v in samples.server.items()}
+    parts = client_parts(latencies, server)
     if not parts:
         raise CalibrationRunError(f"the light Locust run ({seconds:g} s) gave too few requests to fit")
     runs = ", ".join(f"{op} {d.samples}" for op, d in parts.items())
     return cal.model_copy(
         update={
+            "hub": hub,
             "client": {**cal.client, **parts},
-            "source": f"{cal.source}; client parts from a light Locust run ({rate:g} sessions/s, "
-            f"{seconds:g} s, {processes} processes: {runs})",
+            "source": f"{cal.source}; client parts and the hub's load factor {factor:g} (its CPU "
+            f"{used / 1000:.1f} s against {expected / 1000:.1f} s predicted) from a light Locust run "
+            f"({rate:g} sessions/s, {seconds:g} s, {processes} processes: {runs})",
         }
     )
 

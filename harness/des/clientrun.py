@@ -13,13 +13,18 @@ operation across the network's processes, kept as empirical quantiles (:data:`QU
 to the probe: paced users log in together, so a light run's logins queue for the password worker — the
 model's to predict, not a client's part.
 
+The run also says what the hub's CPU per request is in a load run: its CPU over the run (less what it
+spends idle) against what the probe's per-operation medians predict for the requests the run made. Sparse
+requests, each on cold caches, cost the hub more than the probe's back-to-back ones (1.3–1.4× on the
+2-core VM); the calibration scales the hub's times by that factor (``hub_load_factor``).
+
 The run uses another seed than a validation run's, so its sessions are not the ones later compared.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Final
 
@@ -30,7 +35,7 @@ from harness.load.stats import read_raw
 from harness.targets import Target
 from simulator.des.calibration import Dist
 
-__all__ = ["OPERATIONS", "QUANTILES", "client_parts", "light_run"]
+__all__ = ["HUB_WORK", "OPERATIONS", "QUANTILES", "client_parts", "light_run"]
 
 OPERATIONS: Final = {
     "logout": "logout",
@@ -45,6 +50,17 @@ OPERATIONS: Final = {
 }
 """Locust's request names → the calibration's operations (an outside viewer's timeline is ``refused``; the
 emergency variants and outside fetches are left out: too rare in a light run)."""
+
+HUB_WORK: Final = {
+    **OPERATIONS,
+    "login": "login",
+    "emergency_timeline": "timeline",
+    "emergency_fetch": "fetch",
+    "outside_fetch": "refused",
+    "feed_register": "feed",
+    "feed_update": "feed",
+}
+"""Every request name → the hub operation whose CPU it costs (for the load factor)."""
 
 QUANTILES: Final = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 1.0)
 MIN_SAMPLES: Final = 30
@@ -72,9 +88,10 @@ def light_run(
     rate: float = 1.0,
     seed: int = 42,
     processes: int = 2,
-) -> dict[str, list[float]]:
-    """Run Locust at ``rate`` sessions/s (think times on) for ``seconds`` against ``target``; the successful
-    requests' latencies (ms) per calibration operation."""
+) -> tuple[dict[str, list[float]], Counter[str]]:
+    """Run Locust at ``rate`` sessions/s (think times on) for ``seconds`` against ``target``: the successful
+    requests' latencies (ms) per calibration operation, and every request counted by the hub operation it
+    costs (:data:`HUB_WORK`)."""
     folder.mkdir(parents=True, exist_ok=True)
     options = LoadOptions(
         world=world_dir,
@@ -90,11 +107,14 @@ def light_run(
     )
     run_load(options)
     out: dict[str, list[float]] = defaultdict(list)
+    counts: Counter[str] = Counter()
     for row in read_raw(folder / "report" / "raw.csv"):
         op = OPERATIONS.get(row.name)
         if op is not None and row.ok:
             out[op].append(row.ms)
-    return dict(out)
+        if row.name in HUB_WORK:
+            counts[HUB_WORK[row.name]] += 1
+    return dict(out), counts
 
 
 def client_parts(latencies: dict[str, list[float]], server_ms: dict[str, list[float]]) -> dict[str, Dist]:

@@ -6,6 +6,7 @@ is benchmarks/bench_des.py's (--validate at three load levels)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     # logins stay the probe's (paced users log in together: their queue is the model's to predict)
     assert "light Locust run" in cal.source
     assert "load factor" in cal.source  # the hub's times scaled by its CPU in that run (≥ 1)
+    used = re.search(r"its CPU (-?[0-9.]+) s against", cal.source)
+    assert used is not None
+    assert float(used.group(1)) > 0  # read from stat: threads that ended during the run still count
     assert cal.client["login"].kind == "lognormal"
     for op in ("timeline", "logout"):
         d = cal.client[op]

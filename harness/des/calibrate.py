@@ -52,7 +52,7 @@ from typing import Final
 import httpx
 
 from harness.hubclient import HttpOutcome, HubClient
-from harness.load.monitor import children, cpu_ns
+from harness.load.monitor import children, cpu_ns, cpu_seconds
 from harness.load.run import monitored_pids
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from harness.scenarios.world import WorldIndex
@@ -72,7 +72,7 @@ from synthetic.store import read_world_json
 
 __all__ = ["CalibrationRunError", "calibrate"]
 
-IDLE_S: Final = 3.0
+IDLE_S: Final = 5.0
 """How long the hub's idle CPU is read before the light Locust run (subtracted from its CPU over the run)."""
 
 
@@ -156,10 +156,11 @@ class _Meter:
         self.hasher = children(self.hub)
 
     def idle_hub_ms_per_s(self, seconds: float) -> float:
-        """The hub's CPU while nobody asks it anything (its timers), in ms per second."""
-        before = cpu_ns([self.hub])
+        """The hub's CPU while nobody asks it anything (its timers), in ms per second (``stat``: threads
+        that end meanwhile still count, as they must over the light run's minutes)."""
+        before = cpu_seconds(self.hub)
         time.sleep(seconds)
-        return (cpu_ns([self.hub]) - before) / 1e6 / seconds
+        return (cpu_seconds(self.hub) - before) * 1000 / seconds
 
     def read(self) -> tuple[int, int, list[int]]:
         return cpu_ns([self.hub]), cpu_ns(self.hasher), [cpu_ns([p]) for p in self.shards]
@@ -678,11 +679,11 @@ def _with_light_run(
     idle = meter.idle_hub_ms_per_s(IDLE_S)
     folder = Path(tempfile.mkdtemp(prefix="rhin-calibrate-locust-"))
     try:
-        hub0, started = cpu_ns([meter.hub]), time.perf_counter()
+        hub0, started = cpu_seconds(meter.hub), time.perf_counter()
         latencies, counts = light_run(
             world_dir, target, folder, seconds=seconds, rate=rate, seed=seed, processes=processes
         )
-        used = (cpu_ns([meter.hub]) - hub0) / 1e6 - idle * (time.perf_counter() - started)
+        used = (cpu_seconds(meter.hub) - hub0) * 1000 - idle * (time.perf_counter() - started)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     expected = sum(n * cal.hub[op].median_ms for op, n in counts.items() if op in cal.hub)

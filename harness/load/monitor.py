@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessMonitor", "children", "cpu_ns"]
+__all__ = ["ProcessMonitor", "children", "cpu_ns", "cpu_seconds"]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -33,6 +33,15 @@ def _read(pid: int) -> tuple[float, int] | None:
     fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
     return cpu, int(statm.split()[1]) * _PAGE
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` so far, its ended threads included (``stat``'s clock ticks: for spans of
+    seconds, where :func:`cpu_ns` would lose the threads that ended meanwhile). ``OSError`` if gone."""
+    found = _read(pid)
+    if found is None:
+        raise OSError(f"cannot read /proc/{pid}/stat")
+    return found[0]
 
 
 def children(pid: int) -> list[int]:

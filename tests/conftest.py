@@ -21,6 +21,7 @@ from harness.cli import app
 from harness.scenarios import WorldIndex
 from harness.targets import ReferenceOptions, Target, reference_target
 from synthetic import load_profile, write_world
+from tests.hubrun import RunningHub, running_hub
 from tests.test_gateway import RunningShard, running_shard
 
 MINI_SEED = 7
@@ -64,6 +65,20 @@ def bare_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def world(mini_world: Path) -> WorldIndex:
     """The scenario engine's index of the mini world."""
     return WorldIndex(mini_world)
+
+
+@pytest.fixture(scope="module")
+def hubs(
+    mini_world: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningHub, RunningHub]]:
+    """The security suites' two hubs on the mini world: the reference one (TLS MLLP, certificate checks)
+    and a weak one on plain MLLP that trusts MSH-4, behind which the tests put their mutant front doors."""
+    root = tmp_path_factory.mktemp("sechubs")
+    with (
+        running_hub(mini_world, root / "reference") as reference,
+        running_hub(mini_world, root / "weak", plain_mllp=True) as weak,
+    ):
+        yield reference, weak
 
 
 @pytest.fixture(scope="module")

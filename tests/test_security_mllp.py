@@ -42,15 +42,10 @@ from simulator.hub import pixpdq
 from simulator.hub.mllp import PEER, HL7Handler, MLLPServer
 from simulator.pki import ClientTls, Pki, ensure_pki
 
-from .hubrun import RunningHub, running_hub
+from .hubrun import RunningHub
 
 REPO = Path(__file__).resolve().parents[1]
 SECURITY = REPO / "scenarios" / "security"
-
-
-@pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +53,6 @@ def suite() -> list[LoadedScenario]:
     found = [s for s in discover(REPO / "scenarios", [SECURITY]) if s.path.name.startswith("mllp-")]
     assert len(found) >= 5
     return found
-
-
-@pytest.fixture(scope="module")
-def hubs(
-    mini_world: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningHub, RunningHub]]:
-    root = tmp_path_factory.mktemp("secmllp")
-    with (
-        running_hub(mini_world, root / "reference") as reference,
-        running_hub(mini_world, root / "weak", plain_mllp=True) as weak,
-    ):
-        yield reference, weak
 
 
 def target_of(hub: RunningHub, world: WorldIndex, salt: str) -> Target:

@@ -13,7 +13,6 @@ and so carries HTTP as well as MLLP):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from harness.scenarios.engine import run
 from harness.targets import Target
 from simulator.pki import Pki, ensure_pki
 
-from .hubrun import RunningHub, running_hub
+from .hubrun import RunningHub
 from .test_security_mllp import Front, _server_context, failures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,27 +31,10 @@ SECURITY = REPO / "scenarios" / "security"
 
 
 @pytest.fixture(scope="module")
-def world(mini_world: Path) -> WorldIndex:
-    return WorldIndex(mini_world)
-
-
-@pytest.fixture(scope="module")
 def suite() -> list[LoadedScenario]:
     found = [s for s in discover(REPO / "scenarios", [SECURITY]) if s.path.name.startswith("soap-")]
     assert len(found) >= 2
     return found
-
-
-@pytest.fixture(scope="module")
-def hubs(
-    mini_world: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningHub, RunningHub]]:
-    root = tmp_path_factory.mktemp("secsoap")
-    with (
-        running_hub(mini_world, root / "reference") as reference,
-        running_hub(mini_world, root / "weak", plain_mllp=True) as weak,
-    ):
-        yield reference, weak
 
 
 MUTANT_OF = {

@@ -17,7 +17,26 @@ __all__ = ["GroupCommit", "Interleaved", "Proc", "SharedCores", "Station", "stat
 Proc = Generator[simpy.Event, Any, Any]
 
 
-class Station:
+class _Figures:
+    """What every station reports (its subclasses keep ``name``, ``capacity``, ``busy_s``, ``wait_s`` and
+    ``requests``)."""
+
+    __slots__ = ()
+    name: str
+    capacity: int
+    busy_s: float
+    wait_s: float
+    requests: int
+
+    def totals(self) -> tuple[str, int, float, float, int]:
+        """(name, capacity, busy seconds, waiting seconds, requests): what chunks of a long run add up."""
+        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
+
+    def to_json(self, duration_s: float) -> dict[str, Any]:
+        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
+
+
+class Station(_Figures):
     """A FIFO server of ``capacity`` slots.
 
     Leaner than :class:`simpy.Resource` on purpose: an uncontended hold costs one event (its timeout), not
@@ -65,13 +84,6 @@ class Station:
         else:
             self.busy -= 1
 
-    def totals(self) -> tuple[str, int, float, float, int]:
-        """(name, capacity, busy seconds, waiting seconds, requests): what chunks of a long run add up."""
-        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
-
-    def to_json(self, duration_s: float) -> dict[str, Any]:
-        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
-
 
 def station_json(cap: int, busy_s: float, wait_s: float, requests: int, duration_s: float) -> dict[str, Any]:
     """A station's figures over ``duration_s``: utilisation, mean queue length, mean wait."""
@@ -84,7 +96,7 @@ def station_json(cap: int, busy_s: float, wait_s: float, requests: int, duration
     }
 
 
-class SharedCores:
+class SharedCores(_Figures):
     """The machine's ``cores`` shared by everything runnable, as the kernel's scheduler shares them:
     egalitarian processor sharing. With ``n`` jobs running each does ``min(1, cores / n)`` seconds of its
     work per second, so a 2-ms query beside forty 30-ms hashes is slowed, not queued behind them (a FIFO
@@ -165,14 +177,8 @@ class SharedCores:
 
         return fire
 
-    def totals(self) -> tuple[str, int, float, float, int]:
-        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
 
-    def to_json(self, duration_s: float) -> dict[str, Any]:
-        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
-
-
-class Interleaved:
+class Interleaved(_Figures):
     """Processes whose requests interleave instead of queueing — Locust's workers, where each user is a
     greenlet and a request's client work is cut at every socket wait: each request's work runs at once on
     the machine's shared cores (:class:`SharedCores`), counted here. (A FIFO station made a feed wait
@@ -196,14 +202,8 @@ class Interleaved:
         yield from self.cpu.run(seconds)
         self.wait_s += self.env.now - started - seconds
 
-    def totals(self) -> tuple[str, int, float, float, int]:
-        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
 
-    def to_json(self, duration_s: float) -> dict[str, Any]:
-        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
-
-
-class GroupCommit:
+class GroupCommit(_Figures):
     """The hub's audit writer as :class:`simulator.hub.auditbatch.AuditBatcher` runs it: one writer takes
     everything queued, in order, as one group (at most ``limit`` records) — one transaction, one commit —
     and answers every caller of the group when it has committed. An idle writer commits a lone caller at
@@ -278,9 +278,6 @@ class GroupCommit:
             for done, _ in group:
                 done.succeed()
         self.busy = False
-
-    def totals(self) -> tuple[str, int, float, float, int]:
-        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
 
     def to_json(self, duration_s: float) -> dict[str, Any]:
         out = station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)

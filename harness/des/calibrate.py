@@ -643,7 +643,7 @@ def calibrate(
                             -1, "emergency", code, fac.users[0], p, "", "pdq", "utf-8", (), ()
                         )
                         probe.emergency(fake, rid)
-            first_care = next(plan.session(i) for i in range(index) if plan.session(i).intent == "care")
+            first_care = next(p for p in map(plan.session, range(index)) if p.intent == "care")
             for _ in range(3):
                 probe.hash_burst(first_care, 20)
             where = "an external target" if target_file else f"the reference network for {world_dir}"

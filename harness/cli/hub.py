@@ -85,6 +85,7 @@ def hub(
     from simulator.hub.accounts import ScryptParams
     from simulator.hub.audit import AuditSettings
     from simulator.hub.server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
+    from simulator.ready import settle_heap
 
     data_dir = data if data is not None else world / "hub"
     pki_dir = pki if pki is not None else data_dir / PKI_DIR
@@ -95,6 +96,7 @@ def hub(
         print(f"admin-token: {data_dir / ADMIN_TOKEN_FILE}")
         tls = "none (plain MLLP)" if plain_mllp else f"{pki_dir / 'ca.pem'} {pki_dir / 'facilities'}"
         print(f"mllp-tls: {tls}")
+        settle_heap()  # the world's indexes out of the full collections' way (see settle_heap)
         print("ready", flush=True)
 
     try:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..ready import announce
+from ..ready import announce, settle_heap
 from .errors import GatewayError
 from .faults import ADMIN_TOKEN_ENV
 from .shard import ReadyInfo, serve_gateways
@@ -54,6 +54,7 @@ async def _run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     def ready(info: ReadyInfo) -> None:
+        settle_heap()
         announce(info)
 
     codes = [c.strip() for c in args.facilities.split(",") if c.strip()] if args.facilities else None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import uvloop
 
-from ..ready import announce
+from ..ready import announce, settle_heap
 from .accounts import ScryptParams
 from .audit import DEFAULT_CHECKPOINT_EVERY, AuditSettings
 from .server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.plain_mllp
             else {"ca": str(pki / "ca.pem"), "certs": str(pki / "facilities")},
         }
+        settle_heap()
         announce(info)
 
     try:

@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.des.calibrate import CalibrationRunError, _linear
 from harness.des.validate import (
     GOALS,
     ValidationError,
@@ -107,7 +108,8 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     assert cal.hub["emergency"].samples >= 1
     assert cal.audit_commit.samples >= 4
     assert len(cal.gateways) == 2
-    assert any(g.list_base.samples > 0 for g in cal.gateways)
+    # the sessions' listings and 100 cold ones per shard straight from its gateways
+    assert all(g.list_base.samples >= 100 for g in cal.gateways), [g.list_base.samples for g in cal.gateways]
     assert cal.entry_bytes  # sizes seen in the timelines
     assert "schema_version: 1" in calibration.read_text(encoding="utf-8")
 
@@ -176,6 +178,26 @@ def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) 
     assert (poisson.arrivals, poisson.client_s, poisson.machine) == ("poisson", 0.0, False)
     with pytest.raises(ValidationError, match="replay arrivals"):
         replay_options(run, cal, arrivals="uniform")
+
+
+def test_gateway_fits_are_robust_to_a_few_cold_reads() -> None:
+    """Theil–Sen: three listings that cost ten times their neighbours (cold disk) leave the slope and the
+    base where the other forty put them; a least-squares line would follow them."""
+    points = [(float(x), 2.0 + 0.1 * x + (0.05 if x % 2 else -0.05)) for x in range(40)]
+    points += [(35.0, 60.0), (38.0, 70.0), (39.0, 90.0)]
+    slope, base = _linear(points)
+    assert slope == pytest.approx(0.1, abs=0.01)
+    assert base.median_ms == pytest.approx(2.0, abs=0.1)
+    n = len(points)
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    ols = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    assert ols > 0.5  # what the fit used to be
+    # no spread in x: no slope, the base is the times themselves
+    flat, flat_base = _linear([(3.0, 1.0), (3.0, 2.0), (3.0, 3.0)])
+    assert flat == 0.0
+    assert flat_base.median_ms == 2.0
+    with pytest.raises(CalibrationRunError):
+        _linear([])
 
 
 def test_compare_rules() -> None:

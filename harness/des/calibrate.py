@@ -38,6 +38,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import tempfile
@@ -185,16 +186,24 @@ class _Meter:
 
 
 def _linear(points: list[tuple[float, float]]) -> tuple[float, Dist]:
-    """(slope ≥ 0, distribution of the intercept + residuals) of ms against x."""
+    """(slope ≥ 0, distribution of the intercept + residuals) of ms against x, fitted robustly.
+
+    The slope is Theil–Sen's, the median of the pairwise slopes: cold reads make a few listings cost
+    several times their neighbours, and a least-squares slope followed them (two calibrations of the same
+    network fitted one shard's list cost per entry at 0.004 and 0.193 ms). The base is what is left of
+    each point once the slope's part is taken off, fitted as every service time is (median, p95)."""
     if not points:
         raise CalibrationRunError("no gateway measurements")
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    var = sum((x - mx) ** 2 for x, _ in points)
-    slope = max(0.0, sum((x - mx) * (y - my) for x, y in points) / var) if var > 0 else 0.0
+    slope = max(0.0, _theil_sen(points))
     base = [max(0.01, y - slope * x) for x, y in points]
     return round(slope, 6), Dist.fit(base)
+
+
+def _theil_sen(points: list[tuple[float, float]]) -> float:
+    """The median of the slopes between every two points with different x (0 when there are none)."""
+    xs = sorted(points)
+    slopes = [(y1 - y0) / (x1 - x0) for i, (x0, y0) in enumerate(xs) for x1, y1 in xs[i + 1 :] if x1 > x0]
+    return statistics.median(slopes) if slopes else 0.0
 
 
 def _timing(header: str) -> dict[str, float]:
@@ -253,6 +262,7 @@ class _Probe:
         self.hub = HubClient(target.http, timeout=30.0)  # one connection for every session, as Locust's
         self.s = _Samples()
         self.n = 0
+        self.cold: set[tuple[str, str]] = set()  # (facility, local ID) listings already read
 
     def close(self) -> None:
         self.http.close()
@@ -362,13 +372,19 @@ class _Probe:
         entries = body["entries"]
         for e in entries:
             self.s.sizes[e["category"]].append(int(e["size"]))
-        if costs:
+        if costs:  # per shard, the mean listing of its sources: (entries, CPU) over how many listed
+            listed: dict[int, int] = defaultdict(int)
+            for src in body["sources"]:
+                if src["status"] == "ok" and (where := self.gateways.get(str(src["facility"]))):
+                    listed[where[1]] += 1
+                    self.cold.add((str(src["facility"]), s.patient.local_ids.get(src["facility"], "")))
             per_shard: dict[int, int] = defaultdict(int)
             for e in entries:
                 if (where := self.gateways.get(str(e["source"]))) is not None:
                     per_shard[where[1]] += 1
-            for shard, n in per_shard.items():
-                self.s.lists[shard].append((float(n), max(0.01, costs[0].shards[shard])))
+            for shard, k in listed.items():
+                cpu = max(0.01, costs[0].shards[shard])
+                self.s.lists[shard].append((per_shard[shard] / k, cpu / k))
         for e in entries[-2:]:
             source, entry_id = str(e["source"]), str(e["id"])
             if self.meter is not None:
@@ -484,14 +500,36 @@ class _Probe:
             ms = costs[0].shards[shard] if shard < len(costs[0].shards) else costs[0].wall
         return (max(0.01, ms), r.content) if r.status_code == 200 else None
 
-    def _list(self, code: str, local_id: str, *, fit: bool = True) -> None:
+    def cold_lists(self, per_shard: int, seed: int) -> None:
+        """``per_shard`` more listings straight from each shard's gateways, of patients no request has read
+        yet (their storage cold, as a load run finds most), so the list fit rests on hundreds of points,
+        not on the few dozen the sessions gave."""
+        if self.meter is None or per_shard <= 0:
+            return
+        order = list(range(len(self.plan.patients)))
+        random.Random(seed).shuffle(order)
+        wanted = {shard: per_shard for _, shard in self.gateways.values()}
+        for i in order:
+            if not any(wanted.values()):
+                return
+            for code, local_id in sorted(self.plan.patients[i].local_ids.items()):
+                where = self.gateways.get(code)
+                if where is None or wanted[where[1]] <= 0 or (code, local_id) in self.cold:
+                    continue
+                self.cold.add((code, local_id))
+                if self._list(code, local_id):
+                    wanted[where[1]] -= 1
+
+    def _list(self, code: str, local_id: str, *, fit: bool = True) -> bool:
         """A listing straight from the gateway: its bytes per entry, and with ``fit`` its cost."""
         got = self._get(code, f"/patients/{local_id}/entries")
-        if got is not None:
-            n = len(json.loads(got[1]).get("entries", []))
-            if fit:
-                self.s.lists[self.gateways[code][1]].append((float(n), got[0]))
-            self.s.list_bytes.append((n, len(got[1])))
+        if got is None:
+            return False
+        n = len(json.loads(got[1]).get("entries", []))
+        if fit:
+            self.s.lists[self.gateways[code][1]].append((float(n), got[0]))
+        self.s.list_bytes.append((n, len(got[1])))
+        return True
 
     def _fetch(self, code: str, entry_id: str) -> float | None:
         got = self._get(code, f"/entries/{entry_id}")
@@ -606,11 +644,13 @@ def calibrate(
     client_seconds: float = 0.0,
     client_rate: float = 1.0,
     processes: int = 2,
+    gateway_lists: int = 100,
 ) -> Calibration:
     """Measure the target over ``sessions`` of the workload plan's care sessions (plus emergency grants and
-    ITI-8 updates, one per session) and fit the calibration. With ``client_seconds``, a light Locust run
-    (:mod:`.clientrun`: ``client_rate`` sessions/s on ``processes`` processes) then gives the client parts
-    as the load generator sees them."""
+    ITI-8 updates, one per session) and fit the calibration; on the reference network also
+    ``gateway_lists`` cold listings per gateway shard (:meth:`_Probe.cold_lists`). With
+    ``client_seconds``, a light Locust run (:mod:`.clientrun`: ``client_rate`` sessions/s on
+    ``processes`` processes) then gives the client parts as the load generator sees them."""
     world = WorldIndex(world_dir)
     plan = WorldPlan(world_dir, default_workload(), seed)
     with _target(world, target_file, scrypt_cost) as target:
@@ -643,6 +683,7 @@ def calibrate(
                             -1, "emergency", code, fac.users[0], p, "", "pdq", "utf-8", (), ()
                         )
                         probe.emergency(fake, rid)
+            probe.cold_lists(gateway_lists, seed)
             first_care = next(p for p in map(plan.session, range(index)) if p.intent == "care")
             for _ in range(3):
                 probe.hash_burst(first_care, 20)

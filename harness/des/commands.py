@@ -34,6 +34,12 @@ def calibrate_cmd(
         float, typer.Option("--client-rate", min=0.01, help="Its sessions/s (think times on, links off).")
     ] = 1.0,
     processes: Annotated[int, typer.Option("--processes", min=1, help="Its Locust processes.")] = 2,
+    gateway_lists: Annotated[
+        int,
+        typer.Option(
+            "--gateway-lists", min=0, help="Cold listings per gateway shard beyond the sessions' (list fit)."
+        ),
+    ] = 100,
 ) -> None:
     """Measure the network's service times at low load (links off) and write the model's calibration."""
     from harness.load.run import LoadError
@@ -54,6 +60,7 @@ def calibrate_cmd(
             client_seconds=client_seconds,
             client_rate=client_rate,
             processes=processes,
+            gateway_lists=gateway_lists,
         )
     except (CalibrationRunError, TargetError, WorkloadError, LoadError) as exc:
         console.print(f"[red]rhin calibrate:[/] {exc}", highlight=False, soft_wrap=True)

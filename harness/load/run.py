@@ -242,7 +242,7 @@ def run_load(options: LoadOptions) -> LoadOutcome:
     registered = world.registered
     rates = Rates(workload, registered, options.rate)
     pacing, top_users = _pacing(workload, rates, options)
-    folder = options.report
+    folder = options.report.resolve()  # Locust runs in the project's folder: a relative path would miss
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "raw.csv"
     raw.unlink(missing_ok=True)

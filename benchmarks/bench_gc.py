@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator.hub.server import _open_stores, _prepare  # noqa: E402
-from simulator.ready import settle_heap  # noqa: E402
-from synthetic.clock import jst_now  # noqa: E402
+from simulator.hub.server import _open_stores, _prepare
+from simulator.ready import settle_heap
+from synthetic.clock import jst_now
 
 
 def _full_ms(repeat: int) -> float:
@@ -63,7 +63,9 @@ async def _measure(world: Path, repeat: int) -> tuple[int, float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--world", type=Path, default=Path("worlds/mini"))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()

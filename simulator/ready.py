@@ -32,7 +32,8 @@ def settle_heap() -> None:
 
     Without it the hub's full collections walked the whole index every second or so under load: at ×400
     (ishikawa, 2-core VM) 77 of them in 100 s, 32 ms each (max 62), each a stall of the event loop that
-    every request in flight waited out — the small requests' p95 tail the SimPy model did not predict.
+    every request in flight waited out (found chasing the SimPy model's small-request tails; the fix
+    shortened the timeline's p95 at ×400 but left PIX and PDQ's as they were).
     Objects made later are collected as before; only garbage *cycles* among the frozen ones would be
     kept, and the indexes are not garbage. Only for a process of its own (``python -m simulator.hub``,
     ``python -m simulator.gateway``, ``rhin hub``), never for a library caller's process."""

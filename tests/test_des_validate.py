@@ -200,6 +200,18 @@ def test_gateway_fits_are_robust_to_a_few_cold_reads() -> None:
         _linear([])
 
 
+def test_gateway_lists_is_bounded(tmp_path: Path) -> None:
+    """The Theil–Sen fit compares every two points, so the cold listings asked for are bounded; a request
+    past the bound is refused before anything starts."""
+    result = RUNNER.invoke(
+        app,
+        ["calibrate", "--world", str(tmp_path), "--out", str(tmp_path / "c.yaml"), "--gateway-lists", "1001"],
+    )
+    assert result.exit_code == 2
+    assert "--gateway-lists" in result.output
+    assert not (tmp_path / "c.yaml").exists()
+
+
 def test_compare_rules() -> None:
     m: dict[str, Any] = {"timeline": {"count": 100, "p50_ms": 100.0, "p95_ms": 200.0, "per_s": 10.0}}
     p = {

@@ -37,7 +37,10 @@ def calibrate_cmd(
     gateway_lists: Annotated[
         int,
         typer.Option(
-            "--gateway-lists", min=0, help="Cold listings per gateway shard beyond the sessions' (list fit)."
+            "--gateway-lists",
+            min=0,
+            max=1000,  # the Theil-Sen fit compares every two points: bounded, as every input is
+            help="Cold listings per gateway shard beyond the sessions' (list fit).",
         ),
     ] = 100,
 ) -> None:

@@ -3,9 +3,9 @@
 Why: under load the hub's allocation rate triggers a full (generation 2) collection every second or so, and
 a full collection walks every object alive, the world's indexes included: the event loop stops for all of
 it, and every request in flight waits. Seen at ×400 on ishikawa (2-core VM, a gc callback in the hub): 77
-full collections in 100 s, 32 ms each (max 62); with the heap settled 84 of 1.1 ms (the load run's small
-requests' p95 tail shrank with it). ``python -m simulator.hub``, ``python -m simulator.gateway`` and ``rhin
-hub`` settle their heap once ready.
+full collections in 100 s, 32 ms each (max 62); with the heap settled 84 of 1.1 ms (the load run's timeline
+and feed p95 shrank with it; PIX and PDQ's did not). ``python -m simulator.hub``, ``python -m
+simulator.gateway`` and ``rhin hub`` settle their heap once ready.
 
 This loads the hub's stores for ``--world`` in a fresh process exactly as ``run_hub`` opens them (index,
 accounts, consents, audit log, on a copy of nothing: a temporary data folder), then times ``gc.collect()``

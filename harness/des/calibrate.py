@@ -366,18 +366,19 @@ class _Probe:
         if "audit" in timing:
             self.s.audit.append(timing["audit"])
         body = t.json()
+        listed: dict[int, int] = defaultdict(int)  # per shard, the sources it listed for this timeline
         for src in body["sources"]:
             if src["status"] == "ok":
-                self._list(src["facility"], s.patient.local_ids.get(src["facility"], ""), fit=not costs)
+                code = str(src["facility"])
+                local_id = s.patient.local_ids.get(code, "")
+                self._list(code, local_id, fit=not costs)
+                if (where := self.gateways.get(code)) is not None:
+                    listed[where[1]] += 1
+                    self.cold.add((code, local_id))
         entries = body["entries"]
         for e in entries:
             self.s.sizes[e["category"]].append(int(e["size"]))
         if costs:  # per shard, the mean listing of its sources: (entries, CPU) over how many listed
-            listed: dict[int, int] = defaultdict(int)
-            for src in body["sources"]:
-                if src["status"] == "ok" and (where := self.gateways.get(str(src["facility"]))):
-                    listed[where[1]] += 1
-                    self.cold.add((str(src["facility"]), s.patient.local_ids.get(src["facility"], "")))
             per_shard: dict[int, int] = defaultdict(int)
             for e in entries:
                 if (where := self.gateways.get(str(e["source"]))) is not None:

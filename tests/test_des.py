@@ -38,7 +38,8 @@ from simulator.des import (
 )
 from simulator.des.calibration import write_calibration
 from simulator.des.run import SimulationOptions, knee_of, parse_span, simulate
-from simulator.des.stations import SharedCores
+from simulator.des.scheduler import Scheduler
+from simulator.des.stations import Station
 from simulator.hub.policy import AccessRules
 from simulator.links import LinkModel
 from simulator.workload import default_workload
@@ -84,13 +85,15 @@ def test_mm1_hub_resource_matches_closed_form_mean_wait(world: DesWorld) -> None
     assert model.cores.busy_s / model.env.now == pytest.approx(rho, rel=0.02)
 
 
-def test_shared_cores_are_processor_sharing_with_closed_form_response_times() -> None:
-    """The machine's cores (:class:`SharedCores`) as M/G/1-PS: Poisson arrivals (λ = 60/s) of two job sizes
-    (2 ms and 30 ms, as queries beside password hashes). Under processor sharing a job of size x takes
-    x / (1 − ρ) on average whatever the size mix, so the 2-ms jobs are *not* stuck behind the 30-ms ones
-    as in a FIFO queue (whose mean wait, the same for both, is λ·E[S²] / 2(1 − ρ) ≈ 22 ms here)."""
+def test_a_core_shared_by_one_process_is_processor_sharing_with_closed_form_response_times() -> None:
+    """One core, one process whose work items interleave (Locust's greenlets) — :class:`Scheduler` as
+    M/G/1-PS: Poisson arrivals (λ = 60/s) of two job sizes (2 ms and 30 ms, as queries beside password
+    hashes). Under processor sharing a job of size x takes x / (1 − ρ) on average whatever the size mix, so
+    the 2-ms jobs are *not* stuck behind the 30-ms ones as in a FIFO queue (whose mean wait, the same for
+    both, is λ·E[S²] / 2(1 − ρ) ≈ 22 ms here)."""
     env = simpy.Environment()
-    cores = SharedCores(env, "machine", 1)
+    cores = Scheduler(env, "machine", 1)
+    task = cores.task("generator")
     rng = random.Random(11)
     lam, small, large, share_large = 60.0, 0.002, 0.030, 0.3
     rho = lam * (share_large * large + (1 - share_large) * small)  # 0.624
@@ -98,7 +101,7 @@ def test_shared_cores_are_processor_sharing_with_closed_form_response_times() ->
 
     def job(size: float):
         t0 = env.now
-        yield from cores.run(size)
+        yield from cores.run(task, size)
         took[size].append(env.now - t0)
 
     def arrivals():
@@ -111,19 +114,76 @@ def test_shared_cores_are_processor_sharing_with_closed_form_response_times() ->
     for size in (small, large):
         assert sum(took[size]) / len(took[size]) == pytest.approx(size / (1 - rho), rel=0.05)
     assert cores.busy_s / env.now == pytest.approx(rho, rel=0.02)
-    # two cores: a lone job runs at full speed, three jobs share two cores
-    env2 = simpy.Environment()
-    two = SharedCores(env2, "machine", 2)
-    ends: list[float] = []
+    assert cores.pulls == 0
 
-    def timed(size: float):
-        yield from two.run(size)
-        ends.append(env2.now)
 
-    for _ in range(3):
-        env2.process(timed(1.0))
-    env2.run()
-    assert ends == pytest.approx([1.5, 1.5, 1.5])
+def _ends(cores: int, jobs: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Run (process name, start, CPU seconds) on a fresh machine; when each ended."""
+    env = simpy.Environment()
+    machine = Scheduler(env, "machine", cores)
+    tasks = {name: machine.task(name) for name, _, _ in jobs}  # created in order: spread over the cores
+    ends: dict[str, float] = {}
+
+    def one(name: str, start: float, seconds: float):
+        yield env.timeout(start)
+        yield from machine.run(tasks[name], seconds)
+        ends[name] = env.now
+
+    for job in jobs:
+        env.process(one(*job))
+    env.run()
+    return ends
+
+
+def test_the_machine_places_processes_as_the_kernel_does() -> None:
+    """The scheduler's rules with known answers (2 cores; tasks start on cores 0, 1, 0, 1…):
+    a process wakes on the core it last ran on even when the other is busy with one hog (it does not look
+    for a lighter core); processes on one core share it equally; a core left idle pulls the most recently
+    woken process from a crowded one."""
+    # hog on core 1 (1 s of work); A (core 0) and C (core 0) overlap: they share core 0, the hog is alone
+    ends = _ends(2, [("A", 0.0, 0.006), ("hog", 0.0, 1.0), ("C", 0.0, 0.002)])
+    assert ends["C"] == pytest.approx(0.004)  # 2 ms at half a core
+    assert ends["A"] == pytest.approx(0.008)  # 4 ms at half, 2 ms alone
+    assert ends["hog"] == pytest.approx(1.0)
+    # three processes that all last ran on core 0, core 1 idle: the first wake-up finds core 0 idle,
+    # the others crowd in behind it and core 1 stays idle until core 0 frees (no idle search on wake-up) ...
+    env = simpy.Environment()
+    machine = Scheduler(env, "machine", 2)
+    names = ["P", "Q", "R"]
+    tasks = {n: machine.task(n) for n in names}
+    for t in tasks.values():
+        t.prev = 0
+    ends2: dict[str, float] = {}
+
+    def one(name: str, seconds: float):
+        yield from machine.run(tasks[name], seconds)
+        ends2[name] = env.now
+
+    env.process(one("P", 0.003))
+    env.process(one("Q", 0.003))
+    env.process(one("R", 0.003))
+    env.run()
+    # all three share core 0 (1/3 each) until all end at 9 ms: core 1 never went idle-to-pull
+    assert ends2 == pytest.approx({"P": 0.009, "Q": 0.009, "R": 0.009})
+    # ... but a core that *becomes* idle pulls: D alone on core 1 ends at 1 ms, then pulls from core 0
+    ends3 = _ends(2, [("E", 0.0, 0.004), ("D", 0.0, 0.001), ("F", 0.0, 0.004)])
+    # E and F share core 0 at half speed until D ends (1 ms: each has 3.5 ms left); core 1 pulls F
+    assert ends3["D"] == pytest.approx(0.001)
+    assert ends3["E"] == pytest.approx(0.0045)
+    assert ends3["F"] == pytest.approx(0.0045)
+    # a station's slots are processes of their own: two holds at once on a 2-slot station, two cores
+    env4 = simpy.Environment()
+    station = Station(env4, "hub", 2, Scheduler(env4, "machine", 2))
+    done: list[float] = []
+
+    def hold():
+        yield from station.hold(1.0)
+        done.append(env4.now)
+
+    env4.process(hold())
+    env4.process(hold())
+    env4.run()
+    assert done == pytest.approx([1.0, 1.0])
 
 
 def test_link_rtt_through_the_model_follows_its_lognormal(world: DesWorld) -> None:

@@ -240,17 +240,28 @@ def test_not_a_load_report(tmp_path: Path) -> None:
 
 
 def test_cpu_comparison_matches_each_process_with_its_station() -> None:
-    """The monitored hub process is the hub's event-loop station (its password worker is another process,
-    which the load run does not monitor); a shard is its own station."""
-    measured = {"hub": {"cpu_pct_mean": 80.0}, "gateways-0": {"cpu_pct_mean": 10.0}}
+    """The monitored hub process is the hub's event-loop station, its password worker the hasher's (not
+    the hub's), a shard its own station, the machine the shared cores (% of one core: up to 200 on two);
+    a process the model has no station for is compared with nothing."""
+    measured = {
+        "hub": {"cpu_pct_mean": 80.0},
+        "hub-hasher": {"cpu_pct_mean": 9.0},
+        "gateways-0": {"cpu_pct_mean": 10.0},
+        "machine": {"cpu_pct_mean": 120.0},
+    }
     predicted = {
         "hub": {"utilisation": 0.5, "capacity": 1},
         "hub-hasher": {"utilisation": 0.1, "capacity": 1},
         "gateways-0": {"utilisation": 0.12, "capacity": 1},
+        "machine": {"utilisation": 0.55, "capacity": 2},
     }
     out = cpu_comparison(measured, predicted)
     assert out["hub"] == {"measured_pct": 80.0, "predicted_pct": 50.0}
+    assert out["hub-hasher"] == {"measured_pct": 9.0, "predicted_pct": 10.0}
     assert out["gateways-0"] == {"measured_pct": 10.0, "predicted_pct": 12.0}
+    assert out["machine"] == {"measured_pct": 120.0, "predicted_pct": 110.0}
+    del predicted["machine"]  # a replay without shared cores
+    assert cpu_comparison(measured, predicted)["machine"] == {"measured_pct": 120.0, "predicted_pct": None}
 
 
 def test_recorded_users_read_from_locusts_history(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import re
 import socket
 import threading
@@ -96,7 +97,15 @@ def test_headless_load_on_its_own_reference_network(
     assert report["verdict"]["consent_leaks"] == 0
     assert report["verdict"]["slo_broken"] == ["login.p50<0.001ms"]
     assert report["target"]["links"] is True  # the reference network as `rhin run` starts it, links on
-    assert report["resources"]["hub"]["samples"]  # the hub's CPU and memory were sampled
+    resources = report["resources"]
+    assert resources["hub"]["samples"]  # the hub's CPU and memory were sampled
+    hasher = resources["hub-hasher"]  # its password worker, a child found once logins started it
+    assert hasher["samples"]
+    assert hasher["pid"] not in (None, resources["hub"]["pid"])
+    machine = [r["cpu_pct"] for r in resources["machine"]["samples"]]
+    assert machine
+    assert all(0 <= c <= 100 * (os.cpu_count() or 1) + 5 for c in machine)
+    assert max(machine) >= max(r["cpu_pct"] for r in resources["hub"]["samples"]) - 5  # the hub is in it
     assert sum(report["per_facility"].values()) == report["totals"]["requests"]
     page = (out / "report.html").read_text(encoding="utf-8")
     assert re.search(r'(src|href)="https?:', page) is None  # self-contained: nothing fetched

@@ -223,9 +223,12 @@ def compare(
 
 
 def cpu_comparison(measured: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]:
-    """Per process the load run monitored (hub, gateway shards): its mean CPU (% of one core) beside the
-    model's busy share of the station that process runs — the hub's event loop for ``hub`` (its password
-    worker is a process of its own, which the load run does not monitor), the shard's for ``gateways-i``."""
+    """Per process the load run monitored (hub, its password worker ``hub-hasher``, gateway shards, and the
+    whole ``machine``): its mean CPU (% of one core) beside the model's busy share of the station of the
+    same name — the hub's event loop for ``hub``, the password worker's, the shard's for ``gateways-i``,
+    and for ``machine`` the cores' when the replay shares them (everything the model computes, the load
+    generator's requests included; the kernel's and other processes' work is in the measured figure only).
+    Load runs from before the password worker and the machine were monitored have neither row."""
     out: dict[str, Any] = {}
     for name, m in measured.items():
         parts = [name]

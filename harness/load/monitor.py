@@ -1,8 +1,14 @@
-"""CPU and memory of the hub and each gateway shard over a run, sampled from ``/proc`` (Linux).
+"""CPU and memory of the hub, its password worker, each gateway shard and the whole machine over a run,
+sampled from ``/proc`` (Linux).
 
 A thread reads ``/proc/<pid>/stat`` (utime + stime, in clock ticks) and ``/proc/<pid>/statm`` (resident
-pages) once per ``interval_s``; CPU is reported as the percentage of one core over each interval. A process
-that has gone (or a host without ``/proc``) yields no samples rather than an error: the report says so.
+pages) once per ``interval_s``; CPU is reported as the percentage of one core over each interval. A child
+process that starts late (the hub's password worker, at the first login) is looked for at every sample
+until found. ``machine`` is every core's non-idle time from ``/proc/stat`` (user, nice, system, irq,
+softirq; not the hypervisor's steal), in % of one core like the rest, so a 2-core machine reads up to 200,
+with the memory in use (``MemTotal − MemAvailable``): what the processes above leave unexplained is the
+load generator's, the kernel's and everyone else's. A process that has gone (or a host without ``/proc``)
+yields no samples rather than an error: the report says so.
 
 :func:`cpu_ns` is the precise counter for one request's cost (``rhin calibrate``): the scheduler's run time
 of every thread of a process and of its child processes, in nanoseconds (``/proc/<pid>/task/*/schedstat``),
@@ -15,9 +21,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["ProcessMonitor", "children", "cpu_ns", "cpu_seconds"]
+__all__ = ["MACHINE", "POOL_WORKER", "ProcessMonitor", "children", "cpu_ns", "cpu_seconds"]
+
+MACHINE = "machine"  # the name of the whole machine's row
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -35,6 +43,19 @@ def _read(pid: int) -> tuple[float, int] | None:
     return cpu, int(statm.split()[1]) * _PAGE
 
 
+def _read_machine() -> tuple[float, int] | None:
+    """(CPU seconds all cores have been busy so far, bytes of memory in use), or None without ``/proc``."""
+    try:
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in cpu[1:8])
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in meminfo.splitlines() if line.endswith("kB")}
+    used = (kb.get("MemTotal", 0) - kb.get("MemAvailable", 0)) * 1024
+    return (user + nice + system + irq + softirq) / _TICKS, used
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid`` so far, its ended threads included (``stat``'s clock ticks: for spans of
     seconds, where :func:`cpu_ns` would lose the threads that ended meanwhile). ``OSError`` if gone."""
@@ -44,19 +65,26 @@ def cpu_seconds(pid: int) -> float:
     return found[0]
 
 
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (e.g. the hub's password worker), from ``/proc/*/stat``."""
+def children(pid: int, marker: bytes = b"") -> list[int]:
+    """The live child processes of ``pid`` (e.g. the hub's password worker), from ``/proc/*/stat``; with
+    ``marker``, only those whose command line contains it."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) != pid:
+                continue
+            if marker and marker not in (entry / "cmdline").read_bytes():
+                continue
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            out.append(int(entry.name))
+        out.append(int(entry.name))
     return out
+
+
+POOL_WORKER: Final = b"spawn_main"  # a multiprocessing worker's command line (not its resource tracker's)
 
 
 def cpu_ns(pids: list[int]) -> int:
@@ -74,12 +102,23 @@ def cpu_ns(pids: list[int]) -> int:
 
 
 class ProcessMonitor:
-    """Samples named processes (``{"hub": pid, "gateways-0": pid, …}``) until :meth:`stop`."""
+    """Samples named processes (``{"hub": pid, "gateways-0": pid, …}``) until :meth:`stop`; ``children``
+    (``{"hub-hasher": "hub"}``) names a named process's multiprocessing worker (:data:`POOL_WORKER`),
+    found once it exists; ``machine`` adds the whole machine's row (:data:`MACHINE`)."""
 
-    def __init__(self, pids: dict[str, int], interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        pids: dict[str, int],
+        interval_s: float = 1.0,
+        children: dict[str, str] | None = None,
+        machine: bool = False,
+    ) -> None:
         self.pids = dict(pids)
+        self.children = {name: parent for name, parent in (children or {}).items() if parent in self.pids}
+        self.machine = machine
         self.interval_s = interval_s
-        self.samples: dict[str, list[dict[str, float]]] = {name: [] for name in pids}
+        names = [*self.pids, *self.children, *([MACHINE] if machine else [])]
+        self.samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rhin-load-monitor", daemon=True)
         self._t0 = time.monotonic()
@@ -97,8 +136,13 @@ class ProcessMonitor:
         last: dict[str, tuple[float, float]] = {}
         while not self._stop.is_set():
             now = time.monotonic()
-            for name, pid in self.pids.items():
-                found = _read(pid)
+            for name, parent in self.children.items():
+                if name not in self.pids and (kids := children(self.pids[parent], POOL_WORKER)):
+                    self.pids[name] = min(kids)
+            readings = [(name, _read(pid)) for name, pid in self.pids.items()]
+            if self.machine:
+                readings.append((MACHINE, _read_machine()))
+            for name, found in readings:
                 if found is None:
                     continue
                 cpu, rss = found
@@ -120,7 +164,7 @@ class ProcessMonitor:
         for name, rows in self.samples.items():
             cpu = [r["cpu_pct"] for r in rows]
             out[name] = {
-                "pid": self.pids[name],
+                "pid": self.pids.get(name),
                 "samples": rows,
                 "cpu_pct_mean": round(sum(cpu) / len(cpu), 2) if cpu else None,
                 "cpu_pct_max": max(cpu) if cpu else None,

@@ -4,9 +4,9 @@ report's do).
 
 Sections: the verdict (SLOs, consent leaks), per operation count / failures by reason / p50 p95 p99 max,
 throughput and latency over time, the step shape's throughput–latency curve with the knee marked,
-per-facility request counts on log–log axes (the power law should look like a line), and the hub's and each
-gateway shard's CPU and memory over the run. ``<body data-operations=… data-leaks=…>`` lets a browser test
-compare what was rendered with the JSON.
+per-facility request counts on log–log axes (the power law should look like a line), and the CPU and memory
+over the run of the hub, its password worker and each gateway shard, with the whole machine's CPU.
+``<body data-operations=… data-leaks=…>`` lets a browser test compare what was rendered with the JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 
 from harness.report.plots import plot_svg
 
+from .monitor import MACHINE
 from .stats import knee_text
 
 __all__ = ["render_html", "write_report"]
@@ -88,7 +89,7 @@ def _resources(monitor: dict[str, Any], key: str, title: str) -> Callable[[Any],
     def draw(ax: Any) -> None:
         for name, info in sorted(monitor.items()):
             rows = info["samples"]
-            if rows:
+            if rows and not (name == MACHINE and key == "rss_mb"):  # GBs in use would flatten the rest
                 ax.plot([r["t"] for r in rows], [r[key] for r in rows], linewidth=1, label=name)
         ax.set_title(title)
         ax.set_xlabel("s")

@@ -150,6 +150,9 @@ def _target(options: LoadOptions, world: WorldIndex, data: Path) -> Iterator[Tar
         yield target
 
 
+HUB_CHILDREN: Final = {"hub-hasher": "hub"}  # the hub's password worker (a process pool of one)
+
+
 def monitored_pids(target: Target) -> dict[str, int]:
     """The hub's and each gateway shard's process IDs, when the network file gives them."""
     pids: dict[str, int] = {}
@@ -251,7 +254,7 @@ def run_load(options: LoadOptions) -> LoadOutcome:
         with _target(options, world, data) as target:
             cfg = _config(options, workload, target, pacing, raw, slos)
             cfg_path = cfg.write(folder / "load-config.json")
-            monitor = ProcessMonitor(monitored_pids(target)).start()
+            monitor = ProcessMonitor(monitored_pids(target), children=HUB_CHILDREN, machine=True).start()
             started = time.time()
             output = _run_locust(options, folder, cfg_path)
             ended = time.time()

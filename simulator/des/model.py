@@ -11,8 +11,8 @@ Entities (one :class:`simpy.Environment`), by module:
 * :mod:`.stations` — FIFO stations: the hub's event loops (``hub_cores``, default the calibration's hub
   processes), its password worker (a process pool of ``hash_workers``), the audit writer (group
   commit), one per gateway shard (a shard is one asyncio process), and when a load run is replayed the
-  load generator's processes and the machine's cores that all of them share by processor sharing
-  (``machine=True``).
+  load generator's processes, and the machine's cores that all of them share as the kernel places them
+  (``machine=True``, :mod:`.scheduler`).
 * :mod:`.consent` — the hub's own ``may_know`` / ``_plan_source`` / ``may_view``, asked once per case.
 * Links: the world's link models through :meth:`LinkModel.sample_delay` and
   :meth:`LinkModel.sample_transfer_seconds` — the same pure functions the live gateways use.
@@ -41,7 +41,8 @@ from .arrivals import Arrivals
 from .calibration import Calibration
 from .consent import HubDecisions
 from .results import Results
-from .stations import GroupCommit, Interleaved, SharedCores, Station
+from .scheduler import Scheduler
+from .stations import GroupCommit, Interleaved, Station
 from .whatif import WhatIf
 from .world import DesWorld
 
@@ -129,14 +130,14 @@ class DesModel(Arrivals):
         The hub answers on one event loop per process (``hub_cores`` what-if, default the calibration's hub
         processes) and hashes passwords in a worker *process* pool (``hash_workers``, one live), so logins
         queue there one at a time. With ``machine`` every CPU hold runs on the calibration's cores, shared
-        by processor sharing (:class:`SharedCores`) as the kernel shares them, and the load generator's
+        among their processes as the kernel places them (:class:`.scheduler.Scheduler`), and the generator's
         requests interleave on them (:class:`Interleaved`: Locust's users are greenlets, not a queue).
 
         Gateways: the world's disclosing facilities partitioned over shards as the live network does
         (re-partitioned for a ``shards`` what-if); ``facilities`` ×F adds F copies of them on as many more
         shards, and session i's sources are copy i mod F (its patients are that copy's)."""
         env = self.env
-        self.machine = SharedCores(env, "machine", calibration.machine.cores) if machine else None
+        self.machine = Scheduler(env, "machine", calibration.machine.cores) if machine else None
         cpu = self.machine
         self.cores = Station(env, "hub", self.w.hub_cores or calibration.machine.hub_processes, cpu)
         self.audit = GroupCommit(env, "audit")
@@ -205,7 +206,7 @@ class DesModel(Arrivals):
         it once, which only skips an id)."""
         return int(next(self.env._eid))
 
-    def stations(self) -> list[Station | GroupCommit | SharedCores | Interleaved]:
+    def stations(self) -> list[Station | GroupCommit | Scheduler | Interleaved]:
         extra = [s for s in (self.client, self.machine) if s is not None]
         return [self.cores, self.hasher, self.audit, *self.shards, *extra]
 

@@ -31,6 +31,7 @@ from locust import User, constant, constant_pacing, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from harness.load.config import HTTP_TIMEOUT_S, LoadConfig
+from harness.load.stats import LEAK, http_failure
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from simulator.pki import ClientTls
 from simulator.workload import (
@@ -47,7 +48,6 @@ from .mllp import Message, MllpError, MllpSession
 
 __all__ = ["LEAK", "Feeder", "LoadContext", "ViewerUser", "context"]
 
-LEAK: Final = "consent-leak"
 MAX_PDQ_PAGES: Final = 20
 
 
@@ -179,7 +179,7 @@ class ViewerUser(FastHttpUser):
                 catch_response=True, context={"facility": facility},
             ) as r:  # fmt: skip
                 if r.status_code != 201:
-                    r.failure(f"HTTP {r.status_code}: {_reason(r)}")
+                    r.failure(http_failure(r))
                     raise SessionAbortedError
         with self.client.get(
             f"/patients/{rid}/timeline", params={"purpose": purpose}, headers=headers,
@@ -203,7 +203,7 @@ class ViewerUser(FastHttpUser):
         ) as r:
             token = (r.json() or {}).get("token") if r.status_code == 200 else None
             if not isinstance(token, str):
-                r.failure(f"HTTP {r.status_code}: {_reason(r)}")
+                r.failure(http_failure(r))
                 raise SessionAbortedError
             return token
 
@@ -269,7 +269,7 @@ class ViewerUser(FastHttpUser):
                 )
             return []
         if r.status_code != 200 or not isinstance(body, dict):
-            r.failure(f"HTTP {r.status_code}: {_reason(r)}")
+            r.failure(http_failure(r))
             raise SessionAbortedError
         if entries:
             first = entries[-1]
@@ -285,7 +285,7 @@ class ViewerUser(FastHttpUser):
             context={"facility": facility},
         ) as r:  # fmt: skip
             if r.status_code != 200:
-                r.failure(f"HTTP {r.status_code}: {_reason(r)}")
+                r.failure(http_failure(r))
             elif entry.get("size") and len(r.content or b"") != int(entry["size"]):
                 r.failure(f"size: {len(r.content or b'')} bytes, the timeline said {entry['size']}")
 
@@ -298,14 +298,6 @@ class ViewerUser(FastHttpUser):
                 r.success()
             else:
                 r.failure(f"{LEAK}: HTTP {r.status_code} fetching an entry for a viewer outside the consent")
-
-
-def _reason(r: Any) -> str:
-    try:
-        detail = r.json().get("detail")
-    except Exception:
-        return "no JSON body"
-    return str(detail.get("reason")) if isinstance(detail, dict) else str(detail)[:80]
 
 
 def _pick(entries: list[dict[str, Any]], categories: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -454,7 +446,7 @@ class TimelineLoop(FastHttpUser):
             f"/patients/{self._item[3]}/timeline", headers=self._headers, name="timeline", catch_response=True
         ) as r:
             if r.status_code != 200:
-                r.failure(f"HTTP {r.status_code}")
+                r.failure(http_failure(r))
 
 
 def concrete_users(cfg: LoadConfig) -> list[type[User]]:

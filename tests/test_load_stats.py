@@ -13,6 +13,7 @@ import pytest
 from harness.load.report import write_report
 from harness.load.stats import (
     RawRow,
+    http_failure,
     knee,
     knee_text,
     leaks,
@@ -173,3 +174,30 @@ def test_durations_and_bad_input_get_clear_errors(tmp_path: Path, mini_world: Pa
     worker = runner.invoke(app, ["load", "--world", str(mini_world), "--worker"])
     assert worker.exit_code == 2
     assert "--worker needs --target" in " ".join(worker.output.split())
+
+
+class _Answer:
+    """A Locust response as ``http_failure`` reads it."""
+
+    def __init__(self, status: int, body: object = None, error: Exception | None = None) -> None:
+        self.status_code = status
+        self.error = error
+        self._body = body
+
+    def json(self) -> object:
+        if self._body is None:
+            raise ValueError("no JSON")
+        return self._body
+
+
+def test_a_failures_reason_says_whether_an_answer_came() -> None:
+    """The hub's own reason when it answered; the client's error, not ``HTTP 0``, when nothing came."""
+    assert (
+        http_failure(_Answer(409, {"detail": {"reason": "consent-withdrawn"}}))
+        == "HTTP 409: consent-withdrawn"
+    )
+    assert http_failure(_Answer(401, {"detail": "bad token"})) == "HTTP 401: bad token"
+    assert http_failure(_Answer(502)) == "HTTP 502: no JSON body"
+    timed_out = http_failure(_Answer(0, error=TimeoutError("timed out")))
+    assert timed_out == "no answer: TimeoutError: timed out"
+    assert http_failure(_Answer(0)) == "no answer"

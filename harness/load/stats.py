@@ -23,6 +23,7 @@ __all__ = [
     "LEAK",
     "OpStats",
     "RawRow",
+    "http_failure",
     "knee",
     "knee_text",
     "leaks",
@@ -36,6 +37,21 @@ __all__ = [
 ]
 
 LEAK: Final = "consent-leak"
+
+
+def http_failure(r: Any) -> str:
+    """A failed HTTP answer's reason as the raw timings record it: ``HTTP 409: <the hub's reason>``, or,
+    when no answer came (Locust's status 0: its timeout, a reset), ``no answer: <the client's error>``
+    (a timeout read as ``HTTP 0: no JSON body`` before, which sent readers looking for a hub bug)."""
+    if not r.status_code:
+        error = getattr(r, "error", None)
+        return f"no answer: {type(error).__name__}: {error}"[:120] if error else "no answer"
+    try:
+        detail = r.json().get("detail")
+    except Exception:
+        return f"HTTP {r.status_code}: no JSON body"
+    reason = str(detail.get("reason")) if isinstance(detail, dict) else str(detail)[:80]
+    return f"HTTP {r.status_code}: {reason}"
 
 
 @dataclass(frozen=True, slots=True)

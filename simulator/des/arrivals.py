@@ -28,8 +28,8 @@ from collections.abc import Iterator
 
 from simulator.workload import Rates
 
+from .figures import Proc
 from .sessions import SessionSteps
-from .stations import Proc
 
 __all__ = ["Arrivals"]
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from simulator.workload import Workload
 
 from .calibration import Calibration
+from .figures import station_json
 from .model import DesModel, Results
-from .stations import station_json
 from .whatif import WhatIf
 from .world import DesWorld
 

@@ -37,8 +37,9 @@ from simulator.workload import PlannedSession, Workload
 
 from .calibration import Calibration
 from .consent import HubDecisions, SourcePlan
+from .figures import Proc
 from .results import Results
-from .stations import GroupCommit, Interleaved, Proc, Station
+from .stations import GroupCommit, Interleaved, Station
 from .whatif import WhatIf
 from .world import DesWorld
 

@@ -6,36 +6,17 @@ generator's interleaved requests and the audit writer's group commit — with wh
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from .figures import Figures, Proc, station_json
+
 if TYPE_CHECKING:
     from .scheduler import Scheduler
 
-__all__ = ["Figures", "GroupCommit", "Interleaved", "Proc", "Station", "station_json"]
-
-Proc = Generator[simpy.Event, Any, Any]
-
-
-class Figures:
-    """What every station reports (its subclasses keep ``name``, ``capacity``, ``busy_s``, ``wait_s`` and
-    ``requests``)."""
-
-    __slots__ = ()
-    name: str
-    capacity: int
-    busy_s: float
-    wait_s: float
-    requests: int
-
-    def totals(self) -> tuple[str, int, float, float, int]:
-        """(name, capacity, busy seconds, waiting seconds, requests): what chunks of a long run add up."""
-        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
-
-    def to_json(self, duration_s: float) -> dict[str, Any]:
-        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
+__all__ = ["GroupCommit", "Interleaved", "Station"]
 
 
 class Station(Figures):
@@ -102,17 +83,6 @@ class Station(Figures):
             self.busy -= 1
             if self.cpu is not None:
                 self.free.append(slot)
-
-
-def station_json(cap: int, busy_s: float, wait_s: float, requests: int, duration_s: float) -> dict[str, Any]:
-    """A station's figures over ``duration_s``: utilisation, mean queue length, mean wait."""
-    return {
-        "capacity": cap,
-        "requests": requests,
-        "utilisation": round(busy_s / (duration_s * cap), 4) if duration_s > 0 else 0.0,
-        "mean_queue": round(wait_s / duration_s, 4) if duration_s > 0 else 0.0,
-        "mean_wait_ms": round(wait_s / requests * 1000, 3) if requests else 0.0,
-    }
 
 
 class Interleaved(Figures):

@@ -136,10 +136,10 @@ def _ends(cores: int, jobs: list[tuple[str, float, float]]) -> dict[str, float]:
 
 
 def test_the_machine_places_processes_as_the_kernel_does() -> None:
-    """The scheduler's rules with known answers (2 cores; tasks start on cores 0, 1, 0, 1…):
-    a process wakes on the core it last ran on even when the other is busy with one hog (it does not look
-    for a lighter core); processes on one core share it equally; a core left idle pulls the most recently
-    woken process from a crowded one."""
+    """The scheduler's rules with known answers (tasks start on cores 0, 1, 0, 1…): a process wakes on the
+    core it last ran on even when the other is busy with one hog (it does not look for a lighter core);
+    processes on one core share it equally; when a task's work ends, idle cores pull the most recently woken
+    processes from a crowded one."""
     # hog on core 1 (1 s of work); A (core 0) and C (core 0) overlap: they share core 0, the hog is alone
     ends = _ends(2, [("A", 0.0, 0.006), ("hog", 0.0, 1.0), ("C", 0.0, 0.002)])
     assert ends["C"] == pytest.approx(0.004)  # 2 ms at half a core
@@ -163,9 +163,30 @@ def test_the_machine_places_processes_as_the_kernel_does() -> None:
     env.process(one("Q", 0.003))
     env.process(one("R", 0.003))
     env.run()
-    # all three share core 0 (1/3 each) until all end at 9 ms: core 1 never went idle-to-pull
+    # all three share core 0 (1/3 each) until all end at 9 ms: no work ended before, so nothing moved
     assert ends2 == pytest.approx({"P": 0.009, "Q": 0.009, "R": 0.009})
-    # ... but a core that *becomes* idle pulls: D alone on core 1 ends at 1 ms, then pulls from core 0
+    # when a task's work ends every idle core pulls, not only the one that went idle:
+    # 3 cores, P Q R on core 0, T on core 2 (1 ms), core 1 idle throughout
+    env5 = simpy.Environment()
+    three = Scheduler(env5, "machine", 3)
+    tasks5 = {n: three.task(n) for n in ("P", "Q", "R", "T")}
+    for n in "PQR":
+        tasks5[n].prev = 0
+    tasks5["T"].prev = 2
+    ends5: dict[str, float] = {}
+
+    def one5(name: str, seconds: float):
+        yield from three.run(tasks5[name], seconds)
+        ends5[name] = env5.now
+
+    for n, w in (("P", 0.003), ("Q", 0.003), ("R", 0.003), ("T", 0.001)):
+        env5.process(one5(n, w))
+    env5.run()
+    # until 1 ms P Q R do 1/3 ms each; then core 1 pulls Q and core 2 pulls R (the first of the last-woken,
+    # all woke at 0), and each ends alone 2 2/3 ms later. Had only core 2 pulled, P and R would share core 0.
+    assert ends5 == pytest.approx({"T": 0.001, "P": 0.011 / 3, "Q": 0.011 / 3, "R": 0.011 / 3})
+    assert three.pulls == 2
+    # and a core that goes idle pulls: D alone on core 1 ends at 1 ms, then core 1 pulls from core 0
     ends3 = _ends(2, [("E", 0.0, 0.004), ("D", 0.0, 0.001), ("F", 0.0, 0.004)])
     # E and F share core 0 at half speed until D ends (1 ms: each has 3.5 ms left); core 1 pulls F
     assert ends3["D"] == pytest.approx(0.001)

@@ -23,9 +23,12 @@ The rules, each the kernel's simplified:
 * **Wake-up**: a task becoming runnable goes to the core it last ran on, busy or not.
 * **Sharing**: the runnable tasks of a core share it equally (EEVDF at equal weights), as a fluid — no time
   slices.
-* **New-idle balance**: a core whose last task stops pulls, from the core with the most runnable tasks (at
-  least two), the task that woke there last (the one there longest is cache-hot and stays).
-* No periodic balancer, no SMT, no kernel threads.
+* **Idle balance**: whenever a task's work ends, every idle core pulls, from the core with the most runnable
+  tasks (at least two), the task that woke there last (the one there longest is cache-hot and stays). The
+  kernel does this when a core goes idle and again at an idle core's balancing ticks; the model at its next
+  completion anywhere. (Pulling only into the core that just went idle replayed the ``ishikawa`` runs no
+  better or worse: 45 against 49 operations within the goals over twelve replays.)
+* No time-driven balancer (between two completions nothing moves), no SMT, no kernel threads.
 
 Exact and event-driven: at every arrival, completion and pull the tasks' progress is brought up to date and
 one timer is set for the next completion (earlier timers are recognised as stale by a generation number).
@@ -65,7 +68,7 @@ class Scheduler(Figures):
     """``cores`` cores shared by :class:`Task` s (see the module's docstring for the rules).
 
     Its figures read as a station's: ``requests`` are work items, ``busy_s`` the core-seconds of work done,
-    ``wait_s`` the seconds items took beyond their work (slowed by sharing); ``pulls`` counts new-idle
+    ``wait_s`` the seconds items took beyond their work (slowed by sharing); ``pulls`` counts idle-balance
     migrations."""
 
     __slots__ = (
@@ -183,7 +186,8 @@ class Scheduler(Figures):
         return fire
 
     def _pull(self, core: int) -> None:
-        """New-idle balance: the idle ``core`` takes the last-woken task of the most crowded core."""
+        """Idle balance: the idle ``core`` takes the last-woken task of the most crowded core (on a tie the
+        first of them in the core's order after the one there longest)."""
         busiest = max(range(self.capacity), key=lambda i: len(self._on[i]))
         if len(self._on[busiest]) < 2 or self._on[core]:
             return

@@ -11,7 +11,7 @@ hashing process and one to three processes each busy 25 % of the time in 2-ms bu
 10.0 / 11.2 ms and p95 10.2 / 13.6 / 16.1 ms. The rules below give 0.96–1.09 of every one of those figures
 (and of the mixes without a hog); processor sharing gives 0.78–0.89 of the p50s and 0.69–0.86 of the
 p95s of the mixes where a server shares. At ×400 on ``ishikawa`` (the password worker saturated) the
-replay's PIX, PDQ, timeline, fetch and logout medians were 19–36 % short with processor sharing and 7–26 %
+replay's PIX, PDQ, timeline, fetch and logout medians were 14–36 % short with processor sharing and 7–26 %
 with these rules.
 
 The rules, each the kernel's simplified:

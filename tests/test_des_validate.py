@@ -145,6 +145,10 @@ def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Pat
     assert report["runs"][0]["consent_leaks"] == 0
     page = (tmp_path / "v" / "report.html").read_text(encoding="utf-8")
     assert page.count('<tr class="val">') == len(v["rows"])
+    # CPU per process beside its station, the password worker and the whole machine included, in both
+    assert {"hub", "hub-hasher", "machine"} <= set(v["cpu"])
+    assert all(v["cpu"][n]["predicted_pct"] is not None for n in ("hub", "hub-hasher", "machine"))
+    assert "CPU, measured/predicted (% of one core): hub " in page
 
 
 def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) -> None:

@@ -157,6 +157,12 @@ def _replay_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
         f"throughput: measured {t['measured_per_s']:.4g}/s, predicted {t['predicted_per_s']:.4g}/s{err}; "
         f"{v['within_goal']} of {v['judged']} judged operations within the goals",
     ]
+    cpu = v.get("cpu") or {}
+    if cpu:
+        pairs = ", ".join(
+            f"{e(n)} {_fmt(c.get('measured_pct'))}/{_fmt(c.get('predicted_pct'))}" for n, c in cpu.items()
+        )
+        parts.append(f"CPU, measured/predicted (% of one core): {pairs}")
     k = v.get("knee")
     if k:
         parts.append(

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 __all__ = ["MACHINE", "POOL_WORKER", "ProcessMonitor", "children", "cpu_ns", "cpu_seconds"]
 
-MACHINE = "machine"  # the name of the whole machine's row
+MACHINE: Final = "machine"  # the name of the whole machine's row
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -53,7 +53,7 @@ from typing import Final
 import httpx
 
 from harness.hubclient import HttpOutcome, HubClient
-from harness.load.monitor import children, cpu_ns, cpu_seconds
+from harness.load.monitor import POOL_WORKER, children, cpu_ns, cpu_seconds
 from harness.load.run import monitored_pids
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from harness.scenarios.world import WorldIndex
@@ -154,7 +154,7 @@ class _Meter:
 
     def refresh(self) -> None:
         """Find the hub's password worker (started at the first login)."""
-        self.hasher = children(self.hub)
+        self.hasher = children(self.hub, POOL_WORKER)  # not the resource tracker, as rhin load's monitor
 
     def idle_hub_ms_per_s(self, seconds: float) -> float:
         """The hub's CPU while nobody asks it anything (its timers), in ms per second (``stat``: threads

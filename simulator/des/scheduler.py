@@ -73,10 +73,10 @@ class Scheduler(Figures):
 
     __slots__ = (
         "_gen",
+        "_made",
         "_on",
         "_seq",
         "_t",
-        "_tasks",
         "busy_s",
         "capacity",
         "env",
@@ -93,7 +93,7 @@ class Scheduler(Figures):
         self.name = name
         self.capacity = cores
         self._on: list[list[Task]] = [[] for _ in range(cores)]  # runnable tasks per core
-        self._tasks: list[Task] = []
+        self._made = 0  # tasks made so far
         self._seq = itertools.count()
         self._gen = 0
         self._t = env.now
@@ -104,9 +104,8 @@ class Scheduler(Figures):
 
     def task(self, name: str) -> Task:
         """A new process; tasks start spread over the cores (their first 'last core')."""
-        t = Task(name, len(self._tasks) % self.capacity)
-        self._tasks.append(t)
-        return t
+        self._made += 1
+        return Task(name, (self._made - 1) % self.capacity)
 
     def to_json(self, duration_s: float) -> dict[str, Any]:
         out = super().to_json(duration_s)

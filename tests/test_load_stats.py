@@ -198,6 +198,8 @@ def test_a_failures_reason_says_whether_an_answer_came() -> None:
     )
     assert http_failure(_Answer(401, {"detail": "bad token"})) == "HTTP 401: bad token"
     assert http_failure(_Answer(502)) == "HTTP 502: no JSON body"
+    huge = http_failure(_Answer(409, {"detail": {"reason": "x" * 100_000}}))
+    assert huge == "HTTP 409: " + "x" * 80  # a hub's reason is bounded, in a dict or not
     timed_out = http_failure(_Answer(0, error=TimeoutError("timed out")))
     assert timed_out == "no answer: TimeoutError: timed out"
     assert http_failure(_Answer(0)) == "no answer"

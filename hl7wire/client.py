@@ -81,9 +81,13 @@ class BlockingClient:
             raise ConnectionClosedError(f"sending failed, the connection is gone: {exc}") from exc
 
     def shutdown_write(self) -> None:
-        """Half-close: the server sees EOF, and its reply (if any) can still be read."""
+        """Half-close: the server sees EOF, and its reply (if any) can still be read.
+
+        On TLS this is the TCP half-close beneath the TLS layer (an abrupt end, no close_notify), taken with
+        ``socket.socket.shutdown``: ``SSLSocket.shutdown`` also drops the TLS object, after which reads
+        return raw records (a TLS 1.3 server's session tickets as garbage, now and then framed by chance)."""
         try:
-            self._sock.shutdown(socket.SHUT_WR)
+            socket.socket.shutdown(self._sock, socket.SHUT_WR)
         except OSError as exc:
             raise ConnectionClosedError(f"half-close failed, the connection is gone: {exc}") from exc
 

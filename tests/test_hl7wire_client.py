@@ -287,6 +287,38 @@ def test_mllp_over_tls(pki: tuple[ssl.SSLContext, ssl.SSLContext, ssl.SSLContext
     assert reply.get("MSA", 2) == "TLS1"
 
 
+@pytest.mark.parametrize("transport", ["plain", "tls"])
+def test_a_half_close_keeps_what_came_before_readable(
+    pki: tuple[ssl.SSLContext, ssl.SSLContext, ssl.SSLContext], transport: str
+) -> None:
+    """A truncated block and a half-close (a scenario's ``eof``): what the server sent before is still read
+    as a reply, on TLS too, and then its close. On TLS the half-close is TCP's, under the TLS layer:
+    ``SSLSocket.shutdown`` drops that layer, and the encrypted records (a TLS 1.3 server's session tickets,
+    a reply) were then read raw — now and then framed by chance, a reply where none was (a flaky scenario)."""
+    server, client_tls, _ = pki
+    answered = threading.Event()
+
+    def respond(conn: Peer, request: bytes) -> None:
+        conn.sendall(frame(b"MSH|^~\\&|BEFORE-EOF"))
+        answered.set()
+        while conn.sock.recv(65536):
+            pass  # the truncated block, up to the client's EOF; then the server closes
+
+    tls = (server, client_tls) if transport == "tls" else (None, None)
+    with (
+        scripted(respond, tls[0]) as (host, port),
+        BlockingClient(host, port, timeout=5, tls=tls[1]) as client,
+    ):
+        client.write_raw(frame(b"MSH|^~\\&|REQUEST"))
+        assert answered.wait(5)
+        time.sleep(0.1)  # the reply's records are in the client's socket buffer, unread
+        client.write_raw(b"\x0bMSH|^~\\&|CUT")
+        client.shutdown_write()
+        assert client.read() == b"MSH|^~\\&|BEFORE-EOF"
+        with pytest.raises(ConnectionClosedError):
+            client.read()
+
+
 @pytest.mark.parametrize("who", ["no certificate", "plain MLLP"])
 def test_a_refused_tls_connection_is_a_connection_closed_error(
     pki: tuple[ssl.SSLContext, ssl.SSLContext, ssl.SSLContext], who: str

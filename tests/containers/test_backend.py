@@ -124,9 +124,9 @@ def test_conformance_and_consent_suites_match_the_process_backend(
 ) -> None:
     """One run after the other (each starts its own network, not both at once on 2 cores): the same
     assertions, every one passed. A scenario whose verdicts differ is run once more on both backends and
-    those verdicts count: some checks are timing-bound under load on either backend (mllp-truncated-block's
-    close within its read window failed once on each here, never on both), and that is not a difference of
-    backends; a real difference shows again."""
+    those verdicts count: some checks are timing-bound under load on either backend, and that is not a
+    difference of backends; a real difference shows again. (The one seen twice, mllp-truncated-block, was
+    the harness's TLS half-close reading raw records, fixed in hl7wire's ``shutdown_write``.)"""
     backends = {"process": [], "docker": ["--backend", "docker", "--docker-host", docker_host]}
     statuses = {name: _run_suites(mini_world, tmp_path / name, args) for name, args in backends.items()}
     assert len(statuses["docker"]) > 300

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -28,6 +28,7 @@ from harness.scenarios import Allocator, Bindings, LoadedScenario, WorldIndex, d
 from harness.scenarios import runner as runner_module
 from harness.scenarios.errors import ScenarioError, TargetError
 from harness.scenarios.history import TargetHistory, default_state_file
+from harness.scenarios.loader import select
 from harness.scenarios.model import STATE_KINDS
 from harness.scenarios.runner import DEFAULT_WORLD, RunOptions, execute, selected
 from harness.scenarios.world import ReservedError, fresh_epoch
@@ -209,6 +210,35 @@ def test_a_withdrawn_world_patient_is_used_once_per_long_lived_hub(
         assert patients[0] in reference[sid]  # the first run on the hub takes the pin
         assert len(set(patients)) == len(patients), sid  # never the same withdrawn patient twice
         assert not set(patients[1:]) & pool, sid
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(salts=st.tuples(st.text("0123456789abcdef", min_size=8, max_size=8), st.text(min_size=1, max_size=8)))
+@example(salts=("1f142077", "a3d87b1f"))  # took the stroke journey's last patient before consumption chose
+@example(salts=("16300663", "1f02f03f"))  # by need (both found by simulating this test's sequence)
+def test_withdrawals_leave_read_only_scenarios_their_scarce_patients_run_after_run(
+    world: WorldIndex, catalogue: list[LoadedScenario], salts: tuple[str, str]
+) -> None:
+    """The long-lived-hub sequence of :func:`test_runs_again_and_again_on_one_long_lived_hub`, allocated
+    only: three fixed salts, then two new ones. Each run's withdrawals take patients no run changed; they
+    must not take the last one a read-only scenario can have while others are left."""
+    every = [s.scenario for s in catalogue]
+
+    def chosen(keyword: str) -> list[Any]:
+        return [s.scenario for s in select(catalogue, keyword=keyword) if s.scenario.default]
+
+    fixed = [("rerun-4", FOCUS), ("rerun-5", FOCUS), ("rerun-7", FOCUS)]
+    runs = [*fixed, (salts[0], CONSENT), (salts[1], FOCUS)]
+    changed: set[int] = set()
+    for n, (salt, keyword) in enumerate(runs):
+        selection = chosen(keyword)
+        out = Allocator(world, salt, changed=changed).allocate_all(selection, every)
+        errors = {sid: str(b) for sid, b in out.items() if not isinstance(b, Bindings)}
+        assert not errors, f"run {n + 1} (salt {salt}): {errors}"
+        for sc in selection:
+            found = out[sc.id]
+            if sc.changes_world and isinstance(found, Bindings):
+                changed |= _world_patients(found)  # as the state file records them
 
 
 def test_every_salt_allocates_the_whole_default_run(

@@ -78,6 +78,7 @@ class _Rules:
     changed: frozenset[int] = frozenset()
     prefer: Mapping[str, Mapping[str, WorldPatient]] = field(default_factory=dict)
     planned: bool = False  # a run's allocation after the plan (not the plan itself)
+    demand: Mapping[int, float] = field(default_factory=dict)  # see Allocator._demand
 
 
 class Allocator:
@@ -145,7 +146,7 @@ class Allocator:
         for sid, chosen in pins.items():  # a consumed pin an earlier run used up: another patient this time
             used = everything[sid].consumes_world
             pins[sid] = {v: p for v, p in chosen.items() if v not in used or p.index not in self.changed}
-        rules = _Rules(pins, self.pool, self.changed, planned=True)
+        rules = _Rules(pins, self.pool, self.changed, planned=True, demand=self._demand(everything.values()))
         out = self._greedy(scenarios, rules)
         starved = [s.id for s in scenarios if isinstance(out[s.id], SelectionError)]
         if any(isinstance(plan.get(sid), Bindings) for sid in starved):
@@ -162,6 +163,26 @@ class Allocator:
             if s.changes_world and isinstance(planned, SelectionError):
                 out[s.id] = planned  # why it has no pinned patients
         return out
+
+    def _demand(self, catalogue: Iterable[Scenario]) -> dict[int, float]:
+        """How much the catalogue's other scenarios need each scarce world patient: for every variable of a
+        scenario that never changes its patients with at most :data:`_CHECKED` candidates outside the pool,
+        1 / that count on each candidate. A consumed pin's replacement (a new patient every run on a
+        long-lived hub, changed for good) is chosen least needed first: taken by the salt alone, it
+        sometimes took the one patient a read-only scenario had left (dist-stroke-journey's second stroke
+        patient, after four runs) and starved that scenario on every later run."""
+        demand: dict[int, float] = {}
+        for scenario in catalogue:
+            if scenario.changes_world:
+                continue
+            for var, selector in scenario.given.patients.items():
+                if selector.fresh:
+                    continue
+                free = [p.index for p in self.feasible(scenario, var) if p.index not in self.pool]
+                if 0 < len(free) <= _CHECKED:
+                    for index in free:
+                        demand[index] = demand.get(index, 0.0) + 1 / len(free)
+        return demand
 
     def _greedy(self, scenarios: Sequence[Scenario], rules: _Rules) -> dict[str, Bindings | SelectionError]:
         ids = {s.id for s in scenarios}
@@ -208,9 +229,12 @@ class Allocator:
             if not candidates:
                 raise self._nothing(scenario, var, rules)
             first = rules.prefer.get(scenario.id, {}).get(var)
+            replacing = var in scenario.consumes_world and var not in rules.pins.get(scenario.id, {})
+            demand = rules.demand if replacing else {}
             candidates.sort(
                 key=lambda p: (
                     first is None or p.index != first.index,
+                    demand.get(p.index, 0.0),
                     stable_hash(self.salt, scenario.id, var, p.index),
                 )
             )

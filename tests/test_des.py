@@ -833,3 +833,24 @@ def test_the_generators_timeout_fails_a_login_and_ends_its_session(world: DesWor
         5.0, drain_s=5.0
     )
     assert "login" not in free.failures  # without a timeout every login is waited for
+
+
+def test_a_find_the_generator_gave_up_on_aborts_its_session(world: DesWorld) -> None:
+    """A PIX/PDQ not answered in time leaves Locust's viewer without the regional ID: it aborts the session,
+    no timeline, no logout (``loadtests.users._find``). Every find times out here (a 1-µs limit): nothing
+    after it is asked, while every login is."""
+    kw: dict[str, Any] = {
+        "seed": 3, "rate_override": 1.0, "arrivals": "paced", "pacing_s": 2.0, "processes": 1,
+        "machine": True,
+    }  # fmt: skip
+    limits = {"pix": 1e-6, "pdq": 1e-6}
+    model = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0), client_timeouts=limits, **kw
+    )
+    res = model.run(5.0, drain_s=5.0)
+    finds = sum(res.ops[op].count for op in ("pix", "pdq") if op in res.ops)
+    gave_up = sum(res.failures.get(op, {}).get("timeout", 0) for op in ("pix", "pdq"))
+    assert res.ops["login"].count > 5
+    assert finds == gave_up == res.ops["login"].count
+    after = [op for op in res.ops if op not in ("login", "pix", "pdq")]
+    assert after == []  # no timeline, grant, fetch or logout

@@ -80,8 +80,9 @@ class DesModel(Arrivals):
         ``machine`` puts hub, password worker, gateways and generator on the calibration's machine cores;
         ``users_series`` (seconds → viewers) replaces the paced pool's size by the one a run recorded;
         ``client_timeouts`` (operation → seconds): the generator gives up on such a request (login, PIX/PDQ,
-        grant, logout, feed) after that long — a failure, and after a login the session ends as Locust's
-        does — while the hub still does it."""
+        grant, logout, feed) after that long — a failure, and after a login, a PIX/PDQ or a grant the
+        session ends as Locust's does (``loadtests.users``: aborted, no logout) — while the hub still
+        does it."""
         self.world = world
         self.cal = calibration
         self.w = whatif or WhatIf()

@@ -221,13 +221,15 @@ class SessionSteps:
             return  # Locust's viewer ends a session whose login failed
         if (ev := self._think(s, 0)) is not None:
             yield ev
-        yield from self._timed(s.find)
+        if not (yield from self._timed(s.find)):
+            return  # no regional ID: Locust's viewer aborts the session (no logout either)
         if (ev := self._think(s, 1)) is not None:
             yield ev
         purpose: Purpose = "emergency" if s.intent == "emergency" else "care"
         tag = _TAGS[s.intent]
         if s.intent == "emergency":
-            yield from self._timed("emergency")
+            if not (yield from self._timed("emergency")):
+                return  # no grant: aborted too
             self._grant(s)
         listed = yield from self._timeline(s, purpose, tag + "timeline")
         if s.intent == "outside":

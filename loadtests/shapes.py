@@ -3,8 +3,11 @@ compressed into ``day_s`` seconds, and the step-to-knee ramp), all from :class:`
 so the SimPy model sees the same rate at the same moment.
 
 Viewers pace themselves (one session per ``pacing_s``), so the user count is the session rate × pacing;
-the feeder is one more user while feeds are on. The step shape stops early once any ``stop_on_slo``
-objective is broken over the last 10 s of raw timings (the knee is then read from the whole raw log).
+the feeder is one more user while feeds are on. The step shape stops early once its step is broken by
+the knee's own rule (``harness.load.stats.knee``): any ``stop_on_slo`` objective broken over the last 10 s
+of raw timings, or any failed request since the step's first fifth (which the knee leaves out, as the user
+pool is still growing) — a run whose logins fail while the few timelines that get through stay fast went
+on stepping up, its knee long found (the knee is then read from the whole raw log).
 """
 
 from __future__ import annotations
@@ -42,15 +45,23 @@ class RhinShape(LoadTestShape):
         return total, float(max(total, 1))
 
     def _slo_broken(self) -> bool:
-        """Any ``stop_on_slo`` objective broken over the last :data:`WINDOW_S` seconds of raw timings (the
-        recorder's rows: exact, and on a master they include what the workers have reported so far)."""
+        """A failure since the step's first fifth, or any ``stop_on_slo`` objective broken over the last
+        :data:`WINDOW_S` seconds of raw timings (the recorder's rows: exact, and on a master they include
+        what the workers have reported so far)."""
         runner: Any = self.runner
         recorder = getattr(getattr(runner, "environment", None), "rhin_recorder", None)
         if recorder is None or self.get_run_time() < MIN_RUN_S:  # type: ignore[no-untyped-call]
             return False
-        since = time.time() - WINDOW_S
+        now = time.time()
+        since = now - WINDOW_S
         recent = [r for r in recorder.rows if r[0] >= since]
-        for text in context().cfg.stop_on_slo:
+        ctx = context()
+        step_s = ctx.workload.shape.step_s
+        elapsed = float(self.get_run_time())  # type: ignore[no-untyped-call]
+        settled = now - elapsed % step_s + step_s / 5  # this step's first fifth ends (wall clock)
+        if any(not r[3] for r in recent if r[0] >= settled):
+            return True
+        for text in ctx.cfg.stop_on_slo:
             slo = parse_slo(text)
             rows = [r for r in recent if r[1] == slo.operation]
             if len(rows) < MIN_REQUESTS:

@@ -17,6 +17,7 @@ import socket
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,58 @@ def test_the_step_shape_stops_when_an_slo_breaks(mini_world: Path, net: Target, 
     assert [p["multiplier"] for p in curve][:2] == [1, 2]
     assert curve[1]["per_s"] > 1.4 * curve[0]["per_s"]  # the user pool doubled with the step
     assert report["measured_s"] < 3 * 7 - 3  # stopped before the 64× step
+    assert report["step"]["knee_multiplier"] is None
+    assert "below the first step" in result.output
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    """A hub front door that answers every request 503: every login fails."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = b'{"detail": {"reason": "unavailable"}}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_step_shape_stops_at_the_first_failing_step(
+    mini_world: Path, net: Target, tmp_path: Path
+) -> None:
+    """The knee's rule (a step with a failure broke) also ends the run: every login fails here and no
+    timeline is ever measured, so no SLO can break — the shape stops after 5 s anyway, not at the 64× step,
+    and the knee is below the first step."""
+    workload = tmp_path / "step.yaml"
+    workload.write_text(
+        "schema_version: 1\nname: step\nshape: {kind: step, step_s: 3, step_max: 64}\n"
+        "slo: ['timeline.p95<60s']\n",
+        encoding="utf-8",
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = tmp_path / "report"
+        result = load(
+            "--world", str(mini_world), "--target", str(target_file(tmp_path, net, url)),
+            "--workload", str(workload), "--duration", "60s", "--rate", "4", "--think-scale", "0",
+            "--no-feeds", "--report", str(out),
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1, result.output
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["operations"]["login"]["failures"] == report["operations"]["login"]["count"] > 0
+    assert report["measured_s"] < 3 * 4  # stopped within the third step, not after the seventh
     assert report["step"]["knee_multiplier"] is None
     assert "below the first step" in result.output
 

@@ -48,7 +48,10 @@ def _latency(series: dict[str, Any]) -> Callable[[Any], None]:
         ax.set_title("p95 latency per second, by operation")
         ax.set_xlabel("s")
         ax.set_ylabel("ms")
-        ax.legend(fontsize=6, frameon=False, ncol=3)
+        if ax.get_legend_handles_labels()[0]:  # a run where nothing succeeded has no line to name
+            ax.legend(fontsize=6, frameon=False, ncol=3)
+        else:
+            ax.text(0.5, 0.5, "no successful request", ha="center", va="center", transform=ax.transAxes)
 
     return draw
 

@@ -137,7 +137,8 @@ def hub_costs(world_dir: Path, requests: int) -> dict[float, float]:
         tempfile.TemporaryDirectory() as tmp,
         reference_target(world, Path(tmp), options=ReferenceOptions(scrypt_cost=4, shards=1)) as hub,
     ):
-        assert hub.network is not None and hub.http is not None
+        assert hub.network is not None
+        assert hub.http is not None
         pid = int(hub.network.hub["pid"])
         with httpx.Client() as client:
             for _ in range(200):
@@ -186,7 +187,8 @@ def main() -> None:
     started = time.perf_counter()
     show(f"echo server, {args.work} steps of Python work per request:", echo_costs(args.requests, args.work))
     if args.world is not None:
-        show("reference hub, GET /health (from /proc, 10-ms ticks):", hub_costs(args.world, args.requests * 2))
+        hub = hub_costs(args.world, args.requests * 2)
+        show("reference hub, GET /health (from /proc, 10-ms ticks):", hub)
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from locust import LoadTestShape
 
-from simulator.workload import parse_slo
+from simulator.workload import STEP_SETTLING, parse_slo
 
 from .users import context
 
@@ -58,7 +58,7 @@ class RhinShape(LoadTestShape):
         ctx = context()
         step_s = ctx.workload.shape.step_s
         elapsed = float(self.get_run_time())  # type: ignore[no-untyped-call]
-        settled = now - elapsed % step_s + step_s / 5  # this step's first fifth ends (wall clock)
+        settled = now - elapsed % step_s + step_s * STEP_SETTLING  # this step settles (wall clock)
         if any(not r[3] for r in recent if r[0] >= settled):
             return True
         for text in ctx.cfg.stop_on_slo:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.scenarios.results import percentile
-from simulator.workload import Slo
+from simulator.workload import STEP_SETTLING, Slo
 
 __all__ = [
     "LEAK",
@@ -209,7 +209,7 @@ def step_curve(
     out = []
     for i, m in enumerate(multipliers):
         start, end = t0 + i * step_s, t0 + (i + 1) * step_s
-        inside = [r for r in rows if start + step_s / 5 <= r.t < end]
+        inside = [r for r in rows if start + step_s * STEP_SETTLING <= r.t < end]
         ok = sorted(r.ms for r in inside if r.ok and r.name == operation)
         failures = sum(1 for r in inside if not r.ok)
         if not inside:
@@ -217,7 +217,7 @@ def step_curve(
         out.append(
             {
                 "multiplier": m,
-                "per_s": round(len(inside) / (step_s * 4 / 5), 3),
+                "per_s": round(len(inside) / (step_s * (1 - STEP_SETTLING)), 3),
                 "p95_ms": percentile(ok, 95) if ok else None,
                 "failures": failures,
             }

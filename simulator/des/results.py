@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.workload import STEP_SETTLING
+
 from .histogram import Histogram
 
 __all__ = ["Results"]
@@ -47,7 +49,7 @@ class Results:
         assert self.clock is not None
         t = self.clock()
         i = int(t // self.window_s)
-        if t - i * self.window_s < self.window_s / 5:
+        if t - i * self.window_s < self.window_s * STEP_SETTLING:
             return
         w = self.windows.get(i)
         if w is None:
@@ -68,7 +70,7 @@ class Results:
         return [
             {
                 "window": i,
-                "per_s": round(n / (self.window_s * 4 / 5), 3),
+                "per_s": round(n / (self.window_s * (1 - STEP_SETTLING)), 3),
                 "p95_ms": h.percentile_ms(95) if h.count else None,
                 "failures": f,
             }

@@ -12,10 +12,11 @@ from .model import (
     parse_slo,
 )
 from .plan import FeedMessage, PlanFacility, PlannedSession, PlanPatient, PlanUser, WorldPlan
-from .shape import Rates, diurnal_factor, peak_factor, step_multiplier
+from .shape import STEP_SETTLING, Rates, diurnal_factor, peak_factor, step_multiplier
 
 __all__ = [
     "OPERATIONS",
+    "STEP_SETTLING",
     "FeedMessage",
     "PlanFacility",
     "PlanPatient",

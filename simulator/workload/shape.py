@@ -14,7 +14,12 @@ from typing import Final
 
 from .model import ShapeSpec, Workload
 
-__all__ = ["Rates", "diurnal_factor", "peak_factor", "step_multiplier"]
+__all__ = ["STEP_SETTLING", "Rates", "diurnal_factor", "peak_factor", "step_multiplier"]
+
+STEP_SETTLING: Final = 0.2
+"""The share of each step of the step shape (or each window of a model sweep) left out of its figures:
+the user pool is still growing there. The load report's curve, the model's and the live run's early stop
+all read a step from this point on."""
 
 OPEN: Final = 9.0
 CLOSE: Final = 18.0

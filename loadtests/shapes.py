@@ -38,13 +38,13 @@ class RhinShape(LoadTestShape):
         if elapsed >= ctx.cfg.duration_s:
             return None
         rate = ctx.rates.sessions_per_s(elapsed)
-        if rate is None or (ctx.cfg.shape == "step" and self._slo_broken()):
+        if rate is None or (ctx.cfg.shape == "step" and self._step_broken()):
             return None
         users = max(1, math.ceil(rate * ctx.cfg.pacing_s - 1e-9))
         total = users + (1 if ctx.cfg.feeds else 0)
         return total, float(max(total, 1))
 
-    def _slo_broken(self) -> bool:
+    def _step_broken(self) -> bool:
         """A failure since the step's first fifth, or any ``stop_on_slo`` objective broken over the last
         :data:`WINDOW_S` seconds of raw timings (the recorder's rows: exact, and on a master they include
         what the workers have reported so far)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import math
 import random
@@ -43,6 +44,7 @@ from simulator.des.stations import Station
 from simulator.hub.policy import AccessRules
 from simulator.links import LinkModel
 from simulator.workload import default_workload
+from simulator.workload.model import ShapeSpec
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +255,31 @@ def test_sessions_are_the_plans_and_rates_follow_the_shape(world: DesWorld) -> N
     expected = rate * 6 * 3600
     assert abs(res.sessions - expected) < 4 * math.sqrt(expected)
     assert res.ops["login"].count == res.sessions
+
+
+def test_diurnal_arrivals_follow_the_curve_hour_by_hour(world: DesWorld) -> None:
+    """Arrivals thinned from the shape's piecewise bound (:meth:`Rates.bound`) keep the curve's rate: per
+    hour of a compressed day, over 200 days, the count is the curve's integral × rate (within 4 σ), and
+    at night no candidate is drawn in vain (the bound is exact there)."""
+    from simulator.workload import diurnal_factor, peak_factor
+
+    day = default_workload().model_copy(update={"shape": ShapeSpec(kind="diurnal", day_s=240.0)})
+    rate = 5.0  # sessions/s at the peak
+    cal = nominal_calibration()
+    model = DesModel(world, cal, WhatIf(feeds=False), seed=4, workload=day, rate_override=rate)
+    days = 200
+    times = list(model._poisson(days * 240.0, rate))
+    assert times == sorted(times)
+    counts = [0] * 24
+    for t in times:
+        counts[int(24 * (t % 240.0) / 240.0)] += 1
+    for hour, n in enumerate(counts):
+        factors = [diurnal_factor(hour + (i + 0.5) / 100) for i in range(100)]
+        expected = days * 10.0 * rate * sum(factors) / 100 / peak_factor()  # 10 s per compressed hour
+        assert abs(n - expected) < 4 * math.sqrt(expected), hour
+    draws = random.Random(4)
+    night = [draws.expovariate(rate * diurnal_factor(3.0) / peak_factor()) for _ in range(3)]
+    assert times[:3] == pytest.approx(list(itertools.accumulate(night)))  # no rejected draw between them
 
 
 # ------------------------------------------------------------------------------------ determinism
@@ -672,8 +699,10 @@ def test_partial_share_grows_with_sources_as_independent_outages_predict(world: 
     from harness.des.outages import expected_share
 
     whatif = WhatIf(feeds=False, think_scale=0, mtbf_days=600 / 86_400, mttr_hours=150 / 3600)
-    model = DesModel(world, nominal_calibration(), whatif, seed=3, rate_override=1.0)
-    by = model.run(6 * 3600).partial_by_sources
+    # a day (~144 outages per gateway: over 6 h the share of the mini world's 4 gateways still ranged
+    # 0.14–0.22 between seeds) at a quarter of a session a second
+    model = DesModel(world, nominal_calibration(), whatif, seed=3, rate_override=0.25)
+    by = model.run(24 * 3600).partial_by_sources
     shares = {n: p / t for n, (t, p) in by.items() if t >= 500}
     assert set(shares) >= {1, 2}
     assert shares[1] < shares[2]
@@ -809,6 +838,30 @@ def test_dist_quantiles_of_each_kind() -> None:
     rng = random.Random(2)
     draws = sorted(emp.sampler()(rng) * 1000 for _ in range(20_000))
     assert draws[10_000] == pytest.approx(3.0, rel=0.05)
+
+
+def test_samplers_draw_batches_of_the_distribution_from_the_models_seed() -> None:
+    """A sampler draws a batch at a time from its own NumPy generator, seeded from the model's ``Random``
+    at its first draw: an empirical draw is the quantiles' linear inverse of the batch's uniforms (the
+    formula ``quantile_ms`` reports), two samplers from equal seeds draw alike, and a batch is refilled."""
+    from simulator.des.calibration import BATCH
+
+    emp = Dist(kind="empirical", quantiles=[(0.0, 1.0), (0.5, 3.0), (1.0, 11.0)])
+    rng = random.Random(7)
+    uniforms = np.random.default_rng(random.Random(7).getrandbits(64)).random(BATCH)
+    sampler = emp.sampler()
+    firsts = [sampler(rng) for _ in range(5)]
+    assert firsts == pytest.approx([emp.quantile_ms(u) / 1000 for u in uniforms[::-1][:5]])
+    logn = Dist(median_ms=10.0, p95_ms=30.0)
+    a, b = logn.sampler(), logn.sampler()
+    ra, rb = random.Random(3), random.Random(3)
+    first = [a(ra) for _ in range(2 * BATCH + 5)]
+    assert first == [b(rb) for _ in range(2 * BATCH + 5)]
+    assert len(set(first)) == len(first)  # the refills are new draws, not the first batch again
+    assert sorted(first)[len(first) // 2] * 1000 == pytest.approx(10.0, rel=0.08)
+    expo = Dist(kind="exponential", mean=4.0).sampler()
+    mean = sum(expo(ra) for _ in range(20_000)) / 20_000
+    assert mean * 1000 == pytest.approx(4.0, rel=0.05)
 
 
 def test_the_generators_timeout_fails_a_login_and_ends_its_session(world: DesWorld) -> None:

@@ -139,6 +139,45 @@ def test_step_and_diurnal_shapes() -> None:
     assert rates.max_sessions_per_s(600) == pytest.approx(10)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(["peak", "diurnal", "step"]),
+    share=st.floats(min_value=0.05, max_value=0.95),
+    day_s=st.floats(min_value=1.0, max_value=86_400.0),
+    at=st.floats(min_value=0.0, max_value=1e7),
+    u=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_the_shapes_piecewise_bound_is_above_it_until_its_end(
+    kind: str, share: float, day_s: float, at: float, u: float
+) -> None:
+    """The model thins its arrivals from :meth:`Rates.bound`: on [at, end) the bound is at least the
+    shape's multiplier, and end lies ahead (the thinning moves on)."""
+    spec = ShapeSpec(kind=kind, day_s=day_s, multiplier=3.0, step_s=60.0, step_max=1e6)  # type: ignore[arg-type]
+    rates = Rates(default_workload().model_copy(update={"weekday_hours_share": share, "shape": spec}), 1000)
+    piece = rates.bound(at)
+    if piece is None:  # only a step shape ends (here after 20 steps of a minute)
+        assert (kind, rates.multiplier_at(at)) == ("step", None)
+        return
+    top, end = piece
+    assert end > at
+    inside = at + u * (min(end, at + 10 * day_s) - at)
+    if inside < end:
+        m = rates.multiplier_at(inside)
+        assert m is not None
+        assert m <= top * (1 + 1e-9)
+    if kind != "diurnal":
+        assert top == rates.multiplier_at(at)  # flat shapes: the bound is exact, nothing is rejected
+    elif not 9 <= 24 * (at % day_s) / day_s < 18:
+        assert top == pytest.approx(rates.multiplier_at(at))  # and so is the diurnal night
+
+
+def test_a_step_shape_past_its_last_step_has_no_bound() -> None:
+    spec = ShapeSpec(kind="step", step_start=1, step_factor=2, step_s=10, step_max=8)
+    rates = Rates(default_workload().model_copy(update={"shape": spec}), 1000)
+    assert rates.bound(35) == (8, 40)
+    assert rates.bound(40) is None
+
+
 # ------------------------------------------------------------------------------------------- the world
 
 

@@ -43,23 +43,40 @@ class Arrivals(SessionSteps):
     users_series: tuple[tuple[float, int], ...]
     _first_session: int
 
-    def _sessions(self, until: float) -> Proc:
-        top = self.rates.max_sessions_per_s(until) * self.load_scale
-        if top <= 0:
-            return
-        index = self._first_session
-        peak = self.rates.peak_per_s  # what Rates.sessions_per_s multiplies by, read once
-        while True:
-            yield self.env.timeout(self.rng.expovariate(top))
-            now = self.env.now
-            if now >= until:
+    def _poisson(self, until: float, rate_1x: float) -> Iterator[float]:
+        """Arrival times of a Poisson process at ``rate_1x`` × the shape's multiplier × the what-if scale,
+        from now until ``until`` (the caller waits for each): thinned from the shape's piecewise majorant
+        (:meth:`Rates.bound`) — exact, and a candidate is drawn and rejected only where the shape is not
+        flat."""
+        scale = rate_1x * self.load_scale
+        rng = self.rng
+        t = self.env.now
+        while t < until:
+            piece = self.rates.bound(t)
+            if piece is None:
                 return
-            m = self.rates.multiplier_at(now)
+            top, end = piece[0] * scale, min(piece[1], until)
+            if top <= 0:
+                t = end
+                continue
+            t += rng.expovariate(top)
+            if t >= end:  # none in this piece: the process starts afresh at its end (memoryless)
+                t = end
+                continue
+            m = self.rates.multiplier_at(t)
             if m is None:
                 return
-            if self.rng.random() * top <= m * peak * self.load_scale:
-                self.env.process(self._session(self.world.plan.session(index)))
-                index += 1
+            if m * scale >= top or rng.random() * top <= m * scale:
+                yield t
+
+    def _sessions(self, until: float) -> Proc:
+        index = self._first_session
+        env = self.env
+        plan = self.world.plan
+        for t in self._poisson(until, self.rates.peak_per_s):
+            yield env.timeout(t - env.now)
+            env.process(self._session(plan.session(index)))
+            index += 1
 
     def _paced(self, until: float, pacing_s: float, processes: int) -> Proc:
         """Locust's user pool, one tick a second (see the module docstring); with ``users_series`` the
@@ -96,24 +113,17 @@ class Arrivals(SessionSteps):
                 yield env.timeout(wait)
 
     def _feeds(self, until: float, rate_1x: float, register_share: float) -> Proc:
-        top = rate_1x * self.rates.max_sessions_per_s(until) / self.rates.peak_per_s * self.load_scale
-        if top <= 0:
-            return
-        while True:
-            yield self.env.timeout(self.rng.expovariate(top))
-            if self.env.now >= until:
-                return
-            m = self.rates.multiplier_at(self.env.now)
-            if m is None:
-                return
-            if self.rng.random() * top <= rate_1x * m * self.load_scale:
-                op = "feed_register" if self.rng.random() < register_share else "feed_update"
-                self.env.process(self._timed(op, "feed"))
+        env = self.env
+        for t in self._poisson(until, rate_1x):
+            yield env.timeout(t - env.now)
+            op = "feed_register" if self.rng.random() < register_share else "feed_update"
+            env.process(self._timed(op, "feed"))
 
     def _burst(self) -> Proc:
         yield self.env.timeout(self.workload.feeds.join_at_s)
-        for _ in self.world.plan.join_burst():
-            yield from self._timed("feed_join", "feed")
+        tail = 0.0
+        for _ in self.world.plan.join_burst():  # one after the other, each when the last was answered
+            tail = (yield from self._timed("feed_join", "feed", before=tail)) or 0.0
 
     def _outage(self, code: str) -> Proc:
         up = self.w.mtbf_days * 86_400

@@ -24,6 +24,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Annotated, Any, Final, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 Z95: Final = NormalDist().inv_cdf(0.95)
+BATCH: Final = 1024  # draws a sampler makes at a time (see _Sampler)
 HUB_OPERATIONS: Final = (
     "login",
     "logout",
@@ -146,35 +148,50 @@ class Dist(_Strict):
 
 
 class _Sampler:
-    __slots__ = ("_const", "_exp_rate", "_mu", "_qs", "_sigma")
+    """Draws of one distribution in seconds, made by NumPy a batch at a time (:data:`BATCH`): a draw is a
+    list pop, where a lognormal through :meth:`random.Random.gauss` cost a microsecond — a dozen per
+    session, a tenth of the year run's time. The batches come from the sampler's own generator, seeded
+    from the model's :class:`random.Random` at the first draw, so a run stays a function of its seed."""
+
+    __slots__ = ("_const", "_exp_mean", "_gen", "_left", "_mu", "_qs", "_sigma")
 
     def __init__(self, dist: Dist, scale: float) -> None:
         self._const: float | None = None
-        self._qs: list[tuple[float, float]] = []
+        self._qs: tuple[list[float], list[float]] | None = None
         self._mu = 0.0
         self._sigma = dist.sigma
-        self._exp_rate = 0.0
+        self._exp_mean = 0.0
+        self._gen: np.random.Generator | None = None
+        self._left: list[float] = []
         if dist.kind == "exponential":
-            self._exp_rate = 1000 / (dist.mean * scale)
+            self._exp_mean = dist.mean * scale / 1000
         elif dist.kind == "empirical":
-            self._qs = [(q, ms * scale / 1000) for q, ms in dist.quantiles]
+            self._qs = ([q for q, _ in dist.quantiles], [ms * scale / 1000 for _, ms in dist.quantiles])
         elif self._sigma == 0 or dist.median_ms == 0:
             self._const = dist.median_ms * scale / 1000
         else:
             self._mu = math.log(dist.median_ms * scale / 1000)
 
     def __call__(self, rng: random.Random) -> float:
-        if self._exp_rate:
-            return rng.expovariate(self._exp_rate)
         if self._const is not None:
             return self._const
-        if self._qs:
-            u = rng.random()
-            qs = self._qs
-            i = max(1, bisect_left(qs, (u, -1.0)))
-            (q0, v0), (q1, v1) = qs[i - 1], qs[i]
-            return v0 + (v1 - v0) * (u - q0) / (q1 - q0)
-        return math.exp(self._mu + self._sigma * rng.gauss(0.0, 1.0))
+        left = self._left
+        if not left:
+            left = self._left = self._batch(rng)
+        return left.pop()
+
+    def _batch(self, rng: random.Random) -> list[float]:
+        if self._gen is None:
+            self._gen = np.random.default_rng(rng.getrandbits(64))
+        gen = self._gen
+        if self._exp_mean:
+            out = gen.exponential(self._exp_mean, BATCH)
+        elif self._qs is not None:  # the quantiles' inverse, linear between them
+            out = np.interp(gen.random(BATCH), *self._qs)
+        else:
+            out = np.exp(self._mu + self._sigma * gen.standard_normal(BATCH))
+        values: list[float] = out.tolist()
+        return values
 
 
 class GatewayFit(_Strict):

@@ -37,17 +37,17 @@ class Results:
     clock: Callable[[], float] | None = None
     windows: dict[int, list[Any]] = field(default_factory=dict)  # index → [requests, failures, Histogram]
 
-    def record(self, op: str, seconds: float, failed: bool = False) -> None:
+    def record(self, op: str, seconds: float, failed: bool = False, at: float | None = None) -> None:
+        """One answer of ``op`` that took ``seconds``, answered at ``at`` (default: the clock's now — a
+        step whose answer is still in its tail records ahead of it)."""
         h = self.ops.get(op)
         if h is None:
             h = self.ops[op] = Histogram()
         h.add(seconds)
         if self.window_s and self.clock is not None:
-            self._window(op, seconds, failed)
+            self._window(op, seconds, failed, self.clock() if at is None else at)
 
-    def _window(self, op: str, seconds: float, failed: bool) -> None:
-        assert self.clock is not None
-        t = self.clock()
+    def _window(self, op: str, seconds: float, failed: bool, t: float) -> None:
         i = int(t // self.window_s)
         if t - i * self.window_s < self.window_s * STEP_SETTLING:
             return
@@ -60,10 +60,10 @@ class Results:
         elif op == "timeline":
             w[2].add(seconds)
 
-    def fail(self, op: str, reason: str, seconds: float) -> None:
+    def fail(self, op: str, reason: str, seconds: float, at: float | None = None) -> None:
         per = self.failures.setdefault(op, {})
         per[reason] = per.get(reason, 0) + 1
-        self.record(op, seconds, failed=True)
+        self.record(op, seconds, failed=True, at=at)
 
     def window_curve(self) -> list[dict[str, Any]]:
         """Per window: requests/s over its last four fifths, timeline p95 (None: none), failures."""
@@ -77,9 +77,9 @@ class Results:
             for i, (n, f, h) in sorted(self.windows.items())
         ]
 
-    def refuse(self, op: str, seconds: float) -> None:
+    def refuse(self, op: str, seconds: float, at: float | None = None) -> None:
         self.refused[op] = self.refused.get(op, 0) + 1
-        self.record(op, seconds)
+        self.record(op, seconds, at=at)
 
     def merge(self, other: Results) -> None:
         """Add another chunk's figures (durations add up)."""

@@ -30,6 +30,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
+from simpy.events import Timeout
 
 from simulator.hub.policy import EmergencyGrant, Purpose
 from simulator.links import LinkModel
@@ -39,6 +40,7 @@ from .calibration import Calibration
 from .consent import HubDecisions, SourcePlan
 from .figures import Proc
 from .results import Results
+from .scheduler import Scheduler
 from .stations import GroupCommit, Interleaved, Station
 from .whatif import WhatIf
 from .world import DesWorld
@@ -64,6 +66,7 @@ class SessionSteps:
     hasher: Station
     audit: GroupCommit
     shards: list[Station]
+    machine: Scheduler | None
     client: Station | Interleaved | None
     client_s: float
     hub_time: dict[str, Sampler]
@@ -124,12 +127,26 @@ class SessionSteps:
     def _shard(self, base: int, s: PlannedSession) -> int:
         return base + (s.index % self._replicas) * self._base_shards
 
+    def _gateway_booked(self, code: str, shard_index: int, work: float, nbytes: float) -> tuple[float, bool]:
+        """A gateway's answer without a machine, booked at once (:meth:`.stations.Station.book`): (the
+        seconds until the hub has it or stops waiting, whether it came). Queue at its shard, serve, then the
+        link (delay + transfer); nothing comes from a down gateway or over a link in outage, and the hub
+        waits its timeout for it."""
+        if code in self.down:
+            return self.timeout_s, False
+        served = self.shards[shard_index].book(work)
+        link = self._link(code)
+        delay = link.sample_delay(self.rng)
+        if math.isinf(delay):
+            return max(served, self.timeout_s), False
+        return served + delay + link.sample_transfer_seconds(self.rng, int(nbytes)), True
+
     def _gateway(
         self, code: str, shard_index: int, work: float, nbytes: float
     ) -> Generator[simpy.Event, Any, float | None]:
-        """A gateway's answer: queue at its shard, serve, then the link (delay + transfer). Returns the
-        seconds it took, or None when nothing came (gateway down, link in outage) — after the hub's
-        timeout, which is when the hub stops waiting for it."""
+        """A gateway's answer on the machine: the shard's CPU hold runs on the cores, then the link. The
+        seconds it took, or None when nothing came (after the hub's timeout, which is when the hub stops
+        waiting for it). Without a machine it is booked instead (:meth:`_gateway_booked`)."""
         env = self.env
         t0 = env.now
         if code in self.down:
@@ -149,19 +166,33 @@ class SessionSteps:
 
     # ------------------------------------------------------------------------------------ the session
 
-    def _think(self, s: PlannedSession, step: int) -> simpy.Event | None:
+    def _think(self, s: PlannedSession, step: int) -> float:
+        """The plan's think time before ``step`` (seconds; 0 when it has none or thinking is off)."""
         if step < len(s.think_s) and self.w.think_scale > 0:
-            return self.env.timeout(s.think_s[step] * self.w.think_scale)
-        return None
+            return s.think_s[step] * self.w.think_scale
+        return 0.0
 
-    def _timed(self, op: str, work: str = "", audited: bool = True) -> Generator[simpy.Event, Any, bool]:
-        """A request the hub answers alone (login, PIX / PDQ, grant, logout, feeds), recorded as ``op``: the
-        client's part, the hub's work for ``work`` (default ``op``), its audit commit. One generator
-        deep on purpose: every level of ``yield from`` costs at each resume. False when the client gave
-        up on it (``client_timeouts``)."""
+    def _last(self, station: Station, seconds: float) -> Generator[simpy.Event, Any, float]:
+        """A request's last hold: booked, its seconds are the step's tail (see :meth:`_session`); on the
+        machine it is waited for here."""
+        if station.cpu is None:
+            return station.book(seconds)
+        yield station.after(seconds)
+        return 0.0
+
+    def _timed(
+        self, op: str, work: str = "", audited: bool = True, before: float = 0.0
+    ) -> Generator[simpy.Event, Any, float | None]:
+        """A request the hub answers alone (login, PIX / PDQ, grant, logout, feeds), recorded as ``op``,
+        ``before`` seconds from now: the client's part, the hub's work for ``work`` (default ``op``), its
+        audit commit. Returns its tail (:meth:`_session`), or None when the client gave up on it
+        (``client_timeouts``). One generator deep on purpose: every level of ``yield from`` costs at each
+        resume."""
         if self.client_timeouts and (limit := self.client_timeouts.get(work or op)):
-            return (yield from self._timed_or_timeout(op, work or op, audited, limit))
+            return (yield from self._timed_or_timeout(op, work or op, audited, limit, before))
         env = self.env
+        if before > 0:
+            yield Timeout(env, before)
         t0 = env.now
         work = work or op
         extra = self._client_draw(work)
@@ -169,80 +200,97 @@ class SessionSteps:
             yield from self._client_part(extra)
             extra = 0.0
         if work == "login":
-            yield from self._answer(work, audited)
+            tail = yield from self._answer(work, audited)
         else:  # :meth:`_answer` inlined: most requests, one generator level less (the year run's speed)
-            yield from self.cores.hold(self.hub_time[work](self.rng))
+            seconds = self.hub_time[work](self.rng)
             if audited and (draw := self._commit_draw(work)) is not None:
-                yield from self.audit.commit(draw)
-        self.results.record(op, env.now - t0 + extra)
-        return True
+                yield self.cores.after(seconds)
+                tail = self.audit.book(draw)
+            elif self.machine is None:
+                tail = self.cores.book(seconds)
+            else:
+                yield self.cores.after(seconds)
+                tail = 0.0
+        self.results.record(op, env.now - t0 + tail + extra, at=env.now + tail)
+        return tail
 
     def _timed_or_timeout(
-        self, op: str, work: str, audited: bool, limit_s: float
-    ) -> Generator[simpy.Event, Any, bool]:
+        self, op: str, work: str, audited: bool, limit_s: float, before: float
+    ) -> Generator[simpy.Event, Any, float | None]:
         """:meth:`_timed` with the generator's timeout: the request goes on in the hub (a process of its own)
-        while the client stops waiting after ``limit_s``: a ``timeout`` failure."""
+        while the client stops waiting after ``limit_s``: a ``timeout`` failure (None)."""
         env = self.env
+        if before > 0:
+            yield Timeout(env, before)
         t0 = env.now
         answered = env.process(self._client_then_answer(work, audited))
         yield answered | env.timeout(limit_s)
         if not answered.triggered:
             self.results.fail(op, "timeout", limit_s)
-            return False
+            return None
         extra = answered.value
         assert isinstance(extra, float)
         self.results.record(op, env.now - t0 + extra)
-        return True
+        return 0.0
 
     def _client_then_answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float]:
         extra = self._client_draw(work)
         if self.client is not None:
             yield from self._client_part(extra)
             extra = 0.0
-        yield from self._answer(work, audited)
+        tail = yield from self._answer(work, audited)
+        if tail > 0:
+            yield Timeout(self.env, tail)
         return extra
 
-    def _answer(self, work: str, audited: bool) -> Proc:
+    def _answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float]:
         """The hub's part of a :meth:`_timed` request: its work (a login's hash on the password worker)
-        and the audit commit."""
-        if work != "login":
-            yield from self.cores.hold(self.hub_time[work](self.rng))
-        elif self.cal.hub_measure == "cpu":
-            yield from self.cores.hold(self.hub_time["login"](self.rng))
-            yield from self.hasher.hold(self.hash_time(self.rng))
-        else:  # a wall-time calibration: the whole login, hash included, on the password worker
-            yield from self.hasher.hold(self.hub_time["login"](self.rng))
+        and the audit commit; returns the tail."""
+        last = self.hasher if work == "login" else self.cores
+        seconds = self.hub_time[work](self.rng)
+        if work == "login" and self.cal.hub_measure == "cpu":
+            yield self.cores.after(seconds)
+            seconds = self.hash_time(self.rng)
+        # (a wall-time calibration: the whole login, hash included, on the password worker)
         if audited and (draw := self._commit_draw(work)) is not None:
-            yield from self.audit.commit(draw)
+            yield last.after(seconds)
+            return self.audit.book(draw)
+        return (yield from self._last(last, seconds))
 
     def _session(self, s: PlannedSession) -> Proc:
+        """The session's steps. A step ends with its *tail*: the seconds between its last booked hold
+        (:meth:`.stations.Station.book`) and its answer reaching the client, already counted in its
+        latency; nothing happens in it, so the session waits it together with the think time before the
+        next step — one timeout, not two."""
         self.results.sessions += 1
-        if not (yield from self._timed("login")):
+        tail = yield from self._timed("login")
+        if tail is None:
             return  # Locust's viewer ends a session whose login failed
-        if (ev := self._think(s, 0)) is not None:
-            yield ev
-        if not (yield from self._timed(s.find)):
+        tail = yield from self._timed(s.find, before=tail + self._think(s, 0))
+        if tail is None:
             return  # no regional ID: Locust's viewer aborts the session (no logout either)
-        if (ev := self._think(s, 1)) is not None:
-            yield ev
+        tail += self._think(s, 1)
         purpose: Purpose = "emergency" if s.intent == "emergency" else "care"
         tag = _TAGS[s.intent]
         if s.intent == "emergency":
-            if not (yield from self._timed("emergency")):
+            tail = yield from self._timed("emergency", before=tail)
+            if tail is None:
                 return  # no grant: aborted too
             self._grant(s)
-        listed = yield from self._timeline(s, purpose, tag + "timeline")
+        listed, tail = yield from self._timeline(s, purpose, tag + "timeline", tail)
         if s.intent == "outside":
             if (s.index % self.processes, s.patient.index) in self.seen:
-                yield from self._fetch(s, purpose, "outside_fetch", None, listed)
+                tail = yield from self._fetch(s, purpose, "outside_fetch", None, listed, tail)
         else:
             for n, category in enumerate(s.categories):
                 if not any(item[2] for item in listed):
                     break  # every listed entry opened already
-                if (ev := self._think(s, 2 + n)) is not None:
-                    yield ev
-                yield from self._fetch(s, purpose, tag + "fetch", category, listed)
-        yield from self._timed("logout", audited=False)
+                tail = yield from self._fetch(
+                    s, purpose, tag + "fetch", category, listed, tail + self._think(s, 2 + n)
+                )
+        tail = yield from self._timed("logout", audited=False, before=tail)
+        if tail:  # the session ends with its answer (a paced user starts the next one then)
+            yield Timeout(self.env, tail)
 
     def _grant(self, s: PlannedSession) -> None:
         consent = self.world.plan.consents.get(s.patient.index)
@@ -287,7 +335,12 @@ class SessionSteps:
             return listed, 0.0
         started = self.env.now
         per_entry = self.cal.list_bytes_per_entry
-        if len(fanned) == 1:  # most patients: no sub-process, no condition events
+        elapsed: list[float | None]
+        if self.machine is None:  # every answer booked at once: one timeout, the slowest or the hub's limit
+            booked = [self._gateway_booked(p.code, h, w, p.entries * per_entry) for p, h, w in fanned]
+            yield Timeout(self.env, min(max(took for took, _ in booked), self.timeout_s))
+            elapsed = [took if came else None for took, came in booked]
+        elif len(fanned) == 1:  # no sub-process, no condition events
             p, shard, work = fanned[0]
             elapsed = [(yield from self._gateway(p.code, shard, work, p.entries * per_entry))]
         else:
@@ -305,12 +358,15 @@ class SessionSteps:
         return listed, max(0.0, self.env.now - started - self.timeout_s)
 
     def _timeline(
-        self, s: PlannedSession, purpose: Purpose, op: str
-    ) -> Generator[simpy.Event, Any, list[list[Any]]]:
-        """The hub's timeline; returns what it listed as ``[source, category, entries]`` items (counts,
-        not one item per entry: a patient can have hundreds)."""
+        self, s: PlannedSession, purpose: Purpose, op: str, before: float
+    ) -> Generator[simpy.Event, Any, tuple[list[list[Any]], float]]:
+        """The hub's timeline, ``before`` seconds from now; returns what it listed as ``[source, category,
+        entries]`` items (counts, not one item per entry: a patient can have hundreds) and its tail."""
         r = self.results
-        t0 = self.env.now
+        env = self.env
+        if before > 0:
+            yield Timeout(env, before)
+        t0 = env.now
         now = self._now()
         d = self.decisions
         state, cached = d.state(s, self._grants(s, now))
@@ -323,16 +379,20 @@ class SessionSteps:
         if self.client is not None:
             yield from self._client_part(extra)
             extra = 0.0
-        yield from self.cores.hold(self.hub_time[work](self.rng))
+        draw = self._commit_draw("timeline")
+        seconds = self.hub_time[work](self.rng)
         if not knows:
-            if (draw := self._commit_draw("timeline")) is not None:
-                yield from self.audit.commit(draw)
-            r.refuse(op, self.env.now - t0 + extra)
-            return []
+            if draw is not None:
+                yield self.cores.after(seconds)
+                tail = self.audit.book(draw)
+            else:
+                tail = yield from self._last(self.cores, seconds)
+            r.refuse(op, env.now - t0 + tail + extra, at=env.now + tail)
+            return [], tail
+        yield self.cores.after(seconds)
         statuses: list[str] = []
         listed, overshoot = yield from self._fan_out(s, plans, statuses)
-        if (draw := self._commit_draw("timeline")) is not None:
-            yield from self.audit.commit(draw)
+        tail = self.audit.book(draw) if draw is not None else 0.0
         r.timelines += 1
         for st in statuses:
             r.sources[st] = r.sources.get(st, 0) + 1
@@ -346,25 +406,36 @@ class SessionSteps:
                 row = r.partial_by_sources[asked] = [0, 0]
             row[0] += 1
             row[1] += partial
-        latency = self.env.now - t0 - overshoot + extra
+        latency = env.now - t0 - overshoot + tail + extra
+        at = env.now + tail
         if listed and s.intent != "outside":
             self.seen.add((s.index % self.processes, s.patient.index))
         if s.intent == "outside":
             if listed or "ok" in statuses:
                 r.leaks += 1
-                r.fail(op, "consent-leak", latency)
-                return listed
+                r.fail(op, "consent-leak", latency, at=at)
+                return listed, tail
             r.refused[op] = r.refused.get(op, 0) + 1
-        r.record(op, latency)
-        return listed
+        r.record(op, latency, at=at)
+        return listed, tail
 
     def _fetch(
-        self, s: PlannedSession, purpose: Purpose, op: str, category: str | None, listed: list[list[Any]]
-    ) -> Proc:
-        """One fetch. The entry is chosen as Locust's viewer chooses (``loadtests.users._pick``): one of
-        the wanted category not opened yet, else any entry left; its bytes are the category's mean size."""
+        self,
+        s: PlannedSession,
+        purpose: Purpose,
+        op: str,
+        category: str | None,
+        listed: list[list[Any]],
+        before: float,
+    ) -> Generator[simpy.Event, Any, float]:
+        """One fetch, ``before`` seconds from now; returns its tail. The entry is chosen as Locust's viewer
+        chooses (``loadtests.users._pick``): one of the wanted category not opened yet, else any entry
+        left; its bytes are the category's mean size."""
         r = self.results
-        t0 = self.env.now
+        env = self.env
+        if before > 0:
+            yield Timeout(env, before)
+        t0 = env.now
         left = [x for x in listed if x[2]]
         if left:
             match = next((x for x in left if x[1] == category), left[-1])
@@ -378,26 +449,37 @@ class SessionSteps:
             yield from self._client_part(extra)
             extra = 0.0
         t0 -= extra  # the client's part, when not simulated, counts as time already spent
-        yield from self.cores.hold(self.hub_time["fetch"](self.rng))
+        yield self.cores.after(self.hub_time["fetch"](self.rng))
         now = self._now()
         d = self.decisions
         state, cached = d.state(s, self._grants(s, now))
         v = d.version(s.patient.index, now.date())
         allowed = d.may_fetch(s, state, cached, now, purpose, v, source, cat)
-        if (draw := self._commit_draw("fetch")) is not None:
-            yield from self.audit.commit(draw)
+        draw = self._commit_draw("fetch")
         if not allowed:
-            r.refuse(op, self.env.now - t0)
-            return
+            tail = self.audit.book(draw) if draw is not None else 0.0
+            r.refuse(op, env.now - t0 + tail, at=env.now + tail)
+            return tail
+        if draw is not None:
+            yield self.audit.after(draw)
         nbytes = self.cal.bytes_of(cat)
         shard = self._shard(d.shard_of(source), s)
         work = self.fetch_base[shard](self.rng) + self.fetch_per_kb_ms[shard] * nbytes / 1000 / 1000
-        took = yield from self._gateway(source, shard, work, nbytes)
+        took: float | None
+        tail = 0.0
+        if self.machine is None:  # the gateway's answer is the tail; the hub waits at most its timeout
+            seconds, came = self._gateway_booked(source, shard, work, nbytes)
+            tail = min(seconds, self.timeout_s)
+            took = seconds if came else None
+        else:
+            took = yield from self._gateway(source, shard, work, nbytes)
+        latency, at = env.now - t0 + tail, env.now + tail
         if s.intent == "outside":
             r.leaks += 1
-            r.fail(op, "consent-leak", self.env.now - t0)
+            r.fail(op, "consent-leak", latency, at=at)
         elif took is None or took > self.timeout_s:
-            overshoot = 0.0 if took is None else took - self.timeout_s
-            r.fail(op, "gateway-timeout", self.env.now - t0 - overshoot)
+            overshoot = took - self.timeout_s if took is not None and self.machine is not None else 0.0
+            r.fail(op, "gateway-timeout", latency - overshoot, at=at)
         else:
-            r.record(op, self.env.now - t0)
+            r.record(op, latency, at=at)
+        return tail

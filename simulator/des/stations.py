@@ -5,11 +5,13 @@ generator's interleaved requests and the audit writer's group commit — with wh
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import simpy
+from simpy.events import Timeout
 
 from .figures import Figures, Proc, station_json
 
@@ -22,14 +24,20 @@ __all__ = ["GroupCommit", "Interleaved", "Station"]
 class Station(Figures):
     """A FIFO server of ``capacity`` slots.
 
-    Leaner than :class:`simpy.Resource` on purpose: an uncontended hold costs one event (its timeout), not
-    three (request, timeout, release), which is most of the model's speed at realistic load; a waiting
-    request gets its slot handed over by the one leaving, in arrival order. The M/M/1 test checks it.
+    Without a machine a hold is *booked* (:meth:`book`): a request's service time is drawn when it
+    arrives, so in a FIFO station its start is known then too — the earliest time a slot is free (the
+    Kiefer–Wolfowitz recursion over the slots' free times) — and the whole hold, queueing included, is
+    one timeout. Requests reach a station in simulated-time order (the booking happens at ``env.now``), so
+    this is the FIFO queue exactly, with no request, release or hand-over events: what makes the year run
+    fast (:meth:`after` gives the event; the M/M/1 test checks the waits against the closed form). A
+    caller that also knows what follows the hold without another station (a gateway's link) adds it to
+    the same timeout.
 
     ``cpu`` (optional) is the machine (:class:`.scheduler.Scheduler`): each slot is then one process on it
     and a hold's service time is CPU work done at the share of a core the machine gives that process (hub,
-    password worker, gateways and the load generator share the machine's cores as they do live). Without
-    it a hold is a plain timeout, so the model without a machine is unchanged."""
+    password worker, gateways and the load generator share the machine's cores as they do live); its end
+    is not known in advance (it depends on what else arrives on the cores), so such a hold is a process:
+    a waiting request gets its slot handed over by the one leaving, in arrival order."""
 
     __slots__ = (
         "busy",
@@ -38,6 +46,7 @@ class Station(Figures):
         "cpu",
         "env",
         "free",
+        "free_at",
         "name",
         "queue",
         "requests",
@@ -54,17 +63,44 @@ class Station(Figures):
         self.cpu = cpu
         self.tasks = [cpu.task(f"{name}-{i}") for i in range(capacity)] if cpu is not None else []
         self.free = list(range(capacity - 1, -1, -1))  # idle slots (with a machine: which process)
+        self.free_at = [env.now] * capacity  # without a machine: when each slot is free (a heap)
         self.busy = 0
         self.queue: deque[simpy.Event] = deque()
         self.busy_s = 0.0
         self.wait_s = 0.0
         self.requests = 0
 
+    def book(self, seconds: float) -> float:
+        """Without a machine: take the slot free first for ``seconds`` of service from now on (after
+        whoever holds or booked it); the seconds until this hold ends."""
+        now = self.env.now
+        free_at = self.free_at
+        if self.capacity == 1:
+            start = free_at[0] if free_at[0] > now else now
+            free_at[0] = start + seconds
+        else:
+            first = heapq.heappop(free_at)
+            start = first if first > now else now
+            heapq.heappush(free_at, start + seconds)
+        self.requests += 1
+        self.busy_s += seconds
+        self.wait_s += start - now
+        return start + seconds - now
+
+    def after(self, seconds: float) -> simpy.Event:
+        """The event of a hold of ``seconds`` ending: a booked timeout, or with a machine its process."""
+        if self.cpu is None:
+            return Timeout(self.env, self.book(seconds))
+        return self.env.process(self.hold(seconds))
+
     def hold(self, seconds: float) -> Proc:
         env = self.env
+        if self.cpu is None:
+            yield Timeout(env, self.book(seconds))
+            return
         if self.busy < self.capacity:
             self.busy += 1
-            slot = self.free.pop() if self.cpu is not None else 0
+            slot = self.free.pop()
         else:
             asked = env.now
             turn = env.event()
@@ -73,16 +109,12 @@ class Station(Figures):
             self.wait_s += env.now - asked
         self.requests += 1
         self.busy_s += seconds
-        if self.cpu is not None:
-            yield from self.cpu.run(self.tasks[slot], seconds)
-        elif seconds > 0:
-            yield env.timeout(seconds)
+        yield from self.cpu.run(self.tasks[slot], seconds)
         if self.queue:
             self.queue.popleft().succeed(slot)
         else:
             self.busy -= 1
-            if self.cpu is not None:
-                self.free.append(slot)
+            self.free.append(slot)
 
 
 class Interleaved(Figures):
@@ -118,24 +150,30 @@ class GroupCommit(Figures):
     """The hub's audit writer as :class:`simulator.hub.auditbatch.AuditBatcher` runs it: one writer takes
     everything queued, in order, as one group (at most ``limit`` records) — one transaction, one commit —
     and answers every caller of the group when it has committed. An idle writer commits a lone caller at
-    once (the fast path costs one event, as a :class:`Station` hold does); callers arriving meanwhile form
-    the next group. The batcher's short wait for more callers under load (``GROUP_WAIT``, 1 ms) is not
-    modelled: groups here are what queued during the previous commit. (Since the batcher lowers its
-    expectation after a wait that runs out short, a lone caller pays that wait at most once after callers
-    met; before, it paid it on every record for a second, +1 ms a request at ×100–×200.)
+    once; callers arriving meanwhile form the next group, which starts when that commit ends. The
+    batcher's short wait for more callers under load (``GROUP_WAIT``, 1 ms) is not modelled: groups here
+    are what queued during the previous commit. (Since the batcher lowers its expectation after a wait
+    that runs out short, a lone caller pays that wait at most once after callers met; before, it paid it
+    on every record for a second, +1 ms a request at ×100–×200.)
+
+    Booked as a :class:`Station` hold is (:meth:`after`: one timeout per caller, no writer process): a
+    caller arriving while a commit runs joins the group that will start when it ends, or opens that group
+    — drawing its commit's seconds then, with its own ``draw`` — so every caller learns at once when its
+    group ends. Callers arrive in simulated-time order, so the groups are the writer's exactly.
 
     Its figures read as a station's: ``requests`` are records, ``busy_s`` the commits' time, ``wait_s`` the
     records' waits before their group's commit began; ``groups`` counts commits."""
 
     __slots__ = (
-        "busy",
+        "_count",
+        "_end",
+        "_start",
         "busy_s",
         "capacity",
         "env",
         "groups",
         "limit",
         "name",
-        "queue",
         "requests",
         "wait_s",
     )
@@ -145,50 +183,37 @@ class GroupCommit(Figures):
         self.name = name
         self.capacity = 1
         self.limit = limit
-        self.busy = False
-        self.queue: list[tuple[simpy.Event, float]] = []
+        self._start = self._end = env.now  # the last group booked: its commit's start and end
+        self._count = 0  # its records
         self.busy_s = 0.0
         self.wait_s = 0.0
         self.requests = 0
         self.groups = 0
 
+    def book(self, draw: Callable[[], float]) -> float:
+        """Add a record now; the seconds until its group has committed (``draw``: one commit's seconds,
+        asked when this record opens a group)."""
+        now = self.env.now
+        self.requests += 1
+        if self._start > now and self._count < self.limit:  # a group waiting for the commit before it
+            self._count += 1
+            self.wait_s += self._start - now
+            return self._end - now
+        start = self._end if self._end > now else now  # after the commit running, or at once
+        seconds = draw()
+        self._start, self._end, self._count = start, start + seconds, 1
+        self.groups += 1
+        self.busy_s += seconds
+        self.wait_s += start - now
+        return self._end - now
+
+    def after(self, draw: Callable[[], float]) -> simpy.Event:
+        """The event of this caller's record having committed."""
+        return Timeout(self.env, self.book(draw))
+
     def commit(self, draw: Callable[[], float]) -> Proc:
         """Wait until this caller's record has committed; ``draw`` gives one commit's seconds."""
-        env = self.env
-        if not self.busy:
-            self.busy = True
-            seconds = draw()
-            self.requests += 1
-            self.groups += 1
-            self.busy_s += seconds
-            if seconds > 0:
-                yield env.timeout(seconds)
-            if self.queue:
-                env.process(self._drain(draw))
-            else:
-                self.busy = False
-            return
-        done = env.event()
-        self.queue.append((done, env.now))
-        yield done
-
-    def _drain(self, draw: Callable[[], float]) -> Proc:
-        env = self.env
-        while self.queue:
-            group = self.queue[: self.limit]
-            del self.queue[: self.limit]
-            now = env.now
-            for _, asked in group:
-                self.wait_s += now - asked
-            seconds = draw()
-            self.requests += len(group)
-            self.groups += 1
-            self.busy_s += seconds
-            if seconds > 0:
-                yield env.timeout(seconds)
-            for done, _ in group:
-                done.succeed()
-        self.busy = False
+        yield Timeout(self.env, self.book(draw))
 
     def to_json(self, duration_s: float) -> dict[str, Any]:
         out = station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)

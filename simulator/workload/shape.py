@@ -85,6 +85,30 @@ class Rates:
         m = self.multiplier_at(elapsed_s)
         return None if m is None else m * self.peak_per_s
 
+    def bound(self, elapsed_s: float) -> tuple[float, float] | None:
+        """A piece of a majorant of the shape for thinning a Poisson process: (a multiplier no lower than
+        the shape's anywhere on [``elapsed_s``, end), end). Exact where the shape is flat (peak, a step,
+        the diurnal night); the diurnal day's bump is bounded by its top. None once the shape is over.
+        (One bound over the whole run, the peak, made the model draw and reject four of five candidate
+        arrivals at night.)"""
+        spec = self.workload.shape
+        if spec.kind == "peak":
+            return spec.multiplier, math.inf
+        if spec.kind == "step":
+            m = step_multiplier(spec, elapsed_s)
+            return None if m is None else (m, (elapsed_s // spec.step_s + 1) * spec.step_s)
+        day_start = elapsed_s - elapsed_s % spec.day_s
+        hour = 24.0 * (elapsed_s - day_start) / spec.day_s
+        share = self.workload.weekday_hours_share
+        if hour < OPEN:
+            until, factor = OPEN, diurnal_factor(0.0, share)
+        elif hour < CLOSE:
+            until, factor = CLOSE, diurnal_factor((OPEN + CLOSE) / 2, share)
+        else:
+            until, factor = 24.0, diurnal_factor(0.0, share)
+        end = max(day_start + until * spec.day_s / 24.0, math.nextafter(elapsed_s, math.inf))
+        return spec.multiplier * factor / peak_factor(share), end
+
     def max_sessions_per_s(self, duration_s: float) -> float:
         """The highest rate the shape asks for within ``duration_s`` (sizing the user pool)."""
         spec = self.workload.shape

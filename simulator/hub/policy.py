@@ -121,8 +121,16 @@ class AccessRules:
         return limit is None or category in limit
 
 
+_DENIALS: dict[str, Decision] = {}
+
+
 def _deny(reason: str) -> Decision:
-    return Decision(False, reason)
+    """The refusal for ``reason``: one shared (frozen) instance per reason, since a timeline asks up to
+    18 categories per source and most are refused."""
+    found = _DENIALS.get(reason)
+    if found is None:
+        found = _DENIALS[reason] = Decision(False, reason)
+    return found
 
 
 OK = Decision(True, "ok")
@@ -142,7 +150,8 @@ def may_view(
     """May ``viewer`` see ``category`` of the patient's data held at ``source_facility`` at ``now``?"""
     if category not in ALL:
         return _deny("unknown-category")
-    if category not in set(source_disclosure):
+    shared = source_disclosure if isinstance(source_disclosure, frozenset | set) else set(source_disclosure)
+    if category not in shared:
         return _deny("not-disclosed")
     if not rules.allows(viewer, category):
         return _deny("viewer-kind")

@@ -108,7 +108,9 @@ def model_run(
     print(
         f"{label}: {wall:.1f} s wall, {cpu:.1f} s CPU (target ≤ 60 s) · {res.sessions} sessions · "
         f"{events} events · "
-        f"{events / wall:,.0f} events/s = {events / wall / bare:.2f}× bare SimPy · "
+        f"{events / wall:,.0f} events/s = {events / wall / bare:.2f}× bare SimPy, "
+        f"{events / max(res.sessions, 1):.1f} events and {wall / max(res.sessions, 1) * 1e6:.0f} µs "
+        "per session · "
         f"RSS {marks.get('10%', 0):.0f} MB "
         f"at 10 % → {end:.0f} MB at the end"
     )

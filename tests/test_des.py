@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import simulator.hub.policy as policy_module
@@ -85,6 +87,100 @@ def test_mm1_hub_resource_matches_closed_form_mean_wait(world: DesWorld) -> None
     assert model.cores.requests == n
     assert measured == pytest.approx(expected_wq, rel=0.05)
     assert model.cores.busy_s / model.env.now == pytest.approx(rho, rel=0.02)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(1, 3),
+    jobs=st.lists(
+        st.tuples(st.floats(0.0, 2.0), st.floats(0.0, 3.0)),  # (gap since the previous arrival, service)
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_booked_holds_are_simpys_fifo_queue(capacity: int, jobs: list[tuple[float, float]]) -> None:
+    """A booked :class:`Station` hold (service drawn at arrival, one timeout) ends when the same requests
+    end in a :class:`simpy.Resource` of as many slots — the FIFO queue it replaces — with its waits."""
+
+    def ends(booked: bool) -> tuple[list[float], float]:
+        env = simpy.Environment()
+        station, resource = Station(env, "s", capacity), simpy.Resource(env, capacity)
+        done = [0.0] * len(jobs)
+
+        def one(i: int, service: float) -> Any:
+            if booked:
+                yield station.after(service)
+            else:
+                with resource.request() as turn:
+                    yield turn
+                    yield env.timeout(service)
+            done[i] = env.now
+
+        def arrive() -> Any:
+            for i, (gap, service) in enumerate(jobs):
+                yield env.timeout(gap)
+                env.process(one(i, service))
+
+        env.process(arrive())
+        env.run()
+        return done, station.wait_s
+
+    booked, waits = ends(True)
+    reference, _ = ends(False)
+    assert booked == pytest.approx(reference, abs=1e-9)
+    arrivals = list(itertools.accumulate(gap for gap, _ in jobs))
+    services = sum(service for _, service in jobs)
+    assert waits == pytest.approx(sum(reference) - sum(arrivals) - services, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.integers(1, 4),
+    calls=st.lists(
+        st.tuples(st.floats(0.0, 2.0), st.floats(0.01, 3.0)),  # (gap since the previous caller, commit)
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_booked_audit_groups_are_the_writers(limit: int, calls: list[tuple[float, float]]) -> None:
+    """:class:`GroupCommit` books each caller at arrival; a plain writer process — commit whatever
+    queued (at most ``limit``) when the last commit ends, its time drawn by the group's first caller —
+    answers every caller at the same moment."""
+    from simulator.des.stations import GroupCommit
+
+    draws = iter(seconds for _, seconds in calls)
+    env = simpy.Environment()
+    writer = GroupCommit(env, "audit", limit=limit)
+    booked: list[float] = [0.0] * len(calls)
+
+    def caller(i: int) -> Any:
+        yield writer.after(lambda: next(draws))
+        booked[i] = env.now
+
+    def arrive() -> Any:
+        for i, (gap, _) in enumerate(calls):
+            yield env.timeout(gap)
+            env.process(caller(i))
+
+    env.process(arrive())
+    env.run()
+    # the reference: callers in arrival order; a group starts when the writer is free, takes up to
+    # ``limit`` who arrived before then (at least the first waiting), and commits for the next draw
+    arrivals = list(itertools.accumulate(gap for gap, _ in calls))
+    expected = [0.0] * len(calls)
+    free, i, groups = 0.0, 0, 0
+    while i < len(calls):
+        start = max(free, arrivals[i])
+        group = [i]
+        while len(group) < limit and group[-1] + 1 < len(calls) and arrivals[group[-1] + 1] < start:
+            group.append(group[-1] + 1)
+        free = start + calls[groups][1]
+        groups += 1
+        for j in group:
+            expected[j] = free
+        i = group[-1] + 1
+    assert booked == pytest.approx(expected, abs=1e-9)
+    assert (writer.requests, writer.groups) == (len(calls), groups)
 
 
 def test_a_core_shared_by_one_process_is_processor_sharing_with_closed_form_response_times() -> None:

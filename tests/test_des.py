@@ -984,6 +984,34 @@ def test_the_generators_timeout_fails_a_login_and_ends_its_session(world: DesWor
     assert "login" not in free.failures  # without a timeout every login is waited for
 
 
+@pytest.mark.parametrize("machine", [False, True])
+def test_the_hub_refuses_logins_beyond_its_queue_as_busy(world: DesWorld, machine: bool) -> None:
+    """The hub answers 503 ``busy`` to a login with no room left to wait for the password worker
+    (``login_queue`` beside the login threads): 30 users logging in at once with room for 2 — the first
+    2 + LOGIN_THREADS are hashed, the rest refused without a hash and their sessions end; with no bound
+    (``login_queue: null``) every one is hashed. Booked (no machine) and on the machine alike."""
+    from simulator.hub.routes.auth import LOGIN_THREADS
+
+    kw: dict[str, Any] = {
+        "seed": 1, "rate_override": 1.0, "arrivals": "paced", "pacing_s": 30.0, "processes": 1,
+        "machine": machine,
+    }  # fmt: skip
+    model = DesModel(world, nominal_calibration(), WhatIf(feeds=False, think_scale=0, login_queue=2), **kw)
+    res = model.run(5.0, drain_s=10.0)
+    busy = res.failures["login"]["busy"]
+    hashed = 2 + LOGIN_THREADS
+    assert (model.hasher.requests, busy) == (hashed, 30 - hashed)
+    finds = sum(res.ops[op].count for op in ("pix", "pdq") if op in res.ops)
+    assert finds == hashed  # a refused login ends its session
+    unbounded = DesModel(
+        world, nominal_calibration(), WhatIf(feeds=False, think_scale=0, login_queue=None), **kw
+    )
+    free = unbounded.run(5.0, drain_s=10.0)
+    assert "login" not in free.failures
+    assert unbounded.hasher.requests == 30
+    assert WhatIf().login_queue == 1024  # the reference hub's bound by default
+
+
 def test_a_find_the_generator_gave_up_on_aborts_its_session(world: DesWorld) -> None:
     """A PIX/PDQ not answered in time leaves Locust's viewer without the regional ID: it aborts the session,
     no timeline, no logout (``loadtests.users._find``). Every find times out here (a 1-µs limit): nothing

@@ -34,6 +34,7 @@ import simpy
 
 from simulator.gateway.shard import partition
 from simulator.hub.policy import EmergencyGrant
+from simulator.hub.routes.auth import LOGIN_THREADS
 from simulator.links import LinkModel
 from simulator.workload import Rates, Workload
 
@@ -142,7 +143,11 @@ class DesModel(Arrivals):
         cpu = self.machine
         self.cores = Station(env, "hub", self.w.hub_cores or calibration.machine.hub_processes, cpu)
         self.audit = GroupCommit(env, "audit")
-        self.hasher = Station(env, "hub-hasher", calibration.machine.hash_workers, cpu)
+        self.hasher = Station(env, "hub-hasher", calibration.machine.hash_workers, cpu, counted=True)
+        # the hub's bound counts logins waiting for a login thread; those in threads (all but the one
+        # hashing) wait at the worker too
+        queue = self.w.login_queue
+        self.login_room = None if queue is None else queue + LOGIN_THREADS - 1
         self.client: Station | Interleaved | None = None
         if cpu is not None:
             self.client = Interleaved(env, "load-generator", self.processes, cpu)

@@ -64,6 +64,7 @@ class SessionSteps:
     start: dt.datetime
     cores: Station
     hasher: Station
+    login_room: int | None
     audit: GroupCommit
     shards: list[Station]
     machine: Scheduler | None
@@ -201,6 +202,9 @@ class SessionSteps:
             extra = 0.0
         if work == "login":
             tail = yield from self._answer(work, audited)
+            if tail is None:
+                self.results.fail(op, "busy", env.now - t0 + extra)
+                return None
         else:  # :meth:`_answer` inlined: most requests, one generator level less (the year run's speed)
             seconds = self.hub_time[work](self.rng)
             if audited and (draw := self._commit_draw(work)) is not None:
@@ -229,25 +233,39 @@ class SessionSteps:
             self.results.fail(op, "timeout", limit_s)
             return None
         extra = answered.value
+        if extra is None:
+            self.results.fail(op, "busy", env.now - t0)
+            return None
         assert isinstance(extra, float)
         self.results.record(op, env.now - t0 + extra)
         return 0.0
 
-    def _client_then_answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float]:
+    def _client_then_answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float | None]:
+        """The client's part and the hub's answer; the client's seconds not simulated, or None when the
+        hub refused it (``busy``)."""
         extra = self._client_draw(work)
         if self.client is not None:
             yield from self._client_part(extra)
             extra = 0.0
         tail = yield from self._answer(work, audited)
+        if tail is None:
+            return None
         if tail > 0:
             yield Timeout(self.env, tail)
         return extra
 
-    def _answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float]:
+    def _answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float | None]:
         """The hub's part of a :meth:`_timed` request: its work (a login's hash on the password worker)
-        and the audit commit; returns the tail."""
+        and the audit commit; returns the tail, or None for a login the hub refused ``busy`` (no room
+        left to wait for the password worker: ``login_queue``), answered after its own work and the
+        refusal's audit commit."""
         last = self.hasher if work == "login" else self.cores
         seconds = self.hub_time[work](self.rng)
+        if work == "login" and self.login_room is not None and self.hasher.waiting() >= self.login_room:
+            yield self.cores.after(seconds if self.cal.hub_measure == "cpu" else 0.0)
+            if (draw := self._commit_draw(work)) is not None:
+                yield self.audit.after(draw)
+            return None
         if work == "login" and self.cal.hub_measure == "cpu":
             yield self.cores.after(seconds)
             seconds = self.hash_time(self.rng)

@@ -50,20 +50,31 @@ class Station(Figures):
         "name",
         "queue",
         "requests",
+        "starting",
+        "starts",
         "tasks",
         "wait_s",
     )
 
     def __init__(
-        self, env: simpy.Environment, name: str, capacity: int, cpu: Scheduler | None = None
+        self,
+        env: simpy.Environment,
+        name: str,
+        capacity: int,
+        cpu: Scheduler | None = None,
+        counted: bool = False,
     ) -> None:
+        """``counted``: keep the booked holds' start times, so that :meth:`waiting` can tell how many have
+        not started (only the password worker needs it: the hub bounds the logins waiting there)."""
         self.env = env
+        self.starts: deque[float] | None = deque() if counted else None
         self.name = name
         self.capacity = capacity
         self.cpu = cpu
         self.tasks = [cpu.task(f"{name}-{i}") for i in range(capacity)] if cpu is not None else []
         self.free = list(range(capacity - 1, -1, -1))  # idle slots (with a machine: which process)
         self.free_at = [env.now] * capacity  # without a machine: when each slot is free (a heap)
+        self.starting = 0  # with a machine: holds made by :meth:`after` whose process has not run yet
         self.busy = 0
         self.queue: deque[simpy.Event] = deque()
         self.busy_s = 0.0
@@ -85,13 +96,32 @@ class Station(Figures):
         self.requests += 1
         self.busy_s += seconds
         self.wait_s += start - now
+        if self.starts is not None and start > now:
+            self.starts.append(start)  # FIFO: starts come in order
         return start + seconds - now
+
+    def waiting(self) -> int:
+        """Holds asked for and not started (booked ones: a ``counted`` station)."""
+        if self.cpu is not None:
+            # the processes not run yet take the free slots first
+            return len(self.queue) + max(0, self.starting - (self.capacity - self.busy))
+        starts = self.starts
+        assert starts is not None, f"{self.name}: not a counted station"
+        now = self.env.now
+        while starts and starts[0] <= now:
+            starts.popleft()
+        return len(starts)
 
     def after(self, seconds: float) -> simpy.Event:
         """The event of a hold of ``seconds`` ending: a booked timeout, or with a machine its process."""
         if self.cpu is None:
             return Timeout(self.env, self.book(seconds))
-        return self.env.process(self.hold(seconds))
+        self.starting += 1
+        return self.env.process(self._started(seconds))
+
+    def _started(self, seconds: float) -> Proc:
+        self.starting -= 1  # a process runs its first step a moment after it is made
+        yield from self.hold(seconds)
 
     def hold(self, seconds: float) -> Proc:
         env = self.env

@@ -13,6 +13,9 @@ Choices where the issue is silent (stated, tested):
 * Random gateway outages follow ``mtbf_days`` / ``mttr_hours`` per disclosing facility (exponential up and
   down times); the profile gives none, so the default is off (``mtbf_days: 0``).
 * ``audit_factor`` multiplies the audit commit (a slower disk); ``hub_cores`` is the hub's worker count.
+* ``login_queue`` is how many logins may wait for the password check before the hub answers one more 503
+  ``busy`` (the reference hub's :data:`simulator.hub.routes.auth.LOGIN_QUEUE`); ``null`` for a hub that
+  queues without a bound (one without it, or a load run made before it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simulator.hub.routes.auth import LOGIN_QUEUE
 
 __all__ = ["WhatIf", "WhatIfError", "apply_pairs", "load_overlay", "parse_sweep"]
 
@@ -53,6 +58,7 @@ class WhatIf(BaseModel):
     hub_factor: Annotated[float, Field(gt=0, le=10_000)] = 1.0
     think_scale: Annotated[float, Field(ge=0)] = 1.0
     feeds: bool = True
+    login_queue: Annotated[int, Field(ge=0)] | None = LOGIN_QUEUE
 
 
 def _known() -> str:

@@ -23,6 +23,7 @@ import uvloop
 from ..ready import announce, settle_heap
 from .accounts import ScryptParams
 from .audit import DEFAULT_CHECKPOINT_EVERY, AuditSettings
+from .routes.auth import LOGIN_QUEUE
 from .server import ADMIN_TOKEN_FILE, PKI_DIR, Addresses, HubError, run_hub
 
 
@@ -37,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gateways", type=Path, default=None, help="network file with a gateways section")
     parser.add_argument("--scrypt-cost", type=int, default=14, help="log2 of scrypt's N")
     parser.add_argument(
+        "--login-queue",
+        type=int,
+        default=LOGIN_QUEUE,
+        help=f"logins that may wait for the password check; one more is answered 503 (default {LOGIN_QUEUE})",
+    )
+    parser.add_argument(
         "--audit-key", type=Path, default=None, help="audit key file (default DATA/audit.key)"
     )
     parser.add_argument("--audit-checkpoints", type=Path, default=None, help="default DATA/audit.checkpoints")
@@ -48,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--plain-mllp", action="store_true", help="plain MLLP, MSH-4 trusted: only for hubs under test"
     )
     args = parser.parse_args(argv)
+    if args.login_queue < 0:
+        parser.error("--login-queue: 0 or more")
     data = args.data if args.data is not None else args.world / "hub"
     pki = (args.pki if args.pki is not None else data / PKI_DIR).resolve()
 
@@ -85,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 audit_settings=settings,
                 pki=pki,
                 plain_mllp=args.plain_mllp,
+                login_queue=args.login_queue,
             )
         )
     except HubError as exc:

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .accounts import Session
 from .records import Gateways
 from .routes import ROUTERS
+from .routes.auth import LOGIN_QUEUE
 from .service import HubServices, RefusalAudit, Refused
 
 __all__ = ["DEFAULT_BODY_LIMIT", "BodyLimit", "create_app"]
@@ -108,11 +109,15 @@ def _refused_json(exc: Refused) -> JSONResponse:
 
 
 def create_app(
-    hub: HubServices, gateways: Gateways | None = None, routers: Sequence[APIRouter] = ()
+    hub: HubServices,
+    gateways: Gateways | None = None,
+    routers: Sequence[APIRouter] = (),
+    login_queue: int = LOGIN_QUEUE,
 ) -> FastAPI:
     """The hub's FastAPI application over ``hub``'s stores, its record routes over ``gateways``: every
     router of :data:`.routes.ROUTERS`, then ``routers`` (one more concern), behind the body limit and the
-    error answers every route shares."""
+    error answers every route shares. ``login_queue``: logins that may wait for the password check
+    (:data:`.routes.auth.LOGIN_QUEUE`)."""
     app = FastAPI(
         title="rhin reference hub",
         version="1",
@@ -122,6 +127,7 @@ def create_app(
     app.state.hub = hub
     app.state.gateways = gateways or Gateways({})
     app.state.refusals = RefusalAudit(hub.record, clock=hub.clock)
+    app.state.login_queue = login_queue
     app.add_middleware(BodyLimit, limit=DEFAULT_BODY_LIMIT, refused=_body_refused)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -64,6 +64,7 @@ from .index import DomainDirectory, PatientIndex
 from .mllp import MLLPServer
 from .pixpdq import PixPdqHandler
 from .records import Gateways
+from .routes.auth import LOGIN_QUEUE
 from .service import HubServices
 from .v3 import CertifiedHttpTools, create_soap_app, observe_handshakes
 
@@ -160,6 +161,7 @@ async def run_hub(
     pki: Path | None = None,
     plain_mllp: bool = False,
     soap_port: int | None = 0,
+    login_queue: int = LOGIN_QUEUE,
 ) -> None:
     """Serve PIX/PDQ (MLLP) and the HTTP API for the world in ``world_dir`` until SIGINT/SIGTERM or ``stop``.
 
@@ -174,8 +176,9 @@ async def run_hub(
     key, checkpoint file and interval (default: in ``data``). ``pki`` is the PKI folder (default
     ``DATA/pki``, created or completed for the world's facilities); ``plain_mllp`` serves plain MLLP instead
     of TLS. ``soap_port`` (None: none) is the PIXv3/PDQv3 listener, HTTPS with client certificates unless
-    ``plain_mllp`` (:mod:`.v3.app`). Raises :class:`HubError` if the password worker dies while serving
-    (after stopping cleanly).
+    ``plain_mllp`` (:mod:`.v3.app`). ``login_queue``: logins that may wait for the password check before
+    one more is refused 503 (:data:`.routes.auth.LOGIN_QUEUE`). Raises :class:`HubError` if the password
+    worker dies while serving (after stopping cleanly).
     """
     setup = _prepare(world_dir, data_dir, host, pki, plain_mllp, gateways_file)
     data = setup.data
@@ -200,7 +203,9 @@ async def run_hub(
         handler = PixPdqHandler(stores.index, audit=audit, clock=clock)
         addresses = {"mllp": await _listen_mllp(stack, handler, host, mllp_port, setup.tls, refused, grace)}
         if http_port is not None:
-            addresses["http"] = await _listen_http(stack, services, setup.gateways, host, http_port, grace)
+            addresses["http"] = await _listen_http(
+                stack, services, setup.gateways, host, http_port, grace, login_queue
+            )
         if soap_port is not None:
             addresses["soap"] = await _listen_soap(
                 stack, services, setup.soap_tls, host, soap_port, grace, refused
@@ -353,9 +358,10 @@ async def _listen_http(
     host: str,
     port: int,
     grace: float,
+    login_queue: int,
 ) -> tuple[str, int]:
     try:
-        app = create_app(services, gateways)
+        app = create_app(services, gateways, login_queue=login_queue)
         http = await _start_http(app, host, port)
     except OSError as exc:
         raise HubError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from exc

@@ -7,7 +7,10 @@ the true reason and the source address. ``retry-later`` is 429 and ``locked`` 42
 
 A login waits for the hub's password worker (one process: hashes run one at a time) in a thread of its
 own limiter (:data:`LOGIN_THREADS`), not in anyio's shared pool: a burst of logins then queues for those
-few threads without taking the tokens every other request's thread work needs.
+few threads without taking the tokens every other request's thread work needs. At most
+:data:`LOGIN_QUEUE` logins wait for a thread: one more is answered 503 ``busy`` at once, with
+``Retry-After: 1``, and audited (a failure with reason ``busy``) — a flood of logins otherwise holds one
+request per login without end, each waiting its place × ~40 ms of scrypt.
 """
 
 from __future__ import annotations
@@ -26,13 +29,27 @@ from ..deps import Credentials, Hub, User
 from ..service import Refused
 from .fields import FacilityCode, StrictBody
 
-__all__ = ["LOGIN_THREADS", "HealthReply", "LoginReply", "LoginRequest", "login_threads", "router"]
+__all__ = [
+    "LOGIN_QUEUE",
+    "LOGIN_THREADS",
+    "HealthReply",
+    "LoginReply",
+    "LoginRequest",
+    "login_threads",
+    "router",
+]
 
 router = APIRouter()
 
 LOGIN_THREADS: Final = 4
 """Logins in threads at once: more than the one password worker can hash, so the next login's own database
 work overlaps a hash; a burst's other logins wait for a thread without holding one."""
+
+
+LOGIN_QUEUE: Final = 1024
+"""Logins waiting for a login thread at most (the app's ``state.login_queue`` overrides it): ~40 s of
+hashing at ~40 ms each, far beyond any realistic burst (a login of a ×400 load run waited at most ~540
+hashes)."""
 
 
 def login_threads(request: Request) -> anyio.CapacityLimiter:
@@ -76,6 +93,7 @@ async def health(hub: Hub) -> HealthReply:
         401: {"description": "invalid credentials"},
         423: {"description": "locked"},
         429: {"description": "retry later"},
+        503: {"description": "too many logins waiting: retry after the Retry-After seconds"},
     },
 )
 async def login(body: LoginRequest, request: Request, hub: Hub) -> LoginReply:
@@ -84,11 +102,22 @@ async def login(body: LoginRequest, request: Request, hub: Hub) -> LoginReply:
     # A user the world enrols but who never logged in is hashed and stored by this login, if right
     # (see facilities.py); the enrolment is passed in so that it costs one hash, like any attempt.
     enrolment = hub.facilities.enrolment(body.facility, body.user_id)
+    limiter = login_threads(request)
+    waiting = limiter.statistics().tasks_waiting
+    if waiting >= getattr(request.app.state, "login_queue", LOGIN_QUEUE):
+        await hub.record(
+            (body.facility, body.user_id),
+            "login",
+            "failure",
+            reason="busy",
+            details={"address": address, "waiting": waiting},
+        )
+        raise Refused(503, "busy", "too many logins waiting for the password check", {"Retry-After": "1"})
     result = await anyio.to_thread.run_sync(
         lambda: hub.accounts.login(
             body.facility, body.user_id, body.password, now, address=address, enrolment=enrolment
         ),
-        limiter=login_threads(request),
+        limiter=limiter,
     )
     if isinstance(result, Refusal):
         await hub.record(

@@ -149,8 +149,8 @@ class Dist(_Strict):
 
 class _Sampler:
     """Draws of one distribution in seconds, made by NumPy a batch at a time (:data:`BATCH`): a draw is a
-    list pop, where a lognormal through :meth:`random.Random.gauss` cost a microsecond — a dozen per
-    session, a tenth of the year run's time. The batches come from the sampler's own generator, seeded
+    list pop, where a lognormal through :meth:`random.Random.gauss` cost about a microsecond — a dozen per
+    session, ~6 % of a warm session's time. The batches come from the sampler's own generator, seeded
     from the model's :class:`random.Random` at the first draw, so a run stays a function of its seed."""
 
     __slots__ = ("_const", "_exp_mean", "_gen", "_left", "_mu", "_qs", "_sigma")

@@ -9,8 +9,9 @@ A login waits for the hub's password worker (one process: hashes run one at a ti
 own limiter (:data:`LOGIN_THREADS`), not in anyio's shared pool: a burst of logins then queues for those
 few threads without taking the tokens every other request's thread work needs. At most
 :data:`LOGIN_QUEUE` logins wait for a thread: one more is answered 503 ``busy`` at once, with
-``Retry-After: 1``, and audited (a failure with reason ``busy``) — a flood of logins otherwise holds one
-request per login without end, each waiting its place × ~40 ms of scrypt.
+``Retry-After: 1``, and audited as the hub audits every flood (:class:`..service.RefusalAudit`: the first
+``busy`` failure per address and 10 s in full, the rest counted in a ``refusals-summary``) — a flood of
+logins otherwise holds one request per login without end, each waiting its place × ~40 ms of scrypt.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..accounts import Refusal
 from ..deps import Credentials, Hub, User
-from ..service import Refused
+from ..service import RefusalAudit, Refused
 from .fields import FacilityCode, StrictBody
 
 __all__ = [
@@ -99,20 +100,14 @@ async def health(hub: Hub) -> HealthReply:
 async def login(body: LoginRequest, request: Request, hub: Hub) -> LoginReply:
     now = hub.now()
     address = request.client.host if request.client else ""
+    limiter = login_threads(request)
+    if limiter.statistics().tasks_waiting >= getattr(request.app.state, "login_queue", LOGIN_QUEUE):
+        refusals: RefusalAudit = request.app.state.refusals  # a flood: counted per address and window
+        await refusals.note((body.facility, body.user_id), "login", "busy", address, "")
+        raise Refused(503, "busy", "too many logins waiting for the password check", {"Retry-After": "1"})
     # A user the world enrols but who never logged in is hashed and stored by this login, if right
     # (see facilities.py); the enrolment is passed in so that it costs one hash, like any attempt.
     enrolment = hub.facilities.enrolment(body.facility, body.user_id)
-    limiter = login_threads(request)
-    waiting = limiter.statistics().tasks_waiting
-    if waiting >= getattr(request.app.state, "login_queue", LOGIN_QUEUE):
-        await hub.record(
-            (body.facility, body.user_id),
-            "login",
-            "failure",
-            reason="busy",
-            details={"address": address, "waiting": waiting},
-        )
-        raise Refused(503, "busy", "too many logins waiting for the password check", {"Retry-After": "1"})
     result = await anyio.to_thread.run_sync(
         lambda: hub.accounts.login(
             body.facility, body.user_id, body.password, now, address=address, enrolment=enrolment

@@ -6,11 +6,13 @@
     events, events/s beside (a)'s, and resident memory at 10 % and at the end of the run (flat: the model
     keeps histograms, not requests).
 (c) ``--validate``: ``rhin calibrate`` on the world's reference network (with its light Locust run for the
-    client parts, ``--client-seconds``), then ``rhin load`` at three load
-    levels (``--levels``, × the realistic peak, links on) and a step-shape run, and ``rhin simulate
-    --validate`` on each report twice (``--replay locust``: Locust's paced users, its CPU, the shared cores;
-    ``--replay poisson``: the idealised replay). Prints predicted vs measured per operation, the share of
-    operations within the issue's goals (p50/p95 ±15 %, throughput ±5 %) and the knees (±20 %), then
+    client parts, ``--client-seconds``), then ``rhin load`` ``--repeats`` times (default 2) at each of three
+    load levels (``--levels``, × the realistic peak, links on) and a step-shape run, and ``rhin simulate
+    --validate`` on each level's runs pooled, ``--replications`` model replays per run (default 3), twice
+    (``--replay locust``: Locust's paced users, its CPU, the shared cores; ``--replay poisson``: the
+    idealised replay). Prints predicted vs measured per operation, the share of operations within the
+    issue's goals (p50/p95 ±15 %, throughput ±5 %) beside the share on which one live run predicts the
+    other as well, and the knees (±20 %), then
     calibrates again (quickly, no Locust run) and prints the hub's CPU per request after / before: the
     VM's speed drifts, and a ratio far from 1 says the runs outlived their calibration. Takes long (each
     level runs ``--seconds``): run it on a quiet machine; ``--reuse`` re-judges a changed model on the
@@ -21,7 +23,8 @@
 
     .venv/bin/python benchmarks/bench_des.py [--world worlds/ishikawa] [--calibration FILE]
     .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 100,200,400]
-        [--seconds 300] [--step-seconds 660] [--processes 2] [--rate R] [--out reports/bench-des] [--reuse]
+        [--seconds 300] [--step-seconds 660] [--repeats 2] [--replications 3] [--processes 2] [--rate R]
+        [--out reports/bench-des] [--reuse]
     .venv/bin/python benchmarks/bench_des.py --outages --world worlds/mini [--mtbf 60,20] [--mttr 6]
         [--seconds 60]
 """
@@ -148,10 +151,13 @@ def rhin(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, check=False)
 
 
-def _replay(out: Path, load: Path, cal: Path, name: str, replay: str) -> dict[str, Any]:
+def _replay(
+    out: Path, loads: list[Path], cal: Path, name: str, replay: str, replications: int = 1
+) -> dict[str, Any]:
     folder = out / f"sim-{name}-{replay}"
-    v = rhin("simulate", "--validate", str(load), "--calibration", str(cal), "--replay", replay,
-             "--report", str(folder))  # fmt: skip
+    runs = [arg for load in loads for arg in ("--validate", str(load))]
+    v = rhin("simulate", *runs, "--replications", str(replications), "--calibration", str(cal),
+             "--replay", replay, "--report", str(folder))  # fmt: skip
     print(v.stdout[-6000:], v.stderr[-2000:])
     if v.returncode:
         sys.exit(v.returncode)
@@ -186,26 +192,39 @@ def validate(args: argparse.Namespace) -> None:
             sys.exit(done.returncode)
     summary = []
     for level in args.levels:
-        folder = out / f"load-x{level:g}"
-        _load(args, folder, "--shape", "peak", "--multiplier", f"{level:g}", "--duration", f"{args.seconds}s")
-        for replay in ("locust", "poisson"):
-            val = _replay(out, folder, cal, f"x{level:g}", replay)
-            summary.append(
-                (f"×{level:g}", replay, val["within_goal"], val["judged"], val["throughput"]["error"])
+        folders = [out / (f"load-x{level:g}" + ("" if r == 0 else f"-r{r + 1}")) for r in range(args.repeats)]
+        for folder in folders:
+            _load(
+                args,
+                folder,
+                "--shape",
+                "peak",
+                "--multiplier",
+                f"{level:g}",
+                "--duration",
+                f"{args.seconds}s",
             )
+        for replay in ("locust", "poisson"):
+            val = _replay(out, folders, cal, f"x{level:g}", replay, args.replications)
+            summary.append(
+                (f"×{level:g}", replay, val["within_goal"], val["judged"], val["throughput"]["error"],
+                 val.get("live_within_goal"))
+            )  # fmt: skip
     knees = []
     if args.step_seconds:
         step = out / "load-step"
         _load(args, step, "--shape", "step", "--duration", f"{args.step_seconds}s")
         for replay in ("locust", "poisson"):
-            knees.append((replay, _replay(out, step, cal, "step", replay).get("knee", {})))
+            knees.append((replay, _replay(out, [step], cal, "step", replay).get("knee", {})))
     drift = _drift(args, out, cal)
     print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
     if drift:
         print(f"  machine drift over the runs (hub CPU per request, after / before): {drift}")
-    for level, replay, ok, judged, err in summary:
+    for level, replay, ok, judged, err, live in summary:
+        repeat = "" if live is None else f"; one live run of another: {live}/{judged}"
         print(
             f"  {level} ({replay} replay): {ok}/{judged} operations within the goals; throughput error {err}"
+            + repeat
         )
     for replay, k in knees:
         print(
@@ -291,6 +310,8 @@ def main() -> None:
         "--seconds", type=int, default=300, help="each load level's (or outage run's) seconds"
     )
     parser.add_argument("--step-seconds", type=int, default=660, help="the step run (0: none)")
+    parser.add_argument("--repeats", type=int, default=2, help="live runs per level, pooled (--validate)")
+    parser.add_argument("--replications", type=int, default=3, help="model replays per live run, pooled")
     parser.add_argument("--think-scale", type=float, default=1.0, help="rhin load's --think-scale")
     parser.add_argument("--rate", type=float, help="sessions/s at 1x instead of the world's (small worlds)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-des")

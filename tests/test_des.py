@@ -40,12 +40,14 @@ from simulator.des import (
     parse_sweep,
 )
 from simulator.des.calibration import write_calibration
-from simulator.des.run import SimulationOptions, knee_of, parse_span, simulate
+from simulator.des.figures import add_totals, totals_json
+from simulator.des.results import Results
+from simulator.des.run import SimulationOptions, knee_of, parse_span, replica_seed, simulate
 from simulator.des.scheduler import Scheduler
 from simulator.des.stations import Station
 from simulator.hub.policy import AccessRules
 from simulator.links import LinkModel
-from simulator.workload import default_workload
+from simulator.workload import STEP_SETTLING, default_workload
 from simulator.workload.model import ShapeSpec
 
 
@@ -400,6 +402,31 @@ def _strip(report: dict) -> dict:
     return report
 
 
+@pytest.mark.parametrize(
+    "whatif",
+    [
+        WhatIf(multiplier=300),
+        WhatIf(multiplier=2000, feeds=False),  # queues at the hub, the password worker and the shards
+        WhatIf(multiplier=300, mtbf_days=0.01, mttr_hours=0.5),  # gateways going down and up
+        WhatIf(multiplier=300, audit_factor=3, gateway_timeout_ms=40),  # slow commits, timeouts
+    ],
+)
+def test_going_on_past_a_hold_is_exactly_waiting_for_it(world: DesWorld, whatif: WhatIf) -> None:
+    """The lookahead (a step goes on past a booked hold's end when nothing else happens before it) changes
+    the number of events, not one figure: the same model with it off waits every hold out."""
+    figures = []
+    for lookahead in (True, False):
+        model = DesModel(world, nominal_calibration(), whatif, seed=3)
+        model.lookahead = lookahead
+        results = model.run(2 * 3600)
+        figures.append((results.operations(), model.resources(), results.sources, results.partial_timelines,
+                        results.refused, results.leaks, results.sessions, model.events()))  # fmt: skip
+    on, off = figures
+    assert on[:-1] == off[:-1]
+    assert on[0]["timeline"]["count"] > 100
+    assert on[-1] < 0.8 * off[-1]  # fewer events
+
+
 def test_same_seed_same_report_other_seed_other(mini_world: Path) -> None:
     w = [WhatIf(multiplier=200)]
     a = _strip(simulate(_options(mini_world, w)))
@@ -664,6 +691,64 @@ def test_jobs_split_the_duration_into_parallel_chunks(mini_world: Path) -> None:
     assert two["operations"]["timeline"]["p50_ms"] == pytest.approx(
         one["operations"]["timeline"]["p50_ms"], rel=0.1
     )
+
+
+def test_chunks_add_up_every_counter_of_their_stations(mini_world: Path) -> None:
+    """The audit writer's commits and the machine's pulls add up across chunks too (they were dropped)."""
+    opts = dataclasses.replace(_options(mini_world, [WhatIf(multiplier=300, feeds=False)]), jobs=2)
+    run = simulate(opts)["runs"][0]
+    assert 0 < run["resources"]["audit"]["groups"] <= run["resources"]["audit"]["requests"]
+    a: dict[str, dict[str, float]] = {}
+    add_totals(a, "m", {"capacity": 2, "busy_s": 1.0, "wait_s": 0.5, "requests": 3, "pulls": 4})
+    add_totals(a, "m", {"capacity": 2, "busy_s": 2.0, "wait_s": 0.0, "requests": 1, "pulls": 1})
+    assert totals_json(a["m"], 10.0) == {
+        "capacity": 2,
+        "requests": 4,
+        "utilisation": 0.15,
+        "mean_queue": 0.05,
+        "mean_wait_ms": 125.0,
+        "pulls": 5,
+    }
+
+
+def test_replications_pool_runs_from_other_seeds(mini_world: Path) -> None:
+    """``replications`` runs the same sessions from other model seeds and merges them: replica 0 is the
+    plain run, counts add up, rates stay per run, every replica's operations are kept, and it is
+    deterministic."""
+    w = [WhatIf(multiplier=300, feeds=False)]
+    one = simulate(_options(mini_world, w))["runs"][0]
+    opts = dataclasses.replace(_options(mini_world, w), replications=3)
+    three = simulate(opts)["runs"][0]
+    assert three["replications"] == 3
+    assert three["replicas"][0] == one["operations"]
+    assert three["replicas"][1] != three["replicas"][0]  # another seed, other service times
+    for op, o in three["operations"].items():
+        assert o["count"] == sum(r[op]["count"] for r in three["replicas"] if op in r)
+    n = one["sessions"]
+    assert abs(three["sessions"] - 3 * n) < 4 * math.sqrt(3 * n)  # arrivals drawn anew: Poisson noise
+    assert three["sessions_per_s"] == pytest.approx(three["sessions"] / 3 / 7200.0, abs=1e-6)
+    assert three["resources"]["hub"]["utilisation"] == pytest.approx(
+        one["resources"]["hub"]["utilisation"], rel=0.1
+    )
+    assert replica_seed(42, 0) == 42
+    assert replica_seed(42, 1) != replica_seed(42, 2)
+    again = simulate(opts)["runs"][0]
+    assert again["operations"] == three["operations"]
+
+
+def test_replica_windows_merge_and_stay_per_run() -> None:
+    """A step replay's windows merge across replicas: requests add up, the rate is per run."""
+    a, b = Results(window_s=10.0), Results(window_s=10.0)
+    for r, n in ((a, 4), (b, 6)):
+        r.duration_s = 30.0
+        r.clock = lambda: 15.0
+        for _ in range(n):
+            r.record("timeline", 0.1)
+    a.merge(b, replica=True)
+    (w,) = a.window_curve()
+    assert a.replicas == 2
+    assert a.duration_s == 60.0
+    assert w["per_s"] == pytest.approx(10 / (10.0 * (1 - STEP_SETTLING)) / 2, abs=1e-3)
 
 
 def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:

@@ -5,8 +5,12 @@ is benchmarks/bench_des.py's (--validate at three load levels)."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
+import math
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +24,15 @@ from harness.des.calibrate import CalibrationRunError, _linear
 from harness.des.validate import (
     GOALS,
     ValidationError,
+    check_repeats,
     compare,
     cpu_comparison,
+    pooled_measurement,
     read_load_run,
     replay_options,
+    spreads,
 )
+from harness.load.stats import op_stats, read_raw
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, reference_target
 from simulator.des import Calibration, load_calibration
@@ -182,6 +190,103 @@ def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) 
     assert (poisson.arrivals, poisson.client_s, poisson.machine) == ("poisson", 0.0, False)
     with pytest.raises(ValidationError, match="replay arrivals"):
         replay_options(run, cal, arrivals="uniform")
+
+
+def _repeat(load_report: Path, folder: Path, factor: float, **report_changes: Any) -> Path:
+    """A copy of the load run as if run again: every latency × ``factor``, its report's figures recomputed
+    from its raw timings by the load report's rules."""
+    shutil.copytree(load_report, folder)
+    rows = [dataclasses.replace(r, ms=r.ms * factor) for r in read_raw(folder / "raw.csv")]
+    with (folder / "raw.csv").open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["t", "name", "ms", "ok", "reason", "facility", "worker", "size"])
+        for r in rows:
+            out.writerow([r.t, r.name, r.ms, int(r.ok), r.reason, r.facility, r.worker, r.size])
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    report["operations"] = {n: st.to_json() for n, st in op_stats(rows, report["measured_s"]).items()}
+    report.update(report_changes)
+    (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return folder
+
+
+def _nearest_rank(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+def test_repeats_pool_into_one_measurement(load_report: Path, tmp_path: Path) -> None:
+    """Two runs of one command are one measurement: every request of both in one nearest-rank percentile,
+    rates over both spans; each run's own p50/p95 kept, and the live spread is how far one run misses the
+    other (here twice as slow: 100 % one way, 50 % the other → 1.0)."""
+    slow = _repeat(load_report, tmp_path / "slow", 2.0)
+    runs = [read_load_run(load_report), read_load_run(slow)]
+    ops, _ = pooled_measurement(runs)
+    rows_a, rows_b = read_raw(load_report / "raw.csv"), read_raw(slow / "raw.csv")
+    span = 2 * runs[0].report["measured_s"]
+    fetch = [r.ms for r in rows_a + rows_b if r.name == "fetch" and r.ok]
+    assert ops["fetch"]["count"] == sum(1 for r in rows_a + rows_b if r.name == "fetch")
+    assert ops["fetch"]["p95_ms"] == pytest.approx(_nearest_rank(fetch, 95), abs=1e-3)
+    assert ops["fetch"]["p50_ms"] == pytest.approx(_nearest_rank(fetch, 50), abs=1e-3)
+    assert ops["fetch"]["per_s"] == pytest.approx(ops["fetch"]["count"] / span, abs=1e-3)
+    rows = compare(ops, ops)
+    spreads(rows, [r.report["operations"] for r in runs], [])
+    row = next(r for r in rows if r["operation"] == "fetch")
+    single = runs[0].report["operations"]["fetch"]
+    assert row["measured_runs_p50_ms"] == [single["p50_ms"], pytest.approx(2 * single["p50_ms"], abs=2e-3)]
+    assert row["live_spread"] == pytest.approx(1.0, abs=1e-3)
+    assert "predicted_replicas_p50_ms" not in row  # one replica: nothing to spread
+    # one run alone is its report, as before
+    assert pooled_measurement(runs[:1])[0] == runs[0].report["operations"]
+
+
+def test_only_repeats_of_one_command_pool(load_report: Path, tmp_path: Path) -> None:
+    other = _repeat(load_report, tmp_path / "other", 1.0, multiplier=3.0)
+    runs = [read_load_run(load_report), read_load_run(other)]
+    with pytest.raises(ValidationError, match=r"report multiplier is 3\.0, not 1\.0"):
+        check_repeats(runs)
+    step = _repeat(load_report, tmp_path / "step", 1.0, shape="step")
+    with pytest.raises(ValidationError, match="one at a time"):
+        check_repeats([read_load_run(step), read_load_run(step)])
+    (tmp_path / "bare").mkdir()
+    shutil.copy(load_report / "report.json", tmp_path / "bare" / "report.json")
+    with pytest.raises(ValidationError, match="cannot read the raw timings"):
+        pooled_measurement([runs[0], read_load_run(tmp_path / "bare")])
+
+
+def test_validate_pools_repeats_and_replicas(load_report: Path, calibration: Path, tmp_path: Path) -> None:
+    """``--validate A --validate B --replications 2``: both runs replayed twice each from other seeds,
+    the four replicas pooled against both runs pooled; every run's and replica's figures shown."""
+    again = _repeat(load_report, tmp_path / "again", 1.25)
+    result = RUNNER.invoke(
+        app,
+        ["simulate", "--validate", str(load_report), "--validate", str(again), "--replications", "2",
+         "--calibration", str(calibration), "--report", str(tmp_path / "v")],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text(encoding="utf-8"))
+    v = report["validation"]
+    assert v["load_reports"] == [str(load_report / "report.json"), str(again / "report.json")]
+    assert v["replications"] == 2
+    run = report["runs"][0]
+    assert run["replications"] == 4
+    single = json.loads((load_report / "report.json").read_text(encoding="utf-8"))["operations"]
+    rows = {r["operation"]: r for r in v["rows"]}
+    assert rows["fetch"]["measured_count"] == 2 * single["fetch"]["count"]
+    assert len(rows["fetch"]["measured_runs_p95_ms"]) == 2
+    assert len(rows["fetch"]["predicted_replicas_p95_ms"]) == 4
+    assert rows["fetch"]["predicted_count"] == sum(r["fetch"]["count"] for r in run["replicas"])
+    assert run["sessions_per_s"] == pytest.approx(run["sessions"] / 4 / single_span(load_report), rel=1e-3)
+    assert "each live run and each model replica" in result.output
+    page = (tmp_path / "v" / "report.html").read_text(encoding="utf-8")
+    spread_rows = [r for r in v["rows"] if "measured_runs_p50_ms" in r or "predicted_replicas_p50_ms" in r]
+    assert spread_rows
+    assert page.count('<tr class="spread">') == len(spread_rows)
+    assert 'id="plot-validation"' in page
+
+
+def single_span(load_report: Path) -> float:
+    return float(json.loads((load_report / "report.json").read_text(encoding="utf-8"))["measured_s"])
 
 
 def test_gateway_fits_are_robust_to_a_few_cold_reads() -> None:

@@ -96,8 +96,20 @@ def simulate_cmd(
         str | None, typer.Option("--sweep", help="key=v1,v2,… : one run per value (a curve).")
     ] = None,
     validate: Annotated[
-        Path | None, typer.Option("--validate", help="A rhin load report to replay and compare.")
+        list[Path] | None,
+        typer.Option(
+            "--validate",
+            help="A rhin load report to replay and compare (repeatable: repeats of one command, pooled).",
+        ),
     ] = None,
+    replications: Annotated[
+        int,
+        typer.Option(
+            "--replications",
+            min=1,
+            help="Model runs from other seeds, pooled (with --validate: per load run).",
+        ),
+    ] = 1,
     replay: Annotated[
         str,
         typer.Option(
@@ -128,8 +140,8 @@ def simulate_cmd(
     folder = report or Path("reports") / f"simulate-{dt.datetime.now():%Y%m%d-%H%M%S}"
     try:
         cal = load_calibration(calibration) if calibration else nominal_calibration()
-        if validate is not None:
-            result = run_validation(validate, cal, arrivals=replay)
+        if validate:
+            result = run_validation(validate, cal, arrivals=replay, replications=replications)
         else:
             if shape not in (None, "peak", "diurnal", "step"):
                 raise WorkloadError(f"--shape {shape!r}: one of peak, diurnal, step")
@@ -151,6 +163,7 @@ def simulate_cmd(
                 seed=seed,
                 sweep_key=key,
                 jobs=jobs,
+                replications=replications,
             )
             result = simulate(options)
     except (CalibrationError, WhatIfError, WorkloadError, ValidationError, ValueError) as exc:
@@ -189,6 +202,7 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         )
         if cpu:
             console.print(f"CPU, measured/predicted (% of a core): {cpu}", highlight=False)
+        _print_spread(console, v)
         if v.get("knee"):
             k = v["knee"]
             console.print(
@@ -217,6 +231,36 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         from .report import knee_text
 
         console.print(knee_text(result["knee"]), highlight=False)
+
+
+def _print_spread(console: Console, v: dict[str, Any]) -> None:
+    """Each live run's and each model replica's p50 and p95 (ms), when there are several."""
+    rows = [r for r in v["rows"] if r["measured_count"] and r["predicted_count"]]
+    if not any("measured_runs_p50_ms" in r or "predicted_replicas_p50_ms" in r for r in rows):
+        return
+    table = Table(title="each live run and each model replica (ms)")
+    for col in ("operation", "p50 live runs", "p50 model", "p95 live runs", "p95 model", "live spread"):
+        table.add_column(col, justify="left" if col == "operation" else "right")
+    for r in rows:
+        table.add_row(
+            r["operation"],
+            _range(r.get("measured_runs_p50_ms")),
+            _range(r.get("predicted_replicas_p50_ms")),
+            _range(r.get("measured_runs_p95_ms")),
+            _range(r.get("predicted_replicas_p95_ms")),
+            _pct(r.get("live_spread")),
+        )
+    console.print(table)
+    if v.get("live_within_goal") is not None:
+        console.print(
+            f"one live run predicts another within {v['goals']['p50_error'] * 100:g} % (p50 and p95) on "
+            f"{v['live_within_goal']} of {v['judged']} judged operations",
+            highlight=False,
+        )
+
+
+def _range(values: list[float | None] | None) -> str:
+    return " ".join(_f(x) for x in values) if values else ""
 
 
 def _f(v: Any) -> str:

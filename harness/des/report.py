@@ -89,20 +89,32 @@ def _sweep_utilisation(report: dict[str, Any]) -> Callable[[Any], None]:
 def _validation(rows: list[dict[str, Any]]) -> Callable[[Any], None]:
     def draw(ax: Any) -> None:
         pts = [r for r in rows if r["measured_p95_ms"] and r["predicted_p95_ms"]]
-        ax.loglog(
-            [r["measured_p95_ms"] for r in pts], [r["predicted_p95_ms"] for r in pts], "o", color="#4c72b0"
-        )
         for r in pts:
-            ax.annotate(r["operation"], (r["measured_p95_ms"], r["predicted_p95_ms"]), fontsize=6)
+            x, y = r["measured_p95_ms"], r["predicted_p95_ms"]
+            xs = _span(r.get("measured_runs_p95_ms"), x)
+            ys = _span(r.get("predicted_replicas_p95_ms"), y)
+            ax.errorbar([x], [y], xerr=[[xs[0]], [xs[1]]], yerr=[[ys[0]], [ys[1]]], fmt="o", color="#4c72b0",
+                        elinewidth=0.8, capsize=2, markersize=4)  # fmt: skip
+            ax.annotate(r["operation"], (x, y), fontsize=6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         if pts:
             lo = min(min(r["measured_p95_ms"], r["predicted_p95_ms"]) for r in pts)
             hi = max(max(r["measured_p95_ms"], r["predicted_p95_ms"]) for r in pts)
             ax.plot([lo, hi], [lo, hi], color="#999", linewidth=1, linestyle="--")
-        ax.set_title("p95: predicted vs measured (ms)")
+        ax.set_title("p95: predicted vs measured (ms; bars: each run, each replica)")
         ax.set_xlabel("measured")
         ax.set_ylabel("predicted")
 
     return draw
+
+
+def _span(values: list[float | None] | None, centre: float) -> tuple[float, float]:
+    """How far below and above ``centre`` the values reach (error bars; none for one value)."""
+    seen = [v for v in values or [] if v is not None]
+    if not seen:
+        return 0.0, 0.0
+    return max(0.0, centre - min(seen)), max(0.0, max(seen) - centre)
 
 
 _CSS = """
@@ -172,6 +184,41 @@ def _replay_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
     return "".join(f'<p class="replay">{p}</p>' for p in parts)
 
 
+def _spread_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
+    """Each live run's and each model replica's p50 and p95, when there are several, and how far one live
+    run misses another."""
+    rows = [r for r in v["rows"] if "measured_runs_p50_ms" in r or "predicted_replicas_p50_ms" in r]
+    if not rows:
+        return ""
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        return f"<td>{' · '.join(_fmt(x) for x in r.get(key) or [])}</td>"
+
+    body = "".join(
+        f'<tr class="spread"><td class="l">{e(r["operation"])}</td>'
+        + "".join(cell(r, k) for k in _SPREAD_COLUMNS)
+        + f"<td>{_fmt(None if r.get('live_spread') is None else round(r['live_spread'] * 100, 1))}</td></tr>"
+        for r in rows
+    )
+    summary = ""
+    if v.get("live_within_goal") is not None:
+        summary = (
+            f'<p class="replay">{v["replications"]} model replica(s) per live run; one live run predicts '
+            f"another within the goals on {v['live_within_goal']} of {v['judged']} judged operations</p>"
+        )
+    heads = "<th>p50 each run</th><th>p50 each replica</th><th>p95 each run</th><th>p95 each replica</th>"
+    return f"""{summary}<table id="spread"><tr><th class="l">operation</th>{heads}
+<th>live spread %</th></tr>{body}</table>"""
+
+
+_SPREAD_COLUMNS = (
+    "measured_runs_p50_ms",
+    "predicted_replicas_p50_ms",
+    "measured_runs_p95_ms",
+    "predicted_replicas_p95_ms",
+)
+
+
 def _step_curves(knee: dict[str, Any]) -> Callable[[Any], None]:
     def draw(ax: Any) -> None:
         for side, style in (("measured", "s-"), ("predicted", "o--")):
@@ -204,8 +251,9 @@ def render_html(report: dict[str, Any], svgs: dict[str, str]) -> str:
             for r in v["rows"]
         )
         heads = "".join(f"<th>{e(_VAL_HEADS.get(c, c))}</th>" for c in _VAL_COLUMNS) + "<th>goal</th>"
-        validation = f"""<h2>Validation against {e(v["load_report"])}</h2>
-{_replay_html(v, e)}
+        against = v.get("load_reports") or [v["load_report"]]
+        validation = f"""<h2>Validation against {e(", ".join(against))}</h2>
+{_replay_html(v, e)}{_spread_html(v, e)}
 <table id="validation"><tr><th class="l">operation</th>{heads}</tr>{rows}</table>"""
     cal = report["calibration"]
     n_ops = sum(len(r["operations"]) for r in report["runs"])

@@ -23,6 +23,14 @@ Two replays (``arrivals``):
 A step-shape run is replayed with its steps as windows: the model's step curve and knee are read by the
 load report's own rules (:func:`harness.load.stats.knee`; each step's first fifth left out).
 
+Repeats: a single live run is one draw of a noisy system (two runs of the same ``rhin load`` command here
+differed by up to 64 % in a login p50, 38 % in a PDQ p95), and so is one model run (its seed). Several
+repeats of one load command (:func:`check_repeats`) are pooled — every request of every run in one set of
+statistics, by the load report's own rules — and each is replayed ``replications`` times from other model
+seeds (:func:`simulator.des.run.replica_seed`), pooled the same way; the rows keep every run's and every
+replica's p50 and p95 and the live runs' own spread (:func:`spreads`: how far one live run misses
+another, by the same measure), so a reader sees what a miss is worth.
+
 Errors are relative, ``(predicted − measured) / measured``; the issue's goal is |p50|, |p95| ≤ 15 % and
 |throughput| ≤ 5 % per operation. Operations with fewer than ``MIN_COUNT`` (100) measured requests are
 listed but not judged: below that a p95 rests on fewer than five requests beyond it, and the measurement's
@@ -32,24 +40,29 @@ own spread exceeds ±15 % (the nearest-rank p95 of 22 requests is their second l
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 from harness.load.config import HTTP_TIMEOUT_S
-from harness.load.stats import knee, step_multipliers
+from harness.load.stats import RawRow, knee, op_stats, read_raw, step_multipliers
 from simulator.des import Calibration, WhatIf
-from simulator.des.run import SimulationOptions, simulate
+from simulator.des.run import SimulationOptions, simulate, simulate_pooled
 from simulator.workload import Workload, default_workload, load_workload
 
 __all__ = [
     "GOALS",
     "MIN_COUNT",
     "ValidationError",
+    "check_repeats",
     "compare",
     "cpu_comparison",
+    "pooled_measurement",
     "replay_options",
+    "spreads",
     "validate",
 ]
 
@@ -261,39 +274,149 @@ def step_knees(run: LoadRun, options: SimulationOptions, predicted: dict[str, An
     }
 
 
+_SAME_REPORT = ("world", "seed", "shape", "multiplier", "duration_s", "processes")
+_SAME_CONFIG = ("rate_override", "think_scale", "feeds", "processes", "timeout_s", "mode", "stop_on_slo")
+
+
+def _conditions(run: LoadRun) -> dict[str, Any]:
+    """What a run's replay is made of and a repeat must share (ports, paths and what Locust recorded —
+    its users over time, its CPU — may differ)."""
+    out = {f"report {k}": run.report.get(k) for k in _SAME_REPORT}
+    out["report workload file"] = run.report.get("workload", {}).get("file") or ""
+    out["report target links"] = bool(run.report.get("target", {}).get("links", True))
+    out.update({f"load-config {k}": run.config.get(k) for k in _SAME_CONFIG})
+    return out
+
+
+def check_repeats(runs: Sequence[LoadRun]) -> None:
+    """Runs pooled must be repeats of one command: the same conditions (:func:`_conditions`), a peak or
+    diurnal shape (a step run's curve is read per run, by its own clock)."""
+    first = _conditions(runs[0])
+    for run in runs[1:]:
+        for key, value in _conditions(run).items():
+            if value != first[key]:
+                raise ValidationError(
+                    f"{run.path}: {key} is {value!r}, not {first[key]!r} as in {runs[0].path} — only repeats "
+                    "of the same load command pool"
+                )
+    if len(runs) > 1 and runs[0].report["shape"] == "step":
+        raise ValidationError("step-shape load runs are validated one at a time (their knees are per run)")
+
+
+def _raw_rows(run: LoadRun) -> list[RawRow]:
+    path = run.path.parent / "raw.csv"
+    try:
+        return read_raw(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValidationError(f"cannot read the raw timings {path} (pooling needs them): {exc}") from exc
+
+
+def pooled_measurement(runs: Sequence[LoadRun]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The runs as one measurement: per operation the statistics of every run's requests together (the load
+    report's own :func:`harness.load.stats.op_stats`, rates over the runs' spans added up), and per
+    monitored process the mean of the runs' mean CPU. One run: its report's figures as they are."""
+    if len(runs) == 1:
+        return runs[0].report["operations"], runs[0].report.get("resources", {})
+    rows = [row for run in runs for row in _raw_rows(run)]
+    span = sum(float(run.report.get("measured_s") or run.report["duration_s"]) for run in runs)
+    ops = {name: st.to_json() for name, st in op_stats(rows, span).items()}
+    cpu: dict[str, list[float]] = {}
+    for run in runs:
+        for name, m in run.report.get("resources", {}).items():
+            if m.get("cpu_pct_mean") is not None:
+                cpu.setdefault(name, []).append(float(m["cpu_pct_mean"]))
+    resources = {
+        name: {"cpu_pct_mean": round(sum(v) / len(v), 2)} for name, v in cpu.items() if len(v) == len(runs)
+    }
+    return ops, resources
+
+
+def spreads(
+    rows: list[dict[str, Any]],
+    measured_runs: Sequence[dict[str, dict[str, Any]]],
+    predicted_replicas: Sequence[dict[str, dict[str, Any]]],
+) -> None:
+    """Add to each row its p50 and p95 in every live run (``measured_runs_p50_ms``…) and every model
+    replica (``predicted_replicas_p50_ms``…), and ``live_spread``: the largest error one live run makes
+    as a prediction of another, ``|a − b| / b`` over ordered pairs of runs, p50 and p95 — how well a
+    repeat of the live run itself meets the goals. Nothing is added for a side with a single run."""
+    for row in rows:
+        op = row["operation"]
+        for side, runs in (("measured_runs", measured_runs), ("predicted_replicas", predicted_replicas)):
+            if len(runs) < 2:
+                continue
+            for stat in ("p50_ms", "p95_ms"):
+                row[f"{side}_{stat}"] = [r[op][stat] if op in r else None for r in runs]
+        gaps = [
+            abs(a - b) / b
+            for stat in ("p50_ms", "p95_ms")
+            for a, b in itertools.permutations(row.get(f"measured_runs_{stat}", []), 2)
+            if a is not None and b
+        ]
+        row["live_spread"] = round(max(gaps), 4) if gaps else None
+
+
 def validate(
-    load_report: Path, calibration: Calibration, world: Path | None = None, arrivals: str = "locust"
+    load_reports: Path | Sequence[Path],
+    calibration: Calibration,
+    world: Path | None = None,
+    arrivals: str = "locust",
+    replications: int = 1,
 ) -> dict[str, Any]:
-    """The model replaying the load run, with a ``validation`` section (rows from :func:`compare`)."""
-    run = read_load_run(load_report)
-    options = replay_options(run, calibration, world, arrivals)
+    """The model replaying the load run(s), with a ``validation`` section (rows from :func:`compare`).
+    Several runs must be repeats of one load command (:func:`check_repeats`): each is replayed with what
+    Locust recorded of it, ``replications`` times from different model seeds, and the two sides are
+    compared pooled (:func:`pooled_measurement`), with each run's and replica's own figures beside."""
+    paths = [load_reports] if isinstance(load_reports, Path) else list(load_reports)
+    if not paths:
+        raise ValidationError("no load report to validate against")
+    if replications < 1:
+        raise ValidationError(f"replications {replications}: at least 1")
+    runs = [read_load_run(p) for p in paths]
+    check_repeats(runs)
+    option_sets = [
+        replace(replay_options(r, calibration, world, arrivals), replications=replications) for r in runs
+    ]
+    options = option_sets[0]
     if not options.world.is_dir():
         raise ValidationError(f"the load run's world {options.world} is not here (pass --world)")
-    report = simulate(options)
-    rows = compare(run.report["operations"], report["runs"][0]["operations"])
+    report = simulate(options) if len(option_sets) == 1 else simulate_pooled(option_sets)
+    predicted = report["runs"][0]
+    measured, resources = pooled_measurement(runs)
+    rows = compare(measured, predicted["operations"])
+    spreads(rows, [r.report["operations"] for r in runs], predicted.get("replicas", []))
     judged = [r for r in rows if r["within_goal"] is not None]
-    measured_total = sum(o["per_s"] for o in run.report["operations"].values())
+    measured_total = sum(o["per_s"] for o in measured.values())
     report["validation"] = {
-        "load_report": str(run.path),
+        "load_report": str(runs[0].path),
+        "load_reports": [str(r.path) for r in runs],
+        "replications": replications,
         "goals": GOALS,
         "rows": rows,
         "judged": len(judged),
         "within_goal": sum(1 for r in judged if r["within_goal"]),
+        "live_within_goal": sum(
+            1 for r in judged if r["live_spread"] is not None and r["live_spread"] <= GOALS["p50_error"]
+        )
+        if len(runs) > 1
+        else None,
         "throughput": {
             "measured_per_s": measured_total,
-            "predicted_per_s": report["runs"][0]["throughput_per_s"],
-            "error": _err(report["runs"][0]["throughput_per_s"], measured_total),
+            "predicted_per_s": predicted["throughput_per_s"],
+            "error": _err(predicted["throughput_per_s"], measured_total),
         },
         "replay": {
             "arrivals": arrivals,
             "pacing_s": options.pacing_s,
             "processes": options.processes,
-            "client_cpu_ms_per_request": round(options.client_s * 1000, 4),
+            "client_cpu_ms_per_request": [round(o.client_s * 1000, 4) for o in option_sets]
+            if len(option_sets) > 1
+            else round(options.client_s * 1000, 4),
             "machine_cores": calibration.machine.cores if options.machine else None,
             "recorded_users": [list(p) for p in options.users_series],
         },
-        "cpu": cpu_comparison(run.report.get("resources", {}), report["runs"][0]["resources"]),
+        "cpu": cpu_comparison(resources, predicted["resources"]),
     }
-    if run.report["shape"] == "step":
-        report["validation"]["knee"] = step_knees(run, options, report["runs"][0])
+    if runs[0].report["shape"] == "step":
+        report["validation"]["knee"] = step_knees(runs[0], options, predicted)
     return report

@@ -8,28 +8,62 @@ from typing import Any
 
 import simpy
 
-__all__ = ["Figures", "Proc", "station_json"]
+__all__ = ["Figures", "Proc", "Totals", "add_totals", "station_json", "totals_json"]
 
 Proc = Generator[simpy.Event, Any, Any]
 
 
 class Figures:
     """What every station reports (its subclasses keep ``name``, ``capacity``, ``busy_s``, ``wait_s`` and
-    ``requests``)."""
+    ``requests``, and the counters named in ``counters``)."""
 
     __slots__ = ()
+    counters: tuple[str, ...] = ()  # the station's own counts (commits, pulls), added up like the rest
     name: str
     capacity: int
     busy_s: float
     wait_s: float
     requests: int
 
-    def totals(self) -> tuple[str, int, float, float, int]:
-        """(name, capacity, busy seconds, waiting seconds, requests): what chunks of a long run add up."""
-        return self.name, self.capacity, self.busy_s, self.wait_s, self.requests
+    def totals(self) -> Totals:
+        """What runs of the model add up (chunks of a long run, replicas): capacity, busy and waiting
+        seconds, requests and the station's own counters."""
+        out: Totals = {
+            "capacity": self.capacity,
+            "busy_s": self.busy_s,
+            "wait_s": self.wait_s,
+            "requests": self.requests,
+        }
+        for k in self.counters:
+            out[k] = getattr(self, k)
+        return out
 
     def to_json(self, duration_s: float) -> dict[str, Any]:
-        return station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
+        return totals_json(self.totals(), duration_s)
+
+
+Totals = dict[str, float]
+
+
+def add_totals(into: dict[str, Totals], name: str, totals: Totals) -> None:
+    """Add one run's totals of station ``name`` (its capacity is the same in every run)."""
+    mine = into.get(name)
+    if mine is None:
+        into[name] = dict(totals)
+        return
+    for k, v in totals.items():
+        if k != "capacity":
+            mine[k] += v
+
+
+def totals_json(t: Totals, duration_s: float) -> dict[str, Any]:
+    """A station's figures over ``duration_s`` from its totals: utilisation, mean queue length, mean wait,
+    and its own counters."""
+    out = station_json(int(t["capacity"]), t["busy_s"], t["wait_s"], int(t["requests"]), duration_s)
+    for k, v in t.items():
+        if k not in out and k not in ("busy_s", "wait_s"):
+            out[k] = int(v)
+    return out
 
 
 def station_json(cap: int, busy_s: float, wait_s: float, requests: int, duration_s: float) -> dict[str, Any]:

@@ -9,6 +9,7 @@ what a simulated minute does.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from typing import Any, Final
 
 __all__ = ["Histogram"]
@@ -17,6 +18,7 @@ _LOW: Final = 1e-6  # seconds
 _GROWTH: Final = 1.01
 _LOG_GROWTH: Final = math.log(_GROWTH)
 _BUCKETS: Final = int(math.log(1e5 / _LOW) / _LOG_GROWTH) + 2
+_BOUNDS: Final = [_LOW * _GROWTH**i for i in range(_BUCKETS - 1)]  # upper bounds; the last bucket is open
 
 
 class Histogram:
@@ -32,7 +34,7 @@ class Histogram:
         self.max = 0.0
 
     def add(self, seconds: float) -> None:
-        i = 0 if seconds <= _LOW else min(_BUCKETS - 1, int(math.log(seconds / _LOW) / _LOG_GROWTH) + 1)
+        i = bisect_left(_BOUNDS, seconds)  # bucket i holds (LOW·G^(i−1), LOW·G^i]; a bisection beats a log
         self.buckets[i] += 1
         self.count += 1
         self.total += seconds

@@ -36,6 +36,7 @@ class Results:
     window_s: float = 0.0
     clock: Callable[[], float] | None = None
     windows: dict[int, list[Any]] = field(default_factory=dict)  # index → [requests, failures, Histogram]
+    replicas: int = 1  # model runs of the same span merged into these figures (rates are per replica)
 
     def record(self, op: str, seconds: float, failed: bool = False, at: float | None = None) -> None:
         """One answer of ``op`` that took ``seconds``, answered at ``at`` (default: the clock's now — a
@@ -70,7 +71,7 @@ class Results:
         return [
             {
                 "window": i,
-                "per_s": round(n / (self.window_s * (1 - STEP_SETTLING)), 3),
+                "per_s": round(n / (self.window_s * (1 - STEP_SETTLING)) / self.replicas, 3),
                 "p95_ms": h.percentile_ms(95) if h.count else None,
                 "failures": f,
             }
@@ -81,9 +82,19 @@ class Results:
         self.refused[op] = self.refused.get(op, 0) + 1
         self.record(op, seconds, at=at)
 
-    def merge(self, other: Results) -> None:
-        """Add another chunk's figures (durations add up)."""
+    def merge(self, other: Results, replica: bool = False) -> None:
+        """Add another chunk's figures (durations add up), or with ``replica`` another run of the same span
+        (durations add up too, so rates stay per run; its windows merge into the same windows)."""
         self.duration_s += other.duration_s
+        if replica:
+            self.replicas += other.replicas
+            for i, (n, f, h) in other.windows.items():
+                w = self.windows.get(i)
+                if w is None:
+                    w = self.windows[i] = [0, 0, Histogram()]
+                w[0] += n
+                w[1] += f
+                w[2].merge(h)
         for name, h in other.ops.items():
             mine = self.ops.get(name)
             if mine is None:

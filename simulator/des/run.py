@@ -20,13 +20,24 @@ from typing import Any, Literal
 from simulator.workload import Workload
 
 from .calibration import Calibration
-from .figures import station_json
+from .figures import Totals, add_totals, totals_json
 from .model import DesModel, Results
 from .whatif import WhatIf
 from .world import DesWorld
 
-__all__ = ["SimulationOptions", "broke_at", "knee_of", "parse_span", "simulate"]
+__all__ = [
+    "Collected",
+    "SimulationOptions",
+    "broke_at",
+    "collect",
+    "knee_of",
+    "parse_span",
+    "replica_seed",
+    "simulate",
+    "simulate_pooled",
+]
 
+REPLICA_SEED_STEP = 1_000_003  # replica r of a run seeded s is seeded s + r × this (a prime: no chunk's seed)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400, None: 1}
 
 
@@ -51,6 +62,7 @@ class SimulationOptions:
     join_burst: bool = False
     drain_s: float = 120.0  # requests in flight at the end get this long to finish (0: cut, as Locust stops)
     jobs: int = 1  # >1: the duration cut into as many chunks, simulated in parallel processes (long runs)
+    replications: int = 1  # runs from as many seeds (replica_seed), merged: the model's own spread shown
     # Replaying a load run (harness.des.validate): Locust's paced users, its processes and CPU per request,
     # the machine's cores shared by all, and per-window curves for a step shape (see DesModel).
     arrivals: Literal["poisson", "paced"] = "poisson"
@@ -118,78 +130,121 @@ def _model(
     return model
 
 
-_FORKED: tuple[DesWorld, SimulationOptions, WhatIf] | None = None  # what forked chunk workers read
+_FORKED: tuple[DesWorld, SimulationOptions, WhatIf, int] | None = None  # what forked chunk workers read
 
 
-def _chunk(k: int) -> tuple[Results, list[tuple[str, int, float, float, int]], int]:
+@dataclass
+class Collected:
+    """What model runs of the same conditions measured, merged: chunks of one long run, or replicas (runs
+    from other seeds, or replaying other live runs of the same conditions) — with each replica's own
+    operations kept for the spread between them."""
+
+    results: Results
+    stations: dict[str, Totals] = field(default_factory=dict)
+    events: int = 0
+    replicas: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, other: Collected) -> None:
+        """Merge another replica."""
+        self.results.merge(other.results, replica=True)
+        for name, t in other.stations.items():
+            add_totals(self.stations, name, t)
+        self.events += other.events
+        self.replicas.extend(other.replicas)
+
+
+def replica_seed(seed: int, r: int) -> int:
+    """The model's seed for replica ``r`` of a run seeded ``seed``: replica 0 is the run itself."""
+    return seed + REPLICA_SEED_STEP * r
+
+
+def _chunk(k: int) -> tuple[Results, dict[str, Totals], int]:
     assert _FORKED is not None
-    world, options, whatif = _FORKED
+    world, options, whatif, seed = _FORKED
     span = options.duration_s / options.jobs
-    model = _model(world, options, whatif, options.seed * 1000 + k, k * span, k * 100_000_000)
+    model = _model(world, options, whatif, seed * 1000 + k, k * span, k * 100_000_000)
     results = model.run(span, drain_s=options.drain_s if k == options.jobs - 1 else 0.0)
     results.clock = None  # a closure over the environment: not sent back to the parent
-    return results, [st.totals() for st in model.stations()], model.events()
+    return results, {st.name: st.totals() for st in model.stations()}, model.events()
 
 
-def _run_chunks(
-    world: DesWorld, options: SimulationOptions, whatif: WhatIf
-) -> tuple[Results, dict[str, Any], int]:
+def _collect_chunks(world: DesWorld, options: SimulationOptions, whatif: WhatIf, seed: int) -> Collected:
     """``options.jobs`` consecutive chunks of the duration in forked processes (the world is shared by
     fork, not pickled), merged. Each chunk starts empty (no queue, grant or outage carried over: at
     realistic load the network drains every night) with its own seed (``seed × 1000 + k``) and session
     numbers from ``k × 10⁸`` — deterministic, but not the sessions of a one-process run."""
     global _FORKED
-    _FORKED = (world, options, whatif)
+    _FORKED = (world, options, whatif, seed)
     try:
         with multiprocessing.get_context("fork").Pool(options.jobs) as pool:
             parts = pool.map(_chunk, range(options.jobs))
     finally:
         _FORKED = None
-    results = Results()
-    totals: dict[str, list[float]] = {}
-    events = 0
+    out = Collected(Results())
     for part, stations, n in parts:
-        results.merge(part)
-        events += n
-        for name, cap, busy, wait, requests in stations:
-            t = totals.setdefault(name, [cap, 0.0, 0.0, 0])
-            t[1] += busy
-            t[2] += wait
-            t[3] += requests
-    d = results.duration_s
-    resources = {
-        name: station_json(int(cap), busy, wait, int(req), d)
-        for name, (cap, busy, wait, req) in totals.items()
-    }
-    return results, resources, events
+        out.results.merge(part)
+        out.events += n
+        for name, t in stations.items():
+            add_totals(out.stations, name, t)
+    return out
 
 
-def run_one(
+def _collect_one(
+    world: DesWorld,
+    options: SimulationOptions,
+    whatif: WhatIf,
+    seed: int,
+    progress: Callable[[float], None] | None,
+) -> Collected:
+    if options.jobs > 1:
+        out = _collect_chunks(world, options, whatif, seed)
+    else:
+        model = _model(world, options, whatif, seed, 0.0, 0)
+        results = model.run(options.duration_s, progress, drain_s=options.drain_s)
+        results.clock = None
+        out = Collected(results, {st.name: st.totals() for st in model.stations()}, model.events())
+    out.replicas.append(out.results.operations())
+    return out
+
+
+def collect(
     world: DesWorld,
     options: SimulationOptions,
     whatif: WhatIf,
     progress: Callable[[float], None] | None = None,
-) -> dict[str, Any]:
-    """One model run → its figures."""
-    started = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if options.jobs > 1:
-        results, resources, events = _run_chunks(world, options, whatif)
-    else:
-        model = _model(world, options, whatif, options.seed, 0.0, 0)
-        results = model.run(options.duration_s, progress, drain_s=options.drain_s)
-        resources, events = model.resources(), model.events()
-        if results.window_s:
-            extra["windows"] = results.window_curve()
-    wall = time.perf_counter() - started
+) -> Collected:
+    """``options.replications`` runs of one what-if (seeds from :func:`replica_seed`), merged."""
+    out: Collected | None = None
+    for r in range(options.replications):
+        cb = progress
+        if progress is not None and options.replications > 1:
+            cb = lambda t, r=r: progress((r + t) / options.replications)  # noqa: E731
+        part = _collect_one(world, options, whatif, replica_seed(options.seed, r), cb)
+        if out is None:
+            out = part
+        else:
+            out.add(part)
+    assert out is not None
+    return out
+
+
+def figures(whatif: WhatIf, c: Collected, options: SimulationOptions, wall: float) -> dict[str, Any]:
+    """A run's figures from what it collected: rates are per replica (per simulated second of one run)."""
+    results = c.results
+    d = results.duration_s
     ops = results.operations()
     requests = sum(o["count"] for o in ops.values())
+    extra: dict[str, Any] = {}
+    if results.window_s:
+        extra["windows"] = results.window_curve()
+    if len(c.replicas) > 1:
+        extra["replicas"] = c.replicas
     return {
         "whatif": whatif.model_dump(exclude_defaults=True),
         "operations": ops,
-        "throughput_per_s": round(requests / options.duration_s, 6),
+        "throughput_per_s": round(requests / d, 6) if d else 0.0,
         "sessions": results.sessions,
-        "sessions_per_s": round(results.sessions / options.duration_s, 6),
+        "sessions_per_s": round(results.sessions / d, 6) if d else 0.0,
         "timelines": results.timelines,
         "partial_timelines": results.partial_timelines,
         "partial_share": round(results.partial_timelines / results.timelines, 6)
@@ -199,26 +254,72 @@ def run_one(
         "partial_by_sources": {str(n): v for n, v in sorted(results.partial_by_sources.items())},
         "refused": dict(sorted(results.refused.items())),
         "consent_leaks": results.leaks,
-        "resources": resources,
-        "events": events,
+        "resources": {name: totals_json(t, d) for name, t in c.stations.items()},
+        "events": c.events,
         "jobs": options.jobs,
+        "replications": len(c.replicas),
         "wall_s": round(wall, 3),
-        "events_per_s": round(events / wall) if wall > 0 else 0,
+        "events_per_s": round(c.events / wall) if wall > 0 else 0,
         **extra,
     }
+
+
+def run_one(
+    world: DesWorld,
+    options: SimulationOptions,
+    whatif: WhatIf,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """One what-if's model run (its replicas merged) → its figures."""
+    started = time.perf_counter()
+    c = collect(world, options, whatif, progress)
+    return figures(whatif, c, options, time.perf_counter() - started)
 
 
 def simulate(
     options: SimulationOptions, progress: Callable[[str, float], None] | None = None
 ) -> dict[str, Any]:
     """Every what-if of ``options`` on one world; the report dict."""
-    shards = options.calibration.machine.gateway_shards
-    world = DesWorld.load(options.world, options.workload, options.seed, shards=shards)
+    world = _world(options)
     runs = []
     for i, whatif in enumerate(options.whatifs):
         label = f"run {i + 1}/{len(options.whatifs)}"
         cb = (lambda t, label=label: progress(label, t)) if progress else None
         runs.append(run_one(world, options, whatif, cb))
+    return _report(options, world, runs)
+
+
+def simulate_pooled(option_sets: Sequence[SimulationOptions]) -> dict[str, Any]:
+    """One what-if under several sets of conditions that differ only in what a replay takes from each
+    live run (its users over time, its generator's CPU, its span): each set's replications, all merged
+    into one run — the model's side of a comparison with several live runs pooled. The world, seed,
+    workload and what-if are the first set's (the caller checks they agree)."""
+    if not option_sets:
+        raise ValueError("no conditions to simulate")
+    first = option_sets[0]
+    if len(first.whatifs) != 1:
+        raise ValueError("pooled replays take exactly one what-if")
+    world = _world(first)
+    started = time.perf_counter()
+    merged: Collected | None = None
+    for options in option_sets:
+        part = collect(world, options, first.whatifs[0])
+        if merged is None:
+            merged = part
+        else:
+            merged.add(part)
+    assert merged is not None
+    run = figures(first.whatifs[0], merged, first, time.perf_counter() - started)
+    return _report(first, world, [run])
+
+
+def _world(options: SimulationOptions) -> DesWorld:
+    return DesWorld.load(
+        options.world, options.workload, options.seed, shards=options.calibration.machine.gateway_shards
+    )
+
+
+def _report(options: SimulationOptions, world: DesWorld, runs: list[dict[str, Any]]) -> dict[str, Any]:
     cal = options.calibration
     report: dict[str, Any] = {
         "format": "rhin-des-report",

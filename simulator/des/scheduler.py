@@ -41,7 +41,6 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any
 
 import simpy
 
@@ -71,6 +70,7 @@ class Scheduler(Figures):
     ``wait_s`` the seconds items took beyond their work (slowed by sharing); ``pulls`` counts idle-balance
     migrations."""
 
+    counters = ("pulls",)
     __slots__ = (
         "_gen",
         "_made",
@@ -106,11 +106,6 @@ class Scheduler(Figures):
         """A new process; tasks start spread over the cores (their first 'last core')."""
         self._made += 1
         return Task(name, (self._made - 1) % self.capacity)
-
-    def to_json(self, duration_s: float) -> dict[str, Any]:
-        out = super().to_json(duration_s)
-        out["pulls"] = self.pulls
-        return out
 
     # ------------------------------------------------------------------------------------ work
 

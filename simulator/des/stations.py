@@ -8,12 +8,12 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import simpy
 from simpy.events import Timeout
 
-from .figures import Figures, Proc, station_json
+from .figures import Figures, Proc
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -27,11 +27,12 @@ class Station(Figures):
     Without a machine a hold is *booked* (:meth:`book`): a request's service time is drawn when it
     arrives, so in a FIFO station its start is known then too — the earliest time a slot is free (the
     Kiefer–Wolfowitz recursion over the slots' free times) — and the whole hold, queueing included, is
-    one timeout. Requests reach a station in simulated-time order (the booking happens at ``env.now``), so
-    this is the FIFO queue exactly, with no request, release or hand-over events: what makes the year run
-    fast (:meth:`after` gives the event; the M/M/1 test checks the waits against the closed form). A
-    caller that also knows what follows the hold without another station (a gateway's link) adds it to
-    the same timeout.
+    one timeout. Requests reach a station in simulated-time order (the booking happens at ``env.now``, or
+    with :meth:`end_at` at a later time before which nothing else happens in the model), so this is the
+    FIFO queue exactly, with no request, release or hand-over events: what makes the year run fast
+    (:meth:`after` gives the event; the M/M/1 test checks the waits against the closed form). A caller
+    that also knows what follows the hold without another station (a gateway's link) adds it to the same
+    timeout.
 
     ``cpu`` (optional) is the machine (:class:`.scheduler.Scheduler`): each slot is then one process on it
     and a hold's service time is CPU work done at the share of a core the machine gives that process (hub,
@@ -85,20 +86,26 @@ class Station(Figures):
         """Without a machine: take the slot free first for ``seconds`` of service from now on (after
         whoever holds or booked it); the seconds until this hold ends."""
         now = self.env.now
+        return self.end_at(now, seconds) - now
+
+    def end_at(self, t: float, seconds: float) -> float:
+        """:meth:`book` for a request arriving at ``t`` (``env.now`` or later, when the caller knows that
+        nothing else happens in the model before ``t``: see :meth:`.sessions.SessionSteps._horizon`);
+        when its hold ends."""
         free_at = self.free_at
         if self.capacity == 1:
-            start = free_at[0] if free_at[0] > now else now
+            start = free_at[0] if free_at[0] > t else t
             free_at[0] = start + seconds
         else:
             first = heapq.heappop(free_at)
-            start = first if first > now else now
+            start = first if first > t else t
             heapq.heappush(free_at, start + seconds)
         self.requests += 1
         self.busy_s += seconds
-        self.wait_s += start - now
-        if self.starts is not None and start > now:
+        self.wait_s += start - t
+        if self.starts is not None and start > t:
             self.starts.append(start)  # FIFO: starts come in order
-        return start + seconds - now
+        return start + seconds
 
     def waiting(self) -> int:
         """Holds asked for and not started (booked ones: a ``counted`` station)."""
@@ -194,6 +201,8 @@ class GroupCommit(Figures):
     Its figures read as a station's: ``requests`` are records, ``busy_s`` the commits' time, ``wait_s`` the
     records' waits before their group's commit began; ``groups`` counts commits."""
 
+    counters = ("groups",)
+
     __slots__ = (
         "_count",
         "_end",
@@ -224,18 +233,23 @@ class GroupCommit(Figures):
         """Add a record now; the seconds until its group has committed (``draw``: one commit's seconds,
         asked when this record opens a group)."""
         now = self.env.now
+        return self.end_at(now, draw) - now
+
+    def end_at(self, t: float, draw: Callable[[], float]) -> float:
+        """:meth:`book` for a record arriving at ``t`` (as :meth:`Station.end_at`); when its group has
+        committed."""
         self.requests += 1
-        if self._start > now and self._count < self.limit:  # a group waiting for the commit before it
+        if self._start > t and self._count < self.limit:  # a group waiting for the commit before it
             self._count += 1
-            self.wait_s += self._start - now
-            return self._end - now
-        start = self._end if self._end > now else now  # after the commit running, or at once
+            self.wait_s += self._start - t
+            return self._end
+        start = self._end if self._end > t else t  # after the commit running, or at once
         seconds = draw()
         self._start, self._end, self._count = start, start + seconds, 1
         self.groups += 1
         self.busy_s += seconds
-        self.wait_s += start - now
-        return self._end - now
+        self.wait_s += start - t
+        return self._end
 
     def after(self, draw: Callable[[], float]) -> simpy.Event:
         """The event of this caller's record having committed."""
@@ -244,8 +258,3 @@ class GroupCommit(Figures):
     def commit(self, draw: Callable[[], float]) -> Proc:
         """Wait until this caller's record has committed; ``draw`` gives one commit's seconds."""
         yield Timeout(self.env, self.book(draw))
-
-    def to_json(self, duration_s: float) -> dict[str, Any]:
-        out = station_json(self.capacity, self.busy_s, self.wait_s, self.requests, duration_s)
-        out["groups"] = self.groups
-        return out

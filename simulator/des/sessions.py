@@ -338,7 +338,7 @@ class SessionSteps:
             tail = yield from self._timed("emergency", before=tail)
             if tail is None:
                 return  # no grant: aborted too
-            self._grant(s)
+            self._grant(s, self.env.now + tail)
         listed, tail = yield from self._timeline(s, purpose, tag + "timeline", tail)
         if s.intent == "outside":
             if (s.index % self.processes, s.patient.index) in self.seen:
@@ -354,9 +354,11 @@ class SessionSteps:
         if tail:  # the session ends with its answer (a paced user starts the next one then)
             yield Timeout(self.env, tail)
 
-    def _grant(self, s: PlannedSession) -> None:
+    def _grant(self, s: PlannedSession, t: float) -> None:
+        """The hub's emergency grant, dated when its answer reaches the viewer (``t``: the same moment
+        whether the step waited its holds out or went on past them)."""
         consent = self.world.plan.consents.get(s.patient.index)
-        now = self._now()
+        now = self._now(t)
         minutes = self.workload.session.emergency_minutes
         grant = EmergencyGrant(
             viewer_facility=s.facility,

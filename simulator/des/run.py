@@ -37,7 +37,7 @@ __all__ = [
     "simulate_pooled",
 ]
 
-REPLICA_SEED_STEP = 1_000_003  # replica r of a run seeded s is seeded s + r × this (a prime: no chunk's seed)
+REPLICA_SEED_STEP = 1_000_003  # replica r of seed s: s + r × this, far from seeds picked by hand
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "y": 365 * 86_400, None: 1}
 
 

@@ -206,6 +206,19 @@ class SessionSteps:
         yield station.after(seconds)
         return 0.0
 
+    def _through(self, station: Station, seconds: float, t: float) -> Generator[simpy.Event, Any, float]:
+        """A hold of ``seconds`` at ``station`` from ``t`` (now, or ahead of it: :meth:`_horizon`); where the
+        request is when it ends. Booked, the step goes on at once when nothing else happens before that end
+        and waits for it otherwise; on the machine the hold is a process, waited for."""
+        env = self.env
+        if station.cpu is None:
+            t = station.end_at(t, seconds)
+            if t >= self._horizon():
+                yield Timeout(env, t - env.now)
+            return t
+        yield station.after(seconds)
+        return env.now
+
     def _timed(
         self, op: str, work: str = "", audited: bool = True, before: float = 0.0
     ) -> Generator[simpy.Event, Any, float | None]:
@@ -298,25 +311,14 @@ class SessionSteps:
             if (draw := self._commit_draw(work)) is not None:
                 yield self.audit.after(draw)
             return None
-        booked = self.machine is None
-        t = env.now  # booked: where the request is (ahead of now while nothing else happens)
+        t = env.now  # where the request is (booked: ahead of now while nothing else happens)
         if work == "login" and self.cal.hub_measure == "cpu":
-            if booked:
-                t = self.cores.end_at(t, seconds)
-                if t >= self._horizon():
-                    yield Timeout(env, t - env.now)
-            else:
-                yield self.cores.after(seconds)
+            t = yield from self._through(self.cores, seconds, t)
             seconds = self.hash_time(self.rng)
         # (a wall-time calibration: the whole login, hash included, on the password worker)
         if audited and (draw := self._commit_draw(work)) is not None:
-            if booked:
-                t = last.end_at(t, seconds)
-                if t >= self._horizon():
-                    yield Timeout(env, t - env.now)
-                return self.audit.end_at(t, draw) - env.now
-            yield last.after(seconds)
-            return self.audit.book(draw)
+            t = yield from self._through(last, seconds, t)
+            return self.audit.end_at(t, draw) - env.now
         return (yield from self._last(last, seconds, t))
 
     def _session(self, s: PlannedSession) -> Proc:
@@ -455,44 +457,29 @@ class SessionSteps:
             extra = 0.0
         draw = self._commit_draw("timeline")
         seconds = self.hub_time[work](self.rng)
-        booked = self.machine is None
         if not knows:
             if draw is None:
                 tail = yield from self._last(self.cores, seconds, env.now)
-            elif booked:
-                t = self.cores.end_at(env.now, seconds)
-                if t >= self._horizon():
-                    yield Timeout(env, t - env.now)
-                tail = self.audit.end_at(t, draw) - env.now
             else:
-                yield self.cores.after(seconds)
-                tail = self.audit.book(draw)
+                t = yield from self._through(self.cores, seconds, env.now)
+                tail = self.audit.end_at(t, draw) - env.now
             r.refuse(op, env.now - t0 + tail + extra, at=env.now + tail)
             return [], tail
         statuses: list[str] = []
         overshoot = 0.0
-        if booked:
-            t = self.cores.end_at(env.now, seconds)
+        t = yield from self._through(self.cores, seconds, env.now)
+        fanned = self._fanned(s, plans, statuses)
+        if not fanned:
+            listed = []
+        elif self.machine is None:
+            elapsed, wait = self._fan_out_booked(t, fanned)
+            t += wait
             if t >= self._horizon():
                 yield Timeout(env, t - env.now)
-            fanned = self._fanned(s, plans, statuses)
-            if fanned:
-                elapsed, wait = self._fan_out_booked(t, fanned)
-                t += wait
-                if t >= self._horizon():
-                    yield Timeout(env, t - env.now)
-                listed = self._listed(fanned, elapsed, statuses)
-            else:
-                listed = []
+            listed = self._listed(fanned, elapsed, statuses)
         else:
-            yield self.cores.after(seconds)
-            fanned = self._fanned(s, plans, statuses)
-            if fanned:
-                started = env.now
-                listed = self._listed(fanned, (yield from self._fan_out(fanned)), statuses)
-                overshoot = max(0.0, env.now - started - self.timeout_s)
-            else:
-                listed = []
+            listed = self._listed(fanned, (yield from self._fan_out(fanned)), statuses)
+            overshoot = max(0.0, env.now - t - self.timeout_s)
             t = env.now
         tail = (self.audit.end_at(t, draw) if draw is not None else t) - env.now
         r.timelines += 1
@@ -552,13 +539,7 @@ class SessionSteps:
             extra = 0.0
         t0 -= extra  # the client's part, when not simulated, counts as time already spent
         booked = self.machine is None
-        if booked:
-            t = self.cores.end_at(env.now, self.hub_time["fetch"](self.rng))
-            if t >= self._horizon():
-                yield Timeout(env, t - env.now)
-        else:
-            yield self.cores.after(self.hub_time["fetch"](self.rng))
-            t = env.now
+        t = yield from self._through(self.cores, self.hub_time["fetch"](self.rng), env.now)
         now = self._now(t)
         d = self.decisions
         state, cached = d.state(s, self._grants(s, now))

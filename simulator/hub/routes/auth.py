@@ -48,7 +48,7 @@ work overlaps a hash; a burst's other logins wait for a thread without holding o
 
 
 LOGIN_QUEUE: Final = 1024
-"""Logins waiting for a login thread at most (the app's ``state.login_queue`` overrides it): ~40 s of
+"""Logins waiting for a login thread at most (the default of ``create_app``'s ``login_queue``): ~40 s of
 hashing at ~40 ms each, far beyond any realistic burst (a login of a ×400 load run waited at most ~540
 hashes)."""
 
@@ -101,7 +101,7 @@ async def login(body: LoginRequest, request: Request, hub: Hub) -> LoginReply:
     now = hub.now()
     address = request.client.host if request.client else ""
     limiter = login_threads(request)
-    if limiter.statistics().tasks_waiting >= getattr(request.app.state, "login_queue", LOGIN_QUEUE):
+    if limiter.statistics().tasks_waiting >= request.app.state.login_queue:
         refusals: RefusalAudit = request.app.state.refusals  # a flood: counted per address and window
         await refusals.note((body.facility, body.user_id), "login", "busy", address, "")
         raise Refused(503, "busy", "too many logins waiting for the password check", {"Retry-After": "1"})

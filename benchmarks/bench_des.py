@@ -8,8 +8,9 @@
 (c) ``--validate``: ``rhin calibrate`` on the world's reference network (with its light Locust run for the
     client parts, ``--client-seconds``), then ``rhin load`` ``--repeats`` times (default 2) at each of three
     load levels (``--levels``, × the realistic peak, links on) and a step-shape run, and ``rhin simulate
-    --validate`` on each level's runs pooled, ``--replications`` model replays per run (default 3), twice
-    (``--replay locust``: Locust's paced users, its CPU, the shared cores; ``--replay poisson``: the
+    --validate`` on each level's runs pooled, ``--replications`` model replays per run (default 3), once per
+    ``--replays`` (``locust``: Locust's paced users, its CPU, the shared cores, the calibration at each run's
+    machine speed; ``locust-nospeed``: the same with the calibration's times as measured; ``poisson``: the
     idealised replay). Prints predicted vs measured per operation, the share of operations within the
     issue's goals (p50/p95 ±15 %, throughput ±5 %) beside the share on which one live run predicts the
     other as well, and the knees (±20 %), then
@@ -24,7 +25,7 @@
     .venv/bin/python benchmarks/bench_des.py [--world worlds/ishikawa] [--calibration FILE]
     .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 100,200,400]
         [--seconds 300] [--step-seconds 660] [--repeats 2] [--replications 3] [--processes 2] [--rate R]
-        [--out reports/bench-des] [--reuse]
+        [--replays locust,locust-nospeed,poisson] [--out reports/bench-des] [--reuse]
     .venv/bin/python benchmarks/bench_des.py --outages --world worlds/mini [--mtbf 60,20] [--mttr 6]
         [--seconds 60]
 """
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import simpy
 
@@ -151,13 +152,23 @@ def rhin(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, check=False)
 
 
+REPLAYS: Final = {
+    "locust": ("locust", "--speed"),
+    "locust-nospeed": ("locust", "--no-speed"),
+    "poisson": ("poisson", "--speed"),
+}
+"""Replays a validation can run: Locust's (at each run's machine speed, or with the calibration's times as
+they are) and the idealised Poisson one."""
+
+
 def _replay(
     out: Path, loads: list[Path], cal: Path, name: str, replay: str, replications: int = 1
 ) -> dict[str, Any]:
     folder = out / f"sim-{name}-{replay}"
     runs = [arg for load in loads for arg in ("--validate", str(load))]
+    arrivals, speed_flag = REPLAYS[replay]
     v = rhin("simulate", *runs, "--replications", str(replications), "--calibration", str(cal),
-             "--replay", replay, "--report", str(folder))  # fmt: skip
+             "--replay", arrivals, speed_flag, "--report", str(folder))  # fmt: skip
     print(v.stdout[-6000:], v.stderr[-2000:])
     if v.returncode:
         sys.exit(v.returncode)
@@ -204,28 +215,30 @@ def validate(args: argparse.Namespace) -> None:
                 "--duration",
                 f"{args.seconds}s",
             )
-        for replay in ("locust", "poisson"):
+        for replay in args.replays:
             val = _replay(out, folders, cal, f"x{level:g}", replay, args.replications)
             summary.append(
                 (f"×{level:g}", replay, val["within_goal"], val["judged"], val["throughput"]["error"],
-                 val.get("live_within_goal"))
+                 val.get("live_within_goal"), val["replay"].get("machine_speed"))
             )  # fmt: skip
     knees = []
     if args.step_seconds:
         step = out / "load-step"
         _load(args, step, "--shape", "step", "--duration", f"{args.step_seconds}s")
-        for replay in ("locust", "poisson"):
+        for replay in args.replays:
             knees.append((replay, _replay(out, [step], cal, "step", replay).get("knee", {})))
     drift = _drift(args, out, cal)
     print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
     if drift:
         print(f"  machine drift over the runs (hub CPU per request, after / before): {drift}")
-    for level, replay, ok, judged, err, live in summary:
+    for level, replay, ok, judged, err, live, speed in summary:
         repeat = "" if live is None else f"; one live run of another: {live}/{judged}"
         print(
             f"  {level} ({replay} replay): {ok}/{judged} operations within the goals; throughput error {err}"
             + repeat
         )
+        if speed and speed["corrected"]:
+            print(f"    machine speed, each run over the calibration: {speed['factors']}")
     for replay, k in knees:
         print(
             f"  knee ({replay} replay): measured {k.get('measured', {}).get('held')}×, predicted "
@@ -314,9 +327,14 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=3, help="model replays per live run, pooled")
     parser.add_argument("--think-scale", type=float, default=1.0, help="rhin load's --think-scale")
     parser.add_argument("--rate", type=float, help="sessions/s at 1x instead of the world's (small worlds)")
+    parser.add_argument(
+        "--replays", type=lambda s: s.split(","), default=list(REPLAYS), help=f"of {', '.join(REPLAYS)}"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-des")
     parser.add_argument("--reuse", action="store_true", help="keep calibration and load runs found in --out")
     args = parser.parse_args()
+    if unknown := set(args.replays) - set(REPLAYS):
+        sys.exit(f"--replays: unknown {sorted(unknown)} (known: {', '.join(REPLAYS)})")
     if not (args.world / "world.json").is_file():
         sys.exit(f"no world at {args.world}: rhin generate --profile ishikawa --seed 42 --out {args.world}")
     if args.outages:

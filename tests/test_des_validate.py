@@ -31,6 +31,7 @@ from harness.des.validate import (
     read_load_run,
     replay_options,
     spreads,
+    validate,
 )
 from harness.load.stats import op_stats, read_raw
 from harness.scenarios.world import WorldIndex
@@ -120,6 +121,11 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     assert all(g.list_base.samples >= 100 for g in cal.gateways), [g.list_base.samples for g in cal.gateways]
     assert cal.entry_bytes  # sizes seen in the timelines
     assert "schema_version: 1" in calibration.read_text(encoding="utf-8")
+    # the machine's speed over the calibration: readings before the measurements and after
+    assert cal.machine.speed is not None
+    assert cal.machine.speed.readings == 10
+    assert cal.machine.speed.python_ms > 0
+    assert cal.machine.speed.hash_ms > 0
 
 
 def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Path) -> None:
@@ -157,6 +163,50 @@ def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Pat
     assert {"hub", "hub-hasher", "machine"} <= set(v["cpu"])
     assert all(v["cpu"][n]["predicted_pct"] is not None for n in ("hub", "hub-hasher", "machine"))
     assert "CPU, measured/predicted (% of one core): hub " in page
+    # the load run read the machine's speed as the calibration did: the replay ran at the run's speed
+    speed = measured["machine_speed"]
+    assert len(speed["readings"]) >= 1
+    assert speed["python_ms"] > 0
+    cal = load_calibration(calibration)
+    assert cal.machine.speed is not None
+    factors = v["replay"]["machine_speed"]["factors"]
+    assert factors == [
+        {
+            "python": round(speed["python_ms"] / cal.machine.speed.python_ms, 4),
+            "hash": round(speed["hash_ms"] / cal.machine.speed.hash_ms, 4),
+        }
+    ]
+    assert "the calibration's CPU times scaled to each load run's readings" in result.output
+    assert "the calibration&#x27;s CPU times scaled" in page
+
+
+def test_the_replay_runs_at_the_load_runs_machine_speed(
+    load_report: Path, calibration: Path, tmp_path: Path
+) -> None:
+    """A load run that read the machine three times slower than the calibration did is replayed with the
+    hub's CPU three times the calibration's (its busy share follows), the hash four times; ``speed=False``
+    replays the calibration as measured."""
+    cal = load_calibration(calibration)
+    assert cal.machine.speed is not None
+    slower = {"python_ms": 3 * cal.machine.speed.python_ms, "hash_ms": 4 * cal.machine.speed.hash_ms}
+    folder = _repeat(load_report, tmp_path / "slower", 1.0, machine_speed={**slower, "readings": []})
+    at_speed = validate(folder, cal)
+    as_measured = validate(folder, cal, speed=False)
+    assert at_speed["validation"]["replay"]["machine_speed"] == {
+        "corrected": True,
+        "asked": True,
+        "factors": [{"python": 3.0, "hash": 4.0}],
+    }
+    assert as_measured["validation"]["replay"]["machine_speed"]["corrected"] is False
+    assert "× 3.000" in at_speed["calibration"]["source"]
+
+    def busy(report: dict[str, Any], name: str) -> float:
+        res = report["runs"][0]["resources"][name]
+        return float(res["utilisation"] * res["capacity"])
+
+    # same seed, same sessions: the hub's CPU is the calibration's × 3, as a share of time too
+    assert busy(at_speed, "hub") == pytest.approx(3 * busy(as_measured, "hub"), rel=0.15)
+    assert busy(at_speed, "hub-hasher") == pytest.approx(4 * busy(as_measured, "hub-hasher"), rel=0.15)
 
 
 def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) -> None:

@@ -27,6 +27,9 @@ exchange's time as it is in the load report's; a PDQ's next page and ITI-8 feeds
   base's distribution is the residuals' around the line, shifted to the intercept); the shard's CPU on
   the reference network, the wall time on an external one.
 * **entry sizes** by item category, from the timelines' ``size`` fields.
+* **the machine's speed** (:mod:`harness.load.speed`): readings before the measurements and after, their
+  median in ``machine.speed``; a load run takes the same readings, and its validation scales the CPU times
+  by the ratio (the machine here drifts by tens of per cent within an hour).
 
 Lognormal fits (median and p95) are the default; the file says so.
 """
@@ -55,6 +58,7 @@ import httpx
 from harness.hubclient import HttpOutcome, HubClient
 from harness.load.monitor import POOL_WORKER, children, cpu_ns, cpu_seconds
 from harness.load.run import monitored_pids
+from harness.load.speed import SpeedReading, read_speed, summarise
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
 from harness.scenarios.world import WorldIndex
 from harness.targets import ReferenceOptions, Target, load_target, reference_target
@@ -66,6 +70,7 @@ from simulator.des.calibration import (
     Dist,
     GatewayFit,
     Machine,
+    Speed,
 )
 from simulator.workload import PlannedSession, PlanPatient, WorldPlan, default_workload
 from synthetic.clock import jst_now
@@ -655,6 +660,7 @@ def calibrate(
     world = WorldIndex(world_dir)
     plan = WorldPlan(world_dir, default_workload(), seed)
     with _target(world, target_file, scrypt_cost) as target:
+        readings = [read_speed() for _ in range(SPEED_READINGS)]
         probe = _Probe(target, plan, world_dir)
         try:
             done = index = 0
@@ -700,7 +706,19 @@ def calibrate(
                 )
             light = (client_seconds, client_rate, seed, processes)
             cal = _with_light_run(cal, probe.s, probe.meter, world_dir, target, *light)
-    return cal
+        readings += [read_speed() for _ in range(SPEED_READINGS)]
+    return _with_speed(cal, readings)
+
+
+SPEED_READINGS: Final = 5
+"""Machine speed readings (:mod:`harness.load.speed`) before the measurements and as many after."""
+
+
+def _with_speed(cal: Calibration, readings: list[SpeedReading]) -> Calibration:
+    """``cal`` with the machine's speed over the calibration: the median of the readings."""
+    read = summarise(readings)
+    speed = Speed(python_ms=read["python_ms"], hash_ms=read["hash_ms"], readings=len(readings))
+    return cal.model_copy(update={"machine": cal.machine.model_copy(update={"speed": speed})})
 
 
 def _with_light_run(

@@ -22,6 +22,8 @@ matplotlib.use("Agg")
 from harness.report.plots import plot_svg
 from simulator.workload import OPERATIONS
 
+from .validate import speed_text
+
 __all__ = ["knee_text", "render_html", "write_report"]
 
 
@@ -175,6 +177,7 @@ def _replay_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
             f"{e(n)} {_fmt(c.get('measured_pct'))}/{_fmt(c.get('predicted_pct'))}" for n, c in cpu.items()
         )
         parts.append(f"CPU, measured/predicted (% of one core): {pairs}")
+    parts.append(e(speed_text(r.get("machine_speed"))))
     k = v.get("knee")
     if k:
         parts.append(

@@ -31,6 +31,13 @@ seeds (:func:`simulator.des.run.replica_seed`), pooled the same way; the rows ke
 replica's p50 and p95 and the live runs' own spread (:func:`spreads`: how far one live run misses
 another, by the same measure), so a reader sees what a miss is worth.
 
+The machine's speed: ``rhin calibrate`` and ``rhin load`` both read it (:mod:`harness.load.speed`: the
+thread CPU of a fixed piece of Python and of one scrypt hash); with both readings the replay runs the
+calibration at the load run's speed (:func:`speed_factors`, :meth:`Calibration.at_speed`): here the same
+code ran up to 2× apart within hours, and a calibration an hour old described another machine. Without
+either reading (files from before it), or with ``speed=False``, the calibration is used as it is; the
+report says which.
+
 Errors are relative, ``(predicted − measured) / measured``; the issue's goal is |p50|, |p95| ≤ 15 % and
 |throughput| ≤ 5 % per operation. Operations with fewer than ``MIN_COUNT`` (100) measured requests are
 listed but not judged: below that a p95 rests on fewer than five requests beyond it, and the measurement's
@@ -62,6 +69,8 @@ __all__ = [
     "cpu_comparison",
     "pooled_measurement",
     "replay_options",
+    "speed_factors",
+    "speed_text",
     "spreads",
     "validate",
 ]
@@ -192,6 +201,32 @@ def replay_options(
         users_series=recorded_users(run) if paced else (),
         client_timeouts=_client_timeouts(c) if paced else {},
     )
+
+
+def speed_factors(run: LoadRun, calibration: Calibration) -> tuple[float, float] | None:
+    """How much slower the machine computed during ``run`` than during the calibration: the ratios of the
+    readings' medians, (Python work, hash); None when either side has no reading."""
+    read = run.report.get("machine_speed") or {}
+    cal = calibration.machine.speed
+    python, hashing = read.get("python_ms"), read.get("hash_ms")
+    if cal is None or not python or not hashing:
+        return None
+    return round(float(python) / cal.python_ms, 4), round(float(hashing) / cal.hash_ms, 4)
+
+
+def speed_text(speed: dict[str, Any] | None) -> str:
+    """What a replay made of the machine's speed, in words (the console's and the HTML report's line)."""
+    if speed is None:
+        return "machine speed: not corrected (a report from before speed readings)"
+    if speed["corrected"]:
+        parts = ", ".join(
+            f"Python × {f['python']:.3f}, hash × {f['hash']:.3f}" if f else "no reading"
+            for f in speed["factors"]
+        )
+        return f"machine speed: the calibration's CPU times scaled to each load run's readings ({parts})"
+    if not speed["asked"]:
+        return "machine speed: not corrected (--no-speed)"
+    return "machine speed: not corrected (the calibration or the load run has no speed reading)"
 
 
 def _client_timeouts(config: dict[str, Any]) -> dict[str, float]:
@@ -362,11 +397,13 @@ def validate(
     world: Path | None = None,
     arrivals: str = "locust",
     replications: int = 1,
+    speed: bool = True,
 ) -> dict[str, Any]:
     """The model replaying the load run(s), with a ``validation`` section (rows from :func:`compare`).
     Several runs must be repeats of one load command (:func:`check_repeats`): each is replayed with what
     Locust recorded of it, ``replications`` times from different model seeds, and the two sides are
-    compared pooled (:func:`pooled_measurement`), with each run's and replica's own figures beside."""
+    compared pooled (:func:`pooled_measurement`), with each run's and replica's own figures beside. With
+    ``speed``, each run is replayed with the calibration at its machine speed (:func:`speed_factors`)."""
     paths = [load_reports] if isinstance(load_reports, Path) else list(load_reports)
     if not paths:
         raise ValidationError("no load report to validate against")
@@ -374,8 +411,13 @@ def validate(
         raise ValidationError(f"replications {replications}: at least 1")
     runs = [read_load_run(p) for p in paths]
     check_repeats(runs)
+    factors = [speed_factors(r, calibration) if speed else None for r in runs]
     option_sets = [
-        replace(replay_options(r, calibration, world, arrivals), replications=replications) for r in runs
+        replace(
+            replay_options(r, calibration.at_speed(*f) if f else calibration, world, arrivals),
+            replications=replications,
+        )
+        for r, f in zip(runs, factors, strict=True)
     ]
     options = option_sets[0]
     if not options.world.is_dir():
@@ -413,6 +455,11 @@ def validate(
             if len(option_sets) > 1
             else round(options.client_s * 1000, 4),
             "machine_cores": calibration.machine.cores if options.machine else None,
+            "machine_speed": {
+                "corrected": any(factors),
+                "asked": speed,
+                "factors": [{"python": f[0], "hash": f[1]} if f else None for f in factors],
+            },
             "recorded_users": [list(p) for p in options.users_series],
         },
         "cpu": cpu_comparison(resources, predicted["resources"]),

@@ -37,6 +37,7 @@ from simulator.workload import Rates, Slo, Workload, default_workload, load_work
 from .config import CONFIG_ENV, LoadConfig
 from .monitor import ProcessMonitor
 from .report import write_report
+from .speed import SpeedProbe
 from .stats import (
     knee,
     leaks,
@@ -255,10 +256,12 @@ def run_load(options: LoadOptions) -> LoadOutcome:
             cfg = _config(options, workload, target, pacing, raw, slos)
             cfg_path = cfg.write(folder / "load-config.json")
             monitor = ProcessMonitor(monitored_pids(target), children=HUB_CHILDREN, machine=True).start()
+            speed = SpeedProbe().start()
             started = time.time()
             output = _run_locust(options, folder, cfg_path)
             ended = time.time()
             resources = monitor.stop()
+            machine_speed = speed.stop()
             described = target.describe()
     finally:
         shutil.rmtree(data, ignore_errors=True)
@@ -270,6 +273,7 @@ def run_load(options: LoadOptions) -> LoadOutcome:
     report = _report(
         options, workload, slos, rates, pacing, top_users, rows, started, ended, described, resources
     )
+    report["machine_speed"] = machine_speed
     files = write_report(report, folder)
     files["raw"] = raw
     return LoadOutcome(report["verdict"]["ok"], report, files, output)

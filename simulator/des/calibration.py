@@ -38,6 +38,7 @@ __all__ = [
     "CalibrationError",
     "Dist",
     "GatewayFit",
+    "Speed",
     "load_calibration",
     "nominal_calibration",
     "write_calibration",
@@ -142,6 +143,14 @@ class Dist(_Strict):
         (q0, v0), (q1, v1) = qs[i - 1], qs[i]
         return v0 + (v1 - v0) * (q - q0) / (q1 - q0)
 
+    def scaled(self, factor: float) -> Dist:
+        """The same shape with every time × ``factor`` (a machine ``factor`` times slower)."""
+        if self.kind == "exponential":
+            return self.model_copy(update={"mean": self.mean * factor})
+        if self.kind == "empirical":
+            return self.model_copy(update={"quantiles": [(q, ms * factor) for q, ms in self.quantiles]})
+        return self.model_copy(update={"median_ms": self.median_ms * factor, "p95_ms": self.p95_ms * factor})
+
     def sampler(self, scale: float = 1.0) -> _Sampler:
         """A fast draw in *seconds* (× ``scale``) from a :class:`random.Random`."""
         return _Sampler(self, scale)
@@ -204,6 +213,15 @@ class GatewayFit(_Strict):
     fetch_per_kb_ms: Annotated[float, Field(ge=0)] = 0.01
 
 
+class Speed(_Strict):
+    """A reading of how fast the machine computed when measured (``harness.load.speed``): thread-CPU ms of
+    a fixed piece of Python work and of one scrypt hash, the median of ``readings``."""
+
+    python_ms: Annotated[float, Field(gt=0)]
+    hash_ms: Annotated[float, Field(gt=0)]
+    readings: Annotated[int, Field(ge=1)] = 1
+
+
 class Machine(_Strict):
     cores: Annotated[int, Field(ge=1)]
     hub_processes: Annotated[int, Field(ge=1)] = 1
@@ -213,6 +231,11 @@ class Machine(_Strict):
     gateway_shards: Annotated[int, Field(ge=1)] = 1
     platform: str = ""
     python: str = ""
+    speed: Speed | None = Field(
+        None,
+        description="the machine's speed during the calibration (files from before it have none: a "
+        "validation then cannot correct for the machine's drift)",
+    )
 
 
 class Calibration(_Strict):
@@ -267,6 +290,36 @@ class Calibration(_Strict):
         if stray:
             raise ValueError(f"client: unknown operations {stray} (known: {', '.join(HUB_OPERATIONS)})")
         return self
+
+    def at_speed(self, python: float, hashing: float) -> Calibration:
+        """The calibration on a machine whose speed reading is ``python`` (and ``hashing``) times this
+        one's (> 1: slower): the CPU the file times — the hub's per operation (``cpu`` files only: a
+        ``wall`` file's times are mostly waits), the gateways' list and fetch times, the password hash —
+        × the factor. Not scaled: the audit commit (a disk's fsync) and ``client`` (the rest of what a
+        client waited beyond the CPU the replay computes from the load run's own figures)."""
+        if python <= 0 or hashing <= 0:
+            raise ValueError(f"speed factors must be > 0 (python {python}, hashing {hashing})")
+        hub = {op: d.scaled(python) for op, d in self.hub.items()} if self.hub_measure == "cpu" else self.hub
+        gateways = [
+            g.model_copy(
+                update={
+                    "list_base": g.list_base.scaled(python),
+                    "list_per_entry_ms": g.list_per_entry_ms * python,
+                    "fetch_base": g.fetch_base.scaled(python),
+                    "fetch_per_kb_ms": g.fetch_per_kb_ms * python,
+                }
+            )
+            for g in self.gateways
+        ]
+        return self.model_copy(
+            update={
+                "hub": hub,
+                "gateways": gateways,
+                "login_hash": self.login_hash.scaled(hashing),
+                "source": f"{self.source}; CPU times × {python:.3f}, the hash × {hashing:.3f} "
+                "for the machine's speed",
+            }
+        )
 
     def shard(self, index: int) -> GatewayFit:
         return self.gateways[index % len(self.gateways)]

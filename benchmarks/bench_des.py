@@ -10,8 +10,9 @@
     load levels (``--levels``, × the realistic peak, links on) and a step-shape run, and ``rhin simulate
     --validate`` on each level's runs pooled, ``--replications`` model replays per run (default 3), once per
     ``--replays`` (``locust``: Locust's paced users, its CPU, the shared cores, the calibration at each run's
-    machine speed; ``locust-nospeed``: the same with the calibration's times as measured; ``poisson``: the
-    idealised replay). Prints predicted vs measured per operation, the share of operations within the
+    machine speed; ``locust-calibration``: the calibration's times as measured; ``locust-measured``: each
+    process's CPU made the run's own, which checks the queueing alone; ``poisson``: the idealised replay).
+    Prints predicted vs measured per operation, the share of operations within the
     issue's goals (p50/p95 ±15 %, throughput ±5 %) beside the share on which one live run predicts the
     other as well, and the knees (±20 %), then
     calibrates again (quickly, no Locust run) and prints the hub's CPU per request after / before: the
@@ -25,7 +26,7 @@
     .venv/bin/python benchmarks/bench_des.py [--world worlds/ishikawa] [--calibration FILE]
     .venv/bin/python benchmarks/bench_des.py --validate [--world worlds/ishikawa] [--levels 100,200,400]
         [--seconds 300] [--step-seconds 660] [--repeats 2] [--replications 3] [--processes 2] [--rate R]
-        [--replays locust,locust-nospeed,poisson] [--out reports/bench-des] [--reuse]
+        [--replays locust,locust-calibration,locust-measured,poisson] [--out reports/bench-des] [--reuse]
     .venv/bin/python benchmarks/bench_des.py --outages --world worlds/mini [--mtbf 60,20] [--mttr 6]
         [--seconds 60]
 """
@@ -153,12 +154,13 @@ def rhin(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 REPLAYS: Final = {
-    "locust": ("locust", "--speed"),
-    "locust-nospeed": ("locust", "--no-speed"),
-    "poisson": ("poisson", "--speed"),
+    "locust": ("locust", "speed"),
+    "locust-calibration": ("locust", "calibration"),
+    "locust-measured": ("locust", "measured"),
+    "poisson": ("poisson", "speed"),
 }
-"""Replays a validation can run: Locust's (at each run's machine speed, or with the calibration's times as
-they are) and the idealised Poisson one."""
+"""Replays a validation can run: Locust's — the calibration at each run's machine speed, as measured, or
+scaled to each process's CPU in the run (``--service-times``) — and the idealised Poisson one."""
 
 
 def _replay(
@@ -166,9 +168,9 @@ def _replay(
 ) -> dict[str, Any]:
     folder = out / f"sim-{name}-{replay}"
     runs = [arg for load in loads for arg in ("--validate", str(load))]
-    arrivals, speed_flag = REPLAYS[replay]
+    arrivals, service_times = REPLAYS[replay]
     v = rhin("simulate", *runs, "--replications", str(replications), "--calibration", str(cal),
-             "--replay", arrivals, speed_flag, "--report", str(folder))  # fmt: skip
+             "--replay", arrivals, "--service-times", service_times, "--report", str(folder))  # fmt: skip
     print(v.stdout[-6000:], v.stderr[-2000:])
     if v.returncode:
         sys.exit(v.returncode)
@@ -219,7 +221,7 @@ def validate(args: argparse.Namespace) -> None:
             val = _replay(out, folders, cal, f"x{level:g}", replay, args.replications)
             summary.append(
                 (f"×{level:g}", replay, val["within_goal"], val["judged"], val["throughput"]["error"],
-                 val.get("live_within_goal"), val["replay"].get("machine_speed"))
+                 val.get("live_within_goal"), val["replay"].get("service_times"))
             )  # fmt: skip
     knees = []
     if args.step_seconds:
@@ -237,8 +239,8 @@ def validate(args: argparse.Namespace) -> None:
             f"  {level} ({replay} replay): {ok}/{judged} operations within the goals; throughput error {err}"
             + repeat
         )
-        if speed and speed["corrected"]:
-            print(f"    machine speed, each run over the calibration: {speed['factors']}")
+        if speed and speed["used"] != "calibration":
+            print(f"    service times ({speed['used']}), each run's factors: {speed['factors']}")
     for replay, k in knees:
         print(
             f"  knee ({replay} replay): measured {k.get('measured', {}).get('held')}×, predicted "

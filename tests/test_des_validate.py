@@ -169,44 +169,60 @@ def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Pat
     assert speed["python_ms"] > 0
     cal = load_calibration(calibration)
     assert cal.machine.speed is not None
-    factors = v["replay"]["machine_speed"]["factors"]
-    assert factors == [
-        {
-            "python": round(speed["python_ms"] / cal.machine.speed.python_ms, 4),
-            "hash": round(speed["hash_ms"] / cal.machine.speed.hash_ms, 4),
-        }
+    python = round(speed["python_ms"] / cal.machine.speed.python_ms, 4)
+    assert v["replay"]["service_times"]["factors"] == [
+        {"hub": python, "hashing": round(speed["hash_ms"] / cal.machine.speed.hash_ms, 4), "gateways": python}
     ]
-    assert "the calibration's CPU times scaled to each load run's readings" in result.output
-    assert "the calibration&#x27;s CPU times scaled" in page
+    assert "at each load run's machine speed readings" in result.output
+    assert "at each load run&#x27;s machine speed readings" in page
 
 
-def test_the_replay_runs_at_the_load_runs_machine_speed(
+def test_the_replay_takes_its_service_times_three_ways(
     load_report: Path, calibration: Path, tmp_path: Path
 ) -> None:
-    """A load run that read the machine three times slower than the calibration did is replayed with the
-    hub's CPU three times the calibration's (its busy share follows), the hash four times; ``speed=False``
-    replays the calibration as measured."""
+    """A load run that read the machine three times slower than the calibration did is replayed (``speed``)
+    with the hub's CPU three times the calibration's — its busy share follows — and the hash four times;
+    ``calibration`` replays the file as measured; ``measured`` scales each part so that the model's CPU is
+    the run's own (the hub's, the password worker's, the shards')."""
     cal = load_calibration(calibration)
     assert cal.machine.speed is not None
     slower = {"python_ms": 3 * cal.machine.speed.python_ms, "hash_ms": 4 * cal.machine.speed.hash_ms}
     folder = _repeat(load_report, tmp_path / "slower", 1.0, machine_speed={**slower, "readings": []})
-    at_speed = validate(folder, cal)
-    as_measured = validate(folder, cal, speed=False)
-    assert at_speed["validation"]["replay"]["machine_speed"] == {
-        "corrected": True,
-        "asked": True,
-        "factors": [{"python": 3.0, "hash": 4.0}],
+    # the Poisson replay: the same sessions and requests whatever the service times (no paced users)
+    at_speed = validate(folder, cal, arrivals="poisson")
+    as_calibrated = validate(folder, cal, arrivals="poisson", service_times="calibration")
+    assert at_speed["validation"]["replay"]["service_times"] == {
+        "asked": "speed",
+        "used": "speed",
+        "factors": [{"hub": 3.0, "hashing": 4.0, "gateways": 3.0}],
     }
-    assert as_measured["validation"]["replay"]["machine_speed"]["corrected"] is False
+    assert as_calibrated["validation"]["replay"]["service_times"]["used"] == "calibration"
     assert "× 3.000" in at_speed["calibration"]["source"]
 
     def busy(report: dict[str, Any], name: str) -> float:
         res = report["runs"][0]["resources"][name]
         return float(res["utilisation"] * res["capacity"])
 
-    # same seed, same sessions: the hub's CPU is the calibration's × 3, as a share of time too
-    assert busy(at_speed, "hub") == pytest.approx(3 * busy(as_measured, "hub"), rel=0.15)
-    assert busy(at_speed, "hub-hasher") == pytest.approx(4 * busy(as_measured, "hub-hasher"), rel=0.15)
+    # every draw × 3 (× 4 for the hash): the same requests keep the stations three (four) times as busy
+    assert (
+        at_speed["runs"][0]["operations"]["login"]["count"]
+        == as_calibrated["runs"][0]["operations"]["login"]["count"]
+    )
+    assert busy(at_speed, "hub") == pytest.approx(3 * busy(as_calibrated, "hub"), rel=0.01)
+    # (utilisations are rounded to 4 decimals, and the cheap test hash keeps the worker nearly idle)
+    assert busy(at_speed, "hub-hasher") == pytest.approx(4 * busy(as_calibrated, "hub-hasher"), abs=2.5e-4)
+    assert busy(at_speed, "hub-hasher") > 3.2 * busy(as_calibrated, "hub-hasher")
+    # the run's own demands: the factors are measured over modelled CPU, and the replay then spends it
+    own = validate(load_report, cal, service_times="measured")
+    st = own["validation"]["replay"]["service_times"]
+    assert st["used"] == "measured"
+    cpu = own["validation"]["cpu"]
+    assert cpu["hub"]["predicted_pct"] == pytest.approx(cpu["hub"]["measured_pct"], rel=0.2)
+    # (the cheap test hash reads 0 ticks of CPU here: too little to scale by, so the hash keeps its time)
+    first = validate(load_report, cal, service_times="calibration")["validation"]["cpu"]["hub"]
+    assert st["factors"][0]["hub"] == pytest.approx(first["measured_pct"] / first["predicted_pct"], rel=0.02)
+    with pytest.raises(ValidationError, match="one of speed, calibration, measured"):
+        validate(load_report, cal, service_times="guess")
 
 
 def test_replay_reads_the_runs_conditions(load_report: Path, calibration: Path) -> None:

@@ -108,7 +108,12 @@ def test_headless_load_on_its_own_reference_network(
     assert all(0 <= c <= 100 * (os.cpu_count() or 1) + 5 for c in machine)
     assert max(machine) >= max(r["cpu_pct"] for r in resources["hub"]["samples"]) - 5  # the hub is in it
     assert sum(report["per_facility"].values()) == report["totals"]["requests"]
+    speed = report["machine_speed"]  # read at the start (and every 30 s): one reading in 8 s
+    assert len(speed["readings"]) >= 1
+    assert speed["python_ms"] > 0
+    assert speed["hash_ms"] > 0
     page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"a fixed piece of Python {speed['python_ms']:.2f} ms" in page
     assert re.search(r'(src|href)="https?:', page) is None  # self-contained: nothing fetched
     assert "<link" not in page
     assert page.count('class="op"') == len(ops)

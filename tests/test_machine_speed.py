@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.des.validate import LoadRun, speed_factors, speed_text
+from harness.des.validate import Factors, LoadRun, measured_factors, service_times_text, speed_factors
 from harness.load.speed import SpeedProbe, SpeedReading, read_speed, summarise
 from simulator.des import CalibrationError, Dist, load_calibration, nominal_calibration
 from simulator.des.calibration import Speed, write_calibration
@@ -128,13 +128,37 @@ def test_speed_factors_need_both_readings() -> None:
         update={"machine": cal.machine.model_copy(update={"speed": Speed(python_ms=8.0, hash_ms=40.0)})}
     )
     run = _run({"python_ms": 6.0, "hash_ms": 50.0, "readings": []})
-    assert speed_factors(run, measured) == (0.75, 1.25)
+    assert speed_factors(run, measured) == Factors(hub=0.75, hashing=1.25, gateways=0.75)
     assert speed_factors(run, cal) is None  # the calibration has no reading
     assert speed_factors(_run(None), measured) is None  # a load run from before readings
     assert speed_factors(_run({"python_ms": None, "hash_ms": None}), measured) is None
-    assert "scaled" in speed_text(
-        {"corrected": True, "asked": True, "factors": [{"python": 0.75, "hash": 1.25}]}
+
+
+def test_measured_factors_are_the_runs_cpu_over_the_models() -> None:
+    """The utilisation law per part: measured % of a core over the model's, shards together; a part the run
+    did not record keeps its times (the hasher) or follows the hub (the gateways); no hub, no factors."""
+    cpu = {
+        "hub": {"measured_pct": 20.0, "predicted_pct": 25.0},
+        "hub-hasher": {"measured_pct": 60.0, "predicted_pct": 40.0},
+        "gateways-0": {"measured_pct": 3.0, "predicted_pct": 2.0},
+        "gateways-1": {"measured_pct": 3.0, "predicted_pct": 4.0},
+        "machine": {"measured_pct": 104.0, "predicted_pct": 123.0},
+    }
+    assert measured_factors(cpu) == Factors(hub=0.8, hashing=1.5, gateways=1.0)
+    assert measured_factors({"hub": cpu["hub"]}) == Factors(hub=0.8, hashing=1.0, gateways=0.8)
+    assert measured_factors({"machine": cpu["machine"]}) is None
+    assert measured_factors({"hub": {"measured_pct": 0.0, "predicted_pct": 2.0}}) is None
+
+
+def test_service_times_in_words() -> None:
+    f = {"hub": 0.75, "hashing": 1.25, "gateways": 0.75}
+    speed = service_times_text({"asked": "speed", "used": "speed", "factors": [f, None]})
+    assert "machine speed readings (hub × 0.750, hash × 1.250, gateways × 0.750; as is)" in speed
+    assert "checks the model's queueing" in service_times_text(
+        {"asked": "measured", "used": "measured", "factors": [f]}
     )
-    assert "--no-speed" in speed_text({"corrected": False, "asked": False, "factors": [None]})
-    assert "no speed reading" in speed_text({"corrected": False, "asked": True, "factors": [None]})
-    assert "before speed readings" in speed_text(None)
+    assert "(asked)" in service_times_text({"asked": "calibration", "used": "calibration", "factors": [None]})
+    assert "no speed reading" in service_times_text(
+        {"asked": "speed", "used": "calibration", "factors": [None]}
+    )
+    assert "before service-time modes" in service_times_text(None)

@@ -116,14 +116,14 @@ def simulate_cmd(
             "--replay", help="With --validate: locust (its paced users, CPU, shared cores) or poisson."
         ),
     ] = "locust",
-    speed: Annotated[
-        bool,
+    service_times: Annotated[
+        str,
         typer.Option(
-            "--speed/--no-speed",
-            help="With --validate: replay each load run at the machine speed it read (default), or with "
-            "the calibration's times as they are.",
+            "--service-times",
+            help="With --validate: speed (the calibration at each load run's machine speed readings), "
+            "calibration (as measured) or measured (the run's own CPU per process: checks the queueing).",
         ),
-    ] = True,
+    ] = "speed",
     report: Annotated[
         Path | None, typer.Option("--report", help="Report folder (reports/simulate-<time>).")
     ] = None,
@@ -149,7 +149,9 @@ def simulate_cmd(
     try:
         cal = load_calibration(calibration) if calibration else nominal_calibration()
         if validate:
-            result = run_validation(validate, cal, arrivals=replay, replications=replications, speed=speed)
+            result = run_validation(
+                validate, cal, arrivals=replay, replications=replications, service_times=service_times
+            )
         else:
             if shape not in (None, "peak", "diurnal", "step"):
                 raise WorkloadError(f"--shape {shape!r}: one of peak, diurnal, step")
@@ -210,9 +212,9 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         )
         if cpu:
             console.print(f"CPU, measured/predicted (% of a core): {cpu}", highlight=False)
-        from .validate import speed_text
+        from .validate import service_times_text
 
-        console.print(speed_text(v["replay"].get("machine_speed")), highlight=False)
+        console.print(service_times_text(v["replay"].get("service_times")), highlight=False)
         _print_spread(console, v)
         if v.get("knee"):
             k = v["knee"]

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 from harness.report.plots import plot_svg
 from simulator.workload import OPERATIONS
 
-from .validate import speed_text
+from .validate import service_times_text
 
 __all__ = ["knee_text", "render_html", "write_report"]
 
@@ -177,7 +177,7 @@ def _replay_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
             f"{e(n)} {_fmt(c.get('measured_pct'))}/{_fmt(c.get('predicted_pct'))}" for n, c in cpu.items()
         )
         parts.append(f"CPU, measured/predicted (% of one core): {pairs}")
-    parts.append(e(speed_text(r.get("machine_speed"))))
+    parts.append(e(service_times_text(r.get("service_times"))))
     k = v.get("knee")
     if k:
         parts.append(

@@ -31,12 +31,19 @@ seeds (:func:`simulator.des.run.replica_seed`), pooled the same way; the rows ke
 replica's p50 and p95 and the live runs' own spread (:func:`spreads`: how far one live run misses
 another, by the same measure), so a reader sees what a miss is worth.
 
-The machine's speed: ``rhin calibrate`` and ``rhin load`` both read it (:mod:`harness.load.speed`: the
-thread CPU of a fixed piece of Python and of one scrypt hash); with both readings the replay runs the
-calibration at the load run's speed (:func:`speed_factors`, :meth:`Calibration.at_speed`): here the same
-code ran up to 2× apart within hours, and a calibration an hour old described another machine. Without
-either reading (files from before it), or with ``speed=False``, the calibration is used as it is; the
-report says which.
+Service times (``service_times``): the calibration's CPU times describe the machine when it was
+calibrated, and here the same code ran up to 2× apart within hours. Three replays:
+
+* ``speed`` (the default): ``rhin calibrate`` and ``rhin load`` both read the machine's speed
+  (:mod:`harness.load.speed`: the thread CPU of a fixed piece of Python and of one scrypt hash), and each
+  run is replayed with the calibration at that run's speed (:func:`speed_factors`,
+  :meth:`Calibration.at_speed`). Without either reading (files from before it) it is ``calibration``.
+* ``calibration``: the calibration's times as measured.
+* ``measured``: the run's own service demands (the utilisation law, D = U / X): a first replay gives the
+  model's CPU for the hub, its password worker and the gateway shards; the calibration is scaled so that
+  each equals what the run measured (:func:`measured_factors`), and replayed again. It takes an output of
+  the run as an input — it checks the model's queueing given the demands, not the calibration's
+  prediction — and separates the two sources of error.
 
 Errors are relative, ``(predicted − measured) / measured``; the issue's goal is |p50|, |p95| ≤ 15 % and
 |throughput| ≤ 5 % per operation. Operations with fewer than ``MIN_COUNT`` (100) measured requests are
@@ -47,6 +54,7 @@ own spread exceeds ±15 % (the nearest-rank p95 of 22 requests is their second l
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 from collections.abc import Sequence
@@ -63,19 +71,23 @@ from simulator.workload import Workload, default_workload, load_workload
 __all__ = [
     "GOALS",
     "MIN_COUNT",
+    "SERVICE_TIMES",
+    "Factors",
     "ValidationError",
     "check_repeats",
     "compare",
     "cpu_comparison",
+    "measured_factors",
     "pooled_measurement",
     "replay_options",
+    "service_times_text",
     "speed_factors",
-    "speed_text",
     "spreads",
     "validate",
 ]
 
 GOALS: Final = {"p50_error": 0.15, "p95_error": 0.15, "per_s_error": 0.05}
+SERVICE_TIMES: Final = ("speed", "calibration", "measured")
 MIN_COUNT: Final = 100
 
 
@@ -203,30 +215,74 @@ def replay_options(
     )
 
 
-def speed_factors(run: LoadRun, calibration: Calibration) -> tuple[float, float] | None:
+@dataclass(frozen=True)
+class Factors:
+    """How a replay scaled the calibration's CPU times (:meth:`Calibration.at_speed`): the hub's, the
+    password hash's and the gateways'."""
+
+    hub: float
+    hashing: float
+    gateways: float
+
+
+def speed_factors(run: LoadRun, calibration: Calibration) -> Factors | None:
     """How much slower the machine computed during ``run`` than during the calibration: the ratios of the
-    readings' medians, (Python work, hash); None when either side has no reading."""
+    readings (Python work for the hub and the gateways, the hash for the password worker); None when
+    either side has no reading."""
     read = run.report.get("machine_speed") or {}
     cal = calibration.machine.speed
     python, hashing = read.get("python_ms"), read.get("hash_ms")
     if cal is None or not python or not hashing:
         return None
-    return round(float(python) / cal.python_ms, 4), round(float(hashing) / cal.hash_ms, 4)
+    ratio = round(float(python) / cal.python_ms, 4)
+    return Factors(ratio, round(float(hashing) / cal.hash_ms, 4), ratio)
 
 
-def speed_text(speed: dict[str, Any] | None) -> str:
-    """What a replay made of the machine's speed, in words (the console's and the HTML report's line)."""
-    if speed is None:
-        return "machine speed: not corrected (a report from before speed readings)"
-    if speed["corrected"]:
-        parts = ", ".join(
-            f"Python × {f['python']:.3f}, hash × {f['hash']:.3f}" if f else "no reading"
-            for f in speed["factors"]
+def measured_factors(cpu: dict[str, Any]) -> Factors | None:
+    """From :func:`cpu_comparison` of a replay: per part, the CPU the run measured over the CPU the model
+    spent (% of a core each) — the hub, its password worker (1 when the run did not record it), the gateway
+    shards together (the hub's factor when not recorded). None without the hub's row: nothing to scale by."""
+
+    def ratio(names: list[str]) -> float | None:
+        rows = [cpu[n] for n in names if n in cpu]
+        measured = sum(r["measured_pct"] or 0.0 for r in rows)
+        predicted = sum(r["predicted_pct"] or 0.0 for r in rows)
+        return round(measured / predicted, 4) if rows and measured > 0 and predicted > 0 else None
+
+    hub = ratio(["hub"])
+    if hub is None:
+        return None
+    gateways = ratio(sorted(n for n in cpu if n.startswith("gateways-")))
+    return Factors(hub, ratio(["hub-hasher"]) or 1.0, gateways or hub)
+
+
+def _scaled(calibration: Calibration, f: Factors | None) -> Calibration:
+    return calibration.at_speed(f.hub, f.hashing, f.gateways) if f else calibration
+
+
+def service_times_text(st: dict[str, Any] | None) -> str:
+    """What a replay made of the calibration's times, in words (the console's and the HTML report's line)."""
+    if st is None:
+        return "service times: the calibration's (a report from before service-time modes)"
+
+    def each() -> str:
+        return "; ".join(
+            f"hub × {f['hub']:.3f}, hash × {f['hashing']:.3f}, gateways × {f['gateways']:.3f}"
+            if f
+            else "as is"
+            for f in st["factors"]
         )
-        return f"machine speed: the calibration's CPU times scaled to each load run's readings ({parts})"
-    if not speed["asked"]:
-        return "machine speed: not corrected (--no-speed)"
-    return "machine speed: not corrected (the calibration or the load run has no speed reading)"
+
+    if st["used"] == "speed":
+        return f"service times: the calibration's, at each load run's machine speed readings ({each()})"
+    if st["used"] == "measured":
+        return (
+            "service times: the load run's own — the calibration's scaled so that the model's CPU for the "
+            f"hub, its password worker and the gateways is what the run measured ({each()}); this checks the "
+            "model's queueing, not the calibration"
+        )
+    why = "asked" if st["asked"] == "calibration" else "the calibration or a load run has no speed reading"
+    return f"service times: the calibration's as measured ({why})"
 
 
 def _client_timeouts(config: dict[str, Any]) -> dict[str, float]:
@@ -397,34 +453,60 @@ def validate(
     world: Path | None = None,
     arrivals: str = "locust",
     replications: int = 1,
-    speed: bool = True,
+    service_times: str = "speed",
 ) -> dict[str, Any]:
     """The model replaying the load run(s), with a ``validation`` section (rows from :func:`compare`).
     Several runs must be repeats of one load command (:func:`check_repeats`): each is replayed with what
     Locust recorded of it, ``replications`` times from different model seeds, and the two sides are
-    compared pooled (:func:`pooled_measurement`), with each run's and replica's own figures beside. With
-    ``speed``, each run is replayed with the calibration at its machine speed (:func:`speed_factors`)."""
+    compared pooled (:func:`pooled_measurement`), with each run's and replica's own figures beside.
+    ``service_times`` (:data:`SERVICE_TIMES`) says how the calibration's CPU times are taken (see the
+    module's docstring)."""
     paths = [load_reports] if isinstance(load_reports, Path) else list(load_reports)
     if not paths:
         raise ValidationError("no load report to validate against")
     if replications < 1:
         raise ValidationError(f"replications {replications}: at least 1")
+    if service_times not in SERVICE_TIMES:
+        raise ValidationError(f"service times {service_times!r}: one of {', '.join(SERVICE_TIMES)}")
     runs = [read_load_run(p) for p in paths]
     check_repeats(runs)
-    factors = [speed_factors(r, calibration) if speed else None for r in runs]
-    option_sets = [
-        replace(
-            replay_options(r, calibration.at_speed(*f) if f else calibration, world, arrivals),
-            replications=replications,
-        )
-        for r, f in zip(runs, factors, strict=True)
-    ]
-    options = option_sets[0]
-    if not options.world.is_dir():
-        raise ValidationError(f"the load run's world {options.world} is not here (pass --world)")
-    report = simulate(options) if len(option_sets) == 1 else simulate_pooled(option_sets)
-    predicted = report["runs"][0]
     measured, resources = pooled_measurement(runs)
+
+    def replays(factors: list[Factors | None]) -> list[SimulationOptions]:
+        return [
+            replace(
+                replay_options(
+                    r,
+                    calibration.at_speed(f.hub, f.hashing, f.gateways) if f else calibration,
+                    world,
+                    arrivals,
+                ),
+                replications=replications,
+            )
+            for r, f in zip(runs, factors, strict=True)
+        ]
+
+    def replay(option_sets: list[SimulationOptions]) -> dict[str, Any]:
+        if not option_sets[0].world.is_dir():
+            raise ValidationError(f"the load run's world {option_sets[0].world} is not here (pass --world)")
+        return simulate(option_sets[0]) if len(option_sets) == 1 else simulate_pooled(option_sets)
+
+    factors: list[Factors | None] = [None] * len(runs)
+    if service_times == "speed":
+        factors = [speed_factors(r, calibration) for r in runs]
+    elif service_times == "measured":
+        first = replay(replays(factors))
+        found = measured_factors(cpu_comparison(resources, first["runs"][0]["resources"]))
+        if found is None:
+            raise ValidationError(
+                "measured service times need the hub's CPU, which the load run(s) did not record"
+            )
+        factors = [found] * len(runs)
+    used = service_times if any(factors) else "calibration"
+    option_sets = replays(factors)
+    options = option_sets[0]
+    report = replay(option_sets)
+    predicted = report["runs"][0]
     rows = compare(measured, predicted["operations"])
     spreads(rows, [r.report["operations"] for r in runs], predicted.get("replicas", []))
     judged = [r for r in rows if r["within_goal"] is not None]
@@ -455,10 +537,10 @@ def validate(
             if len(option_sets) > 1
             else round(options.client_s * 1000, 4),
             "machine_cores": calibration.machine.cores if options.machine else None,
-            "machine_speed": {
-                "corrected": any(factors),
-                "asked": speed,
-                "factors": [{"python": f[0], "hash": f[1]} if f else None for f in factors],
+            "service_times": {
+                "asked": service_times,
+                "used": used,
+                "factors": [dataclasses.asdict(f) if f else None for f in factors],
             },
             "recorded_users": [list(p) for p in options.users_series],
         },

@@ -138,6 +138,15 @@ def render_html(report: dict[str, Any]) -> str:
         f'<tr><td class="l">{e(code)}</td><td>{n}</td></tr>'
         for code, n in list(report["per_facility"].items())[:30]
     )
+    speed = report.get("machine_speed") or {}
+    speed_line = ""
+    if speed.get("python_ms"):
+        speed_line = (
+            f'<p id="machine-speed">machine speed over the run (thread CPU, the median of '
+            f"{len(speed['readings'])} readings): a fixed piece of Python {speed['python_ms']:.2f} ms, one "
+            f"scrypt hash {speed['hash_ms']:.1f} ms (rhin simulate --validate scales its calibration by "
+            "these)</p>"
+        )
     t = report["totals"]
     title = e(f"{report['target']['name']} · {report['shape']} × {report['multiplier']:g}")
     title += f" · {report['duration_s']:g} s"
@@ -156,7 +165,7 @@ def render_html(report: dict[str, Any]) -> str:
 <table id="op-table">
 <tr><th class="l">operation</th><th>count</th><th>failures</th><th>p50 ms</th><th>p95 ms</th>
 <th>p99 ms</th><th>max ms</th><th>req/s</th><th class="l">failures by reason</th></tr>{rows}</table>
-<h2>Plots</h2>{plots}
+<h2>Plots</h2>{plots}{speed_line}
 <h2>Requests per facility (top 30)</h2><table id="facility-table">
 <tr><th class="l">facility</th><th>requests</th></tr>
 {facilities}</table>

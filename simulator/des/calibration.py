@@ -291,22 +291,24 @@ class Calibration(_Strict):
             raise ValueError(f"client: unknown operations {stray} (known: {', '.join(HUB_OPERATIONS)})")
         return self
 
-    def at_speed(self, python: float, hashing: float) -> Calibration:
-        """The calibration on a machine whose speed reading is ``python`` (and ``hashing``) times this
-        one's (> 1: slower): the CPU the file times — the hub's per operation (``cpu`` files only: a
-        ``wall`` file's times are mostly waits), the gateways' list and fetch times, the password hash —
-        × the factor. Not scaled: the audit commit (a disk's fsync) and ``client`` (the rest of what a
-        client waited beyond the CPU the replay computes from the load run's own figures)."""
-        if python <= 0 or hashing <= 0:
-            raise ValueError(f"speed factors must be > 0 (python {python}, hashing {hashing})")
+    def at_speed(self, python: float, hashing: float, gateways: float | None = None) -> Calibration:
+        """The calibration on a machine ``python`` times slower for the hub's work (``hashing`` for the
+        password hash, ``gateways`` — default ``python`` — for the shards'): the CPU the file times — the
+        hub's per operation (``cpu`` files only: a ``wall`` file's times are mostly waits), the gateways'
+        list and fetch times, the password hash — × its factor. Not scaled: the audit commit (a disk's
+        fsync) and ``client`` (the rest of what a client waited beyond the CPU the replay computes from
+        the load run's own figures)."""
+        shards = python if gateways is None else gateways
+        if min(python, hashing, shards) <= 0:
+            raise ValueError(f"factors must be > 0 (hub {python}, hashing {hashing}, gateways {shards})")
         hub = {op: d.scaled(python) for op, d in self.hub.items()} if self.hub_measure == "cpu" else self.hub
-        gateways = [
+        fits = [
             g.model_copy(
                 update={
-                    "list_base": g.list_base.scaled(python),
-                    "list_per_entry_ms": g.list_per_entry_ms * python,
-                    "fetch_base": g.fetch_base.scaled(python),
-                    "fetch_per_kb_ms": g.fetch_per_kb_ms * python,
+                    "list_base": g.list_base.scaled(shards),
+                    "list_per_entry_ms": g.list_per_entry_ms * shards,
+                    "fetch_base": g.fetch_base.scaled(shards),
+                    "fetch_per_kb_ms": g.fetch_per_kb_ms * shards,
                 }
             )
             for g in self.gateways
@@ -314,10 +316,10 @@ class Calibration(_Strict):
         return self.model_copy(
             update={
                 "hub": hub,
-                "gateways": gateways,
+                "gateways": fits,
                 "login_hash": self.login_hash.scaled(hashing),
-                "source": f"{self.source}; CPU times × {python:.3f}, the hash × {hashing:.3f} "
-                "for the machine's speed",
+                "source": f"{self.source}; the hub's CPU times × {python:.3f}, the hash × {hashing:.3f}, "
+                f"the gateways' × {shards:.3f}",
             }
         )
 

@@ -257,6 +257,7 @@ def measured_factors(cpu: dict[str, Any]) -> Factors | None:
 
 
 def _scaled(calibration: Calibration, f: Factors | None) -> Calibration:
+    """The calibration a replay runs with: scaled by ``f``, or as it is."""
     return calibration.at_speed(f.hub, f.hashing, f.gateways) if f else calibration
 
 
@@ -474,15 +475,7 @@ def validate(
 
     def replays(factors: list[Factors | None]) -> list[SimulationOptions]:
         return [
-            replace(
-                replay_options(
-                    r,
-                    calibration.at_speed(f.hub, f.hashing, f.gateways) if f else calibration,
-                    world,
-                    arrivals,
-                ),
-                replications=replications,
-            )
+            replace(replay_options(r, _scaled(calibration, f), world, arrivals), replications=replications)
             for r, f in zip(runs, factors, strict=True)
         ]
 

@@ -233,14 +233,14 @@ def validate(args: argparse.Namespace) -> None:
     print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
     if drift:
         print(f"  machine drift over the runs (hub CPU per request, after / before): {drift}")
-    for level, replay, ok, judged, err, live, speed in summary:
+    for level, replay, ok, judged, err, live, times in summary:
         repeat = "" if live is None else f"; one live run of another: {live}/{judged}"
         print(
             f"  {level} ({replay} replay): {ok}/{judged} operations within the goals; throughput error {err}"
             + repeat
         )
-        if speed and speed["used"] != "calibration":
-            print(f"    service times ({speed['used']}), each run's factors: {speed['factors']}")
+        if times and times["used"] != "calibration":
+            print(f"    service times ({times['used']}), each run's factors: {times['factors']}")
     for replay, k in knees:
         print(
             f"  knee ({replay} replay): measured {k.get('measured', {}).get('held')}×, predicted "

@@ -748,8 +748,7 @@ def _with_light_run(
         shutil.rmtree(folder, ignore_errors=True)
     expected = sum(n * cal.hub[op].median_ms for op, n in counts.items() if op in cal.hub)
     factor = round(min(3.0, max(1.0, used / expected)), 3) if expected > 0 else 1.0
-    hub = {op: d.model_copy(update={"median_ms": d.median_ms * factor, "p95_ms": d.p95_ms * factor})
-           for op, d in cal.hub.items()}  # fmt: skip
+    hub = {op: d.scaled(factor) for op, d in cal.hub.items()}
     extra = {op: (factor - 1) * statistics.median(v) for op, v in samples.hub.items() if v}
     server = {op: [c + extra.get(op, 0.0) for c in v] for op, v in samples.server.items()}
     parts = client_parts(latencies, server)

@@ -213,14 +213,18 @@ def test_the_replay_takes_its_service_times_three_ways(
     assert busy(at_speed, "hub-hasher") == pytest.approx(4 * busy(as_calibrated, "hub-hasher"), abs=2.5e-4)
     assert busy(at_speed, "hub-hasher") > 3.2 * busy(as_calibrated, "hub-hasher")
     # the run's own demands: the factors are measured over modelled CPU, and the replay then spends it
-    own = validate(load_report, cal, service_times="measured")
+    # (the Poisson replay again, where the CPU is linear in the service times: with paced users a
+    # seconds-long run's request mix moves with them, and one rescale lands only near the measurement —
+    # within 0.5 % on the 300-s ishikawa runs, by up to a third on this 6-s one)
+    own = validate(load_report, cal, arrivals="poisson", service_times="measured")
     st = own["validation"]["replay"]["service_times"]
     assert st["used"] == "measured"
     cpu = own["validation"]["cpu"]
-    assert cpu["hub"]["predicted_pct"] == pytest.approx(cpu["hub"]["measured_pct"], rel=0.2)
+    assert cpu["hub"]["predicted_pct"] == pytest.approx(cpu["hub"]["measured_pct"], rel=0.01, abs=0.02)
     # (the cheap test hash reads 0 ticks of CPU here: too little to scale by, so the hash keeps its time)
-    first = validate(load_report, cal, service_times="calibration")["validation"]["cpu"]["hub"]
-    assert st["factors"][0]["hub"] == pytest.approx(first["measured_pct"] / first["predicted_pct"], rel=0.02)
+    hub = as_calibrated["validation"]["cpu"]["hub"]  # the same run's CPU, the same replay, as calibrated
+    assert st["factors"][0]["hub"] == pytest.approx(hub["measured_pct"] / hub["predicted_pct"], rel=0.02)
+    assert f"× {st['factors'][0]['hub']:.3f}" in own["calibration"]["source"]
     with pytest.raises(ValidationError, match="one of speed, calibration, measured"):
         validate(load_report, cal, service_times="guess")
 

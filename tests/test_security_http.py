@@ -303,7 +303,8 @@ def outcome(hub: Target, world: WorldIndex) -> Outcome:
     suite = _suite()
     assert len(suite) >= 6
     out = Outcome()
-    # The baseline alone (its timing test should not share the machine with the mutants' runs).
+    # The baseline alone (its timing test should not share the machine with the mutants' runs; within the
+    # baseline the login probe is `exclusive`, run after the others).
     out.baseline = run(suite, replace(hub, salt="security-baseline"), world, jobs=4)
     if not out.baseline.passed():  # no point breaking a hub the suite does not pass on
         return out

@@ -324,7 +324,7 @@ def outcome(hub: Target, world: WorldIndex) -> Outcome:
             http, mllp = hub.http, hub.mllp
             if breakage is None:  # the MLLP mutant of test_scenarios_engine: feeds answered wrongly
                 flip = MUTANTS["flip-codes"]
-                mllp = stack.enter_context(MutatingProxy(hub.mllp, flip[0], flip[1]))
+                mllp = stack.enter_context(MutatingProxy(hub.mllp, flip[0], flip[1], hub.mllp_tls))
             else:
                 proxy = SecurityProxy(hub.http, world, gateways, breakage)
                 proxy.state.update(users=users, admin=f"Bearer {hub.admin_token}")

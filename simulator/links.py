@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -56,6 +56,10 @@ class LinkModel:
     outage: bool = False
     rto_ms: float = DEFAULT_RTO_MS
     mss_bytes: int = DEFAULT_MSS_BYTES
+    # Derived once (the SimPy model samples a link per gateway answer): the median RTT in seconds and the
+    # lognormal's shape, with the same arithmetic the samplers used inline.
+    _median_s: float = field(init=False, repr=False, compare=False, default=0.0)
+    _sigma: float = field(init=False, repr=False, compare=False, default=0.0)
 
     def __post_init__(self) -> None:
         if not self.rtt_ms_median >= 0 or not self.rtt_ms_p95 >= self.rtt_ms_median:
@@ -71,6 +75,9 @@ class LinkModel:
             raise LinkError(f"link {self.name!r}: loss must be in [0, 1) (got {self.loss})")
         if not self.rto_ms >= 0 or self.mss_bytes <= 0:
             raise LinkError(f"link {self.name!r}: rto_ms must be ≥ 0 and mss_bytes > 0")
+        sigma = math.log(self.rtt_ms_p95 / self.rtt_ms_median) / Z95 if self.rtt_ms_median > 0 else 0.0
+        object.__setattr__(self, "_median_s", self.rtt_ms_median / 1000.0)
+        object.__setattr__(self, "_sigma", sigma)
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -112,9 +119,7 @@ class LinkModel:
     @property
     def sigma(self) -> float:
         """Lognormal shape fitted to the p95 (0 when median and p95 are equal)."""
-        if self.rtt_ms_median <= 0:
-            return 0.0
-        return math.log(self.rtt_ms_p95 / self.rtt_ms_median) / Z95
+        return self._sigma
 
     @property
     def mean_rtt_ms(self) -> float:
@@ -137,7 +142,7 @@ class LinkModel:
         """One round-trip time in seconds (no loss)."""
         if self.rtt_ms_median <= 0:
             return 0.0
-        return self.rtt_ms_median / 1000.0 * math.exp(self.sigma * rng.gauss(0.0, 1.0))
+        return self._median_s * math.exp(self._sigma * rng.gauss(0.0, 1.0))
 
     def sample_delay(self, rng: random.Random) -> float:
         """Seconds before the first response byte: one RTT, plus one RTO when the first segment is lost.
@@ -163,8 +168,10 @@ class LinkModel:
 
     def sample_lost_segments(self, rng: random.Random, nbytes: int) -> int:
         """How many of the body's segments are lost (binomial, drawn by geometric skips: O(losses))."""
+        if self.loss <= 0:
+            return 0
         n = self.segments(nbytes)
-        if self.loss <= 0 or n == 0:
+        if n == 0:
             return 0
         log_q = math.log1p(-self.loss)
         lost, position = 0, 0

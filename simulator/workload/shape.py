@@ -8,6 +8,7 @@ so that ``weekday_hours_share`` of the day's sessions fall within 9–18 and the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -36,6 +37,7 @@ def diurnal_factor(hour: float, weekday_hours_share: float = 0.7) -> float:
     return (1.0 - weekday_hours_share) * 24.0 / (24.0 - (CLOSE - OPEN))
 
 
+@functools.cache  # asked at every arrival the model thins; one share per workload
 def peak_factor(weekday_hours_share: float = 0.7) -> float:
     """The curve's maximum — the bump's middle, or the flat night when less than 9/24 of the day's sessions
     fall in clinic hours: the realistic peak relative to the day's mean."""

@@ -21,9 +21,9 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
-__all__ = ["MACHINE", "POOL_WORKER", "ProcessMonitor", "children", "cpu_ns", "cpu_seconds"]
+__all__ = ["MACHINE", "POOL_WORKER", "ProcessMonitor", "Sampler", "children", "cpu_ns", "cpu_seconds"]
 
 MACHINE: Final = "machine"  # the name of the whole machine's row
 
@@ -101,7 +101,41 @@ def cpu_ns(pids: list[int]) -> int:
     return total
 
 
-class ProcessMonitor:
+class Sampler:
+    """A daemon thread that calls :meth:`sample` at once and every ``interval_s`` until :meth:`halt` (which
+    waits at most ``join_s`` for a sample in progress): what a run reads beside itself — the processes'
+    CPU here, the machine's speed (:class:`harness.load.speed.SpeedProbe`)."""
+
+    def __init__(self, interval_s: float, name: str, join_s: float = 5.0) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s {interval_s}: must be > 0")
+        self.interval_s, self.join_s = interval_s, join_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._t0 = time.monotonic()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def elapsed(self) -> float:
+        """Seconds since the sampler was made."""
+        return time.monotonic() - self._t0
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def halt(self) -> None:
+        self._stop.set()
+        self._thread.join(self.join_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_s)
+
+
+class ProcessMonitor(Sampler):
     """Samples named processes (``{"hub": pid, "gateways-0": pid, …}``) until :meth:`stop`; ``children``
     (``{"hub-hasher": "hub"}``) names a named process's multiprocessing worker (:data:`POOL_WORKER`),
     found once it exists; ``machine`` adds the whole machine's row (:data:`MACHINE`)."""
@@ -113,50 +147,40 @@ class ProcessMonitor:
         children: dict[str, str] | None = None,
         machine: bool = False,
     ) -> None:
+        super().__init__(interval_s, "rhin-load-monitor")
         self.pids = dict(pids)
         self.children = {name: parent for name, parent in (children or {}).items() if parent in self.pids}
         self.machine = machine
-        self.interval_s = interval_s
         names = [*self.pids, *self.children, *([MACHINE] if machine else [])]
         self.samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rhin-load-monitor", daemon=True)
-        self._t0 = time.monotonic()
-
-    def start(self) -> ProcessMonitor:
-        self._thread.start()
-        return self
+        self._last: dict[str, tuple[float, float]] = {}  # per name: (when, CPU seconds) of its last read
 
     def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        self._thread.join(5)
+        self.halt()
         return self.summary()
 
-    def _run(self) -> None:
-        last: dict[str, tuple[float, float]] = {}
-        while not self._stop.is_set():
-            now = time.monotonic()
-            for name, parent in self.children.items():
-                if name not in self.pids and (kids := children(self.pids[parent], POOL_WORKER)):
-                    self.pids[name] = min(kids)
-            readings = [(name, _read(pid)) for name, pid in self.pids.items()]
-            if self.machine:
-                readings.append((MACHINE, _read_machine()))
-            for name, found in readings:
-                if found is None:
-                    continue
-                cpu, rss = found
-                if name in last:
-                    t_prev, cpu_prev = last[name]
-                    self.samples[name].append(
-                        {
-                            "t": round(now - self._t0, 3),
-                            "cpu_pct": round(100 * (cpu - cpu_prev) / max(now - t_prev, 1e-6), 2),
-                            "rss_mb": round(rss / 1_048_576, 2),
-                        }
-                    )
-                last[name] = (now, cpu)
-            self._stop.wait(self.interval_s)
+    def sample(self) -> None:
+        now = time.monotonic()
+        for name, parent in self.children.items():
+            if name not in self.pids and (kids := children(self.pids[parent], POOL_WORKER)):
+                self.pids[name] = min(kids)
+        readings = [(name, _read(pid)) for name, pid in self.pids.items()]
+        if self.machine:
+            readings.append((MACHINE, _read_machine()))
+        for name, found in readings:
+            if found is None:
+                continue
+            cpu, rss = found
+            if name in self._last:
+                t_prev, cpu_prev = self._last[name]
+                self.samples[name].append(
+                    {
+                        "t": round(now - self._t0, 3),
+                        "cpu_pct": round(100 * (cpu - cpu_prev) / max(now - t_prev, 1e-6), 2),
+                        "rss_mb": round(rss / 1_048_576, 2),
+                    }
+                )
+            self._last[name] = (now, cpu)
 
     def summary(self) -> dict[str, Any]:
         """Per process: its samples, mean and max CPU %, max resident MB."""

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from simulator.hub.accounts import ScryptParams, scrypt_hash
+
+from .monitor import Sampler
 
 __all__ = ["EVERY_S", "SpeedProbe", "SpeedReading", "read_speed", "summarise"]
 
@@ -88,29 +89,19 @@ def summarise(readings: Sequence[SpeedReading]) -> dict[str, Any]:
     }
 
 
-class SpeedProbe:
+class SpeedProbe(Sampler):
     """A reading at start and every ``every_s`` until :meth:`stop` (a daemon thread; :meth:`stop` returns
     :func:`summarise` of what was read and waits at most for the reading in progress)."""
 
     def __init__(self, every_s: float = EVERY_S) -> None:
         if every_s <= 0:
             raise ValueError(f"every_s {every_s}: must be > 0")
-        self.every_s = every_s
+        super().__init__(every_s, "rhin-speed-probe", join_s=10.0)
         self.readings: list[SpeedReading] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rhin-speed-probe", daemon=True)
-        self._t0 = time.monotonic()
-
-    def start(self) -> SpeedProbe:
-        self._thread.start()
-        return self
 
     def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        self._thread.join(10)
+        self.halt()
         return summarise(self.readings)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.readings.append(read_speed(time.monotonic() - self._t0))
-            self._stop.wait(self.every_s)
+    def sample(self) -> None:
+        self.readings.append(read_speed(self.elapsed()))

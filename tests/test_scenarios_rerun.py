@@ -444,9 +444,14 @@ def network(mini_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_runs_again_and_again_on_one_long_lived_hub(
-    network: tuple[Endpoints, Path], mini_world: Path, world: WorldIndex, tmp_path: Path
+    network: tuple[Endpoints, Path],
+    mini_world: Path,
+    world: WorldIndex,
+    catalogue: list[LoadedScenario],
+    tmp_path: Path,
 ) -> None:
     endpoints, data = network
+    changing = {s.id for s in catalogue if s.scenario.changes_world}
     assert endpoints.mllp is not None
     assert endpoints.http is not None
     assert endpoints.network is not None
@@ -492,9 +497,7 @@ def test_runs_again_and_again_on_one_long_lived_hub(
             summaries.append(result.summary())
         for sc in result.scenarios:  # a read-only scenario never meets a patient an earlier run changed
             mine = {p["patient_id"] for p in sc.given.get("patients", {}).values() if not p["fresh"]}
-            assert not mine & changed_before or sc.id in {
-                s.id for s in discover(ROOT) if s.scenario.changes_world
-            }
+            assert not mine & changed_before or sc.id in changing
         state = json.loads(default_state_file(target).read_text(encoding="utf-8"))
         changed_before = {pid for r in state["runs"] for pids in r["changed"].values() for pid in pids}
     assert all(s == summaries[0] for s in summaries), summaries

@@ -39,18 +39,48 @@ def _walk(node: yaml.Node, path: tuple[str | int, ...], lines: LineMap) -> None:
             _walk(item, (*path, index), lines)
 
 
-def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
-    """Parse YAML text; syntax errors become a :class:`ProfileError` with the line."""
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it
+
+
+def parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any, LineMap]:
+    """Parse YAML text once: its node tree (for checks that need the document as written, such as duplicate
+    keys), the data built from that tree (as ``yaml.safe_load`` builds it) and the line map. Syntax errors
+    become a :class:`ProfileError` with the line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
+        node, data = _parse(_LOADER, text)
+    except yaml.MarkedYAMLError as fast:
+        exc = _worded(text) or fast
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise ProfileError(source, [(line, "", f"YAML syntax: {exc.problem}")]) from exc
     lines: LineMap = {}
     if node is not None:
         _walk(node, (), lines)
+    return node, data, lines
+
+
+def _parse(loader_class: Any, text: str) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _worded(text: str) -> yaml.MarkedYAMLError | None:
+    """The error PyYAML's own parser finds: it says more than libyaml's ("found undefined alias 'x'", not
+    "found undefined alias"), at the same line; errors are rare, so the second parse costs nothing."""
+    try:
+        _parse(yaml.SafeLoader, text)
+    except yaml.MarkedYAMLError as exc:
+        return exc
+    return None
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
+    """:func:`parse_yaml`'s data and line map."""
+    _, data, lines = parse_yaml(text, source)
     return data, lines
 
 

@@ -1,6 +1,6 @@
 """Scenario files → models, with every problem named by file, line and key path; discovery and selection.
 
-YAML is read with :func:`synthetic.yamlio.load_yaml` (the same line map the profiles use). Beyond pydantic's
+YAML is read with :func:`synthetic.yamlio.parse_yaml` (the same line map the profiles use). Beyond pydantic's
 checks the loader catches what a schema cannot: duplicate keys, names a step uses but ``given`` lacks,
 ``${...}`` variables nothing defines (captures count only from earlier steps), subjects that do not fit the
 step's kind (``status`` on an MLLP step), and the same scenario ID in two files.
@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from synthetic.errors import ProfileError
-from synthetic.yamlio import LineMap, line_for, load_yaml
+from synthetic.yamlio import LineMap, line_for, parse_yaml
 
 from .actions import _Http
 from .errors import FormatError
@@ -120,12 +120,8 @@ def _unique(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def _duplicate_keys(text: str) -> list[Problem]:
+def _duplicate_keys(root: yaml.Node | None) -> list[Problem]:
     """YAML silently keeps the last of two equal keys; a scenario must not."""
-    try:
-        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return []
     problems: list[Problem] = []
 
     def walk(node: yaml.Node, path: Loc) -> None:
@@ -149,10 +145,10 @@ def _duplicate_keys(text: str) -> list[Problem]:
 def parse_scenario(text: str, source: str, *, suite: str = "", path: Path | None = None) -> LoadedScenario:
     """Validate scenario YAML text; raises :class:`FormatError` listing every problem found."""
     try:
-        data, lines = load_yaml(text, source)
+        root, data, lines = parse_yaml(text, source)
     except ProfileError as exc:
         raise FormatError(source, exc.problems) from None
-    duplicates = _duplicate_keys(text)
+    duplicates = _duplicate_keys(root)
     if duplicates:
         raise FormatError(source, duplicates)
     scenario = validate_model(Scenario, data, lines, source)

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from simulator.gateway.shard import partition
+from synthetic.errors import ProfileError
+from synthetic.yamlio import parse_yaml
 
 __all__ = [
     "NetworkError",
@@ -63,9 +64,11 @@ def plan_network(world_dir: Path, shards: int, overrides_path: Path | None) -> N
 def load_overrides(path: Path, disclosing: set[str]) -> dict[str, dict[str, str]]:
     """``gateways: {code: {url, secret?}}`` from YAML or JSON; errors name the file and the key."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        doc = parse_yaml(path.read_text(encoding="utf-8"), str(path))[1] or {}
+    except OSError as exc:
         raise NetworkError(f"{path}: cannot read the override file: {exc}") from exc
+    except ProfileError as exc:  # syntax, or a document beyond parse_yaml's bounds
+        raise NetworkError(f"cannot read the override file: {exc}") from exc
     if not isinstance(doc, dict) or set(doc) - {"gateways"}:
         raise NetworkError(
             f"{path}: expected one key, gateways (got {sorted(doc) if isinstance(doc, dict) else doc!r})"

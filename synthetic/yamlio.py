@@ -8,7 +8,7 @@ pydantic reports an error location as a tuple such as ``("facilities", "hospital
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,6 +24,58 @@ class Strict(BaseModel):
 
 M = TypeVar("M", bound=BaseModel)
 LineMap = dict[tuple[str | int, ...], int]
+
+
+MAX_NODES: Final = 100_000
+"""Nodes a YAML document may expand to, aliases counted each time they are used (the largest file shipped
+has a few hundred). Nine lines of nested aliases expand to 9⁹ nodes: walking them for the line map (or
+validating them) would never end."""
+MAX_DEPTH: Final = 64
+"""Nesting a YAML document may have (the files shipped nest six or seven levels)."""
+
+
+def _extent(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(nodes, depth) of ``node`` with its aliases expanded, each distinct node computed once."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [value for _, value in node.value]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    nodes, depth = 1, 1
+    for child in children:
+        n, d = _extent(child, memo)
+        nodes, depth = nodes + n, max(depth, d + 1)
+    memo[id(node)] = (nodes, depth)
+    return nodes, depth
+
+
+def _bounded(root: yaml.Node, source: str) -> None:
+    """Refuse a document beyond :data:`MAX_NODES` or :data:`MAX_DEPTH`, naming the first top-level key (or
+    item) that goes beyond them."""
+    memo: dict[int, tuple[int, int]] = {}
+    nodes, depth = _extent(root, memo)
+    if nodes <= MAX_NODES and depth <= MAX_DEPTH:
+        return
+    parts: list[tuple[str, yaml.Node]] = []
+    if isinstance(root, yaml.MappingNode):
+        parts = [(str(key.value), value) for key, value in root.value]
+    elif isinstance(root, yaml.SequenceNode):
+        parts = [(str(i), item) for i, item in enumerate(root.value)]
+    where, at = next(((k, v) for k, v in parts if _too_big(v, memo)), ("", root))
+    message = (
+        f"the document nests {depth} levels (at most {MAX_DEPTH})"
+        if depth > MAX_DEPTH
+        else f"the document expands to {nodes:,} nodes, aliases counted each time (at most {MAX_NODES:,})"
+    )
+    raise ProfileError(source, [(at.start_mark.line + 1, where, message)])
+
+
+def _too_big(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> bool:
+    nodes, depth = _extent(node, memo)
+    return nodes > MAX_NODES or depth >= MAX_DEPTH
 
 
 def _walk(node: yaml.Node, path: tuple[str | int, ...], lines: LineMap) -> None:
@@ -48,11 +100,15 @@ def parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any, LineMap]:
     become a :class:`ProfileError` with the line."""
     try:
         node, data = _parse(_LOADER, text)
+        if node is not None:
+            _bounded(node, source)
     except yaml.MarkedYAMLError as fast:
         exc = _worded(text) or fast
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise ProfileError(source, [(line, "", f"YAML syntax: {exc.problem}")]) from exc
+    except RecursionError:  # a parser's or _extent's own recursion, far past MAX_DEPTH
+        raise ProfileError(source, [(None, "", f"the document nests beyond {MAX_DEPTH} levels")]) from None
     lines: LineMap = {}
     if node is not None:
         _walk(node, (), lines)
@@ -75,6 +131,8 @@ def _worded(text: str) -> yaml.MarkedYAMLError | None:
         _parse(yaml.SafeLoader, text)
     except yaml.MarkedYAMLError as exc:
         return exc
+    except RecursionError:  # nesting libyaml refused, deeper than this parser's recursion: libyaml's words
+        return None
     return None
 
 

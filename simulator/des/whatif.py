@@ -28,6 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.hub.routes.auth import LOGIN_QUEUE
+from synthetic.errors import ProfileError
+from synthetic.yamlio import parse_yaml
 
 __all__ = ["WhatIf", "WhatIfError", "apply_pairs", "load_overlay", "parse_sweep"]
 
@@ -79,9 +81,11 @@ def _check(data: Mapping[str, Any], where: str) -> WhatIf:
 def load_overlay(path: Path, base: WhatIf | None = None) -> WhatIf:
     """A YAML mapping of what-if keys over ``base``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))[1] or {}
+    except OSError as exc:
         raise WhatIfError(f"{path}: {exc}") from exc
+    except ProfileError as exc:  # syntax, or a document beyond parse_yaml's bounds
+        raise WhatIfError(str(exc)) from exc
     if not isinstance(data, dict):
         raise WhatIfError(f"{path}: a what-if overlay is a mapping of keys to values")
     return _check({**(base.model_dump(exclude_unset=True) if base else {}), **data}, str(path))

@@ -115,6 +115,9 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     # the probe's own: a session's first MLLP exchange opens a TLS connection, a next page an open one
     assert cal.client["pdq_next"].kind == "lognormal"
     assert cal.hub["emergency"].samples >= 1
+    # outside viewers' refused timelines: looked for beyond the sessions' few (min(sessions, 30) of them)
+    assert cal.hub["refused"].samples >= 4
+    assert cal.client["refused"].samples >= 4
     assert cal.audit_commit.samples >= 4
     assert len(cal.gateways) == 2
     # the sessions' listings and 100 cold ones per shard straight from its gateways

@@ -465,17 +465,27 @@ def test_recorded_users_read_from_locusts_history(tmp_path: Path) -> None:
 
 def test_client_parts_are_the_runs_latencies_less_the_networks_median_cpu() -> None:
     """Each operation with ≥ MIN_SAMPLES requests: its latencies shifted by the median CPU the probe measured
-    for it, as empirical quantiles (floored at 10 µs); fewer requests, or no CPU measured: left out."""
-    from harness.des.clientrun import MIN_SAMPLES, QUANTILES, client_parts
+    for it, as empirical quantiles (floored at 10 µs); FEW_SAMPLES to MIN_SAMPLES − 1: a lognormal through
+    the shifted median and nearest-rank p95; fewer requests, or no CPU measured: left out."""
+    from harness.des.clientrun import FEW_SAMPLES, MIN_SAMPLES, QUANTILES, client_parts
 
     latencies = {
         "pix": [5.0 + i / 10 for i in range(100)],
         "pdq": [4.0] * (MIN_SAMPLES - 1),
+        "refused": [3.0 + i / 10 for i in range(FEW_SAMPLES)],
+        "emergency": [4.0] * (FEW_SAMPLES - 1),
+        "logout": [2.0] * 50,
         "feed": [1.0] * 50,
     }
-    server = {"pix": [2.0, 3.0, 4.0], "pdq": [1.0], "feed": [3.0]}
+    server = {"pix": [2.0, 3.0, 4.0], "pdq": [1.0], "refused": [1.5], "emergency": [1.0], "feed": [3.0]}
     parts = client_parts(latencies, server)
-    assert set(parts) == {"pix", "feed"}
+    assert set(parts) == {"pix", "pdq", "refused", "feed"}  # emergency too few, logout no CPU measured
+    assert parts["pdq"].kind == "lognormal"
+    assert (parts["pdq"].median_ms, parts["pdq"].p95_ms, parts["pdq"].samples) == (3.0, 3.0, MIN_SAMPLES - 1)
+    refused = parts["refused"]  # 3.0 … 3.9 less 1.5: median of 1.5 … 2.4, p95 the 10th of 10
+    assert refused.kind == "lognormal"
+    assert refused.median_ms == pytest.approx(1.95)
+    assert refused.p95_ms == pytest.approx(2.4)
     pix = parts["pix"]
     assert pix.kind == "empirical"
     assert pix.samples == 100

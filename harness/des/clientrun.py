@@ -70,9 +70,9 @@ MIN_SAMPLES: Final = 30
 
 FEW_SAMPLES: Final = 10
 """At least this many (and fewer than :data:`MIN_SAMPLES`): a lognormal through their median and p95 — an
-outside viewer's timeline is ~5 % of the sessions, ~15 in a 300-s run, and the probe's own client part for
-it, timed right after a login, lacks what a request costs after a think time's idle (0.8 ms of the 3.2 ms
-such a timeline took at ×100–×400 on ``ishikawa``). Fewer: the probe's own client part stays."""
+outside viewer's timeline is ~5 % of the sessions, ~15 in a 300-s run, and with the probe's own client
+part for it (timed right after a login, not after a think time's idle as Locust's) the model's were ~0.8 ms
+short of the 3.2 ms they took at ×100–×400 on ``ishikawa``. Fewer: the probe's own client part stays."""
 
 
 def _target_file(target: Target, folder: Path) -> Path:

@@ -15,7 +15,7 @@
     Prints predicted vs measured per operation, the share of operations within the
     issue's goals (p50/p95 ±15 %, throughput ±5 %) beside the share on which one live run predicts the
     other as well, and the knees (±20 %), then
-    calibrates again (quickly, no Locust run) and prints the hub's CPU per request after / before: the
+    calibrates again (with the same light Locust run) and prints the hub's CPU per request after / before: the
     VM's speed drifts, and a ratio far from 1 says the runs outlived their calibration. Takes long (each
     level runs ``--seconds``): run it on a quiet machine; ``--reuse`` re-judges a changed model on the
     load runs already made.
@@ -249,13 +249,17 @@ def validate(args: argparse.Namespace) -> None:
 
 
 def _drift(args: argparse.Namespace, out: Path, cal: Path) -> str:
-    """A second, quick calibration after the load runs, and the hub's CPU per request against the first
-    one's. The VM's speed drifts (PIX p50 at ×400 was 6.0 ms at 05:00 and 3.6 ms at 06:37 on the same code,
-    2026-12-06): a validation is only as good as a calibration that still describes the machine."""
+    """A second calibration after the load runs, and the hub's CPU per request against the first one's.
+    The VM's speed drifts (PIX p50 at ×400 was 6.0 ms at 05:00 and 3.6 ms at 06:37 on the same code,
+    2026-12-06): a validation is only as good as a calibration that still describes the machine. It ends
+    with the same light Locust run as the first: that run's load factor scales the hub's times (1.14–1.38
+    on 2026-12-07), so a second calibration without it read 0.71–0.81 of the first with the machine's
+    speed readings steady."""
     if args.calibration is not None or args.reuse:
         return ""
     after = out / "calibration-after.yaml"
-    done = rhin("calibrate", "--world", str(args.world), "--out", str(after), "--sessions", "30")
+    light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
+    done = rhin("calibrate", "--world", str(args.world), "--out", str(after), "--sessions", "30", *light)
     if done.returncode:
         print(done.stdout[-2000:], done.stderr[-2000:])
         return "not measured (the second calibration failed)"

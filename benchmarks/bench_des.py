@@ -198,8 +198,7 @@ def validate(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cal = args.calibration or out / "calibration.yaml"
     if args.calibration is None and not (args.reuse and cal.is_file()):
-        light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
-        done = rhin("calibrate", "--world", str(args.world), "--out", str(cal), "--sessions", "60", *light)
+        done = _calibrate(args, cal, 60)
         print(done.stdout[-3000:], done.stderr[-2000:])
         if done.returncode:
             sys.exit(done.returncode)
@@ -248,6 +247,13 @@ def validate(args: argparse.Namespace) -> None:
         )
 
 
+def _calibrate(args: argparse.Namespace, out: Path, sessions: int) -> subprocess.CompletedProcess[str]:
+    """``rhin calibrate`` as both of the bench's calibrations make it: ``sessions``, the light Locust run."""
+    light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
+    where = ["--world", str(args.world), "--out", str(out)]
+    return rhin("calibrate", *where, "--sessions", str(sessions), *light)
+
+
 def _drift(args: argparse.Namespace, out: Path, cal: Path) -> str:
     """A second calibration after the load runs, and the hub's CPU per request against the first one's.
     The VM's speed drifts (PIX p50 at ×400 was 6.0 ms at 05:00 and 3.6 ms at 06:37 on the same code,
@@ -258,8 +264,7 @@ def _drift(args: argparse.Namespace, out: Path, cal: Path) -> str:
     if args.calibration is not None or args.reuse:
         return ""
     after = out / "calibration-after.yaml"
-    light = ["--client-seconds", f"{args.client_seconds:g}", "--processes", str(args.processes)]
-    done = rhin("calibrate", "--world", str(args.world), "--out", str(after), "--sessions", "30", *light)
+    done = _calibrate(args, after, 30)
     if done.returncode:
         print(done.stdout[-2000:], done.stderr[-2000:])
         return "not measured (the second calibration failed)"

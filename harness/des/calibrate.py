@@ -667,29 +667,24 @@ def calibrate(
             done = index = 0
             special = {"emergency": probe.emergency, "outside": probe.outside}
             counts = dict.fromkeys(special, 0)
-            while done < sessions and index < sessions * 50:
+            # outside viewers and emergency grants are a few % of the plan's sessions: the few met among
+            # the care sessions (3 and 2 in 60 on ishikawa) fit their times no better than a guess, so
+            # once the care sessions are done, look further into the plan until each has `wanted`
+            wanted = min(sessions, SPECIAL_SAMPLES)
+            while (done < sessions or min(counts.values()) < wanted) and index < sessions * 50:
                 s = plan.session(index)
                 index += 1
                 if s.intent in special:
-                    if counts[s.intent] < sessions and (rid := probe.resolve(s.patient)):
+                    cap = sessions if done < sessions else wanted
+                    if counts[s.intent] < cap and (rid := probe.resolve(s.patient)):
                         special[s.intent](s, rid)
                         counts[s.intent] += 1
                     continue
-                if s.intent != "care":
+                if s.intent != "care" or done >= sessions:
                     continue
                 probe.session(s)
                 probe.feed(s.patient)
                 done += 1
-            # outside viewers and emergency grants are a few % of the plan's sessions: the few met among
-            # the care sessions (3 and 2 in 60 on ishikawa) fit their times no better than a guess, so
-            # look further into the plan for them
-            wanted = min(sessions, SPECIAL_SAMPLES)
-            while any(n < wanted for n in counts.values()) and index < sessions * 50:
-                s = plan.session(index)
-                index += 1
-                if s.intent in special and counts[s.intent] < wanted and (rid := probe.resolve(s.patient)):
-                    special[s.intent](s, rid)
-                    counts[s.intent] += 1
             if not probe.s.hub.get("emergency") and plan.emergency_patients and plan.emergency_viewers:
                 for i in range(min(sessions, 10)):
                     p = plan.patients[plan.emergency_patients[i % len(plan.emergency_patients)]]

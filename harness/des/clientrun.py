@@ -24,7 +24,6 @@ The run uses another seed than a validation run's, so its sessions are not the o
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -34,6 +33,7 @@ import yaml
 
 from harness.load.run import LoadOptions, run_load
 from harness.load.stats import read_raw
+from harness.scenarios.results import percentile
 from harness.targets import Target
 from simulator.des.calibration import Dist
 
@@ -136,10 +136,8 @@ def client_parts(latencies: dict[str, list[float]], server_ms: dict[str, list[fl
         shift = statistics.median(server_ms[op])
         rest = sorted(max(0.01, v - shift) for v in values)
         if len(rest) < MIN_SAMPLES:
-            p95 = rest[math.ceil(0.95 * len(rest)) - 1]
-            out[op] = Dist(
-                median_ms=round(statistics.median(rest), 4), p95_ms=round(p95, 4), samples=len(rest)
-            )
+            median = round(statistics.median(rest), 4)
+            out[op] = Dist(median_ms=median, p95_ms=percentile(rest, 95), samples=len(rest))
             continue
         points = [(q, round(rest[round(q * (len(rest) - 1))], 4)) for q in QUANTILES]
         out[op] = Dist(kind="empirical", quantiles=points, samples=len(rest))

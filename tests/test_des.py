@@ -528,6 +528,7 @@ def test_changing_the_policy_changes_the_refusals(world: DesWorld, monkeypatch: 
     allow = policy_module.Decision(True, "ok")
     monkeypatch.setattr(policy_module, "may_view", lambda **_: allow)
     monkeypatch.setattr(records_module, "may_view", lambda **_: allow)
+    monkeypatch.setattr(records_module, "may_view_each", lambda **kw: dict.fromkeys(kw["categories"], allow))
     monkeypatch.setattr(policy_module, "may_know", lambda *a, **k: True)
     _, after = _run(world, WhatIf(multiplier=2000), hours=1)
     assert before.leaks == 0
@@ -763,13 +764,16 @@ def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
     for i in range(400):
         s = world.plan.session(i)
         for now in days:
+            t = (now - model.start).total_seconds()  # the model asks at simulated seconds
+            assert d.now(t) == now
+            assert d.date(t) == now.date()
             state, cached = d.state(s, ())
             assert cached
             v = d.version(s.patient.index, now.date())
             purpose: Any = "emergency" if s.intent == "emergency" else "care"
             for _ in range(2):
-                assert d.knows(s, state, cached, now, v) == policy_module.may_know(state, s.facility, now)
-                plans = d.plan(s, state, cached, now, purpose, v)
+                assert d.knows(s, state, cached, t, v) == policy_module.may_know(state, s.facility, now)
+                plans = d.plan(s, state, cached, t, purpose, v)
                 fresh = [
                     records_module._plan_source(
                         d.services, d.viewer(s), state, info, lid, policy_module.ALL, now, purpose
@@ -791,7 +795,7 @@ def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
                             source_disclosure=info.disclosure, category=cat, now=now, purpose=purpose,
                             rules=world.facilities.rules,
                         ).allowed  # fmt: skip
-                        assert d.may_fetch(s, state, cached, now, purpose, v, source, cat) == direct
+                        assert d.may_fetch(s, state, cached, t, purpose, v, source, cat) == direct
                         compared += 1
                         refused += not direct
     assert compared > 1000
@@ -804,19 +808,20 @@ def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
 
 
 def test_plan_tables_draw_as_the_weights_do() -> None:
-    """WorldPlan's cumulative-weight tables (built once, for speed) draw exactly what ``random.choices``
-    draws from the weights themselves: sessions stay those of every earlier run."""
+    """WorldPlan's cumulative-weight tables (built once, read for a block of sessions at a time) pick for a
+    uniform what ``random.choices`` picks from the weights themselves for the same ``random()``."""
     from simulator.workload.plan import _choose, _table
 
     weights = {"a": 0.1, "b": 2.5, "c": 0.0, 3: 1.25, "d": 0.7}
+    table = _table(weights)
     keys = sorted(weights, key=str)
+    assert table[0] == keys
     for seed in range(200):
         old, new = random.Random(seed), random.Random(seed)
-        expected = [old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(3)]
-        assert [_choose(new, _table(weights)) for _ in range(3)] == expected
-        assert _choose(new, _table(weights), 4) == [
-            old.choices(keys, weights=[weights[k] for k in keys])[0] for _ in range(4)
-        ]
+        expected = old.choices(keys, weights=[weights[k] for k in keys], k=6)
+        u = np.asarray([new.random() for _ in range(6)]).reshape(2, 3)  # any shape
+        assert [keys[i] for i in _choose(table, u).ravel().tolist()] == expected
+    assert keys[_choose(table, np.asarray(1.0 - 2**-53))] == "d"  # never past the last key
 
 
 # ------------------------------------------------------------------------------------ Locust's arrivals
@@ -837,6 +842,9 @@ def test_paced_users_start_sessions_as_locust_does(world: DesWorld) -> None:
         def session(self, i: int):
             seen.append(i)
             return plan_session(i)
+
+        def __getattr__(self, name: str) -> Any:  # the rest of the plan (an emergency grant reads consents)
+            return getattr(world.plan, name)
 
     model.world = dataclasses.replace(world, plan=Spy())  # type: ignore[arg-type]
     res = model.run(40.0, drain_s=0)

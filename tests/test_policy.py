@@ -8,7 +8,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.hub.policy import AccessRules, EmergencyGrant, PatientState, Viewer, may_view
+from simulator.hub.policy import AccessRules, EmergencyGrant, PatientState, Viewer, may_view, may_view_each
 from synthetic.consent import ConsentState
 from synthetic.model import ITEM_CATEGORIES, ConsentAddition, ConsentForm, ConsentWithdrawal
 from synthetic.profile import load_profile
@@ -128,6 +128,27 @@ def decide(state: PatientState, q: dict) -> bool:  # type: ignore[type-arg]
 @given(histories(), queries)
 def test_decision_matches_the_rules_exactly(state: PatientState, q: dict) -> None:  # type: ignore[type-arg]
     assert decide(state, q) == expected(state, q)
+
+
+@settings(max_examples=400)
+@given(histories(), queries, st.lists(st.sampled_from([*ITEM_CATEGORIES, "gossip"]), max_size=20))
+def test_each_category_at_once_is_may_view_per_category(
+    state: PatientState,
+    q: dict,  # type: ignore[type-arg]
+    categories: list[str],
+) -> None:
+    """A timeline's decision for every category of a source (the consent rules asked once) is ``may_view``'s
+    for each category, reason included; with a list as the disclosure too (not only a set)."""
+    for disclosure in (q["disclosure"], sorted(q["disclosure"])):
+        args = {
+            "viewer": q["viewer"], "patient": state, "source_facility": q["source"],
+            "source_disclosure": disclosure, "now": at(q["day"], q["hour"]), "purpose": q["purpose"],
+            "rules": RULES,
+        }  # fmt: skip
+        each = may_view_each(categories=categories, **args)
+        assert list(each) == list(dict.fromkeys(categories))
+        for category in categories:
+            assert each[category] == may_view(category=category, **args)
 
 
 @settings(max_examples=300)

@@ -26,9 +26,11 @@ import itertools
 import math
 from collections.abc import Iterator
 
-from simulator.workload import Rates
+from simpy.events import Timeout
 
-from .figures import Proc
+from simulator.workload import PlannedSession, Rates
+
+from .figures import Proc, launch
 from .sessions import SessionSteps
 
 __all__ = ["Arrivals"]
@@ -51,11 +53,14 @@ class Arrivals(SessionSteps):
         scale = rate_1x * self.load_scale
         rng = self.rng
         t = self.env.now
+        end = -math.inf  # the current piece of the majorant: top on [.., end)
+        top = 0.0
         while t < until:
-            piece = self.rates.bound(t)
-            if piece is None:
-                return
-            top, end = piece[0] * scale, min(piece[1], until)
+            if t >= end:  # a new piece (within one, ``bound`` gives the same piece: asked once)
+                piece = self.rates.bound(t)
+                if piece is None:
+                    return
+                top, end = piece[0] * scale, min(piece[1], until)
             if top <= 0:
                 t = end
                 continue
@@ -70,13 +75,22 @@ class Arrivals(SessionSteps):
                 yield t
 
     def _sessions(self, until: float) -> Proc:
+        """Each arrival's session is launched once the next arrival is scheduled (:func:`.figures.launch`:
+        the session's lookahead must see it) — the order SimPy's processes had: the arrival process
+        drew the next arrival before the new session ran its first step."""
         index = self._first_session
         env = self.env
         plan = self.world.plan
+        arrived: PlannedSession | None = None
         for t in self._poisson(until, self.rates.peak_per_s):
-            yield env.timeout(t - env.now)
-            env.process(self._session(plan.session(index)))
+            nxt = Timeout(env, t - env.now)
+            if arrived is not None:
+                launch(self._session(arrived))
+            yield nxt
+            arrived = plan.session(index)
             index += 1
+        if arrived is not None:
+            launch(self._session(arrived))
 
     def _paced(self, until: float, pacing_s: float, processes: int) -> Proc:
         """Locust's user pool, one tick a second (see the module docstring); with ``users_series`` the
@@ -114,10 +128,15 @@ class Arrivals(SessionSteps):
 
     def _feeds(self, until: float, rate_1x: float, register_share: float) -> Proc:
         env = self.env
+        op = ""
         for t in self._poisson(until, rate_1x):
-            yield env.timeout(t - env.now)
+            nxt = Timeout(env, t - env.now)
+            if op:
+                launch(self._timed(op, "feed"))  # as :meth:`_sessions` launches
+            yield nxt
             op = "feed_register" if self.rng.random() < register_share else "feed_update"
-            env.process(self._timed(op, "feed"))
+        if op:
+            launch(self._timed(op, "feed"))
 
     def _burst(self) -> Proc:
         yield self.env.timeout(self.workload.feeds.join_at_s)

@@ -8,9 +8,41 @@ from typing import Any
 
 import simpy
 
-__all__ = ["Figures", "Proc", "Totals", "add_totals", "station_json", "totals_json"]
+__all__ = ["Figures", "Proc", "Totals", "add_totals", "launch", "station_json", "totals_json"]
 
 Proc = Generator[simpy.Event, Any, Any]
+
+
+def launch(proc: Proc) -> None:
+    """Run ``proc`` now, up to its first wait, and resume it as each event it waits for is processed —
+    a :class:`simpy.Process` without the process: no ``Initialize`` event, no process event, no
+    interrupts, and nobody can wait for it. For the model's sessions and feeds, which nobody waits for:
+    a year of ``ishikawa`` starts ~480,000 of them (``benchmarks/bench_des.py``).
+
+    It runs at once, where SimPy would start a process after the current event's callbacks: the caller
+    launches after it has scheduled its own next event (the sessions' lookahead,
+    :meth:`.sessions.SessionSteps._horizon`, reads the next scheduled event). An exception in ``proc``
+    propagates out of the event's callback, which stops :meth:`simpy.Environment.run` as an unhandled
+    process failure does; a failed event is thrown into ``proc``."""
+
+    def resume(event: simpy.Event | None) -> None:
+        while True:
+            try:
+                if event is None:
+                    target = next(proc)
+                elif event._ok:
+                    target = proc.send(event._value)
+                else:
+                    event._defused = True
+                    target = proc.throw(event._value)
+            except StopIteration:
+                return
+            if target.callbacks is not None:  # not processed yet: resume when it is
+                target.callbacks.append(resume)
+                return
+            event = target  # processed already: go on at once, as a process does
+
+    resume(None)
 
 
 class Figures:

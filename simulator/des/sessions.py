@@ -31,6 +31,7 @@ import datetime as dt
 import math
 import random
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any
 
 import simpy
@@ -90,6 +91,8 @@ class SessionSteps:
     grants: dict[int, tuple[EmergencyGrant, ...]]
     decisions: HubDecisions
     _in_audit: frozenset[str]
+    _commit_draws: dict[str, Callable[[], float] | None]  # operation → :meth:`_commit_draw`, made once
+    _bytes: dict[str, float]  # item category → its entries' bytes (Calibration.bytes_of), asked once
     lookahead: bool = True  # go on past a booked hold's end when nothing happens before it (_horizon)
     _links: dict[str, LinkModel]
     _replicas: int
@@ -103,9 +106,15 @@ class SessionSteps:
     def _commit_draw(self, op: str) -> Callable[[], float] | None:
         """How long an ``op`` request's audit commit takes (drawn when its group commits); for an operation
         calibrated with its commit inside its hub time, only what ``audit_factor`` adds (None: nothing)."""
+        if op in self._commit_draws:
+            return self._commit_draws[op]
+        draw: Callable[[], float] | None
         if op in self._in_audit:
-            return self._slower_commit if self.w.audit_factor > 1 else None
-        return self._one_commit
+            draw = self._slower_commit if self.w.audit_factor > 1 else None
+        else:
+            draw = partial(self.audit_time, self.rng)  # no frame of ours between the writer and the draw
+        self._commit_draws[op] = draw
+        return draw
 
     def _client_part(self, seconds: float) -> Proc:
         """The client's part of a request on the load generator: as much of it as the generator's CPU per
@@ -121,14 +130,8 @@ class SessionSteps:
         draw = self.client_time.get(op)
         return draw(self.rng) if draw is not None else self.client_s
 
-    def _one_commit(self) -> float:
-        return self.audit_time(self.rng)
-
     def _slower_commit(self) -> float:
         return self.audit_time(self.rng) * (1 - 1 / self.w.audit_factor)
-
-    def _link(self, code: str) -> LinkModel:
-        return self._links.get(code) or LinkModel.disabled()
 
     def _shard(self, base: int, s: PlannedSession) -> int:
         return base + (s.index % self._replicas) * self._base_shards
@@ -151,7 +154,7 @@ class SessionSteps:
     def _link_seconds(self, code: str, nbytes: float) -> float:
         """The answer's way back over the facility's link: its delay and the transfer of ``nbytes``; inf
         when the link is in an outage (nothing comes)."""
-        link = self._link(code)
+        link = self._links.get(code) or LinkModel.disabled()
         delay = link.sample_delay(self.rng)
         if math.isinf(delay):
             return delay
@@ -178,7 +181,7 @@ class SessionSteps:
 
     def _now(self, t: float | None = None) -> dt.datetime:
         """The world's clock at simulated second ``t`` (default: now)."""
-        return self.start + dt.timedelta(seconds=self.env.now if t is None else t)
+        return self.decisions.now(self.env.now if t is None else t)
 
     def _horizon(self) -> float:
         """Until when nothing else happens in the model: the next scheduled event's time. A step whose
@@ -191,11 +194,15 @@ class SessionSteps:
 
     # ------------------------------------------------------------------------------------ the session
 
-    def _think(self, s: PlannedSession, step: int) -> float:
-        """The plan's think time before ``step`` (seconds; 0 when it has none or thinking is off)."""
-        if step < len(s.think_s) and self.w.think_scale > 0:
-            return s.think_s[step] * self.w.think_scale
-        return 0.0
+    def _thinks(self, s: PlannedSession) -> tuple[float, ...]:
+        """The plan's think times before find, timeline and each fetch (seconds; 0 when thinking is off),
+        at least ``len(s.categories) + 2`` of them."""
+        scale = self.w.think_scale
+        n = len(s.categories) + 2
+        if scale <= 0:
+            return (0.0,) * n
+        think = s.think_s if scale == 1 else tuple(x * scale for x in s.think_s)
+        return think if len(think) >= n else think + (0.0,) * (n - len(think))
 
     def _last(self, station: Station, seconds: float, t: float) -> Generator[simpy.Event, Any, float]:
         """A request's last hold, from ``t`` (now, or ahead of it: :meth:`_horizon`): booked, the seconds
@@ -330,10 +337,11 @@ class SessionSteps:
         tail = yield from self._timed("login")
         if tail is None:
             return  # Locust's viewer ends a session whose login failed
-        tail = yield from self._timed(s.find, before=tail + self._think(s, 0))
+        think = self._thinks(s)
+        tail = yield from self._timed(s.find, before=tail + think[0])
         if tail is None:
             return  # no regional ID: Locust's viewer aborts the session (no logout either)
-        tail += self._think(s, 1)
+        tail += think[1]
         purpose: Purpose = "emergency" if s.intent == "emergency" else "care"
         tag = _TAGS[s.intent]
         if s.intent == "emergency":
@@ -345,13 +353,11 @@ class SessionSteps:
         if s.intent == "outside":
             if (s.index % self.processes, s.patient.index) in self.seen:
                 tail = yield from self._fetch(s, purpose, "outside_fetch", None, listed, tail)
-        else:
-            for n, category in enumerate(s.categories):
-                if not any(item[2] for item in listed):
-                    break  # every listed entry opened already
-                tail = yield from self._fetch(
-                    s, purpose, tag + "fetch", category, listed, tail + self._think(s, 2 + n)
-                )
+        elif listed:
+            left = sum(item[2] for item in listed)  # entries listed and not opened yet
+            op = tag + "fetch"
+            for n, category in enumerate(s.categories[:left]):  # each fetch opens one
+                tail = yield from self._fetch(s, purpose, op, category, listed, tail + think[2 + n])
         tail = yield from self._timed("logout", audited=False, before=tail)
         if tail:  # the session ends with its answer (a paced user starts the next one then)
             yield Timeout(self.env, tail)
@@ -373,11 +379,12 @@ class SessionSteps:
         kept = tuple(g for g in self.grants.get(s.patient.index, ()) if g.end > now)
         self.grants[s.patient.index] = (*kept, grant)
 
-    def _grants(self, s: PlannedSession, now: dt.datetime) -> tuple[EmergencyGrant, ...]:
-        """The patient's grants the model still holds; once every one has ended they are dropped, and the
-        patient's decisions are cacheable again (an ended grant opens nothing: ``EmergencyGrant.active``)."""
+    def _grants(self, s: PlannedSession, t: float) -> tuple[EmergencyGrant, ...]:
+        """The patient's grants the model still holds at simulated second ``t``; once every one has ended
+        they are dropped, and the patient's decisions are cacheable again (an ended grant opens nothing:
+        ``EmergencyGrant.active``)."""
         grants = self.grants.get(s.patient.index, ())
-        if grants and all(g.end <= now for g in grants):
+        if grants and all(g.end <= now for now in (self._now(t),) for g in grants):
             del self.grants[s.patient.index]
             return ()
         return grants
@@ -428,7 +435,8 @@ class SessionSteps:
         for (p, _, _), took in zip(fanned, elapsed, strict=True):
             if took is not None and took <= self.timeout_s:
                 statuses.append("ok")
-                listed.extend([p.code, c, n] for c, n in p.items)
+                code = p.code
+                listed += [[code, c, n] for c, n in p.items]
             else:
                 statuses.append("timeout")
         return listed
@@ -443,12 +451,7 @@ class SessionSteps:
         if before > 0:
             yield Timeout(env, before)
         t0 = env.now
-        now = self._now()
-        d = self.decisions
-        state, cached = d.state(s, self._grants(s, now))
-        v = d.version(s.patient.index, now.date())
-        knows = d.knows(s, state, cached, now, v)
-        plans = d.plan(s, state, cached, now, purpose, v) if knows else ()
+        knows, plans = self.decisions.timeline(s, self._grants(s, t0), t0, purpose)
         # a timeline that asks no gateway (refused, or nothing the viewer may see) costs the hub far less
         work = "timeline" if any(p.status is None for p in plans) else "refused"
         extra = self._client_draw(work)
@@ -467,7 +470,12 @@ class SessionSteps:
             return [], tail
         statuses: list[str] = []
         overshoot = 0.0
-        t = yield from self._through(self.cores, seconds, env.now)
+        if self.machine is None:  # :meth:`_through` inlined (most timelines: the year run's speed)
+            t = self.cores.end_at(env.now, seconds)
+            if t >= self._horizon():
+                yield Timeout(env, t - env.now)
+        else:
+            t = yield from self._through(self.cores, seconds, env.now)
         fanned = self._fanned(s, plans, statuses)
         if not fanned:
             listed = []
@@ -525,9 +533,13 @@ class SessionSteps:
         if before > 0:
             yield Timeout(env, before)
         t0 = env.now
-        left = [x for x in listed if x[2]]
-        if left:
-            match = next((x for x in left if x[1] == category), left[-1])
+        match = None  # the first unopened entry of the category, else the last unopened one
+        for x in listed:
+            if x[2]:
+                match = x
+                if x[1] == category:
+                    break
+        if match is not None:
             match[2] -= 1
             source, cat = match[0], match[1]
         else:  # an outside viewer tries an entry it saw elsewhere: the patient's first source
@@ -539,12 +551,14 @@ class SessionSteps:
             extra = 0.0
         t0 -= extra  # the client's part, when not simulated, counts as time already spent
         booked = self.machine is None
-        t = yield from self._through(self.cores, self.hub_time["fetch"](self.rng), env.now)
-        now = self._now(t)
+        if booked:  # :meth:`_through` inlined (most requests are fetches: the year run's speed)
+            t = self.cores.end_at(env.now, self.hub_time["fetch"](self.rng))
+            if t >= self._horizon():
+                yield Timeout(env, t - env.now)
+        else:
+            t = yield from self._through(self.cores, self.hub_time["fetch"](self.rng), env.now)
         d = self.decisions
-        state, cached = d.state(s, self._grants(s, now))
-        v = d.version(s.patient.index, now.date())
-        allowed = d.may_fetch(s, state, cached, now, purpose, v, source, cat)
+        allowed = d.fetch(s, self._grants(s, t), t, purpose, source, cat)
         draw = self._commit_draw("fetch")
         if not allowed:
             tail = (self.audit.end_at(t, draw) if draw is not None else t) - env.now
@@ -554,7 +568,9 @@ class SessionSteps:
             t = self.audit.end_at(t, draw)
             if not booked or t >= self._horizon():
                 yield Timeout(env, t - env.now)
-        nbytes = self.cal.bytes_of(cat)
+        nbytes = self._bytes.get(cat)
+        if nbytes is None:
+            nbytes = self._bytes[cat] = self.cal.bytes_of(cat)
         shard = self._shard(d.shard_of(source), s)
         work = self.fetch_base[shard](self.rng) + self.fetch_per_kb_ms[shard] * nbytes / 1000 / 1000
         took: float | None

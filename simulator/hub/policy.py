@@ -1,9 +1,9 @@
 """Who may view what: the hub's access decision, as one pure function over stored state.
 
 ``may_view`` answers whether a user at a viewing facility may see one item category of a patient's data
-held at a source facility, at a given time, for a purpose. The hub calls it before every timeline entry
-and fetch, the gateways' hub-side callers rely on it, and the SimPy model reuses it unchanged. It reads
-only its arguments: no clock, no database, no globals.
+held at a source facility, at a given time, for a purpose. The hub calls it before every fetch, and
+``may_view_each`` — the same answers for several categories — for every source of a timeline; the SimPy
+model reuses both unchanged. They read only their arguments: no clock, no database, no globals.
 
 The rules, in the order they are checked (the first that fails gives the reason):
 
@@ -148,13 +148,62 @@ def may_view(
     rules: AccessRules,
 ) -> Decision:
     """May ``viewer`` see ``category`` of the patient's data held at ``source_facility`` at ``now``?"""
+    denial = _item_denial(viewer, _as_set(source_disclosure), category, rules)
+    if denial is not None:
+        return denial
+    return _patient_decision(viewer, patient, source_facility, now, purpose)
+
+
+def may_view_each(
+    *,
+    viewer: Viewer,
+    patient: PatientState,
+    source_facility: str,
+    source_disclosure: Iterable[str],
+    categories: Iterable[str],
+    now: dt.datetime,
+    purpose: Purpose,
+    rules: AccessRules,
+) -> dict[str, Decision]:
+    """:func:`may_view` for each of ``categories`` (a timeline asks every category of every source): the
+    same answers, the rules checked in the same order, with rules 4–6 — which read no category — asked
+    once for the source instead of once per category."""
+    shared = _as_set(source_disclosure)
+    common: Decision | None = None
+    out: dict[str, Decision] = {}
+    for category in categories:
+        decision = _item_denial(viewer, shared, category, rules)
+        if decision is None:
+            if common is None:
+                common = _patient_decision(viewer, patient, source_facility, now, purpose)
+            decision = common
+        out[category] = decision
+    return out
+
+
+def _as_set(source_disclosure: Iterable[str]) -> frozenset[str] | set[str]:
+    if isinstance(source_disclosure, frozenset | set):
+        return source_disclosure
+    return set(source_disclosure)
+
+
+def _item_denial(
+    viewer: Viewer, shared: frozenset[str] | set[str], category: str, rules: AccessRules
+) -> Decision | None:
+    """Rules 1–3 (the category's own): the refusal, or None when they pass."""
     if category not in ALL:
         return _deny("unknown-category")
-    shared = source_disclosure if isinstance(source_disclosure, frozenset | set) else set(source_disclosure)
     if category not in shared:
         return _deny("not-disclosed")
     if not rules.allows(viewer, category):
         return _deny("viewer-kind")
+    return None
+
+
+def _patient_decision(
+    viewer: Viewer, patient: PatientState, source_facility: str, now: dt.datetime, purpose: Purpose
+) -> Decision:
+    """Rules 4–6 (consent, purpose, link, grants): the same for every category of one source."""
     consent = patient.consent
     today = now.date()
     if consent is None:

@@ -2,13 +2,14 @@
 planned, fanned out and merged across facilities.
 
 ID-Link's data-link design: records stay at each disclosing facility, behind its gateway; the hub decides
-and fetches at view time. For a timeline the hub asks :func:`.policy.may_view` for every (source facility,
-item category) pair, fans out in parallel only to gateways of facilities that may contribute, asking each
-only for the categories allowed, with a per-source timeout, and merges what comes back in time order.
-Entries a gateway returns outside the allowed categories, or for another patient, are dropped (the hub
-trusts its own decision, not the gateway's filtering). Every source gets a labelled status — ``ok``,
-``timeout``, ``error``, ``not-disclosed`` (nothing requested is disclosed there, or no gateway) or
-``denied`` (with the first rule that refused) — so a partial answer is never silent.
+and fetches at view time. For a timeline the hub asks :func:`.policy.may_view_each` (``may_view``'s
+answers) for every (source facility, item category) pair, fans out in parallel only to gateways of
+facilities that may contribute, asking each only for the categories allowed, with a per-source timeout,
+and merges what comes back in time order. Entries a gateway returns outside the allowed categories, or for
+another patient, are dropped (the hub trusts its own decision, not the gateway's filtering). Every source
+gets a labelled status — ``ok``, ``timeout``, ``error``, ``not-disclosed`` (nothing requested is disclosed
+there, or no gateway) or ``denied`` (with the first rule that refused) — so a partial answer is never
+silent.
 
 A fetch names the source facility and the gateway's entry ID. The ID alone gives the item category and the
 local patient ID (:func:`simulator.gateway.entries.parse_entry_id`), so the decision is made again at fetch
@@ -41,7 +42,7 @@ from simulator.gateway.errors import EntryIdError
 
 from .accounts import Session
 from .facilities import FacilityInfo
-from .policy import ALL, Decision, PatientState, Purpose, Viewer, may_view
+from .policy import ALL, Decision, PatientState, Purpose, Viewer, may_view, may_view_each
 from .service import HubServices, Refused
 
 __all__ = [
@@ -143,8 +144,8 @@ def decide(
     now: dt.datetime,
     purpose: Purpose,
 ) -> Decision:
-    """:func:`.policy.may_view` for one item of ``source``, with the network's viewer rules: the one
-    decision both the timeline and the fetch take."""
+    """:func:`.policy.may_view` for one item of ``source``, with the network's viewer rules: the fetch's
+    decision (a timeline asks the same rules for every category at once: :func:`_plan_source`)."""
     return may_view(
         viewer=viewer,
         patient=state,
@@ -167,9 +168,16 @@ def _plan_source(
     now: dt.datetime,
     purpose: Purpose,
 ) -> Plan:
-    decisions: dict[str, Decision] = {
-        c: decide(hub, viewer, state, source, c, now, purpose) for c in sorted(wanted)
-    }
+    decisions = may_view_each(
+        viewer=viewer,
+        patient=state,
+        source_facility=source.code,
+        source_disclosure=source.disclosure,
+        categories=sorted(wanted),
+        now=now,
+        purpose=purpose,
+        rules=hub.facilities.rules,
+    )
     allowed = frozenset(c for c, d in decisions.items() if d.allowed)
     if allowed:
         return Plan(source, local_id, allowed, None, "ok")

@@ -807,6 +807,17 @@ def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
     assert d._know
 
 
+def test_the_day_of_a_simulated_second_is_its_datetimes(world: DesWorld) -> None:
+    """HubDecisions.date reads the day from its bounds in seconds, not from a datetime: around midnight,
+    within the microsecond that ``timedelta`` rounds, and back and forth, it is ``now(t).date()``."""
+    model = DesModel(world, nominal_calibration(), WhatIf(), seed=1, start=dt.datetime(2026, 3, 1, 9, 30))
+    d = model.decisions
+    midnight = (dt.datetime(2026, 3, 2) - d.start).total_seconds()
+    offsets = [-1.0, -1e-6, -6e-7, -5e-7, -4e-7, -1e-9, 0.0, 1e-9, 4e-7, 6e-7, 1e-6, 1.0, 86_399.9999996]
+    for t in [midnight + o for o in offsets] + [0.0, midnight + 3e5, midnight - 1.0, midnight]:
+        assert d.date(t) == d.now(t).date(), t
+
+
 def test_plan_tables_draw_as_the_weights_do() -> None:
     """WorldPlan's cumulative-weight tables (built once, read for a block of sessions at a time) pick for a
     uniform what ``random.choices`` picks from the weights themselves for the same ``random()``."""

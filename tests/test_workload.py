@@ -234,6 +234,25 @@ def test_sessions_are_deterministic_and_honour_consent(plan: WorldPlan, mini_wor
     assert counts["care"] > 250
 
 
+def test_a_session_is_the_same_whatever_was_asked_before(plan: WorldPlan, mini_world: Path) -> None:
+    """Sessions are drawn a block at a time, each from its own row of a counter-based generator: a fresh
+    plan asked in another order (strided as a Locust worker asks, backwards, across a block's edge) gives
+    the same sessions, and the mix's shares hold over the rows."""
+    from simulator.workload.plan import SESSION_BLOCK
+
+    wanted = [*range(SESSION_BLOCK - 5, SESSION_BLOCK + 5), 7, 3 * SESSION_BLOCK + 1, 0]
+    expected = [plan.session(i) for i in wanted]
+    fresh = WorldPlan(mini_world, default_workload(), 42)
+    assert [fresh.session(i) for i in reversed(wanted)] == expected[::-1]
+    assert [s.index for s in expected] == wanted
+    strided = WorldPlan(mini_world, default_workload(), 42)
+    assert [strided.session(i) for i in range(1, 3000, 2)] == [plan.session(i) for i in range(1, 3000, 2)]
+    ks = [len(plan.session(i).categories) for i in range(4000)]
+    mix = default_workload().session.fetch_k
+    mean_k = sum(k * w for k, w in mix.items()) / sum(mix.values())
+    assert np.mean(ks) == pytest.approx(mean_k, rel=0.05)
+
+
 def test_shares_of_outside_and_emergency_sessions(mini_world: Path) -> None:
     w = default_workload()
     mix = w.session.model_copy(update={"outside_consent_share": 0.5, "emergency_share": 0.3})

@@ -151,10 +151,13 @@ class SessionSteps:
             return max(served, self.timeout_s), False
         return served + link, True
 
+    def _link(self, code: str) -> LinkModel:
+        return self._links.get(code) or LinkModel.disabled()
+
     def _link_seconds(self, code: str, nbytes: float) -> float:
         """The answer's way back over the facility's link: its delay and the transfer of ``nbytes``; inf
         when the link is in an outage (nothing comes)."""
-        link = self._links.get(code) or LinkModel.disabled()
+        link = self._link(code)
         delay = link.sample_delay(self.rng)
         if math.isinf(delay):
             return delay

@@ -807,6 +807,33 @@ def test_cached_decisions_are_the_hubs_answers(world: DesWorld) -> None:
     assert d._know
 
 
+def test_the_collectors_thresholds_are_the_models_only_while_it_runs(world: DesWorld) -> None:
+    """DesModel.run raises the cyclic collector's thresholds for its run and puts the caller's back, also
+    when the run fails."""
+    import gc
+
+    from simulator.des.model import RUN_GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(900, 9, 8)
+        model = DesModel(world, nominal_calibration(), WhatIf(multiplier=100), seed=1)
+        seen: list[tuple[int, ...]] = []
+        model.run(60.0, lambda _: seen.append(gc.get_threshold()))
+        assert seen
+        assert set(seen) == {RUN_GC_THRESHOLDS}
+        assert gc.get_threshold() == (900, 9, 8)
+
+        def fail(_: float) -> None:
+            raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError, match="stop"):
+            DesModel(world, nominal_calibration(), WhatIf(), seed=1).run(60.0, fail)
+        assert gc.get_threshold() == (900, 9, 8)
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_the_day_of_a_simulated_second_is_its_datetimes(world: DesWorld) -> None:
     """HubDecisions.date reads the day from its bounds in seconds, not from a datetime: around midnight,
     within the microsecond that ``timedelta`` rounds, and back and forth, it is ``now(t).date()``."""

@@ -226,8 +226,8 @@ class HubDecisions:
                 out.append(SourcePlan(code, plan.status, 0, 0, ()))
                 continue
             counts = per_source.get(code, {})
-            n = sum(counts.get(c, 0) for c in plan.allowed)
             items = tuple((c, counts[c]) for c in sorted(plan.allowed) if counts.get(c))
+            n = sum(count for _, count in items)  # the allowed categories' entries
             allowed = self._sets.setdefault(plan.allowed, plan.allowed)  # a few distinct sets, shared
             out.append(SourcePlan(code, None, n, self._shard_of.get(code, 0), items, allowed))
         plans = tuple(out)

@@ -328,7 +328,7 @@ class WorldPlan:
                     patient,
                     local_id,
                     find,
-                    str(charsets[r]),
+                    charsets[r],
                     tuple([keys[i] for i in cats[r][:k]]),
                     tuple(thinks[r][: k + 2]),
                 )

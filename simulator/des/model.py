@@ -18,8 +18,9 @@ Entities (one :class:`simpy.Environment`), by module:
   :meth:`LinkModel.sample_transfer_seconds` — the same pure functions the live gateways use.
 
 Outputs are histograms and counters only (:class:`.results.Results`), so memory does not grow with simulated
-time. Everything random comes from one :class:`random.Random` seeded by ``seed`` (plus the plan's own seeded
-sessions): the same inputs give the same JSON.
+time. Everything random comes from one :class:`ModelRandom` seeded by ``seed`` (a :class:`random.Random`
+whose normals come from a NumPy generator of the same seed; plus the plan's own seeded sessions): the same
+inputs give the same JSON.
 """
 
 from __future__ import annotations

@@ -387,9 +387,11 @@ class SessionSteps:
         they are dropped, and the patient's decisions are cacheable again (an ended grant opens nothing:
         ``EmergencyGrant.active``)."""
         grants = self.grants.get(s.patient.index, ())
-        if grants and all(g.end <= now for now in (self._now(t),) for g in grants):
-            del self.grants[s.patient.index]
-            return ()
+        if grants:
+            now = self._now(t)
+            if all(g.end <= now for g in grants):
+                del self.grants[s.patient.index]
+                return ()
         return grants
 
     def _fanned(

@@ -229,9 +229,9 @@ class WorldPlan:
 
         Drawn a block of :data:`SESSION_BLOCK` sessions at a time (:meth:`_block`): session ``i`` reads its
         own row of uniforms from a counter-based generator (NumPy's Philox, keyed by the seed, at counter
-        ``i × row``), so a block is made in one vectorised step and any session of it is the same whether
-        it was made alone or with its block. (One :class:`random.Random` seeded per session cost ~21 µs a
-        session, ~15 % of a simulated year.)"""
+        ``i × row``), so a block is made in one vectorised step and no session depends on which were drawn
+        before it (a Locust worker asks every P-th). (One :class:`random.Random` seeded per session cost
+        ~21 µs a session, ~15 % of a simulated year.)"""
         block, row = divmod(index, SESSION_BLOCK)
         found = self._blocks.get(block)
         if found is None:

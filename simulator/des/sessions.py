@@ -556,12 +556,13 @@ class SessionSteps:
             extra = 0.0
         t0 -= extra  # the client's part, when not simulated, counts as time already spent
         booked = self.machine is None
+        seconds = self.hub_time["fetch"](self.rng)
         if booked:  # :meth:`_through` inlined (most requests are fetches: the year run's speed)
-            t = self.cores.end_at(env.now, self.hub_time["fetch"](self.rng))
+            t = self.cores.end_at(env.now, seconds)
             if t >= self._horizon():
                 yield Timeout(env, t - env.now)
         else:
-            t = yield from self._through(self.cores, self.hub_time["fetch"](self.rng), env.now)
+            t = yield from self._through(self.cores, seconds, env.now)
         d = self.decisions
         allowed = d.fetch(s, self._grants(s, t), t, purpose, source, cat)
         draw = self._commit_draw("fetch")

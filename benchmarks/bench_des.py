@@ -328,7 +328,7 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=2, help="rhin load's Locust processes")
     parser.add_argument(
-        "--client-seconds", type=float, default=300.0, help="rhin calibrate's light Locust run (client parts)"
+        "--client-seconds", type=float, default=900.0, help="rhin calibrate's light Locust run (client parts)"
     )
     parser.add_argument(
         "--seconds", type=int, default=300, help="each load level's (or outage run's) seconds"

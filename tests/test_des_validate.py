@@ -421,6 +421,30 @@ def test_not_a_load_report(tmp_path: Path) -> None:
     assert "not a rhin load report" in result.output
 
 
+def test_bad_report_files_are_named_and_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken JSON, a JSON array, a broken ``load-config.json`` beside a good report, and a report over
+    the size bound: each a ValidationError naming the file, the oversized one refused before reading."""
+    import harness.des.validate as validate_module
+
+    report = tmp_path / "report.json"
+    report.write_text('{"format": "rhin-load-report",', encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"cannot read load report .*report\.json"):
+        read_load_run(tmp_path)
+    report.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ValidationError, match="a load report is a JSON object, not list"):
+        read_load_run(report)
+    report.write_text('{"format": "rhin-load-report"}', encoding="utf-8")
+    (tmp_path / "load-config.json").write_text("{nope", encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"cannot read load configuration .*load-config\.json"):
+        read_load_run(tmp_path)
+    (tmp_path / "load-config.json").write_text('{"seed": 7}', encoding="utf-8")
+    assert read_load_run(tmp_path).config == {"seed": 7}
+    monkeypatch.setattr(validate_module, "MAX_JSON_BYTES", 16)
+    size = len(report.read_bytes())
+    with pytest.raises(ValidationError, match=rf"report\.json: {size} bytes; a load report over 0 MiB"):
+        read_load_run(tmp_path)
+
+
 def test_cpu_comparison_matches_each_process_with_its_station() -> None:
     """The monitored hub process is the hub's event-loop station, its password worker the hasher's (not
     the hub's), a shard its own station, the machine the shared cores (% of one core: up to 200 on two);

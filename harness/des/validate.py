@@ -70,6 +70,7 @@ from simulator.workload import Workload, default_workload, load_workload
 
 __all__ = [
     "GOALS",
+    "MAX_JSON_BYTES",
     "MIN_COUNT",
     "SERVICE_TIMES",
     "Factors",
@@ -102,19 +103,34 @@ class LoadRun:
     path: Path
 
 
+MAX_JSON_BYTES: Final = 64 * 1024 * 1024
+"""The largest load report or load configuration read (a year-long run's report is a few MB: its series
+are per-second aggregates, not requests); a larger file is refused before it is read."""
+
+
+def _json_object(file: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``file``, at most :data:`MAX_JSON_BYTES`; any failure names the file."""
+    try:
+        size = file.stat().st_size
+        if size > MAX_JSON_BYTES:
+            limit = MAX_JSON_BYTES >> 20
+            raise ValidationError(f"{file}: {size:,} bytes; a {what} over {limit} MiB is not read")
+        data = json.loads(file.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read {what} {file}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValidationError(f"{file}: a {what} is a JSON object, not {type(data).__name__}")
+    return data
+
+
 def read_load_run(path: Path) -> LoadRun:
     """A load report (its folder or its ``report.json``) and the ``load-config.json`` beside it."""
     file = path / "report.json" if path.is_dir() else path
-    try:
-        report = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"cannot read load report {file}: {exc}") from exc
+    report = _json_object(file, "load report")
     if report.get("format") != "rhin-load-report":
         raise ValidationError(f"{file}: not a rhin load report (format {report.get('format')!r})")
-    config: dict[str, Any] = {}
     cfg_file = file.parent / "load-config.json"
-    if cfg_file.is_file():
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    config = _json_object(cfg_file, "load configuration") if cfg_file.is_file() else {}
     return LoadRun(report, config, file)
 
 

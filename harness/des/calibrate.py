@@ -80,8 +80,9 @@ __all__ = ["CalibrationRunError", "calibrate"]
 
 IDLE_S: Final = (5.0, 20.0)
 """How long the hub's idle CPU (its timers) is read before the light Locust run, to subtract it from its CPU
-over the run: 1/20 of the run's length within these bounds. Its timers make 5-s windows read 3–10 ms on
-``ishikawa`` (±0.7 ms/s), ±0.6 s over a 900-s light run whose hub used ~17 s: 4 % of the load factor."""
+over the run: 1/20 of the run's length within these bounds. On an idle ``ishikawa`` hub 5-s windows of its
+main thread read 3–10 ms (±0.7 ms/s): ±0.6 s over a 900-s light run in which the hub used 13–14 s, 5 % of
+the load factor."""
 
 
 class CalibrationRunError(Exception):

@@ -11,10 +11,13 @@ work per request, and a client sends requests one at a time with a chosen idle g
 the next request (0 = back to back). The server reports its own CPU time (``time.process_time``, exact to
 the nanosecond, not the kernel's 10-ms ticks), so the cost per request is exact. With ``--world`` the
 reference hub's ``GET /health`` on that world is measured too, from ``/proc`` (tick resolution: more
-requests per gap).
+requests per gap). And the disk's side: the wall time of a one-row commit through the hub's own
+:class:`simulator.hub.sqlstore.SQLiteStore` (WAL, ``synchronous=FULL``, as the audit writer and the index
+commit) against the idle gap before it, in the system's temporary directory (where the reference network
+the load runs start keeps its stores).
 
-Printed per gap: CPU per request and its ratio to back to back; then the fit ``extra(gap) = W × (1 −
-exp(−gap / τ))``. No assertions; the ratios are the numbers to track.
+Printed per gap: CPU per request (wall time per commit) and its ratio to back to back; then the fit
+``extra(gap) = W × (1 − exp(−gap / τ))``. No assertions; the ratios are the numbers to track.
 
     .venv/bin/python benchmarks/bench_wake.py [--requests 300] [--work 3000] [--world worlds/mini]
 """
@@ -153,6 +156,34 @@ def hub_costs(world_dir: Path, requests: int) -> dict[float, float]:
     return out
 
 
+def commit_costs(requests: int) -> dict[float, float]:
+    """Wall ms per one-row commit (WAL, ``synchronous=FULL``) at each gap: the disk's wake-up."""
+    from simulator.hub.sqlstore import SQLiteStore
+
+    class _Rows(SQLiteStore):
+        def add(self, text: str) -> None:
+            with self._tx() as db:
+                db.execute("INSERT INTO rows (body) VALUES (?)", (text,))
+
+    out: dict[float, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, _Rows(Path(tmp) / "wake.sqlite", _ROWS) as store:
+        body = "x" * 300  # an audit record's size
+        for _ in range(100):
+            store.add(body)
+        for gap_ms in GAPS_MS:
+            spent = 0.0
+            for _ in range(requests):
+                _gap(gap_ms / 1000)
+                started = time.perf_counter()
+                store.add(body)
+                spent += time.perf_counter() - started
+            out[gap_ms] = spent / requests * 1000
+    return out
+
+
+_ROWS = "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"
+
+
 def fit(costs: dict[float, float]) -> tuple[float, float]:
     """(W ms, τ ms) of ``cost(gap) − cost(0) = W (1 − exp(−gap/τ))`` by least squares over a τ grid."""
     base = costs[0.0]
@@ -169,11 +200,11 @@ def fit(costs: dict[float, float]) -> tuple[float, float]:
     return best[1], best[2]
 
 
-def show(label: str, costs: dict[float, float]) -> None:
+def show(label: str, costs: dict[float, float], what: str = "ms CPU per request") -> None:
     base = costs[0.0]
     print(label)
     for gap_ms, ms in costs.items():
-        print(f"  idle gap {gap_ms:6.1f} ms: {ms:7.3f} ms CPU per request  ({ms / base:4.2f}× back to back)")
+        print(f"  idle gap {gap_ms:6.1f} ms: {ms:7.3f} {what}  ({ms / base:4.2f}× back to back)")
     w, tau = fit(costs)
     print(f"  fit: extra = {w:.3f} ms × (1 − exp(−gap / {tau:.1f} ms)) — {w / base:.2f}× the busy cost")
 
@@ -189,6 +220,8 @@ def main() -> None:
     if args.world is not None:
         hub = hub_costs(args.world, args.requests * 2)
         show("reference hub, GET /health (from /proc, 10-ms ticks):", hub)
+    commits = commit_costs(args.requests)
+    show("SQLite one-row commit, WAL, synchronous=FULL (the hub's stores):", commits, "ms wall per commit")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

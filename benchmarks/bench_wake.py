@@ -156,6 +156,10 @@ def hub_costs(world_dir: Path, requests: int) -> dict[float, float]:
     return out
 
 
+_ROWS = "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"
+"""The commit benchmark's table: one row per commit, an audit record's size."""
+
+
 def commit_costs(requests: int) -> dict[float, float]:
     """Wall ms per one-row commit (WAL, ``synchronous=FULL``) at each gap: the disk's wake-up."""
     from simulator.hub.sqlstore import SQLiteStore
@@ -179,9 +183,6 @@ def commit_costs(requests: int) -> dict[float, float]:
                 spent += time.perf_counter() - started
             out[gap_ms] = spent / requests * 1000
     return out
-
-
-_ROWS = "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, body TEXT NOT NULL);"
 
 
 def fit(costs: dict[float, float]) -> tuple[float, float]:

@@ -438,7 +438,6 @@ class Outcome:
     killed: dict[tuple[str, str, int, str], list[str]] = field(default_factory=dict)
     by_breakage: dict[str, set[str]] = field(default_factory=dict)  # breakage → assertion IDs it failed
     not_credited: int = 0
-    seconds: float = 0.0
     runs: list[tuple[str, dict[str, int]]] = field(default_factory=list)  # (breakage, summary) in order
 
 
@@ -469,7 +468,6 @@ class Ledger:
 
 @pytest.fixture(scope="module")
 def outcome(hub: Target, world: WorldIndex) -> Outcome:
-    started = time.monotonic()
     consent = _default("consent") + _default("distributed")
     expiry = [s for s in consent if "slow" in s.scenario.tags]
     faults = [s for s in consent if "fault" in s.scenario.tags]
@@ -534,7 +532,6 @@ def outcome(hub: Target, world: WorldIndex) -> Outcome:
             assert not t.is_alive(), "an expiry run did not finish"
     out.baseline.append(expiry_results[""])
     out.baseline.append(faults_baseline)
-    out.seconds = time.monotonic() - started
     return out
 
 

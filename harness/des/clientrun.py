@@ -16,8 +16,9 @@ model's to predict, not a client's part.
 
 The run also says what the hub's CPU per request is in a load run: its CPU over the run (less what it
 spends idle) against what the probe's per-operation medians predict for the requests the run made; the
-calibration scales the hub's times by that factor when it is above 1 (on ``ishikawa`` it was 0.89: the
-probe's figures hold at light load, and the 1.2–1.4× seen at ×100–×400 comes with load).
+calibration scales the hub's times by that factor when it is above 1 (on ``ishikawa`` 1.05–1.38 over
+stops 30–32, moving by ±10 % between calibrations an hour apart; the live runs' CPU per request then falls
+with load, 18 % lower at ×400 than at ×100, which a fixed cost per request does not follow).
 
 The run uses another seed than a validation run's, so its sessions are not the ones later compared.
 

@@ -44,6 +44,8 @@ from hl7wire import (
 from simulator.pki import facility_of
 from synthetic.clock import jst_now
 
+from .msgtrace import MessageTrace, message_kind
+
 __all__ = [
     "PEER",
     "EchoHandler",
@@ -153,7 +155,8 @@ class MLLPServer:
     it MLLP over TLS: a client without a certificate from the CA — or speaking plain MLLP — fails the
     handshake (within ``handshake_timeout``) and is dropped; the failure is counted (``stats.tls_refused``),
     logged and passed to ``refused``. The context is modified (its ``sslobject_class`` observes handshakes).
-    Each message's handler runs with :data:`PEER` set to its connection's :class:`Peer`.
+    Each message's handler runs with :data:`PEER` set to its connection's :class:`Peer`. ``trace``
+    (:class:`~.msgtrace.MessageTrace`) records each message's handling time (its owner closes it).
     """
 
     def __init__(
@@ -171,8 +174,10 @@ class MLLPServer:
         tls: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
         refused: RefusedHook | None = None,
+        trace: MessageTrace | None = None,
     ) -> None:
         self.handler = handler
+        self.trace = trace
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.refused = refused
@@ -374,8 +379,13 @@ class MLLPServer:
 
     async def _call(self, peer: str, payload: bytes) -> tuple[bool, bytes | None]:
         """(keep the connection open?, reply): on a handler exception an AE/207 ACK, else close."""
+        trace = self.trace
+        begun = trace.begin() if trace is not None else None
         try:
-            return True, await self.handler(payload)
+            reply = await self.handler(payload)
+            if trace is not None and begun is not None:
+                trace.end(begun, message_kind(payload))
+            return True, reply
         except Exception as exc:
             self.stats.handler_errors += 1
             log.exception("MLLP %s: handler failed", peer)

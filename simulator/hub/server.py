@@ -62,6 +62,7 @@ from .consents import ConsentStore
 from .facilities import Facilities
 from .index import DomainDirectory, PatientIndex
 from .mllp import MLLPServer
+from .msgtrace import MessageTrace
 from .pixpdq import PixPdqHandler
 from .records import Gateways
 from .routes.auth import LOGIN_QUEUE
@@ -342,7 +343,10 @@ async def _listen_mllp(
     refused: Refused,
     grace: float,
 ) -> tuple[str, int]:
-    mllp = MLLPServer(handler, host, port, tls=tls, refused=refused)
+    trace = MessageTrace.from_env()  # opt-in timing of every message (capacity work): see msgtrace.py
+    if trace is not None:
+        stack.callback(trace.close)  # after the server has stopped (callbacks run last-in first-out)
+    mllp = MLLPServer(handler, host, port, tls=tls, refused=refused, trace=trace)
     try:
         await mllp.start()
     except OSError as exc:

@@ -22,7 +22,10 @@ def test_message_kind_is_read_from_the_blocks_bytes() -> None:
     adt = b"MSH|^~\\&|S|F|R|R|20250401||ADT^A04^ADT_A01|1|P|2.5\rPID|||1\r"
     assert message_kind(adt) == "ADT^A04"
     assert message_kind(b"MSH#^~\\&#S#F#R#R#2025##ADT^A08#1#P#2.5\r") == "ADT^A08"  # its own separator
-    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD,T^A04|1\r") == "AD T^A04"  # the CSV stays a CSV
+    # the sender's bytes: a comma, a newline or a non-ASCII byte would break the trace's lines
+    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD,T^A04|1\r") == "AD?T^A04"
+    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD\nT^A\xe904|1\r") == "AD?T^A?04"
+    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||" + b"A" * 5000 + b"^A04|1\r") == "A" * 16 + "^A04"
     for bad in (b"", b"PID|1", b"MSH|^~\\&|S|F\r", b"MSH"):
         assert message_kind(bad) == "?"
 
@@ -116,3 +119,31 @@ def test_a_bad_trace_line_is_named_by_file_and_line(
     with pytest.raises(SystemExit):
         main([str(tmp_path / "run"), str(path)])
     assert "trace.csv:2" in capsys.readouterr().err
+
+
+def test_a_trace_that_cannot_write_stops_and_the_messages_are_still_answered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk under the trace must not turn a handled message into an error reply."""
+    trace = MessageTrace(tmp_path / "trace.csv")
+    trace.FLUSH_LINES = 1  # every message writes
+
+    def full(lines: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    assert trace._file is not None
+    trace._file.writelines = full  # type: ignore[method-assign]
+
+    async def scenario() -> list[str]:
+        server = await serve_echo(clock=lambda: NOW, trace=trace)
+        try:
+            async with MLLPClient(server.host, server.port, timeout=5) as client:
+                return [(await client.send(hl7(f"D{i}").encode("ascii"))).decode() for i in range(3)]
+        finally:
+            await server.stop()
+            trace.close()
+
+    replies = run(scenario())
+    assert all("MSA|AA|D" in r for r in replies)
+    assert "tracing stopped" in caplog.text
+    assert trace._file is None

@@ -118,15 +118,15 @@ def bands(splits: Sequence[Split]) -> list[tuple[tuple[float, float], dict[str, 
     ordered = sorted(splits, key=lambda s: s.total)
     n = len(ordered)
     out: list[tuple[tuple[float, float], dict[str, float | None]]] = []
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return 1000 * sum(known) / len(known) if len(known) == len(values) else None
+
     for lo, hi in BANDS:
         chosen = ordered[int(lo * n) : int(hi * n)]
         if not chosen:
             continue
-
-        def mean(values: list[float | None]) -> float | None:
-            known = [v for v in values if v is not None]
-            return 1000 * sum(known) / len(known) if len(known) == len(values) else None
-
         out.append(
             (
                 (lo, hi),
@@ -144,6 +144,10 @@ def bands(splits: Sequence[Split]) -> list[tuple[tuple[float, float], dict[str, 
     return out
 
 
+def _ms(v: float | None) -> str:
+    return "     -" if v is None else f"{v:6.2f}"
+
+
 def render(rows: Sequence[RawRow], trace: Sequence[TraceLine], kinds: Mapping[str, str] = KINDS) -> str:
     """The table per operation (ms), as text."""
     out = [
@@ -156,15 +160,11 @@ def render(rows: Sequence[RawRow], trace: Sequence[TraceLine], kinds: Mapping[st
         out.append(f"{op} ({kind}): {len(splits)} of {asked} requests matched")
         n = len(splits)
         for (lo, hi), m in bands(splits):
-
-            def f(v: float | None) -> str:
-                return "     -" if v is None else f"{v:6.2f}"
-
             count = int(hi * n) - int(lo * n)
             out.append(
-                f"  p{lo * 100:02.0f}-{hi * 100:<3.0f}      {count:5d}  {f(m['total'])}  {f(m['before'])}"
-                f"  {f(m['handling'])} ({f(m['cpu'])} / {f(m['runq'])} / {f(m['asleep'])})"
-                f"              {f(m['after'])}"
+                f"  p{lo * 100:02.0f}-{hi * 100:<3.0f}      {count:5d}  {_ms(m['total'])}  {_ms(m['before'])}"
+                f"  {_ms(m['handling'])} ({_ms(m['cpu'])} / {_ms(m['runq'])} / {_ms(m['asleep'])})"
+                f"              {_ms(m['after'])}"
             )
     return "\n".join(out)
 

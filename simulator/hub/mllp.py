@@ -383,9 +383,6 @@ class MLLPServer:
         begun = trace.begin() if trace is not None else None
         try:
             reply = await self.handler(payload)
-            if trace is not None and begun is not None:
-                trace.end(begun, message_kind(payload))
-            return True, reply
         except Exception as exc:
             self.stats.handler_errors += 1
             log.exception("MLLP %s: handler failed", peer)
@@ -394,6 +391,9 @@ class MLLPServer:
                 log.warning("MLLP %s: no readable MSH in the failed message; closing", peer)
                 return False, None
             return True, reply
+        if trace is not None and begun is not None:
+            trace.end(begun, message_kind(payload))
+        return True, reply
 
     def _internal_error(self, payload: bytes, exc: Exception) -> bytes | None:
         try:

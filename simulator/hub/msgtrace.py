@@ -26,6 +26,8 @@ A message whose handler raised is not traced (the server answers it with an AE o
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -37,6 +39,8 @@ ENV = "RHIN_HUB_MESSAGE_TRACE"
 """The environment variable naming the trace file (unset: no trace)."""
 
 _SCHEDSTAT = "/proc/thread-self/schedstat"
+
+log = logging.getLogger(__name__)
 
 
 def schedstat() -> tuple[int, int]:
@@ -55,9 +59,18 @@ def schedstat() -> tuple[int, int]:
     return time.thread_time_ns(), wait
 
 
+_KIND_PART = 16
+"""At most this many characters of MSH-9.1 and .2 each (real codes have 3)."""
+
+
 def message_kind(payload: bytes) -> str:
     """MSH-9's type and event (``ADT^A04``) read straight from the block's bytes; ``?`` if unreadable.
-    (The trace must not decode the message a second time, nor fail on one the handler refuses.)"""
+
+    The trace must not decode the message a second time, nor fail on one the handler refuses — and the
+    bytes are the sender's: anything but printable ASCII (a newline that would start a line of its own, a
+    comma that would shift the columns, a byte the ASCII file cannot take) becomes ``?``, and each part is
+    cut at :data:`_KIND_PART` characters.
+    """
     if not payload.startswith(b"MSH") or len(payload) < 8:
         return "?"
     segment = payload.split(b"\r", 1)[0]
@@ -65,8 +78,11 @@ def message_kind(payload: bytes) -> str:
     if len(fields) < 9:
         return "?"
     parts = fields[8].split(payload[4:5])[:2]
-    kind = "^".join(p.decode("ascii", "replace") for p in parts)
-    return kind.replace(",", " ") or "?"
+    kind = "^".join(
+        "".join(chr(b) if 0x21 <= b < 0x7F and b != 0x2C else "?" for b in part[:_KIND_PART])
+        for part in parts
+    )
+    return kind or "?"
 
 
 class MessageTrace:
@@ -93,6 +109,8 @@ class MessageTrace:
 
     def end(self, begun: tuple[float, int, int], kind: str) -> None:
         """Record the message begun at ``begun`` (its ``kind``: ``ADT^A04``)."""
+        if self._file is None:
+            return  # closed, or stopped by a failed write
         cpu, wait = schedstat()
         start, cpu0, wait0 = begun
         if cpu < 0 or cpu0 < 0:
@@ -104,10 +122,19 @@ class MessageTrace:
             self.flush()
 
     def flush(self) -> None:
-        if self._file is not None and self._lines:
-            self._file.writelines(self._lines)
+        """Write the buffered lines. A write that fails (a full disk) ends the trace with a warning: a
+        diagnostic must never fail the messages it watches."""
+        lines, self._lines = self._lines, []
+        if self._file is None or not lines:
+            return
+        try:
+            self._file.writelines(lines)
             self._file.flush()
-        self._lines = []
+        except (OSError, ValueError) as exc:
+            log.warning("message trace %s: cannot write (%s); tracing stopped", self.path, exc)
+            with contextlib.suppress(OSError, ValueError):
+                self._file.close()
+            self._file = None
 
     def close(self) -> None:
         self.flush()

@@ -11,6 +11,10 @@ password worker. This runs the same small experiment live and in the model and p
 * beside it ``hogs`` processes that never sleep (as a password worker with a queue of logins: scrypt) and
   ``others`` processes busy 2 ms at a time, 25 % of the time (as gateways and Locust).
 
+``--mixes`` picks other mixes than the default (``--mixes 0:0,0:4,0:6,1:3,1:5 --work-ms 0.3 --rate 100``: a
+short request, as a feed or a PIX query is, on crowded cores); ``--live-from`` reads the live figures from a
+previous run's output instead of measuring them again (to check a change to the model's rules alone).
+
 For each mix: the live p50 / p95 of the server's response time, the model's (the same arrivals, work and
 sleeps on a ``Scheduler`` of the machine's cores, plus the live round trip of an idle server), and their
 ratio. No assertions; the ratios are the numbers to track.
@@ -155,12 +159,38 @@ def model(hogs: int, others: int, n: int, rate: float, work_s: float, cores: int
     return took
 
 
+def _mix(text: str) -> tuple[int, int]:
+    try:
+        hogs, others = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"--mixes: {text!r} is not hogs:others") from None
+    return hogs, others
+
+
+def _earlier(path: Path) -> dict[tuple[int, int], tuple[float, float]]:
+    """(hogs, others) → (live p50, live p95) from a previous run's printed table."""
+    rows: dict[tuple[int, int], tuple[float, float]] = {}
+    for line in path.read_text().splitlines():
+        cells = line.split()
+        if len(cells) == 8 and cells[0].isdigit() and cells[1].isdigit():
+            rows[int(cells[0]), int(cells[1])] = float(cells[2]), float(cells[5])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=40.0, help="requests per second")
     ap.add_argument("--work-ms", type=float, default=6.0, help="CPU per request")
+    ap.add_argument(
+        "--mixes",
+        default=",".join(f"{h}:{o}" for h, o in MIXES),
+        help="hogs:others pairs, comma-separated; the first should be 0:0 (it measures the round trip)",
+    )
+    ap.add_argument("--live-from", type=Path, help="take the live p50 / p95 from this earlier output")
     args = ap.parse_args()
+    mixes = [_mix(m) for m in args.mixes.split(",")]
+    earlier = _earlier(args.live_from) if args.live_from else {}
     cores = os.cpu_count() or 1
     work_s = args.work_ms / 1000
     print(
@@ -170,8 +200,13 @@ def main() -> None:
     head = f"{'live p50':>8} {'model':>6} {'ratio':>5}   {'live p95':>8} {'model':>6} {'ratio':>5}"
     print(f"{'hogs':>4} {'others':>6}  {head}")
     trip_ms = 0.0
-    for hogs, others in MIXES:
-        lp50, lp95 = _quantiles(live(hogs, others, args.requests, args.rate, work_s))
+    for hogs, others in mixes:
+        if args.live_from:
+            if (hogs, others) not in earlier:
+                raise SystemExit(f"{args.live_from}: no row for {hogs} hogs, {others} others")
+            lp50, lp95 = earlier[hogs, others]
+        else:
+            lp50, lp95 = _quantiles(live(hogs, others, args.requests, args.rate, work_s))
         if (hogs, others) == (0, 0):
             trip_ms = lp50 - args.work_ms  # loopback round trip and the client's own work
         mp50, mp95 = _quantiles(model(hogs, others, args.requests, args.rate, work_s, cores))

@@ -160,28 +160,47 @@ _ROWS = "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, body TEXT NOT 
 """The commit benchmark's table: one row per commit, an audit record's size."""
 
 
+class CommitRows:
+    """A one-table :class:`simulator.hub.sqlstore.SQLiteStore` (WAL, ``synchronous=FULL``, as the hub's audit
+    log and index) taking one audit-record-sized row per commit: what the commit benchmarks time."""
+
+    BODY = "x" * 300  # an audit record's size
+
+    def __init__(self, path: Path) -> None:
+        from simulator.hub.sqlstore import SQLiteStore
+
+        class _Rows(SQLiteStore):
+            def add(self, text: str) -> None:
+                with self._tx() as db:
+                    db.execute("INSERT INTO rows (body) VALUES (?)", (text,))
+
+        self.store = _Rows(path, _ROWS)
+
+    def add(self) -> None:
+        self.store.add(self.BODY)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 def commit_costs(requests: int) -> dict[float, float]:
     """Wall ms per one-row commit (WAL, ``synchronous=FULL``) at each gap: the disk's wake-up."""
-    from simulator.hub.sqlstore import SQLiteStore
-
-    class _Rows(SQLiteStore):
-        def add(self, text: str) -> None:
-            with self._tx() as db:
-                db.execute("INSERT INTO rows (body) VALUES (?)", (text,))
-
     out: dict[float, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, _Rows(Path(tmp) / "wake.sqlite", _ROWS) as store:
-        body = "x" * 300  # an audit record's size
-        for _ in range(100):
-            store.add(body)
-        for gap_ms in GAPS_MS:
-            spent = 0.0
-            for _ in range(requests):
-                _gap(gap_ms / 1000)
-                started = time.perf_counter()
-                store.add(body)
-                spent += time.perf_counter() - started
-            out[gap_ms] = spent / requests * 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = CommitRows(Path(tmp) / "wake.sqlite")
+        try:
+            for _ in range(100):
+                rows.add()
+            for gap_ms in GAPS_MS:
+                spent = 0.0
+                for _ in range(requests):
+                    _gap(gap_ms / 1000)
+                    started = time.perf_counter()
+                    rows.add()
+                    spent += time.perf_counter() - started
+                out[gap_ms] = spent / requests * 1000
+        finally:
+            rows.close()
     return out
 
 

@@ -220,7 +220,7 @@ def validate(args: argparse.Namespace) -> None:
             val = _replay(out, folders, cal, f"x{level:g}", replay, args.replications)
             summary.append(
                 (f"×{level:g}", replay, val["within_goal"], val["judged"], val["throughput"]["error"],
-                 val.get("live_within_goal"), val["replay"].get("service_times"))
+                 val.get("live_within_goal"), val["replay"].get("service_times"), val.get("beyond_goals"))
             )  # fmt: skip
     knees = []
     if args.step_seconds:
@@ -232,11 +232,11 @@ def validate(args: argparse.Namespace) -> None:
     print("\nsummary (goals: p50/p95 ±15 %, throughput ±5 %, knee ±20 %)")
     if drift:
         print(f"  machine drift over the runs (hub CPU per request, after / before): {drift}")
-    for level, replay, ok, judged, err, live, times in summary:
+    for level, replay, ok, judged, err, live, times, beyond in summary:
         repeat = "" if live is None else f"; one live run of another: {live}/{judged}"
         print(
             f"  {level} ({replay} replay): {ok}/{judged} operations within the goals; throughput error {err}"
-            + repeat
+            f"; beyond the goals {beyond}" + repeat
         )
         if times and times["used"] != "calibration":
             print(f"    service times ({times['used']}), each run's factors: {times['factors']}")

@@ -155,6 +155,10 @@ def test_validate_end_to_end(load_report: Path, calibration: Path, tmp_path: Pat
             assert row["p95_error"] == pytest.approx(
                 (row["predicted_p95_ms"] - m["p95_ms"]) / m["p95_ms"], abs=1e-4
             )
+    judged = [r for r in v["rows"] if r["within_goal"] is not None]
+    assert v["beyond_goals"] == pytest.approx(sum(r["beyond_goal"] for r in judged), abs=1e-3)
+    assert all((r["beyond_goal"] == 0) == r["within_goal"] for r in judged)
+    assert f"errors beyond the goals sum to {v['beyond_goals']:.3f}" in " ".join(result.output.split())
     # the replayed conditions are the load run's: same sessions per second within Poisson noise
     login = rows["login"]
     assert login["predicted_count"] == pytest.approx(login["measured_count"], rel=0.6)
@@ -405,9 +409,15 @@ def test_compare_rules() -> None:
     assert rows[0]["p50_error"] == pytest.approx(0.10)
     assert rows[0]["p95_error"] == pytest.approx(-0.25)
     assert rows[0]["within_goal"] is False  # p95 25 % off > 15 %
+    assert rows[0]["beyond_goal"] == pytest.approx(0.10)  # only the p95 past its limit, by 10 points
     assert rows[1]["within_goal"] is None
-    p["timeline"]["p95_ms"] = 220.0
+    assert rows[1]["beyond_goal"] is None  # not judged: adds nothing
+    p["timeline"]["per_s"] = 9.0  # −10 %: 5 points past the throughput's 5 %
+    p["timeline"]["p50_ms"] = 80.0  # −20 %
+    assert compare(m, p)[0]["beyond_goal"] == pytest.approx(0.05 + 0.05 + 0.10)
+    p["timeline"].update(p95_ms=220.0, per_s=10.2, p50_ms=110.0)
     assert compare(m, p)[0]["within_goal"] is True
+    assert compare(m, p)[0]["beyond_goal"] == 0.0
     assert GOALS == {"p50_error": 0.15, "p95_error": 0.15, "per_s_error": 0.05}
 
 

@@ -187,6 +187,8 @@ def simulate_cmd(
 
 def _print(console: Console, result: dict[str, Any]) -> None:
     if result.get("validation"):
+        from .validate import beyond_goals_text, service_times_text
+
         v = result["validation"]
         table = Table(title="predicted vs measured (ms; errors relative to measured)")
         for col in ("operation", "n meas", "n pred", "p50 meas", "p50 pred", "err", "p95 meas", "p95 pred",
@@ -204,7 +206,8 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         t = v["throughput"]
         console.print(
             f"throughput: measured {t['measured_per_s']:.3f}/s, predicted {t['predicted_per_s']:.3f}/s "
-            f"({_pct(t['error'])}); {v['within_goal']} of {v['judged']} judged operations within the goals",
+            f"({_pct(t['error'])}); {v['within_goal']} of {v['judged']} judged operations within the goals"
+            + beyond_goals_text(v),
             highlight=False,
         )
         cpu = ", ".join(
@@ -212,8 +215,6 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         )
         if cpu:
             console.print(f"CPU, measured/predicted (% of a core): {cpu}", highlight=False)
-        from .validate import service_times_text
-
         console.print(service_times_text(v["replay"].get("service_times")), highlight=False)
         _print_spread(console, v)
         if v.get("knee"):

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 from harness.report.plots import plot_svg
 from simulator.workload import OPERATIONS
 
-from .validate import service_times_text
+from .validate import beyond_goals_text, service_times_text
 
 __all__ = ["knee_text", "render_html", "write_report"]
 
@@ -169,7 +169,7 @@ def _replay_html(v: dict[str, Any], e: Callable[[str], str]) -> str:
         f"{_fmt(r.get('processes'))} generator process(es) at {_fmt(r.get('client_cpu_ms_per_request'))} ms "
         f"CPU per request, shared cores: {_fmt(r.get('machine_cores')) or 'no'}",
         f"throughput: measured {t['measured_per_s']:.4g}/s, predicted {t['predicted_per_s']:.4g}/s{err}; "
-        f"{v['within_goal']} of {v['judged']} judged operations within the goals",
+        f"{v['within_goal']} of {v['judged']} judged operations within the goals{e(beyond_goals_text(v))}",
     ]
     cpu = v.get("cpu") or {}
     if cpu:

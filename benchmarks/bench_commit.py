@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_sched import _burn
 from bench_wake import CommitRows
 
 CASES: tuple[tuple[str, int], ...] = (
@@ -61,9 +62,7 @@ def _writer(path: str, stop: Any, counts: Any) -> None:
 
 def _busy(stop: Any, burst_s: float) -> None:
     while not stop.is_set():
-        end = time.thread_time() + (burst_s or 0.01)
-        while time.thread_time() < end:
-            pass
+        _burn(burst_s or 0.01)
         if burst_s:
             time.sleep(burst_s)
 

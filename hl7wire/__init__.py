@@ -6,7 +6,8 @@ shape is python-hl7's (parser, containers, util, client), split by concern:
 
 * :mod:`.errors` — :class:`HL7Error` and the HL7 error vocabulary (table 0357, ERR-2 locations);
 * :mod:`.delimiters` — MSH-1/MSH-2 and the escape tables (:func:`escape`, :func:`unescape`);
-* :mod:`.charset` — the MSH-18 rule (:func:`codec_for`, :func:`charset_of`) and :func:`encode`;
+* :mod:`.charset` — the MSH-18 rule (:func:`codec_for`, :func:`charset_of`), :func:`encode`, and the MSH
+  line read before the charset is known (:func:`header_text`, :func:`msh_delimiters`);
 * :mod:`.build` — values → fields → segments, the one builder (:class:`Raw`, :class:`Repeated`,
   :func:`segment`, :func:`components`);
 * :mod:`.model` — :class:`Message` and :class:`Segment` with lazy field access;
@@ -33,7 +34,17 @@ subcomponents are 1-based; repetitions are 0-based list indexes (``rep=0`` is th
 from .ack import ACK_CODES, ControlIds, ack, basic_checks
 from .aio import MLLPClient
 from .build import Component, Field, Raw, Repeated, Value, components, encode_field, segment
-from .charset import ASCII, ISO2022_JP, MSH18, UTF8, charset_of, codec_for, encode
+from .charset import (
+    ASCII,
+    ISO2022_JP,
+    MSH18,
+    UTF8,
+    charset_of,
+    codec_for,
+    encode,
+    header_text,
+    msh_delimiters,
+)
 from .client import BlockingClient
 from .delimiters import DEFAULT_DELIMITERS, Delimiters, escape, unescape
 from .errors import (
@@ -104,6 +115,8 @@ __all__ = [
     "encode_field",
     "escape",
     "frame",
+    "header_text",
+    "msh_delimiters",
     "parse",
     "parse_header",
     "segment",

@@ -11,6 +11,7 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
+from loadtests.mllp import close_client_trace
 from loadtests.recorder import RawRecorder
 from loadtests.users import concrete_users, context
 
@@ -40,6 +41,7 @@ def _stopped(environment: Environment, **_: Any) -> None:
     own cost per request, which bench_load.py prints."""
     used = time.process_time() - _ctx.cpu_started
     Path(f"{_ctx.cfg.raw_log}.cpu-{os.getpid()}").write_text(f"{used:.6f}\n", encoding="ascii")
+    close_client_trace()
 
 
 _events: Any = events  # locust's event hooks are untyped

@@ -3,16 +3,31 @@ requests it allows (:mod:`harness.load.msgsplit`)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from harness.load.msgsplit import Split, TraceLine, bands, main, match, read_trace, render
+from harness.load.msgsplit import (
+    Split,
+    TraceLine,
+    bands,
+    main,
+    match,
+    match_client,
+    read_client_trace,
+    read_trace,
+    render,
+    render_client,
+)
 from harness.load.stats import RawRow
 from hl7wire import MLLPClient
+from loadtests.mllp import MllpSession, client_trace, close_client_trace
 from simulator.hub.mllp import serve_echo
-from simulator.hub.msgtrace import ENV, MessageTrace, message_kind, schedstat
+from simulator.hub.msgtrace import CLIENT_ENV, ENV, MessageTrace, message_kind, schedstat
 from tests.test_hl7wire import NOW, hl7
 from tests.test_mllp import run
 
@@ -22,9 +37,16 @@ def test_message_kind_is_read_from_the_blocks_bytes() -> None:
     adt = b"MSH|^~\\&|S|F|R|R|20250401||ADT^A04^ADT_A01|1|P|2.5\rPID|||1\r"
     assert message_kind(adt) == "ADT^A04"
     assert message_kind(b"MSH#^~\\&#S#F#R#R#2025##ADT^A08#1#P#2.5\r") == "ADT^A08"  # its own separator
-    # the sender's bytes: a comma, a newline or a non-ASCII byte would break the trace's lines
-    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD,T^A04|1\r") == "AD?T^A04"
-    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD\nT^A\xe904|1\r") == "AD?T^A?04"
+    # the sender's bytes: a comma or a non-ASCII byte would break the trace's lines
+    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD,T^A\xe904|1\r") == "AD?T^A?04"
+    # the MSH line ends at LF as well as CR (as the handler reads it): MSH-9 is what precedes the LF
+    assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||AD\nT^A04|1\r") == "AD"
+    # a kanji MSH-4 in ISO-2022-JP whose bytes hold 0x7C and 0x5E (滯 is ESC $ B ^ | ESC ( B) is decoded
+    # whole, not split at them
+    kanji = "滯".encode("iso-2022-jp")
+    assert b"|" in kanji
+    assert b"^" in kanji
+    assert message_kind(b"MSH|^~\\&|S|" + kanji + b"|R|R|2025||ADT^A04|1|P|2.5||||||~ISO IR87\r") == "ADT^A04"
     assert message_kind(b"MSH|^~\\&|S|F|R|R|2025||" + b"A" * 5000 + b"^A04|1\r") == "A" * 16 + "^A04"
     for bad in (b"", b"PID|1", b"MSH|^~\\&|S|F\r", b"MSH"):
         assert message_kind(bad) == "?"
@@ -101,6 +123,7 @@ def test_bands_are_means_of_each_part_by_total_latency() -> None:
     splits = [Split(t / 1000, 0.0, t / 1000, 0.0, t / 2000, 0.0) for t in range(1, 101)]  # 1..100 ms
     table = dict(bands(splits))
     low, top = table[(0.0, 0.5)], table[(0.95, 1.0)]
+    assert [m["n"] for m in table.values()] == [50, 40, 5, 5]
     assert low["total"] == pytest.approx(25.5)
     assert low["cpu"] == pytest.approx(12.75)
     assert top["total"] == pytest.approx(98.0)
@@ -147,3 +170,58 @@ def test_a_trace_that_cannot_write_stops_and_the_messages_are_still_answered(
     assert all("MSA|AA|D" in r for r in replies)
     assert "tracing stopped" in caplog.text
     assert trace._file is None
+
+
+def test_the_load_generators_trace_joins_the_hubs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locust's half (:func:`loadtests.mllp.client_trace`), written by the real client against a traced
+    echo server, matches every exchange to its hub line and splits it in order: send, to the hub, the
+    hub's handling, back."""
+    hub_path, prefix = tmp_path / "hub.csv", tmp_path / "cli"
+    monkeypatch.setenv(CLIENT_ENV, str(prefix))
+    hub_trace = MessageTrace(hub_path)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(serve_echo(clock=lambda: NOW, trace=hub_trace), loop).result(10)
+    session = MllpSession(server.host, server.port, tls=None, timeout=5)
+    try:
+        for i in range(6):
+            assert session.exchange("pix", hl7(f"L{i}"), "ascii").code == "AA"
+        assert client_trace() is not None
+        close_client_trace()
+        assert client_trace() is not None  # opened again on use: a new buffer for the same file
+        close_client_trace()
+    finally:
+        session.close()
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        hub_trace.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    files = list(tmp_path.glob("cli.*"))
+    assert [f.name for f in files] == [f"cli.{os.getpid()}"]
+    client = read_client_trace(files)
+    assert [c.name for c in client] == ["pix"] * 6
+    asked, splits = match_client(client, read_trace(hub_path), "pix", "QBP^Q23")
+    assert (asked, len(splits)) == (6, 6)
+    for c, s in zip(client, splits, strict=True):
+        assert c.start <= c.sent <= c.end
+        assert s.send is not None
+        assert 0 <= s.send <= s.total  # not <= before: the hub may take the block before write() returns
+        assert s.before >= 0
+        assert s.before + s.handling + s.after == pytest.approx(s.total)
+        assert min(s.handling, s.after) >= 0
+        if sys.platform.startswith("linux"):
+            assert s.client_cpu is not None
+            assert s.client_cpu >= 0
+    table = render_client(client, read_trace(hub_path))
+    assert "pix (QBP^Q23): 6 of 6 exchanges matched" in table
+    monkeypatch.delenv(CLIENT_ENV)
+    assert client_trace() is None
+
+
+def test_a_bad_client_trace_line_is_named_by_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "cli.1"
+    path.write_text("1.0,1.1,1.2,pix,5,0\n1.0,1.1,pix,5,0\n", encoding="ascii")
+    with pytest.raises(ValueError, match=r"cli\.1:2: not a client trace line"):
+        read_client_trace([path])

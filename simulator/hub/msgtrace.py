@@ -33,10 +33,16 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["ENV", "MessageTrace", "message_kind", "schedstat"]
+from hl7wire import ParseError, header_text, msh_delimiters
+
+__all__ = ["CLIENT_ENV", "ENV", "MessageTrace", "message_kind", "schedstat", "usage_since"]
 
 ENV = "RHIN_HUB_MESSAGE_TRACE"
 """The environment variable naming the trace file (unset: no trace)."""
+
+CLIENT_ENV = "RHIN_LOAD_MESSAGE_TRACE"
+"""The same for the load generator's half (:func:`loadtests.mllp.client_trace`): a path to which each of
+its processes adds ``.PID``."""
 
 _SCHEDSTAT = "/proc/thread-self/schedstat"
 
@@ -59,28 +65,42 @@ def schedstat() -> tuple[int, int]:
     return time.thread_time_ns(), wait
 
 
+def usage_since(cpu0: int, wait0: int) -> str:
+    """``cpu_ns,runq_ns``: what the calling thread spent on a core and runnable without one since a
+    :func:`schedstat` reading of ``(cpu0, wait0)``; ``-1,-1`` when either reading is unavailable."""
+    cpu, wait = schedstat()
+    if cpu < 0 or cpu0 < 0:
+        return "-1,-1"
+    return f"{cpu - cpu0},{wait - wait0}"
+
+
 _KIND_PART = 16
 """At most this many characters of MSH-9.1 and .2 each (real codes have 3)."""
 
 
 def message_kind(payload: bytes) -> str:
-    """MSH-9's type and event (``ADT^A04``) read straight from the block's bytes; ``?`` if unreadable.
+    """MSH-9's type and event (``ADT^A04``) read from the block's MSH line only; ``?`` if unreadable.
 
-    The trace must not decode the message a second time, nor fail on one the handler refuses — and the
-    bytes are the sender's: anything but printable ASCII (a newline that would start a line of its own, a
-    comma that would shift the columns, a byte the ASCII file cannot take) becomes ``?``, and each part is
-    cut at :data:`_KIND_PART` characters.
+    The trace must not decode the message a second time, nor fail on one the handler refuses, so only the
+    MSH line is read, as the handler reads it (:func:`hl7wire.header_text`: the line ends at CR or LF, an
+    ISO-2022-JP facility name before MSH-9 is decoded whole, so a kanji's 0x7C or 0x5E byte is not a
+    delimiter; :func:`hl7wire.msh_delimiters`). And the bytes are the sender's: anything but printable
+    ASCII (a byte the ASCII file cannot take, a control character) and commas (they would shift the
+    columns) become ``?``, and each part is cut at :data:`_KIND_PART` characters.
     """
-    if not payload.startswith(b"MSH") or len(payload) < 8:
+    if not payload.startswith(b"MSH"):
         return "?"
-    segment = payload.split(b"\r", 1)[0]
-    fields = segment.split(payload[3:4])
+    try:
+        line = header_text(payload)
+        delimiters = msh_delimiters(line)
+    except ParseError:
+        return "?"
+    fields = line.split(delimiters.field)
     if len(fields) < 9:
         return "?"
-    parts = fields[8].split(payload[4:5])[:2]
+    parts = fields[8].split(delimiters.component)[:2]
     kind = "^".join(
-        "".join(chr(b) if 0x21 <= b < 0x7F and b != 0x2C else "?" for b in part[:_KIND_PART])
-        for part in parts
+        "".join(c if "!" <= c <= "~" and c != "," else "?" for c in part[:_KIND_PART]) for part in parts
     )
     return kind or "?"
 
@@ -111,13 +131,15 @@ class MessageTrace:
         """Record the message begun at ``begun`` (its ``kind``: ``ADT^A04``)."""
         if self._file is None:
             return  # closed, or stopped by a failed write
-        cpu, wait = schedstat()
         start, cpu0, wait0 = begun
-        if cpu < 0 or cpu0 < 0:
-            cpu_ns = wait_ns = -1
-        else:
-            cpu_ns, wait_ns = cpu - cpu0, wait - wait0
-        self._lines.append(f"{start:.6f},{time.time():.6f},{kind},{cpu_ns},{wait_ns}\n")
+        usage = usage_since(cpu0, wait0)
+        self.append(f"{start:.6f},{time.time():.6f},{kind},{usage}")
+
+    def append(self, line: str) -> None:
+        """Buffer one line (without its newline); written every :attr:`FLUSH_LINES` lines and at close."""
+        if self._file is None:
+            return
+        self._lines.append(line + "\n")
         if len(self._lines) >= self.FLUSH_LINES:
             self.flush()
 

@@ -16,8 +16,9 @@ short request, as a feed or a PIX query is, on crowded cores); ``--live-from`` r
 previous run's output instead of measuring them again (to check a change to the model's rules alone).
 
 For each mix: the live p50 / p95 of the server's response time, the model's (the same arrivals, work and
-sleeps on a ``Scheduler`` of the machine's cores, plus the live round trip of an idle server), and their
-ratio. No assertions; the ratios are the numbers to track.
+sleeps on a ``Scheduler`` of the machine's cores with the model's wake-up delays, ``WAKE_DELAYS``, drawn
+from a seed of its own, plus the live round trip of an idle server), and their ratio. No assertions; the
+ratios are the numbers to track (the short mixes above are what ``WAKE_DELAYS`` was fitted to).
 
     .venv/bin/python benchmarks/bench_sched.py [--requests 1000] [--rate 40] [--work-ms 6]
 """
@@ -33,6 +34,7 @@ import socket
 import sys
 import time
 from collections.abc import Generator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator.des.scheduler import Scheduler
+from simulator.des.scheduler import WAKE_DELAYS, Scheduler
 from simulator.des.stations import Station
 
 MIXES = ((0, 0), (1, 0), (0, 2), (1, 1), (1, 2), (1, 3))
@@ -122,7 +124,7 @@ def live(hogs: int, others: int, n: int, rate: float, work_s: float) -> list[flo
 def model(hogs: int, others: int, n: int, rate: float, work_s: float, cores: int) -> list[float]:
     """The same mix on the model's machine: response times (ms), CPU and queueing only."""
     env = simpy.Environment()
-    machine = Scheduler(env, "machine", cores)
+    machine = Scheduler(env, "machine", cores, partial(WAKE_DELAYS.draw, rng=random.Random(11)))
     server = Station(env, "server", 1, machine)
     took: list[float] = []
 

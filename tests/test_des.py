@@ -43,7 +43,8 @@ from simulator.des.calibration import write_calibration
 from simulator.des.figures import add_totals, totals_json
 from simulator.des.results import Results
 from simulator.des.run import SimulationOptions, knee_of, parse_span, replica_seed, simulate
-from simulator.des.scheduler import Scheduler
+from simulator.des.scheduler import WAKE_DELAYS, Scheduler, Task, WakeDelays
+from simulator.des.sessions import COMMIT_PAUSE_S
 from simulator.des.stations import Station
 from simulator.hub.policy import AccessRules
 from simulator.links import LinkModel
@@ -233,6 +234,62 @@ def _ends(cores: int, jobs: list[tuple[str, float, float]]) -> dict[str, float]:
         env.process(one(*job))
     env.run()
     return ends
+
+
+def test_a_waking_process_waits_as_the_wake_up_rule_says() -> None:
+    """The wake-up delay (:class:`WakeDelays`): a task waking onto a core with k others runnable first waits
+    what the rule draws for k, then shares the core; on an idle core, or without the rule, it starts at
+    once. A hold with pauses (the hub loop's commits) sleeps between equal pieces of its work and wakes
+    again after each."""
+    env = simpy.Environment()
+    machine = Scheduler(env, "machine", 1, wake=lambda others: 0.001 * others)
+    hog, late, alone = machine.task("hog"), machine.task("late"), machine.task("alone")
+    ends: dict[str, float] = {}
+
+    def one(name: str, task: Task, start: float, seconds: float):
+        yield env.timeout(start)
+        yield from machine.run(task, seconds)
+        ends[name] = env.now
+
+    env.process(one("hog", hog, 0.0, 0.010))
+    env.process(one("late", late, 0.001, 0.001))  # one other runnable: waits 1 ms, then half a core
+    env.process(one("alone", alone, 0.050, 0.001))  # the core idle by then: no wait
+    env.run()
+    assert ends["late"] == pytest.approx(0.004)  # 1 ms asleep, then 1 ms of work at half a core
+    assert ends["hog"] == pytest.approx(0.011)  # 10 ms of work, 2 ms of it at half a core
+    assert ends["alone"] == pytest.approx(0.051)
+    # a hold of 2 ms with one 0.5-ms pause beside a hog: 1 ms at half a core, asleep 0.5 ms, then a wake-up
+    # (1 ms: one other runnable) and 1 ms at half a core
+    env2 = simpy.Environment()
+    machine2 = Scheduler(env2, "machine", 1, wake=lambda others: 0.001 * others)
+    loop = Station(env2, "hub", 1, machine2)
+    done: list[float] = []
+
+    def hogging():
+        yield from machine2.run(machine2.task("hog"), 1.0)
+
+    def request():
+        yield from loop.hold(0.002, (0.0005,))
+        done.append(env2.now)
+
+    env2.process(hogging())
+    env2.process(request())
+    env2.run(until=0.1)
+    # the first piece wakes beside the hog too (1 ms): 1 + 2 (1 ms at half) + 0.5 + 1 + 2
+    assert done == pytest.approx([0.0065])
+    assert (loop.requests, loop.pauses) == (1, 1)
+    assert loop.busy_s == pytest.approx(0.002)
+    # the drawn rule: none with no one else runnable; the last row for that many others or more
+    rule, rng = WakeDelays(((1.0, 0.002), (0.0, 0.5))), random.Random(5)
+    assert rule.draw(0, rng) == 0.0
+    assert all(rule.draw(k, rng) == 0.0 for k in (2, 3, 9))
+    draws = [rule.draw(1, rng) for _ in range(20_000)]
+    assert min(draws) > 0
+    assert sum(draws) / len(draws) == pytest.approx(0.002, rel=0.03)
+    half = [WAKE_DELAYS.draw(1, rng) for _ in range(20_000)]
+    chance, mean_s = WAKE_DELAYS.table[0]
+    assert sum(d > 0 for d in half) / len(half) == pytest.approx(chance, abs=0.01)
+    assert sum(half) / len(half) == pytest.approx(chance * mean_s, rel=0.05)
 
 
 def test_the_machine_places_processes_as_the_kernel_does() -> None:
@@ -910,10 +967,15 @@ def test_machine_cores_and_load_generator_are_shared(world: DesWorld) -> None:
     assert shared.client is not None
     cpu = [shared.cores, shared.hasher, *shared.shards, shared.client]
     assert shared.machine.busy_s == pytest.approx(sum(s.busy_s for s in cpu))
-    assert shared.machine.requests == sum(s.requests for s in cpu)
+    # a hold with pauses (the hub loop's commits) is one more piece of work after each
+    assert shared.cores.pauses > 0
+    pieces = sum(s.requests for s in cpu) + sum(s.pauses for s in cpu if isinstance(s, Station))
+    assert shared.machine.requests == pieces
     requests = sum(h.count for h in shared_r.ops.values())
     assert shared.client.requests >= requests  # one generator hold per request (in flight ones too)
-    assert shared.client.busy_s == pytest.approx(0.004 * shared.client.requests)
+    # 4 ms per request, less the hub loop's commit pauses taken out of the audited requests' client parts
+    most = 0.004 * shared.client.requests
+    assert most - 2 * COMMIT_PAUSE_S * shared.client.requests <= shared.client.busy_s < most
     assert shared_r.ops["timeline"].percentile_ms(50) > free_r.ops["timeline"].percentile_ms(50) + 4
     assert "machine" in shared.resources()
     assert "machine" not in free.resources()

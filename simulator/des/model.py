@@ -30,6 +30,7 @@ import gc
 import math
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -45,7 +46,7 @@ from .arrivals import Arrivals
 from .calibration import BATCH, Calibration
 from .consent import HubDecisions
 from .results import Results
-from .scheduler import Scheduler
+from .scheduler import WAKE_DELAYS, Scheduler
 from .stations import GroupCommit, Interleaved, Station
 from .whatif import WhatIf
 from .world import DesWorld
@@ -170,7 +171,8 @@ class DesModel(Arrivals):
         (re-partitioned for a ``shards`` what-if); ``facilities`` ×F adds F copies of them on as many more
         shards, and session i's sources are copy i mod F (its patients are that copy's)."""
         env = self.env
-        self.machine = Scheduler(env, "machine", calibration.machine.cores) if machine else None
+        wake = partial(WAKE_DELAYS.draw, rng=self.rng)
+        self.machine = Scheduler(env, "machine", calibration.machine.cores, wake) if machine else None
         cpu = self.machine
         self.cores = Station(env, "hub", self.w.hub_cores or calibration.machine.hub_processes, cpu)
         self.audit = GroupCommit(env, "audit")

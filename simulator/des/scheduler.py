@@ -28,6 +28,13 @@ The rules, each the kernel's simplified:
   kernel does this when a core goes idle and again at an idle core's balancing ticks; the model at its next
   completion anywhere. (Pulling only into the core that just went idle replayed the ``ishikawa`` runs no
   better or worse: 45 against 49 operations within the goals over twelve replays.)
+* **Wake-up delay** (:class:`WakeDelays`): a task waking onto a core where others are runnable sometimes
+  waits before it runs at all — the kernel runs a waker at once, or after the current task's slice. The
+  fluid sharing alone slowed every short request a little where the kernel makes most wait not at all
+  and a few a whole slice: ``bench_sched.py --work-ms 0.3`` (a 0.3-ms request beside 2–6 bursty
+  processes) measured p95s 1.4–1.7× what the model gave with four or more of them; with the delays
+  :data:`WAKE_DELAYS` draws, the model's p95s are 0.63–1.23× the live ones (fitted to those mixes; the
+  default 6-ms mixes moved by at most 0.03).
 * No time-driven balancer (between two completions nothing moves), no SMT, no kernel threads.
 
 Exact and event-driven: at every arrival, completion and pull the tasks' progress is brought up to date and
@@ -40,19 +47,43 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import random
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
 
 import simpy
 
 from .figures import Figures, Proc
 
-__all__ = ["Scheduler", "Task"]
+__all__ = ["WAKE_DELAYS", "Scheduler", "Task", "WakeDelays"]
+
+
+@dataclass(frozen=True, slots=True)
+class WakeDelays:
+    """How long a waking task waits before it runs, by how many other tasks are runnable on its core:
+    ``table[i]`` is (probability, mean seconds) for ``i + 1`` others, the last row for that many or more;
+    with none it runs at once. A delay is exponential about its mean."""
+
+    table: tuple[tuple[float, float], ...]
+
+    def draw(self, others: int, rng: random.Random) -> float:
+        if others <= 0:
+            return 0.0
+        chance, mean_s = self.table[min(others, len(self.table)) - 1]
+        return rng.expovariate(1 / mean_s) if rng.random() < chance else 0.0
+
+
+WAKE_DELAYS: Final = WakeDelays(((0.15, 0.0010), (0.25, 0.0010), (0.35, 0.0015)))
+"""Fitted to ``benchmarks/bench_sched.py --work-ms 0.3 --rate 100 --mixes 0:0,0:2,0:4,0:6,1:3,1:5`` on the
+2-core reference machine (stop 36): with 1 / 2 / 3+ others runnable, 15 / 25 / 35 % of wake-ups wait, 1 /
+1 / 1.5 ms on average."""
 
 
 class Task:
     """One process on the machine: its pending work items and the core it runs on (or last ran on)."""
 
-    __slots__ = ("core", "jobs", "name", "prev", "v", "woke")
+    __slots__ = ("core", "jobs", "name", "prev", "ready_at", "v", "woke")
 
     def __init__(self, name: str, prev: int) -> None:
         self.name = name
@@ -61,6 +92,7 @@ class Task:
         self.jobs: list[tuple[float, int, simpy.Event]] = []  # (v at which it ends, order, event)
         self.v = 0.0  # work each of its items has done since the start (items share the task equally)
         self.woke = 0.0
+        self.ready_at = 0.0  # a wake-up delay (Scheduler.wake) ends then
 
 
 class Scheduler(Figures):
@@ -84,9 +116,14 @@ class Scheduler(Figures):
         "pulls",
         "requests",
         "wait_s",
+        "wake",
     )
 
-    def __init__(self, env: simpy.Environment, name: str, cores: int) -> None:
+    def __init__(
+        self, env: simpy.Environment, name: str, cores: int, wake: Callable[[int], float] | None = None
+    ) -> None:
+        """``wake`` (others runnable on the waker's core → seconds it waits; None: it never waits) is the
+        wake-up delay rule, e.g. ``functools.partial(WAKE_DELAYS.draw, rng=rng)``."""
         if cores < 1:
             raise ValueError(f"a machine needs at least one core, not {cores}")
         self.env = env
@@ -101,6 +138,7 @@ class Scheduler(Figures):
         self.wait_s = 0.0
         self.requests = 0
         self.pulls = 0
+        self.wake = wake
 
     def task(self, name: str) -> Task:
         """A new process; tasks start spread over the cores (their first 'last core')."""
@@ -117,6 +155,12 @@ class Scheduler(Figures):
         self.busy_s += seconds
         env = self.env
         started = env.now
+        if not task.jobs and self.wake is not None:
+            if task.ready_at <= started:
+                others = len(self._on[task.prev])
+                task.ready_at = started + (self.wake(others) if others else 0.0)
+            if task.ready_at > started:
+                yield env.timeout(task.ready_at - started)
         self._advance()
         if not task.jobs:
             self._wake(task)

@@ -32,7 +32,7 @@ import math
 import random
 from collections.abc import Callable, Generator
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import simpy
 from simpy.events import Timeout
@@ -54,6 +54,25 @@ __all__ = ["SessionSteps"]
 
 Sampler = Callable[[random.Random], float]
 _TAGS = {"care": "", "emergency": "emergency_", "outside": "outside_"}
+
+
+COMMIT_PAUSE_S: Final = 0.00005
+"""How long the hub's event loop sleeps in each commit of a request's, in a replay on the machine. The
+loop commits synchronously (a feed's index write, the audit writer's group when it commits on the loop),
+so it stops on the core and must wake for the rest of the request — a wake-up that waits on a crowded
+core (:class:`.scheduler.WakeDelays`). The pause itself is short and taken out of the request's client
+part, which carries its commits' time from the light run; the wake-up after it is what matters (stop 36's
+replays: 0.01 and 0.05 ms scored alike, 0.2 ms, longer than most light runs' client parts, worse)."""
+
+
+def commits_of(work: str, audited: bool) -> int:
+    """The synchronous commits the hub makes on its loop for a ``work`` request answered alone
+    (:meth:`SessionSteps._timed`): an ITI-8 feed two (the patient index, its audit record), another
+    audited request one. Logins are left out (their hub work ends on the password worker, which the model
+    holds apart from the loop), and so are the timeline's and fetch's paths, which were not tried."""
+    if not audited or work == "login":
+        return 0
+    return 2 if work == "feed" else 1
 
 
 class SessionSteps:
@@ -125,6 +144,16 @@ class SessionSteps:
         yield from self.client.hold(cpu)
         if seconds > cpu:
             yield self.env.timeout(seconds - cpu)
+
+    def _client_and_pauses(self, work: str, audited: bool) -> tuple[float, tuple[float, ...]]:
+        """A ``work`` request's client part and the hub loop's pauses inside its hold
+        (:data:`COMMIT_PAUSE_S`, one per commit; on the machine only, where a waking loop can wait for a
+        core), the pauses taken out of the client part."""
+        extra = self._client_draw(work)
+        if self.machine is None or not (n := commits_of(work, audited)):
+            return extra, ()
+        pauses = (COMMIT_PAUSE_S,) * n
+        return max(0.0, extra - sum(pauses)), pauses
 
     def _client_draw(self, op: str) -> float:
         draw = self.client_time.get(op)
@@ -207,16 +236,20 @@ class SessionSteps:
         think = s.think_s if scale == 1 else tuple(x * scale for x in s.think_s)
         return think if len(think) >= n else think + (0.0,) * (n - len(think))
 
-    def _last(self, station: Station, seconds: float, t: float) -> Generator[simpy.Event, Any, float]:
+    def _last(
+        self, station: Station, seconds: float, t: float, pauses: tuple[float, ...] = ()
+    ) -> Generator[simpy.Event, Any, float]:
         """A request's last hold, from ``t`` (now, or ahead of it: :meth:`_horizon`): booked, the seconds
         from now until it ends are the step's tail (see :meth:`_session`); on the machine it is waited
         for here."""
         if station.cpu is None:
             return station.end_at(t, seconds) - self.env.now
-        yield station.after(seconds)
+        yield station.after(seconds, pauses)
         return 0.0
 
-    def _through(self, station: Station, seconds: float, t: float) -> Generator[simpy.Event, Any, float]:
+    def _through(
+        self, station: Station, seconds: float, t: float, pauses: tuple[float, ...] = ()
+    ) -> Generator[simpy.Event, Any, float]:
         """A hold of ``seconds`` at ``station`` from ``t`` (now, or ahead of it: :meth:`_horizon`); where the
         request is when it ends. Booked, the step goes on at once when nothing else happens before that end
         and waits for it otherwise; on the machine the hold is a process, waited for."""
@@ -226,7 +259,7 @@ class SessionSteps:
             if t >= self._horizon():
                 yield Timeout(env, t - env.now)
             return t
-        yield station.after(seconds)
+        yield station.after(seconds, pauses)
         return env.now
 
     def _timed(
@@ -244,7 +277,7 @@ class SessionSteps:
             yield Timeout(env, before)
         t0 = env.now
         work = work or op
-        extra = self._client_draw(work)
+        extra, pauses = self._client_and_pauses(work, audited)
         if self.client is not None:
             yield from self._client_part(extra)
             extra = 0.0
@@ -264,10 +297,10 @@ class SessionSteps:
                 else:
                     tail = self.cores.book(seconds)
             elif audited and (draw := self._commit_draw(work)) is not None:
-                yield self.cores.after(seconds)
+                yield self.cores.after(seconds, pauses)
                 tail = self.audit.book(draw)
             else:
-                yield self.cores.after(seconds)
+                yield self.cores.after(seconds, pauses)
                 tail = 0.0
         self.results.record(op, env.now - t0 + tail + extra, at=env.now + tail)
         return tail
@@ -297,18 +330,20 @@ class SessionSteps:
     def _client_then_answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float | None]:
         """The client's part and the hub's answer; the client's seconds not simulated, or None when the
         hub refused it (``busy``)."""
-        extra = self._client_draw(work)
+        extra, pauses = self._client_and_pauses(work, audited)
         if self.client is not None:
             yield from self._client_part(extra)
             extra = 0.0
-        tail = yield from self._answer(work, audited)
+        tail = yield from self._answer(work, audited, pauses)
         if tail is None:
             return None
         if tail > 0:
             yield Timeout(self.env, tail)
         return extra
 
-    def _answer(self, work: str, audited: bool) -> Generator[simpy.Event, Any, float | None]:
+    def _answer(
+        self, work: str, audited: bool, pauses: tuple[float, ...] = ()
+    ) -> Generator[simpy.Event, Any, float | None]:
         """The hub's part of a :meth:`_timed` request: its work (a login's hash on the password worker)
         and the audit commit; returns the tail, or None for a login the hub refused ``busy`` (no room
         left to wait for the password worker: ``login_queue``), answered after its own work and the
@@ -327,9 +362,9 @@ class SessionSteps:
             seconds = self.hash_time(self.rng)
         # (a wall-time calibration: the whole login, hash included, on the password worker)
         if audited and (draw := self._commit_draw(work)) is not None:
-            t = yield from self._through(last, seconds, t)
+            t = yield from self._through(last, seconds, t, pauses)
             return self.audit.end_at(t, draw) - env.now
-        return (yield from self._last(last, seconds, t))
+        return (yield from self._last(last, seconds, t, pauses))
 
     def _session(self, s: PlannedSession) -> Proc:
         """The session's steps. A step ends with its *tail*: the seconds between its last booked hold

@@ -40,6 +40,8 @@ class Station(Figures):
     is not known in advance (it depends on what else arrives on the cores), so such a hold is a process:
     a waiting request gets its slot handed over by the one leaving, in arrival order."""
 
+    counters = ("pauses",)  # sleeps inside holds (the hub loop's commits), each a wake-up after it
+
     __slots__ = (
         "busy",
         "busy_s",
@@ -49,6 +51,7 @@ class Station(Figures):
         "free",
         "free_at",
         "name",
+        "pauses",
         "queue",
         "requests",
         "starting",
@@ -81,6 +84,7 @@ class Station(Figures):
         self.busy_s = 0.0
         self.wait_s = 0.0
         self.requests = 0
+        self.pauses = 0
 
     def book(self, seconds: float) -> float:
         """Without a machine: take the slot free first for ``seconds`` of service from now on (after
@@ -119,21 +123,25 @@ class Station(Figures):
             starts.popleft()
         return len(starts)
 
-    def after(self, seconds: float) -> simpy.Event:
+    def after(self, seconds: float, pauses: tuple[float, ...] = ()) -> simpy.Event:
         """The event of a hold of ``seconds`` ending: a booked timeout, or with a machine its process."""
         if self.cpu is None:
-            return Timeout(self.env, self.book(seconds))
+            return Timeout(self.env, self.book(seconds + sum(pauses)))
         self.starting += 1
-        return self.env.process(self._started(seconds))
+        return self.env.process(self._started(seconds, pauses))
 
-    def _started(self, seconds: float) -> Proc:
+    def _started(self, seconds: float, pauses: tuple[float, ...] = ()) -> Proc:
         self.starting -= 1  # a process runs its first step a moment after it is made
-        yield from self.hold(seconds)
+        yield from self.hold(seconds, pauses)
 
-    def hold(self, seconds: float) -> Proc:
+    def hold(self, seconds: float, pauses: tuple[float, ...] = ()) -> Proc:
+        """Hold a slot for ``seconds`` of work; with ``pauses``, the work is cut into as many more equal
+        parts with the slot's process asleep between them for each pause (a commit's fsync: the slot
+        stays taken, its core is free, and the next part starts with a wake-up, see
+        :class:`.scheduler.WakeDelays`). Booked (no machine), pauses simply add to the hold."""
         env = self.env
         if self.cpu is None:
-            yield Timeout(env, self.book(seconds))
+            yield Timeout(env, self.book(seconds + sum(pauses)))
             return
         if self.busy < self.capacity:
             self.busy += 1
@@ -145,8 +153,18 @@ class Station(Figures):
             slot = yield turn  # the slot is handed over: busy stays as it is
             self.wait_s += env.now - asked
         self.requests += 1
-        self.busy_s += seconds
-        yield from self.cpu.run(self.tasks[slot], seconds)
+        if pauses:
+            part = seconds / (len(pauses) + 1)
+            for pause in pauses:
+                self.busy_s += part  # booked piece by piece, as the machine is asked for them
+                yield from self.cpu.run(self.tasks[slot], part)
+                self.pauses += 1
+                yield Timeout(env, pause)
+            self.busy_s += part
+            yield from self.cpu.run(self.tasks[slot], part)
+        else:
+            self.busy_s += seconds
+            yield from self.cpu.run(self.tasks[slot], seconds)
         if self.queue:
             self.queue.popleft().succeed(slot)
         else:

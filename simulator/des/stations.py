@@ -153,18 +153,14 @@ class Station(Figures):
             slot = yield turn  # the slot is handed over: busy stays as it is
             self.wait_s += env.now - asked
         self.requests += 1
-        if pauses:
-            part = seconds / (len(pauses) + 1)
-            for pause in pauses:
-                self.busy_s += part  # booked piece by piece, as the machine is asked for them
-                yield from self.cpu.run(self.tasks[slot], part)
-                self.pauses += 1
-                yield Timeout(env, pause)
-            self.busy_s += part
+        part = seconds / (len(pauses) + 1)  # without pauses, the whole hold in one piece
+        for pause in pauses:
+            self.busy_s += part  # booked piece by piece, as the machine is asked for them
             yield from self.cpu.run(self.tasks[slot], part)
-        else:
-            self.busy_s += seconds
-            yield from self.cpu.run(self.tasks[slot], seconds)
+            self.pauses += 1
+            yield Timeout(env, pause)
+        self.busy_s += part
+        yield from self.cpu.run(self.tasks[slot], part)
         if self.queue:
             self.queue.popleft().succeed(slot)
         else:

@@ -644,6 +644,38 @@ def test_calibration_errors_name_file_line_and_key(tmp_path: Path, edit, message
         load_calibration(path)
 
 
+def test_feeds_on_a_new_connection_cost_feed_fresh_and_older_files_fall_back(
+    world: DesWorld, tmp_path: Path
+) -> None:
+    """Locust's feeder sends each register and update on a new TLS connection, the "facility joins" burst
+    on one open connection: the model prices the first as ``feed_fresh``, the burst as ``feed``. A file
+    from before ``feed_fresh`` was measured still loads, and its feeds all cost ``feed``."""
+    import yaml
+
+    base = nominal_calibration()
+    hub = {**base.hub, "feed": Dist.constant(1.0), "feed_fresh": Dist.constant(30.0)}
+    path = write_calibration(base.model_copy(update={"hub": hub}), tmp_path / "new.yaml")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del data["hub"]["feed_fresh"]
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    medians = []
+    for file in (path, old):
+        model = DesModel(world, load_calibration(file), WhatIf(feeds=False), seed=3, rate_override=1e-9)
+        model.env.process(model._feeds(600.0, 2.0, 0.5))
+        model.env.process(model._burst())
+        r = model.run(600)
+        assert min(r.ops[op].count for op in ("feed_register", "feed_update", "feed_join")) > 50
+        medians.append([r.ops[op].percentile_ms(50) for op in ("feed_register", "feed_update", "feed_join")])
+    (reg, upd, join), (old_reg, old_upd, old_join) = medians
+    assert 30.0 <= reg < 32.0  # the hub's 30 ms, its audit commit
+    assert 30.0 <= upd < 32.0
+    assert join < 3.0
+    assert old_join == pytest.approx(join)
+    assert old_reg < 3.0
+    assert old_upd < 3.0
+
+
 def test_calibration_missing_file() -> None:
     with pytest.raises(CalibrationError, match="cannot read calibration file"):
         load_calibration(Path("/nonexistent/calibration.yaml"))

@@ -8,7 +8,9 @@ at a time, from the harness's own clients (:class:`harness.hubclient.HubClient` 
 
 Requests go as Locust's viewer sends them: one HTTP connection kept across sessions (login … logout), and a
 session's first MLLP exchange (its PIX or PDQ) on a new TLS connection, so the handshake is in that
-exchange's time as it is in the load report's; a PDQ's next page and ITI-8 feeds on an open connection.
+exchange's time as it is in the load report's; a PDQ's next page and an ITI-8 feed on an open connection
+(``feed``, as the "facility joins" burst sends them), and the same feed again on a new one
+(``feed_fresh``, as Locust's feeder sends each register and update).
 
 * **The reference network** (its process IDs in the network file): each request's CPU is read from the
   scheduler (:func:`harness.load.monitor.cpu_ns`, ns) for the hub, its password worker and each gateway
@@ -488,7 +490,10 @@ class _Probe:
         fac = self.plan.facilities[code]
         pid3 = f"{p.local_ids[code]}^^^{fac.namespace}&{fac.oid}&ISO^PI"
         text = feed_message(_header(code, "iso-2022-jp", self.n, self.target), "A08", pid3, plan_person(p))
-        self._mllp(code, "feed", text, CHARSETS["iso-2022-jp"][0], fresh=False)
+        codec = CHARSETS["iso-2022-jp"][0]
+        self._mllp(code, "feed", text, codec, fresh=False)
+        # and as Locust's feeder sends a register or an update: alone, on a new connection (another ID)
+        self._mllp(code, "feed_fresh", text.replace(f"|C{self.n}|", f"|F{self.n}|", 1), codec, fresh=True)
 
     def _get(self, code: str, path: str) -> tuple[float, bytes] | None:
         """A gateway's answer straight from it: (its cost in ms — the shard's CPU on the reference network,
@@ -622,6 +627,7 @@ def _fit(samples: _Samples, target: Target, source: str) -> Calibration:
             "pdq_next",
             "emergency",
             "feed",
+            "feed_fresh",
             "fetch",
             *(["timeline", "refused"] if cpu else []),
         ],

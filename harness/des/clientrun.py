@@ -53,7 +53,9 @@ OPERATIONS: Final = {
     "timeline": "timeline",
     "fetch": "fetch",
     "emergency": "emergency",
-    "feed_join": "feed",  # on one open connection, as the probe's feeds
+    "feed_join": "feed",  # on one open connection, as the probe's `feed`
+    "feed_register": "feed_fresh",  # each on a new connection, as the probe's `feed_fresh`
+    "feed_update": "feed_fresh",
     "outside_timeline": "refused",
 }
 """Locust's request names → the calibration's operations (an outside viewer's timeline is ``refused``; the
@@ -65,8 +67,6 @@ HUB_WORK: Final = {
     "emergency_timeline": "timeline",
     "emergency_fetch": "fetch",
     "outside_fetch": "refused",
-    "feed_register": "feed",
-    "feed_update": "feed",
 }
 """Every request name → the hub operation whose CPU it costs (for the load factor)."""
 

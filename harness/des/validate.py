@@ -313,7 +313,7 @@ def _client_timeouts(config: dict[str, Any]) -> dict[str, float]:
     exchanges the run's ``timeout_s``."""
     mllp = float(config.get("timeout_s") or 10.0)
     http = dict.fromkeys(("login", "logout", "emergency"), HTTP_TIMEOUT_S)
-    return {**http, **dict.fromkeys(("pix", "pdq", "pdq_next", "feed"), mllp)}
+    return {**http, **dict.fromkeys(("pix", "pdq", "pdq_next", "feed", "feed_fresh"), mllp)}
 
 
 def _err(pred: float | None, meas: float | None) -> float | None:

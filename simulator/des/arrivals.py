@@ -127,16 +127,18 @@ class Arrivals(SessionSteps):
                 yield env.timeout(wait)
 
     def _feeds(self, until: float, rate_1x: float, register_share: float) -> Proc:
+        """ITI-8 registers and updates, each on a new connection as Locust's feeder sends them
+        (``feed_fresh``: the TLS handshake in the hub's and the client's part)."""
         env = self.env
         op = ""
         for t in self._poisson(until, rate_1x):
             nxt = Timeout(env, t - env.now)
             if op:
-                launch(self._timed(op, "feed"))  # as :meth:`_sessions` launches
+                launch(self._timed(op, "feed_fresh"))  # as :meth:`_sessions` launches
             yield nxt
             op = "feed_register" if self.rng.random() < register_share else "feed_update"
         if op:
-            launch(self._timed(op, "feed"))
+            launch(self._timed(op, "feed_fresh"))
 
     def _burst(self) -> Proc:
         yield self.env.timeout(self.workload.feeds.join_at_s)

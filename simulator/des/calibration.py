@@ -32,6 +32,7 @@ from synthetic.errors import ProfileError
 from synthetic.yamlio import load_model
 
 __all__ = [
+    "FALLBACKS",
     "HUB_OPERATIONS",
     "OPTIONAL_OPERATIONS",
     "Calibration",
@@ -57,11 +58,18 @@ HUB_OPERATIONS: Final = (
     "emergency",
     "feed",
     "refused",
+    "feed_fresh",
 )
-"""Operations whose hub-side work the file times (``emergency_*`` reuse their plain counterparts;
-``refused`` is a timeline that asks no gateway — an outside viewer's, refused or empty — and may be
-missing from older files, which then reuse the timeline's)."""
-OPTIONAL_OPERATIONS: Final = frozenset({"refused"})
+"""Operations whose hub-side work the file times (``emergency_*`` reuse their plain counterparts).
+``refused`` is a timeline that asks no gateway — an outside viewer's, refused or empty. ``feed_fresh`` is
+an ITI-8 feed on a new TLS connection, as Locust's feeder sends each register and update (its handshake
+inside; ``feed`` is one on an open connection, as the "facility joins" burst sends them). Both may be
+missing from older files (:data:`FALLBACKS`)."""
+OPTIONAL_OPERATIONS: Final = frozenset({"refused", "feed_fresh"})
+FALLBACKS: Final = {"refused": "timeline", "feed_fresh": "feed"}
+"""What the model uses for an optional operation a file lacks: a refused timeline as dear as a timeline; a
+feed on a new connection as one on an open connection (the handshake then missing: such files predicted
+Locust's ``feed_register``/``feed_update`` 82–88 % short)."""
 
 
 class CalibrationError(ValueError):
@@ -351,6 +359,7 @@ def nominal_calibration(cores: int = 2) -> Calibration:
             "emergency": Dist(median_ms=1.5, p95_ms=3.0),
             "feed": Dist(median_ms=1.5, p95_ms=3.0),
             "refused": Dist(median_ms=1.0, p95_ms=2.0),
+            "feed_fresh": Dist(median_ms=4.0, p95_ms=6.0),
         },
         audit_commit=Dist(median_ms=0.3, p95_ms=1.0),
         gateways=[GatewayFit()],

@@ -43,7 +43,7 @@ from simulator.links import LinkModel
 from simulator.workload import Rates, Workload
 
 from .arrivals import Arrivals
-from .calibration import BATCH, Calibration
+from .calibration import BATCH, FALLBACKS, Calibration
 from .consent import HubDecisions
 from .results import Results
 from .scheduler import WAKE_DELAYS, Scheduler
@@ -135,9 +135,13 @@ class DesModel(Arrivals):
         self.hub_time = {op: d.sampler(self.w.hub_factor) for op, d in calibration.hub.items()}
         self.hash_time = calibration.login_hash.sampler(self.w.hub_factor)
         self.client_time = {op: d.sampler() for op, d in calibration.client.items()}
-        for times in (self.hub_time, self.client_time):  # files from before `refused` was measured
-            if "refused" not in times and "timeline" in times:
-                times["refused"] = times["timeline"]
+        in_audit = set(calibration.includes_audit)
+        for op, instead in FALLBACKS.items():  # files from before the optional operations were measured
+            for times in (self.hub_time, self.client_time):
+                if op not in times and instead in times:
+                    times[op] = times[instead]
+            if op not in calibration.hub and instead in in_audit:
+                in_audit.add(op)
         self.seen: set[tuple[int, int]] = set()
         self.audit_time = calibration.audit_commit.sampler(self.w.audit_factor)
         fits = [calibration.shard(i) for i in range(len(self.shards))]
@@ -146,7 +150,7 @@ class DesModel(Arrivals):
         self.list_per_entry_ms = [f.list_per_entry_ms for f in fits]
         self.fetch_per_kb_ms = [f.fetch_per_kb_ms for f in fits]
         self.timeout_s = self.w.gateway_timeout_ms / 1000
-        self._in_audit = frozenset(calibration.includes_audit)
+        self._in_audit = frozenset(in_audit)
         self._commit_draws = {}
         self._bytes = {}
         self.down: set[str] = set()

@@ -67,12 +67,13 @@ replays: 0.01 and 0.05 ms scored alike, 0.2 ms, longer than most light runs' cli
 
 def commits_of(work: str, audited: bool) -> int:
     """The synchronous commits the hub makes on its loop for a ``work`` request answered alone
-    (:meth:`SessionSteps._timed`): an ITI-8 feed two (the patient index, its audit record), another
-    audited request one. Logins are left out (their hub work ends on the password worker, which the model
-    holds apart from the loop), and so are the timeline's and fetch's paths, which were not tried."""
+    (:meth:`SessionSteps._timed`): an ITI-8 feed two (the patient index, its audit record; on an open
+    connection or on a new one), another audited request one. Logins are left out (their hub work ends
+    on the password worker, which the model holds apart from the loop), and so are the timeline's and
+    fetch's paths, which were not tried."""
     if not audited or work == "login":
         return 0
-    return 2 if work == "feed" else 1
+    return 2 if work in ("feed", "feed_fresh") else 1
 
 
 class SessionSteps:

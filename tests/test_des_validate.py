@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.des.calibrate import CalibrationRunError, _linear
+from harness.des.calibrate import BACKGROUND_WARN, CalibrationRunError, _Background, _linear, _Meter, warnings
 from harness.des.validate import (
     GOALS,
     ValidationError,
@@ -85,6 +85,48 @@ def load_report(mini_world: Path, target_yaml: Path, tmp_path_factory: pytest.Te
     return out
 
 
+def _burn_until(path: str) -> None:
+    """A process that keeps a core busy until ``path`` exists."""
+    import os
+    import time
+
+    while not os.path.exists(path):
+        end = time.thread_time() + 0.01
+        while time.thread_time() < end:
+            pass
+
+
+def test_background_counts_other_work_not_the_networks_or_the_probes(tmp_path: Path) -> None:
+    """Two processes keep a core busy each, one named as the network's hub: only the other is background.
+    The probe's own CPU (this process) is not background either."""
+    import multiprocessing as mp
+    import time
+
+    stop = tmp_path / "stop"
+    burners = [mp.Process(target=_burn_until, args=(str(stop),)) for _ in range(2)]
+    for b in burners:
+        b.start()
+    try:
+        meter = _Meter({"hub": burners[0].pid or 0})
+        background = _Background(meter)
+        time.sleep(1.5)
+        busy = background.read()
+    finally:
+        stop.touch()
+        for b in burners:
+            b.join(10)
+    assert busy is not None
+    assert 0.5 < busy.cores < 1.4, busy  # the other burner's core (a hub's core is not counted)
+    stop.unlink()
+    own = _Background(_Meter({"hub": burners[0].pid or 0}))  # a pid that has ended: no CPU of its
+    end = time.thread_time() + 0.8
+    while time.thread_time() < end:
+        pass
+    quiet = own.read()
+    assert quiet is not None
+    assert quiet.cores < 0.4, quiet  # this process's own work is the probe's
+
+
 def test_calibration_from_the_live_network(calibration: Path) -> None:
     cal: Calibration = load_calibration(calibration)
     assert cal.machine.cores >= 1
@@ -130,6 +172,16 @@ def test_calibration_from_the_live_network(calibration: Path) -> None:
     assert cal.machine.speed is not None
     assert cal.machine.speed.readings == 10
     assert cal.machine.speed.python_ms > 0
+    # what else the machine did while the probe measured, in cores (a quiet machine: a few hundredths)
+    other = cal.machine.background
+    assert other is not None
+    assert other.seconds > 1
+    limits = BACKGROUND_WARN
+    assert bool(warnings(cal)) == (other.cores > limits[0] or other.read_mb_per_s > limits[1])
+    for busy in ({"cores": 0.5, "read_mb_per_s": 0.0}, {"cores": 0.0, "read_mb_per_s": 3.5}):
+        machine = cal.machine.model_copy(update={"background": other.model_copy(update=busy)})
+        (text,) = warnings(cal.model_copy(update={"machine": machine}))
+        assert f"{busy['cores']:.2f} cores and read {busy['read_mb_per_s']:.1f} MB/s" in text
     assert cal.machine.speed.hash_ms > 0
 
 

@@ -58,7 +58,15 @@ from typing import Final
 import httpx
 
 from harness.hubclient import HttpOutcome, HubClient
-from harness.load.monitor import POOL_WORKER, children, cpu_ns, cpu_seconds
+from harness.load.monitor import (
+    POOL_WORKER,
+    children,
+    cpu_ns,
+    cpu_seconds,
+    machine_cpu_seconds,
+    machine_read_bytes,
+    read_bytes,
+)
 from harness.load.run import monitored_pids
 from harness.load.speed import SpeedReading, read_speed, summarise
 from harness.scenarios.hl7build import CHARSETS, Header, feed_message, pdq_message, pix_message, plan_person
@@ -68,6 +76,7 @@ from hl7wire import BlockingClient, HL7Error, decode, encode
 from simulator.des.calibration import (
     HUB_OPERATIONS,
     OPTIONAL_OPERATIONS,
+    Background,
     Calibration,
     Dist,
     GatewayFit,
@@ -78,7 +87,7 @@ from simulator.workload import PlannedSession, PlanPatient, WorldPlan, default_w
 from synthetic.clock import jst_now
 from synthetic.store import read_world_json
 
-__all__ = ["CalibrationRunError", "calibrate"]
+__all__ = ["BACKGROUND_WARN", "CalibrationRunError", "calibrate", "describe", "warnings"]
 
 IDLE_S: Final = (5.0, 20.0)
 """How long the hub's idle CPU (its timers) is read before the light Locust run, to subtract it from its CPU
@@ -192,6 +201,60 @@ class _Meter:
                 (hash1 - hash0) / 1e6,
                 tuple((b - a) / 1e6 for a, b in zip(shards0, shards1, strict=True)),
             )
+        )
+
+
+BACKGROUND_WARN: Final = (0.15, 1.0)
+"""Other work during the probe above which ``rhin calibrate`` warns (:class:`_Background`): cores, and MB/s
+read from disk. A clean probe on ``mini`` read 0.000 cores and 0.00 MB/s; with a ``du`` over the
+``ishikawa`` world beside it, 0.13 cores and 24.4 MB/s (``du`` waits on the disk more than it computes)."""
+
+
+class _Background:
+    """What else the machine did while the probe measured, per second of the probe: every core's busy time
+    (``/proc/stat``) less the network's processes' CPU and this process's own, in cores; and the bytes
+    read from disk (``/proc/vmstat``) less theirs (``/proc/<pid>/io``), in MB/s.
+
+    The probe reads each request's CPU per process, but not what a neighbour costs it: a ``du`` over the
+    ``ishikawa`` world's 1.8 M files during stop 37's first calibration made its "cold" gateway listings
+    read warm (1.5 ms + 0.03 ms/entry against 2.57 + 0.081 in a clean calibration an hour later) and two
+    emergency grants wait ~0.8 s on the disk, and nothing in the file said so. The kernel's own work
+    (softirqs of the loopback traffic, the journal) counts as other work, so a busy probe can read a
+    little above zero on a quiet machine."""
+
+    def __init__(self, meter: _Meter) -> None:
+        self.meter = meter
+        self._t0 = time.perf_counter()
+        self._own0 = time.process_time()
+        self._machine0 = machine_cpu_seconds(), machine_read_bytes()
+        self._network0 = self._network()
+
+    def _network(self) -> dict[int, tuple[float, int]]:
+        """(CPU seconds, bytes read) of the network's processes and this one, by pid."""
+        out = {}
+        for pid in (self.meter.hub, *self.meter.shards, *self.meter.hasher, os.getpid()):
+            with contextlib.suppress(OSError):  # a password worker that has ended
+                out[pid] = (cpu_seconds(pid), read_bytes(pid))
+        return out
+
+    def read(self) -> Background | None:
+        """Other work since the start (each figure ≥ 0); None without ``/proc``."""
+        cpu, disk = machine_cpu_seconds(), machine_read_bytes()
+        cpu0, disk0 = self._machine0
+        if cpu is None or disk is None or cpu0 is None or disk0 is None:
+            return None
+        self.meter.refresh()
+        wall = max(time.perf_counter() - self._t0, 1e-9)
+        now = self._network()
+        network = sum(
+            c - self._network0.get(pid, (0.0, 0))[0] for pid, (c, _) in now.items() if pid != os.getpid()
+        )
+        own = time.process_time() - self._own0  # finer than stat's ticks for this process
+        read = sum(b - self._network0.get(pid, (0.0, 0))[1] for pid, (_, b) in now.items())
+        return Background(
+            cores=round(max(0.0, (cpu - cpu0 - network - own) / wall), 3),
+            read_mb_per_s=round(max(0.0, (disk - disk0 - read) / wall / 1e6), 3),
+            seconds=round(wall, 1),
         )
 
 
@@ -672,6 +735,7 @@ def calibrate(
     with _target(world, target_file, scrypt_cost) as target:
         readings = [read_speed() for _ in range(SPEED_READINGS)]
         probe = _Probe(target, plan, world_dir)
+        background = _Background(probe.meter) if probe.meter is not None else None
         try:
             done = index = 0
             special = {"emergency": probe.emergency, "outside": probe.outside}
@@ -712,6 +776,8 @@ def calibrate(
             where = "an external target" if target_file else f"the reference network for {world_dir}"
             how = "CPU per process from the scheduler" if probe.meter else "wall times"
             cal = _fit(probe.s, target, f"{where}, links off, {done} sessions, {how}")
+            if background is not None and (other := background.read()) is not None:
+                cal = cal.model_copy(update={"machine": cal.machine.model_copy(update={"background": other})})
         finally:
             probe.close()
         if client_seconds > 0:
@@ -785,6 +851,21 @@ def _with_light_run(
     )
 
 
+def warnings(cal: Calibration) -> list[str]:
+    """What in a calibration says it may not describe the machine at rest (the terminal's warnings)."""
+    other = cal.machine.background
+    if other is None:
+        return []
+    cores, read = BACKGROUND_WARN
+    if other.cores <= cores and other.read_mb_per_s <= read:
+        return []
+    return [
+        f"other work used {other.cores:.2f} cores and read {other.read_mb_per_s:.1f} MB/s from disk while "
+        f"the probe measured (warned above {cores} cores or {read} MB/s): its times may not be the quiet "
+        "machine's; calibrate again with nothing else running"
+    ]
+
+
 def describe(cal: Calibration) -> list[tuple[str, str]]:
     """Rows for the terminal: what was fitted."""
     rows = [
@@ -810,6 +891,14 @@ def describe(cal: Calibration) -> list[tuple[str, str]]:
                 f"gateway shard {i}",
                 f"list {g.list_base.median_ms:.2f} ms + {g.list_per_entry_ms:.4f} ms/entry; "
                 f"fetch {g.fetch_base.median_ms:.2f} ms + {g.fetch_per_kb_ms:.4f} ms/kB",
+            )
+        )
+    if (other := cal.machine.background) is not None:
+        rows.append(
+            (
+                "other work while probing",
+                f"{other.cores:.3f} cores, {other.read_mb_per_s:.2f} MB/s read "
+                f"from disk ({other.seconds:g} s)",
             )
         )
     return rows

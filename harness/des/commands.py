@@ -50,7 +50,7 @@ def calibrate_cmd(
     from simulator.des.calibration import write_calibration
     from simulator.workload import WorkloadError
 
-    from .calibrate import CalibrationRunError, calibrate, describe
+    from .calibrate import CalibrationRunError, calibrate, describe, warnings
 
     console = Console()
     try:
@@ -71,6 +71,8 @@ def calibrate_cmd(
     write_calibration(cal, out)
     for name, text in describe(cal):
         console.print(f"  {name}: {text}", highlight=False)
+    for text in warnings(cal):
+        console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
     console.print(f"calibration: {out}", highlight=False)
 
 

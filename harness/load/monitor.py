@@ -23,7 +23,18 @@ import time
 from pathlib import Path
 from typing import Any, Final, Self
 
-__all__ = ["MACHINE", "POOL_WORKER", "ProcessMonitor", "Sampler", "children", "cpu_ns", "cpu_seconds"]
+__all__ = [
+    "MACHINE",
+    "POOL_WORKER",
+    "ProcessMonitor",
+    "Sampler",
+    "children",
+    "cpu_ns",
+    "cpu_seconds",
+    "machine_cpu_seconds",
+    "machine_read_bytes",
+    "read_bytes",
+]
 
 MACHINE: Final = "machine"  # the name of the whole machine's row
 
@@ -99,6 +110,33 @@ def cpu_ns(pids: list[int]) -> int:
             except (OSError, IndexError, ValueError):
                 continue  # a thread that ended while being read
     return total
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds all cores have been busy so far (as the ``machine`` row counts them), or None."""
+    found = _read_machine()
+    return None if found is None else found[0]
+
+
+def machine_read_bytes() -> int | None:
+    """Bytes the machine has read from its block devices so far (``/proc/vmstat`` ``pgpgin``, in KiB), or
+    None without it."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("pgpgin "):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def read_bytes(pid: int) -> int:
+    """Bytes ``pid`` has caused to be read from storage so far (``/proc/<pid>/io`` ``read_bytes``; its
+    threads included); ``OSError`` if it cannot be read."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    raise OSError(f"/proc/{pid}/io has no read_bytes")
 
 
 class Sampler:

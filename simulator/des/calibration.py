@@ -35,6 +35,7 @@ __all__ = [
     "FALLBACKS",
     "HUB_OPERATIONS",
     "OPTIONAL_OPERATIONS",
+    "Background",
     "Calibration",
     "CalibrationError",
     "Dist",
@@ -230,6 +231,16 @@ class Speed(_Strict):
     readings: Annotated[int, Field(ge=1)] = 1
 
 
+class Background(_Strict):
+    """Other work on the machine while ``rhin calibrate``'s probe measured, per second of it: ``cores``,
+    every core's busy time less the network's and the probe's own CPU (the kernel's work included);
+    ``read_mb_per_s``, what the machine read from disk less what those processes read."""
+
+    cores: Annotated[float, Field(ge=0)]
+    read_mb_per_s: Annotated[float, Field(ge=0)]
+    seconds: Annotated[float, Field(ge=0)] = 0.0
+
+
 class Machine(_Strict):
     cores: Annotated[int, Field(ge=1)]
     hub_processes: Annotated[int, Field(ge=1)] = 1
@@ -239,6 +250,9 @@ class Machine(_Strict):
     gateway_shards: Annotated[int, Field(ge=1)] = 1
     platform: str = ""
     python: str = ""
+    background: Background | None = Field(
+        None, description="other work on the machine while the probe measured (files from before: none)"
+    )
     speed: Speed | None = Field(
         None,
         description="the machine's speed during the calibration (files from before it have none: a "
